@@ -1,0 +1,1 @@
+"""Handwork Payments: escrow payments for services marketplaces."""

@@ -1,0 +1,129 @@
+"""The FastAPI application: routers, the one error handler, health, start-up."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from handwork_payments.kit.errors import DomainError
+from handwork_payments.kit.idempotency import IdempotencyMiddleware
+from handwork_payments.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+
+
+def _validation_detail(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "request"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts) or "Invalid request"
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_detail(exc)}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(IntegrityError)
+    async def integrity_error(_: Request, exc: IntegrityError) -> JSONResponse:
+        # A unique or check constraint caught a race the code let through: the change was
+        # rolled back, so the caller may look again and retry.
+        log.warning("integrity error: %s", exc.orig)
+        return JSONResponse(
+            {"detail": "The request conflicted with a concurrent change; retry it"},
+            status_code=409,
+        )
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(_: Request, exc: DBAPIError) -> JSONResponse:
+        log.exception("database error", exc_info=exc)
+        return JSONResponse({"detail": "Database unavailable; retry later"}, status_code=503)
+
+
+def api_router() -> APIRouter:
+    from handwork_payments.admin.endpoints import router as admin
+    from handwork_payments.analytics.endpoints import router as analytics
+    from handwork_payments.auth.endpoints import router as auth
+    from handwork_payments.bookings.endpoints import router as bookings
+    from handwork_payments.disputes.endpoints import router as disputes
+    from handwork_payments.payments.endpoints import router as payments
+    from handwork_payments.payouts.endpoints import router as payouts
+    from handwork_payments.refunds.endpoints import router as refunds
+    from handwork_payments.webhooks.endpoints import router as webhooks
+
+    router = APIRouter(prefix=API_PREFIX)
+    router.include_router(auth)
+    router.include_router(bookings)
+    # Fixed paths under /payments (disputes, payouts, refund, summary, webhooks) come
+    # before the payments router's /payments/{payment_id}.
+    for sub in (disputes, payouts, refunds, analytics, webhooks, payments, admin):
+        router.include_router(sub)
+    return router
+
+
+def create_app(runtime: Runtime | None = None) -> FastAPI:
+    """With a runtime (tests), the app uses it as it is; without one (`serve`), start-up
+    builds it from the environment and the lifespan owns it."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if runtime is not None:
+            app.state.runtime = runtime
+            yield
+            return
+        from handwork_payments.startup import started_runtime
+
+        async with started_runtime() as built:
+            app.state.runtime = built
+            yield
+
+    app = FastAPI(
+        title="Handwork Payments",
+        version="0.1.0",
+        description="Escrow payments for services marketplaces: Stripe and PayPal.",
+        lifespan=lifespan,
+    )
+    if runtime is not None:
+        app.state.runtime = runtime
+    app.add_middleware(IdempotencyMiddleware, runtime=lambda: app.state.runtime)
+    _install_error_handlers(app)
+    app.include_router(api_router())
+
+    @app.get("/health", tags=["operations"])
+    async def health(request: Request) -> JSONResponse:
+        current: Runtime = request.app.state.runtime
+        database = "ok"
+        try:
+            async with current.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:
+            database = "unavailable"
+        body = {
+            "status": "ok" if database == "ok" else "degraded",
+            "database": database,
+            "providers": current.providers.modes(),
+        }
+        return JSONResponse(body, status_code=200 if database == "ok" else 503)
+
+    return app

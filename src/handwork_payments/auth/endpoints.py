@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, status
+from fastapi.security import OAuth2PasswordRequestForm
+
+from handwork_payments.auth import service
+from handwork_payments.auth.schemas import RegisterRequest, TokenOut, UserOut
+from handwork_payments.deps import CurrentUser, RuntimeDep
+from handwork_payments.kit.errors import Conflict, Unauthorized, error_responses
+from handwork_payments.models import Role
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserOut,
+    responses=error_responses(Conflict),
+)
+async def register(body: RegisterRequest, runtime: RuntimeDep) -> UserOut:
+    user = await service.register(
+        runtime,
+        email=str(body.email),
+        password=body.password,
+        full_name=body.full_name,
+        role=Role(body.role),
+    )
+    return UserOut.model_validate(user)
+
+
+@router.post("/token", response_model=TokenOut, responses=error_responses(Unauthorized))
+async def token(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()], runtime: RuntimeDep
+) -> TokenOut:
+    return TokenOut(
+        access_token=await service.login(runtime, email=form.username, password=form.password)
+    )
+
+
+@router.get("/me", response_model=UserOut, responses=error_responses(Unauthorized))
+async def me(user: CurrentUser) -> UserOut:
+    return UserOut.model_validate(user)

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.exc import IntegrityError
+
+from handwork_payments.audit.service import record
+from handwork_payments.auth import repository, tokens
+from handwork_payments.auth.passwords import hash_password, verify_password
+from handwork_payments.db import transaction
+from handwork_payments.kit.errors import Conflict, Unauthorized
+from handwork_payments.models import Role, User
+from handwork_payments.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+async def register(
+    runtime: Runtime, *, email: str, password: str, full_name: str, role: Role
+) -> User:
+    try:
+        async with transaction(runtime.sessions) as session:
+            if await repository.by_email(session, email):
+                raise Conflict("A user with this email already exists")
+            user = User(
+                email=email.lower(),
+                password_hash=hash_password(password),
+                full_name=full_name,
+                role=role,
+            )
+            session.add(user)
+            await session.flush()
+            await record(
+                session,
+                actor_id=user.id,
+                action="user.registered",
+                object_type="user",
+                object_id=user.id,
+                after={"email": user.email, "role": role.value},
+            )
+    except IntegrityError as exc:  # a concurrent registration of the same email won
+        raise Conflict("A user with this email already exists") from exc
+    return user
+
+
+async def login(runtime: Runtime, *, email: str, password: str) -> str:
+    async with runtime.sessions() as session:
+        user = await repository.by_email(session, email)
+    if not verify_password(user.password_hash if user else None, password) or user is None:
+        raise Unauthorized("Incorrect email or password")
+    return tokens.issue(user.id, runtime.jwt_secret, runtime.settings.jwt_expire_minutes)
+
+
+async def ensure_admin(runtime: Runtime, *, email: str, password: str, full_name: str) -> bool:
+    """Create an admin unless a user with that email exists; True when one was created."""
+    try:
+        async with transaction(runtime.sessions) as session:
+            if await repository.by_email(session, email):
+                return False
+            user = User(
+                email=email.lower(),
+                password_hash=hash_password(password),
+                full_name=full_name,
+                role=Role.ADMIN,
+            )
+            session.add(user)
+            await session.flush()
+            await record(
+                session,
+                actor_id=None,
+                action="user.admin_created",
+                object_type="user",
+                object_id=user.id,
+                after={"email": user.email},
+            )
+    except IntegrityError:  # another process created it at the same moment
+        return False
+    log.info("created admin %s", email)
+    return True

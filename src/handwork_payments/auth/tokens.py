@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import jwt
+
+ALGORITHM = "HS256"
+
+
+def issue(user_id: int, secret: str, expire_minutes: int) -> str:
+    now = datetime.now(UTC)
+    claims = {"sub": str(user_id), "iat": now, "exp": now + timedelta(minutes=expire_minutes)}
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def subject(token: str, secret: str) -> int | None:
+    """The user id a valid, unexpired token names; None otherwise."""
+    try:
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["exp"]})
+        return int(claims["sub"])
+    except (jwt.PyJWTError, KeyError, ValueError):
+        return None

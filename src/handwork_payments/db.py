@@ -1,0 +1,72 @@
+"""Engine, sessions and the embedded PostgreSQL used when DATABASE_URL is not set."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from handwork_payments.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Sessions = async_sessionmaker[AsyncSession]
+
+_embedded: Any = None  # the pgserver handle, kept alive for the process
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Any postgres URL as SQLAlchemy's psycopg (v3) dialect."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    raise ValueError(f"DATABASE_URL must be a PostgreSQL URL, got {url.split(':')[0]}")
+
+
+def libpq_url(url: str) -> str:
+    """The same URL as plain libpq understands it (procrastinate, psql)."""
+    return "postgresql://" + sqlalchemy_url(url)[len("postgresql+psycopg://") :]
+
+
+def start_embedded(data_dir: str) -> str:
+    """Start (or reuse) the embedded PostgreSQL in `data_dir` and return its URL."""
+    global _embedded
+    import pgserver  # imported here: production never needs the wheel's binaries
+
+    path = Path(data_dir).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    _embedded = pgserver.get_server(str(path), cleanup_mode="stop")
+    uri: str = _embedded.get_uri()
+    log.warning("DATABASE_URL is not set: using the embedded PostgreSQL in %s", path)
+    return uri
+
+
+def database_url(settings: Settings) -> str:
+    return settings.database_url or start_embedded(settings.embedded_pg_dir)
+
+
+def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        sqlalchemy_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+    )
+
+
+def make_sessions(engine: AsyncEngine) -> Sessions:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+@asynccontextmanager
+async def transaction(sessions: Sessions) -> AsyncIterator[AsyncSession]:
+    """One unit of work: commits when the block ends normally, rolls back otherwise.
+    Services never commit; the request, the task or a flow around a provider call does."""
+    async with sessions() as session, session.begin():
+        yield session

@@ -1,0 +1,64 @@
+"""Typed dependency aliases shared by every endpoint."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handwork_payments.auth import tokens
+from handwork_payments.kit.errors import Forbidden, Unauthorized
+from handwork_payments.models import Role, User
+from handwork_payments.runtime import Runtime
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    """A session for reads. Writes go through service commands, which own their
+    transactions because provider calls must happen between them."""
+    async with runtime.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+_bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+
+async def get_current_user(
+    runtime: RuntimeDep, session: SessionDep, token: Annotated[str | None, Depends(_bearer)]
+) -> User:
+    if not token:
+        raise Unauthorized("Not authenticated")
+    user_id = tokens.subject(token, runtime.jwt_secret)
+    user = await session.get(User, user_id) if user_id is not None else None
+    if user is None:
+        raise Unauthorized("Invalid or expired token")
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def require_role(*roles: Role) -> object:
+    async def check(user: CurrentUser) -> User:
+        if user.role not in roles:
+            raise Forbidden(f"Only {' or '.join(r.value for r in roles)} users may do this")
+        return user
+
+    return Depends(check)
+
+
+AdminUser = Annotated[User, require_role(Role.ADMIN)]
+ClientUser = Annotated[User, require_role(Role.CLIENT)]
+WorkerUser = Annotated[User, require_role(Role.WORKER)]

@@ -1,0 +1,41 @@
+"""payment_metadata encrypted at rest: MultiFernet, so keys can be rotated (newest first)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from cryptography.fernet import Fernet, MultiFernet
+
+log = logging.getLogger(__name__)
+
+
+class MetadataCipher:
+    def __init__(self, keys: str | None) -> None:
+        if keys:
+            self._fernet = MultiFernet([Fernet(k.strip()) for k in keys.split(",") if k.strip()])
+            self.generated = False
+        else:
+            # A throwaway key: fine for the embedded development mode, fatal for production
+            # (metadata written now is unreadable after a restart), hence the warning.
+            self._fernet = MultiFernet([Fernet(Fernet.generate_key())])
+            self.generated = True
+            log.warning(
+                "METADATA_ENCRYPTION_KEYS is not set: payment_metadata is encrypted with a "
+                "generated development key that is lost when the process stops"
+            )
+
+    def encrypt(self, value: dict[str, Any] | None) -> bytes | None:
+        if value is None:
+            return None
+        return self._fernet.encrypt(json.dumps(value, sort_keys=True).encode())
+
+    def decrypt(self, token: bytes | None) -> dict[str, Any] | None:
+        if token is None:
+            return None
+        decoded: dict[str, Any] = json.loads(self._fernet.decrypt(token))
+        return decoded
+
+    def rotate(self, token: bytes) -> bytes:
+        return self._fernet.rotate(token)

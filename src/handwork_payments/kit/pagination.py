@@ -1,0 +1,44 @@
+"""skip/limit lists: {"items", "total", "skip", "limit"}; limit 1-100 (default 50)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Generic, TypeVar
+
+from fastapi import Depends, Query
+from pydantic import BaseModel
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    skip: int
+    limit: int
+
+
+class PageParams(BaseModel):
+    skip: int
+    limit: int
+
+
+def page_params(
+    skip: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+) -> PageParams:
+    return PageParams(skip=skip, limit=limit)
+
+
+PageDep = Annotated[PageParams, Depends(page_params)]
+
+
+async def paginate(
+    session: AsyncSession, query: Select[tuple[T]], page: PageParams
+) -> tuple[list[T], int]:
+    total = (
+        await session.execute(select(func.count()).select_from(query.order_by(None).subquery()))
+    ).scalar_one()
+    rows = (await session.execute(query.offset(page.skip).limit(page.limit))).scalars().all()
+    return list(rows), total

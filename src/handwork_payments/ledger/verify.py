@@ -1,0 +1,124 @@
+"""The ledger's invariants, checked over the whole database (`handwork-payments ledger
+verify`, and after every test). Each check is one SQL query that returns the rows that
+break it, so a clean ledger answers with an empty list whatever its size."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+CHECKS: dict[str, str] = {
+    "1. each journal entry sums to zero per currency and has two postings or more": """
+        SELECT 'entry ' || e.id || ' (' || e.key || ') ' || coalesce(p.currency, '-')
+               || ' sums to ' || coalesce(sum(p.amount), 0) || ' over ' || count(p.id)
+               || ' postings'
+        FROM journal_entries e LEFT JOIN postings p ON p.entry_id = e.id
+        GROUP BY e.id, e.key, p.currency
+        HAVING coalesce(sum(p.amount), 0) <> 0 OR count(p.id) < 2
+    """,
+    "1b. each balance row equals the sum of its postings, in its own currency": """
+        SELECT 'account ' || a.code || ' balance ' || a.balance || ' but postings sum to '
+               || coalesce(sum(p.amount), 0)
+        FROM ledger_accounts a LEFT JOIN postings p ON p.account_id = a.id
+        GROUP BY a.id
+        HAVING a.balance <> coalesce(sum(p.amount), 0)
+            OR bool_or(p.currency IS NOT NULL AND p.currency <> a.currency)
+    """,
+    "2. a payment's escrow = amount - released - refunded (0 once settled)": """
+        SELECT 'payment ' || p.id || ' (' || p.status || ') escrow ' || coalesce(a.balance, 0)
+               || ', expected ' || x.expected
+        FROM payments p
+        CROSS JOIN LATERAL (SELECT CASE WHEN p.status IN ('held', 'disputed')
+                                        THEN p.amount - p.refunded_amount ELSE 0 END
+                            AS expected) x
+        LEFT JOIN ledger_accounts a ON a.code = 'escrow:' || p.id || ':' || p.currency
+        WHERE coalesce(a.balance, 0) <> x.expected
+    """,
+    "3. a worker's available = released shares - clawbacks - payouts not failed": """
+        WITH earned AS (
+            SELECT b.worker_id, p.currency,
+                   sum(p.worker_amount - (p.refunded_amount - p.refunded_fee)) AS amount
+            FROM payments p JOIN bookings b ON b.id = p.booking_id
+            WHERE p.released_at IS NOT NULL
+            GROUP BY 1, 2
+        ), paid AS (
+            SELECT worker_id, currency, sum(amount) AS amount,
+                   sum(amount) FILTER (WHERE status IN ('pending', 'processing')) AS reserved
+            FROM worker_payouts WHERE status <> 'failed' GROUP BY 1, 2
+        ), expected AS (
+            SELECT coalesce(e.worker_id, d.worker_id) AS worker_id,
+                   coalesce(e.currency, d.currency) AS currency,
+                   coalesce(e.amount, 0) - coalesce(d.amount, 0) AS available,
+                   coalesce(d.reserved, 0) AS reserved
+            FROM earned e FULL JOIN paid d
+              ON d.worker_id = e.worker_id AND d.currency = e.currency
+        ), actual AS (
+            SELECT owner_id AS worker_id, currency,
+                   sum(balance) FILTER (WHERE kind = 'worker_available') AS available,
+                   sum(balance) FILTER (WHERE kind = 'worker_payout_reserved') AS reserved
+            FROM ledger_accounts
+            WHERE kind IN ('worker_available', 'worker_payout_reserved')
+            GROUP BY 1, 2
+        )
+        SELECT 'worker ' || coalesce(x.worker_id, y.worker_id) || ' '
+               || coalesce(x.currency, y.currency) || ': available '
+               || coalesce(y.available, 0) || ' expected ' || coalesce(x.available, 0)
+               || ', reserved ' || coalesce(y.reserved, 0) || ' expected '
+               || coalesce(x.reserved, 0)
+        FROM expected x FULL JOIN actual y
+          ON y.worker_id = x.worker_id AND y.currency = x.currency
+        WHERE coalesce(x.available, 0) <> coalesce(y.available, 0)
+           OR coalesce(x.reserved, 0) <> coalesce(y.reserved, 0)
+    """,
+    "4. payout requests never take an available balance below zero": """
+        SELECT 'payout entry ' || r.key || ' left ' || r.account || ' at ' || r.running
+        FROM (
+            SELECT e.key, e.kind, a.code AS account,
+                   sum(p.amount) OVER (PARTITION BY p.account_id ORDER BY p.id) AS running
+            FROM postings p
+            JOIN ledger_accounts a ON a.id = p.account_id
+            JOIN journal_entries e ON e.id = p.entry_id
+            WHERE a.kind = 'worker_available'
+        ) r
+        WHERE r.kind = 'payout_reserve' AND r.running < 0
+    """,
+    "5. fee revenue = fees of released payments - fee parts refunded": """
+        WITH expected AS (
+            SELECT currency, sum(platform_fee - refunded_fee) AS amount
+            FROM payments WHERE released_at IS NOT NULL GROUP BY 1
+        ), actual AS (
+            SELECT currency, balance AS amount FROM ledger_accounts
+            WHERE kind = 'platform_fee_revenue'
+        )
+        SELECT 'fee revenue ' || coalesce(x.currency, y.currency) || ' is '
+               || coalesce(y.amount, 0) || ', expected ' || coalesce(x.amount, 0)
+        FROM expected x FULL JOIN actual y ON y.currency = x.currency
+        WHERE coalesce(x.amount, 0) <> coalesce(y.amount, 0)
+    """,
+    "6. payment.amount = platform_fee + worker_amount": """
+        SELECT 'payment ' || id || ': ' || amount || ' <> ' || platform_fee || ' + '
+               || worker_amount
+        FROM payments WHERE amount <> platform_fee + worker_amount
+    """,
+    "7. a worker's transaction history adds up to its available balance": """
+        WITH history AS (
+            SELECT t.user_id, t.currency, sum(t.amount) AS amount
+            FROM payment_transactions t JOIN users u ON u.id = t.user_id
+            WHERE u.role = 'worker' GROUP BY 1, 2
+        )
+        SELECT 'worker ' || a.owner_id || ' ' || a.currency || ': history sums to '
+               || coalesce(h.amount, 0) || ', available is ' || a.balance
+        FROM ledger_accounts a
+        LEFT JOIN history h ON h.user_id = a.owner_id AND h.currency = a.currency
+        WHERE a.kind = 'worker_available' AND a.balance <> coalesce(h.amount, 0)
+    """,
+}
+
+
+async def verify(session: AsyncSession) -> list[str]:
+    """Every broken invariant as 'invariant: the row that breaks it'; empty when sound."""
+    problems: list[str] = []
+    for name, query in CHECKS.items():
+        rows = (await session.execute(text(query))).scalars().all()
+        problems.extend(f"{name}: {row}" for row in rows)
+    return problems

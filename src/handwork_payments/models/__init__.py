@@ -1,0 +1,64 @@
+"""All ORM models; importing this package registers every table on Base.metadata."""
+
+from handwork_payments.models.base import Base
+from handwork_payments.models.bookings import Booking, BookingStatus
+from handwork_payments.models.ledger import (
+    AccountKind,
+    JournalEntry,
+    LedgerAccount,
+    PaymentTransaction,
+    Posting,
+    TransactionType,
+)
+from handwork_payments.models.operations import (
+    Alert,
+    AuditLog,
+    DeliveryStatus,
+    IdempotencyRecord,
+    SimulatedObject,
+    WebhookDelivery,
+)
+from handwork_payments.models.payments import (
+    DisputeOutcome,
+    DisputeStatus,
+    HoldKind,
+    Payment,
+    PaymentDispute,
+    PaymentMethod,
+    PaymentRefund,
+    PaymentStatus,
+    RefundStatus,
+)
+from handwork_payments.models.payouts import PayoutStatus, WorkerPayout
+from handwork_payments.models.users import Role, User
+
+__all__ = [
+    "AccountKind",
+    "Alert",
+    "AuditLog",
+    "Base",
+    "Booking",
+    "BookingStatus",
+    "DeliveryStatus",
+    "DisputeOutcome",
+    "DisputeStatus",
+    "HoldKind",
+    "IdempotencyRecord",
+    "JournalEntry",
+    "LedgerAccount",
+    "Payment",
+    "PaymentDispute",
+    "PaymentMethod",
+    "PaymentRefund",
+    "PaymentStatus",
+    "PaymentTransaction",
+    "PayoutStatus",
+    "Posting",
+    "RefundStatus",
+    "Role",
+    "SimulatedObject",
+    "TransactionType",
+    "User",
+    "WebhookDelivery",
+    "WorkerPayout",
+]

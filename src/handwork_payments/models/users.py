@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import enum
+
+from sqlalchemy import Boolean, CheckConstraint, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from handwork_payments.models.base import Base, CreatedAt, IdPk, enum_check
+
+
+class Role(enum.StrEnum):
+    CLIENT = "client"
+    WORKER = "worker"
+    ADMIN = "admin"
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(enum_check("role", Role), name="role"),)
+
+    id: Mapped[IdPk]
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    full_name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[Role] = mapped_column(String(16))
+    # Where payouts go (PUT /payments/payout-methods, Stripe Connect onboarding).
+    stripe_account_id: Mapped[str | None] = mapped_column(String(64))
+    stripe_payouts_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    paypal_email: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[CreatedAt]

@@ -1,0 +1,207 @@
+"""The one protocol every provider adapter implements, and the types crossing it.
+
+Services never import an SDK: adapters translate provider objects and statuses into these
+types at the edge. Every call that moves money takes an idempotency key derived from our
+own ids (`payment-{id}-capture`, `payout-{id}`), so calling again after a timeout is safe.
+Amounts are integer minor units.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+
+class ProviderError(Exception):
+    """The provider answered and refused (a definitive outcome)."""
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+class PaymentDeclinedError(ProviderError):
+    """The payer's bank or wallet declined; `code` is the decline code."""
+
+
+class ProviderUnavailableError(Exception):
+    """No answer (timeout, connection error, 5xx): the outcome is unknown. The caller keeps
+    its in-flight marker and resolves it by asking again with the same idempotency key."""
+
+
+class InvalidSignatureError(Exception):
+    """A webhook whose signature does not prove it came from the provider."""
+
+
+class HoldState(enum.StrEnum):
+    REQUIRES_PAYMENT_METHOD = "requires_payment_method"  # created, nothing chosen yet
+    REQUIRES_APPROVAL = "requires_approval"  # PayPal: the payer has not approved yet
+    REQUIRES_ACTION = "requires_action"  # 3-D Secure or similar pending
+    AUTHORIZED = "authorized"  # money reserved on the payer's card / account
+    CAPTURED = "captured"
+    CANCELED = "canceled"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class HoldRef:
+    """What identifies a hold at the provider: the intent or order, and PayPal's
+    authorisation / capture once there are any."""
+
+    provider_payment_id: str
+    authorization_id: str | None = None
+    capture_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ProviderHold:
+    provider_payment_id: str
+    state: HoldState
+    amount: int
+    currency: str
+    client_secret: str | None = None
+    approval_url: str | None = None
+    authorization_id: str | None = None
+    capture_id: str | None = None
+    captured_amount: int = 0
+    refunded_amount: int = 0
+    capture_by: datetime | None = None
+    failure_message: str | None = None
+
+
+@dataclass(frozen=True)
+class ProviderCapture:
+    capture_id: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class ProviderRefund:
+    refund_id: str
+    amount: int
+
+
+class TransferState(enum.StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ProviderTransfer:
+    """A payout to a worker: a Stripe Connect transfer or a PayPal payout item."""
+
+    transfer_id: str
+    state: TransferState
+    amount: int
+    currency: str
+    batch_id: str | None = None
+    failure_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class PayoutOrder:
+    payout_id: int
+    destination: str  # connected account id or PayPal email
+    amount: int
+    currency: str
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"payout-{self.payout_id}"
+
+
+class EventKind(enum.StrEnum):
+    """What a provider event means to us, whatever the provider called it."""
+
+    HOLD_AUTHORIZED = "hold_authorized"
+    HOLD_FAILED = "hold_failed"
+    HOLD_CANCELED = "hold_canceled"
+    CAPTURED = "captured"
+    REFUNDED = "refunded"
+    DISPUTE_OPENED = "dispute_opened"
+    DISPUTE_CLOSED = "dispute_closed"
+    PAYOUT_SUCCEEDED = "payout_succeeded"
+    PAYOUT_FAILED = "payout_failed"
+    ACCOUNT_UPDATED = "account_updated"
+    IGNORED = "ignored"
+
+
+@dataclass(frozen=True)
+class ProviderEvent:
+    """A verified webhook event, translated. `object_id` is the provider id our rows store
+    (intent / order id for payments, transfer / payout item id for payouts, account id)."""
+
+    provider: str
+    event_id: str
+    event_type: str  # the provider's own name, e.g. "payment_intent.succeeded"
+    kind: EventKind
+    object_id: str | None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    amount: int | None = None
+    failure_message: str | None = None
+    dispute_id: str | None = None
+    dispute_won: bool | None = None
+    payouts_enabled: bool | None = None
+
+
+class PaymentProvider(Protocol):
+    name: str  # "stripe" | "paypal"
+    live: bool  # False for the built-in simulator
+
+    async def create_hold(
+        self,
+        *,
+        payment_id: int,
+        booking_id: int,
+        amount: int,
+        currency: str,
+        payment_method: str | None,
+        return_url: str | None,
+        cancel_url: str | None,
+        idempotency_key: str,
+    ) -> ProviderHold:
+        """Stripe: a manual-capture PaymentIntent (confirmed at once when a payment method
+        is given). PayPal: an order with intent AUTHORIZE and its approval URL."""
+        ...
+
+    async def confirm_hold(
+        self, *, provider_payment_id: str, payer_id: str | None, idempotency_key: str
+    ) -> ProviderHold:
+        """Bring the hold to AUTHORIZED if the payer has done their part: Stripe retrieves
+        (and confirms) the intent, PayPal authorises the approved order."""
+        ...
+
+    async def get_hold(self, ref: HoldRef) -> ProviderHold: ...
+
+    async def capture(
+        self, *, ref: HoldRef, amount: int, currency: str, idempotency_key: str
+    ) -> ProviderCapture:
+        """Final capture of `amount` (the rest of the authorisation is released)."""
+        ...
+
+    async def cancel(self, *, ref: HoldRef, idempotency_key: str) -> None:
+        """Void the whole authorisation."""
+        ...
+
+    async def refund(
+        self, *, ref: HoldRef, amount: int, currency: str, idempotency_key: str
+    ) -> ProviderRefund:
+        """Refund captured money to the payer."""
+        ...
+
+    async def send_payout(self, order: PayoutOrder) -> ProviderTransfer: ...
+
+    async def find_payout(self, order: PayoutOrder) -> ProviderTransfer | None:
+        """The payout made under `order.idempotency_key`, or None if the provider has none:
+        how a payout whose call timed out is resolved without paying twice."""
+        ...
+
+    async def parse_event(self, headers: Mapping[str, str], body: bytes) -> ProviderEvent:
+        """Verify the webhook's signature (raising InvalidSignatureError) and translate it
+        (PayPal's verification may call the provider)."""
+        ...

@@ -1,0 +1,52 @@
+"""What a running process shares: settings, the database, the providers, the cipher."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from handwork_payments.db import Sessions, make_engine, make_sessions
+from handwork_payments.kit.crypto import MetadataCipher
+from handwork_payments.providers import Providers, build_providers
+from handwork_payments.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    database_url: str
+    engine: AsyncEngine
+    sessions: Sessions
+    providers: Providers
+    cipher: MetadataCipher
+    jwt_secret: str
+
+    @classmethod
+    def build(cls, settings: Settings, database_url: str) -> Runtime:
+        engine = make_engine(database_url, settings.db_pool_size)
+        sessions = make_sessions(engine)
+        jwt_secret = settings.jwt_secret
+        if not jwt_secret:
+            jwt_secret = secrets.token_urlsafe(32)
+            log.warning(
+                "JWT_SECRET is not set: tokens are signed with a generated key and stop "
+                "working when this process restarts (set it when running several processes)"
+            )
+        return cls(
+            settings=settings,
+            database_url=database_url,
+            engine=engine,
+            sessions=sessions,
+            providers=build_providers(settings, sessions),
+            cipher=MetadataCipher(settings.metadata_encryption_keys),
+            jwt_secret=jwt_secret,
+        )
+
+    async def aclose(self) -> None:
+        await self.providers.aclose()
+        await self.engine.dispose()

@@ -1,0 +1,78 @@
+"""Configuration from the environment (names as in SPEC.md)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    # Database: DATABASE_URL, or an embedded PostgreSQL kept in EMBEDDED_PG_DIR.
+    database_url: str | None = None
+    embedded_pg_dir: str = ".data/postgres"
+    db_pool_size: int = 10
+
+    # Money
+    platform_fee_percentage: Decimal = Field(default=Decimal("5.0"), ge=0, le=100)
+
+    # Escrow timing
+    auto_release_hours: Decimal = Field(default=Decimal("72"), ge=0)
+    # How long before an authorisation lapses the hold guard captures it.
+    capture_margin_hours: int = Field(default=12, ge=1)
+
+    # Auth
+    jwt_secret: str | None = None
+    jwt_expire_minutes: int = Field(default=60, ge=1, le=60 * 24 * 30)
+    first_admin_email: str | None = None
+    first_admin_password: str | None = None
+
+    # Encryption at rest for payment_metadata: comma-separated Fernet keys, newest first.
+    metadata_encryption_keys: str | None = None
+
+    # Stripe
+    stripe_secret_key: str | None = None
+    stripe_publishable_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_api_base: str | None = None
+    stripe_webhook_tolerance_seconds: int = 300
+
+    # PayPal
+    paypal_client_id: str | None = None
+    paypal_client_secret: str | None = None
+    paypal_mode: Literal["sandbox", "live"] = "sandbox"
+    paypal_api_base: str | None = None
+    paypal_webhook_id: str | None = None
+    paypal_webhook_verification: Literal["api", "offline"] = "api"
+
+    # Provider calls
+    provider_timeout_seconds: float = Field(default=20.0, gt=0, le=120)
+
+    # Background work
+    payout_batch_size: int = Field(default=50, ge=1, le=1000)
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50)
+
+    @field_validator("platform_fee_percentage")
+    @classmethod
+    def _fee_precision(cls, value: Decimal) -> Decimal:
+        if value.as_tuple().exponent < -4:  # type: ignore[operator]
+            raise ValueError("PLATFORM_FEE_PERCENTAGE takes at most 4 decimal places")
+        return value
+
+    @property
+    def stripe_live(self) -> bool:
+        return bool(self.stripe_secret_key)
+
+    @property
+    def paypal_live(self) -> bool:
+        return bool(self.paypal_client_id and self.paypal_client_secret)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

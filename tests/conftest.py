@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from handwork_payments import migrate
+from handwork_payments.app import create_app
+from handwork_payments.ledger.verify import verify
+from handwork_payments.models import Base
+from handwork_payments.runtime import Runtime
+from handwork_payments.settings import Settings
+from tests.database import fresh_database
+from tests.helpers import Api
+
+TEST_WEBHOOK_SECRET = "whsec_test_secret"
+
+TABLES = ", ".join(
+    [*(t.name for t in Base.metadata.sorted_tables)]
+    + ["procrastinate_jobs", "procrastinate_events", "procrastinate_periodic_defers"]
+)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    with fresh_database() as url:
+        migrate.upgrade(url)
+        yield url
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    """Settings for tests: simulators, fixed secrets, nothing read from the environment
+    that could point a test at a real provider."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "jwt_secret": "test-jwt-secret-0123456789abcdef",
+        "stripe_secret_key": None,
+        "stripe_webhook_secret": TEST_WEBHOOK_SECRET,
+        "paypal_client_id": None,
+        "paypal_client_secret": None,
+        "platform_fee_percentage": "5.0",
+        "metadata_encryption_keys": "qEo2oYw0Ff7p3TzN2x0b1m3a9Y7tV4Xk8cQ5rW6uJ1s=",
+        "db_pool_size": 5,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="session")
+async def runtime(database_url: str) -> AsyncIterator[Runtime]:
+    built = Runtime.build(make_settings(database_url), database_url)
+    yield built
+    await built.aclose()
+
+
+@pytest.fixture(autouse=True)
+async def clean_database(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Empty tables before each test that uses the database; after it, the ledger's
+    invariants must hold whatever the test did."""
+    if "runtime" not in request.fixturenames:
+        yield
+        return
+    current: Runtime = request.getfixturevalue("runtime")
+    async with current.engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+    yield
+    async with current.sessions() as session:
+        problems = await verify(session)
+    assert problems == [], "ledger invariants broken:\n" + "\n".join(problems)
+
+
+@pytest.fixture
+async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(runtime)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http
+
+
+@pytest.fixture
+def api(client: httpx.AsyncClient, runtime: Runtime) -> Api:
+    return Api(client, runtime)
