@@ -205,3 +205,25 @@ class PaymentProvider(Protocol):
         """Verify the webhook's signature (raising InvalidSignatureError) and translate it
         (PayPal's verification may call the provider)."""
         ...
+
+
+class ConnectProvider(Protocol):
+    """Stripe Connect only: where workers' Stripe payouts go."""
+
+    async def create_connected_account(self, *, worker_id: int, email: str) -> str:
+        """An Express account for the worker (idempotency key `connect-account-{worker_id}`);
+        returns its `acct_...` id."""
+        ...
+
+    async def create_account_link(
+        self, *, account_id: str, refresh_url: str, return_url: str
+    ) -> str:
+        """An onboarding Account Link URL for the account."""
+        ...
+
+    async def reverse_transfer(
+        self, *, transfer_id: str, amount: int, idempotency_key: str
+    ) -> ProviderRefund:
+        """Take back (part of) a transfer from the connected account; raises ProviderError
+        when the account's balance cannot cover it."""
+        ...
