@@ -19,8 +19,12 @@ from tests.helpers import Api
 TEST_WEBHOOK_SECRET = "whsec_test_secret"
 
 TABLES = ", ".join(
-    [*(t.name for t in Base.metadata.sorted_tables)]
-    + ["procrastinate_jobs", "procrastinate_events", "procrastinate_periodic_defers"]
+    [
+        *(t.name for t in Base.metadata.sorted_tables),
+        "procrastinate_jobs",
+        "procrastinate_events",
+        "procrastinate_periodic_defers",
+    ]
 )
 
 

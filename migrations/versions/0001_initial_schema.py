@@ -439,6 +439,7 @@ def upgrade() -> None:
         sa.Column("fee_part", sa.BigInteger(), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("requested_by", sa.BigInteger(), nullable=True),
+        sa.Column("dispute_id", sa.BigInteger(), nullable=True),
         sa.Column("before_release", sa.Boolean(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("provider_refund_id", sa.String(length=255), nullable=True),
@@ -458,6 +459,11 @@ def upgrade() -> None:
         ),
         sa.ForeignKeyConstraint(
             ["requested_by"], ["users.id"], name=op.f("fk_payment_refunds_requested_by_users")
+        ),
+        sa.ForeignKeyConstraint(
+            ["dispute_id"],
+            ["payment_disputes.id"],
+            name=op.f("fk_payment_refunds_dispute_id_payment_disputes"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_payment_refunds")),
     )

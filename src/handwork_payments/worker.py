@@ -27,10 +27,11 @@ def runtime() -> Runtime:
 
 
 def blueprints() -> list[procrastinate.Blueprint]:
+    from handwork_payments.payments.tasks import blueprint as payments
     from handwork_payments.payouts.tasks import blueprint as payouts
     from handwork_payments.webhooks.tasks import blueprint as webhooks
 
-    return [payouts, webhooks]
+    return [payments, payouts, webhooks]
 
 
 def build_app(database_url: str) -> procrastinate.App:
@@ -62,3 +63,17 @@ async def running_worker(
                 await task
             except (asyncio.CancelledError, Exception):
                 log.debug("worker stopped")
+
+
+async def run_forever(concurrency: int) -> None:
+    """The `worker` command: until SIGTERM/SIGINT, after which running jobs finish (or
+    are retried by another worker when this process dies) — never half-applied, since
+    each job's effects commit in its own transactions."""
+    from handwork_payments.startup import started_runtime
+
+    global _runtime
+    async with started_runtime() as current:
+        _runtime = current
+        app = build_app(current.database_url)
+        async with app.open_async():
+            await app.run_worker_async(concurrency=concurrency, install_signal_handlers=True)

@@ -35,7 +35,7 @@ PageDep = Annotated[PageParams, Depends(page_params)]
 
 
 async def paginate(
-    session: AsyncSession, query: Select[tuple[T]], page: PageParams
+    session: AsyncSession, query: Select[T], page: PageParams
 ) -> tuple[list[T], int]:
     total = (
         await session.execute(select(func.count()).select_from(query.order_by(None).subquery()))

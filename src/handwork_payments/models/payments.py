@@ -126,6 +126,8 @@ class PaymentRefund(Base):
     fee_part: Mapped[Minor] = mapped_column(default=0)
     reason: Mapped[str] = mapped_column(Text)
     requested_by: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
+    # Set when a dispute's resolution made this refund, so resolving again never refunds twice.
+    dispute_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("payment_disputes.id"))
     # True when the money was still in escrow (the worker never had it).
     before_release: Mapped[bool] = mapped_column(Boolean)
     status: Mapped[RefundStatus] = mapped_column(String(16))

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select
+
+from handwork_payments.deps import AdminUser, RuntimeDep, SessionDep
+from handwork_payments.kit.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+    error_responses,
+)
+from handwork_payments.kit.pagination import Page, PageDep, paginate
+from handwork_payments.kit.schemas import PathId
+from handwork_payments.models import Alert, DeliveryStatus, WebhookDelivery
+from handwork_payments.webhooks import service as webhooks
+
+router = APIRouter(prefix="/admin", tags=["administration"])
+
+ADMIN = error_responses(Unauthorized, Forbidden)
+
+
+class DeliveryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    provider: str
+    event_id: str
+    event_type: str
+    status: DeliveryStatus
+    attempts: int
+    last_error: str | None
+    received_at: datetime
+    processed_at: datetime | None
+
+
+class AlertOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    kind: str
+    message: str
+    object_type: str
+    object_id: int
+    created_at: datetime
+
+
+@router.get("/webhooks", response_model=Page[DeliveryOut], responses=ADMIN)
+async def list_webhooks(
+    _: AdminUser,
+    session: SessionDep,
+    page: PageDep,
+    status: Annotated[DeliveryStatus | None, Query()] = None,
+) -> Page[DeliveryOut]:
+    query = select(WebhookDelivery).order_by(WebhookDelivery.id.desc())
+    if status is not None:
+        query = query.where(WebhookDelivery.status == status)
+    items, total = await paginate(session, query, page)
+    return Page(
+        items=[DeliveryOut.model_validate(d) for d in items],
+        total=total,
+        skip=page.skip,
+        limit=page.limit,
+    )
+
+
+@router.post(
+    "/webhooks/{delivery_id}/replay",
+    response_model=DeliveryOut,
+    responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict),
+)
+async def replay_webhook(delivery_id: PathId, _: AdminUser, runtime: RuntimeDep) -> DeliveryOut:
+    return DeliveryOut.model_validate(await webhooks.replay(runtime, delivery_id))
+
+
+@router.get("/alerts", response_model=Page[AlertOut], responses=ADMIN)
+async def list_alerts(_: AdminUser, session: SessionDep, page: PageDep) -> Page[AlertOut]:
+    items, total = await paginate(session, select(Alert).order_by(Alert.id.desc()), page)
+    return Page(
+        items=[AlertOut.model_validate(a) for a in items],
+        total=total,
+        skip=page.skip,
+        limit=page.limit,
+    )

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from handwork_payments.analytics import repository
+from handwork_payments.analytics.schemas import ClientSummary, TransactionOut, WorkerEarnings
+from handwork_payments.deps import ClientUser, CurrentUser, SessionDep, WorkerUser
+from handwork_payments.kit.errors import Forbidden, Unauthorized, error_responses
+from handwork_payments.kit.money import format_amount
+from handwork_payments.kit.pagination import Page, PageDep, paginate
+from handwork_payments.kit.schemas import CurrencyIn
+
+router = APIRouter(prefix="/payments", tags=["analytics"])
+
+CurrencyQuery = Annotated[CurrencyIn, Query()]
+
+
+def _money(minor: int, currency: str) -> Decimal:
+    return Decimal(format_amount(minor, currency))
+
+
+@router.get(
+    "/summary/client",
+    response_model=ClientSummary,
+    responses=error_responses(Unauthorized, Forbidden),
+)
+async def client_summary(
+    user: ClientUser, session: SessionDep, currency: CurrencyQuery = "USD"
+) -> ClientSummary:
+    t = await repository.client_totals(session, user.id, currency)
+    return ClientSummary(
+        currency=currency,
+        payment_count=t["count"],
+        total_spent=_money(t["held"] + t["released"], currency),
+        total_held=_money(t["held"], currency),
+        total_released=_money(t["released"], currency),
+        total_refunded=_money(t["refunded"], currency),
+    )
+
+
+@router.get(
+    "/earnings/worker",
+    response_model=WorkerEarnings,
+    responses=error_responses(Unauthorized, Forbidden),
+)
+async def worker_earnings(
+    user: WorkerUser, session: SessionDep, currency: CurrencyQuery = "USD"
+) -> WorkerEarnings:
+    t = await repository.worker_totals(session, user.id, currency)
+    return WorkerEarnings(
+        currency=currency,
+        available_balance=_money(t["available"], currency),
+        pending_balance=_money(t["pending"], currency),
+        # What was released to the worker net of clawbacks: still available, reserved
+        # for a payout, or paid out.
+        total_earned=_money(t["available"] + t["reserved"] + t["paid_out"], currency),
+        total_paid_out=_money(t["paid_out"], currency),
+        pending_payouts=_money(t["reserved"], currency),
+    )
+
+
+@router.get(
+    "/transactions", response_model=Page[TransactionOut], responses=error_responses(Unauthorized)
+)
+async def transactions(
+    user: CurrentUser, session: SessionDep, page: PageDep
+) -> Page[TransactionOut]:
+    items, total = await paginate(session, repository.transactions(user), page)
+    return Page(
+        items=[
+            TransactionOut(
+                id=t.id,
+                transaction_type=t.transaction_type,
+                amount=_money(t.amount, t.currency),
+                currency=t.currency,
+                description=t.description,
+                reference_id=t.reference_id,
+                payment_id=t.payment_id,
+                payout_id=t.payout_id,
+                created_at=t.created_at,
+            )
+            for t in items
+        ],
+        total=total,
+        skip=page.skip,
+        limit=page.limit,
+    )

@@ -1,0 +1,87 @@
+"""Aggregates for the summaries. Balances come from the ledger's balance rows (one row
+read, whatever the ledger's size); the rest are indexed sums over one user's own rows."""
+
+from __future__ import annotations
+
+from sqlalchemy import Select, case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handwork_payments.ledger import repository as ledger
+from handwork_payments.ledger.service import available_code, reserved_code
+from handwork_payments.models import (
+    Booking,
+    Payment,
+    PaymentStatus,
+    PaymentTransaction,
+    PayoutStatus,
+    Role,
+    User,
+    WorkerPayout,
+)
+
+IN_ESCROW = (PaymentStatus.HELD, PaymentStatus.DISPUTED)
+
+
+async def client_totals(session: AsyncSession, client_id: int, currency: str) -> dict[str, int]:
+    net = Payment.amount - Payment.refunded_amount
+    row = (
+        await session.execute(
+            select(
+                func.count(Payment.id),
+                func.coalesce(func.sum(case((Payment.status.in_(IN_ESCROW), net), else_=0)), 0),
+                func.coalesce(
+                    func.sum(case((Payment.status == PaymentStatus.RELEASED, net), else_=0)), 0
+                ),
+                func.coalesce(func.sum(Payment.refunded_amount), 0),
+            )
+            .join(Booking, Booking.id == Payment.booking_id)
+            .where(
+                Booking.client_id == client_id,
+                Payment.currency == currency,
+                Payment.held_at.is_not(None),
+            )
+        )
+    ).one()
+    count, held, released, refunded = (int(v) for v in row)
+    return {"count": count, "held": held, "released": released, "refunded": refunded}
+
+
+async def worker_totals(session: AsyncSession, worker_id: int, currency: str) -> dict[str, int]:
+    share = Payment.worker_amount - (Payment.refunded_amount - Payment.refunded_fee)
+    pending = (
+        await session.execute(
+            select(func.coalesce(func.sum(share), 0))
+            .join(Booking, Booking.id == Payment.booking_id)
+            .where(
+                Booking.worker_id == worker_id,
+                Payment.currency == currency,
+                Payment.status.in_(IN_ESCROW),
+            )
+        )
+    ).scalar_one()
+    paid_out = (
+        await session.execute(
+            select(func.coalesce(func.sum(WorkerPayout.amount), 0)).where(
+                WorkerPayout.worker_id == worker_id,
+                WorkerPayout.currency == currency,
+                WorkerPayout.status == PayoutStatus.COMPLETED,
+            )
+        )
+    ).scalar_one()
+    return {
+        "available": await ledger.balance_of(session, available_code(worker_id, currency)),
+        "reserved": await ledger.balance_of(session, reserved_code(worker_id, currency)),
+        "pending": int(pending),
+        "paid_out": int(paid_out),
+    }
+
+
+def transactions(user: User) -> Select[PaymentTransaction]:
+    """One's own history; an admin's is the platform's (fee rows)."""
+    owner = None if user.role == Role.ADMIN else user.id
+    condition = (
+        PaymentTransaction.user_id.is_(None)
+        if owner is None
+        else PaymentTransaction.user_id == owner
+    )
+    return select(PaymentTransaction).where(condition).order_by(PaymentTransaction.id.desc())

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from handwork_payments.bookings import service
+from handwork_payments.bookings.schemas import BookingCreate, BookingOut
+from handwork_payments.deps import ClientUser, CurrentUser, RuntimeDep, SessionDep
+from handwork_payments.kit.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+    error_responses,
+)
+from handwork_payments.kit.pagination import Page, PageDep, paginate
+from handwork_payments.kit.schemas import PathId
+from handwork_payments.models import Booking
+from handwork_payments.payments import repository
+
+router = APIRouter(prefix="/bookings", tags=["bookings"])
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=BookingOut,
+    responses=error_responses(BadRequest, Unauthorized, Forbidden),
+)
+async def create_booking(body: BookingCreate, user: ClientUser, runtime: RuntimeDep) -> BookingOut:
+    booking = await service.create(
+        runtime,
+        user,
+        worker_id=body.worker_id,
+        title=body.title,
+        amount=body.amount_minor,
+        currency=body.currency,
+    )
+    return BookingOut.of(booking)
+
+
+@router.get("", response_model=Page[BookingOut], responses=error_responses(Unauthorized))
+async def list_bookings(user: CurrentUser, session: SessionDep, page: PageDep) -> Page[BookingOut]:
+    items, total = await paginate(session, repository.visible_bookings(user), page)
+    return Page(
+        items=[BookingOut.of(b) for b in items], total=total, skip=page.skip, limit=page.limit
+    )
+
+
+@router.get(
+    "/{booking_id}", response_model=BookingOut, responses=error_responses(Unauthorized, NotFound)
+)
+async def get_booking(booking_id: PathId, user: CurrentUser, session: SessionDep) -> BookingOut:
+    booking = await session.get(Booking, booking_id)
+    if booking is None or not repository.may_see(user, booking):
+        raise NotFound("Booking not found")
+    return BookingOut.of(booking)
+
+
+@router.post(
+    "/{booking_id}/complete",
+    response_model=BookingOut,
+    responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict),
+)
+async def complete_booking(
+    booking_id: PathId, user: CurrentUser, runtime: RuntimeDep
+) -> BookingOut:
+    return BookingOut.of(await service.complete(runtime, user, booking_id))
+
+
+@router.post(
+    "/{booking_id}/cancel",
+    response_model=BookingOut,
+    responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict),
+)
+async def cancel_booking(booking_id: PathId, user: CurrentUser, runtime: RuntimeDep) -> BookingOut:
+    return BookingOut.of(await service.cancel(runtime, user, booking_id))

@@ -1,0 +1,134 @@
+"""The minimal marketplace side: a client books a worker for a job at a price."""
+
+from __future__ import annotations
+
+from handwork_payments.audit.service import record
+from handwork_payments.db import transaction
+from handwork_payments.kit import jobs
+from handwork_payments.kit.errors import BadRequest, Conflict, Forbidden, NotFound
+from handwork_payments.models import Booking, BookingStatus, PaymentStatus, Role, User
+from handwork_payments.payments import repository
+from handwork_payments.payments.service import (
+    apply_failure,
+    auto_release_deadline,
+    locked,
+    move_booking,
+    now,
+)
+from handwork_payments.refunds import service as refunds
+from handwork_payments.runtime import Runtime
+
+AUTO_RELEASE_TASK = "hp:auto_release"
+
+
+async def create(
+    runtime: Runtime, client: User, *, worker_id: int, title: str, amount: int, currency: str
+) -> Booking:
+    async with transaction(runtime.sessions) as session:
+        worker = await session.get(User, worker_id)
+        if worker is None or worker.role != Role.WORKER:
+            raise BadRequest(f"User #{worker_id} is not a worker")
+        booking = Booking(
+            client_id=client.id,
+            worker_id=worker_id,
+            title=title,
+            amount=amount,
+            currency=currency,
+            status=BookingStatus.PENDING_PAYMENT,
+        )
+        session.add(booking)
+        await session.flush()
+        await record(
+            session,
+            actor_id=client.id,
+            action="booking.created",
+            object_type="booking",
+            object_id=booking.id,
+            after={"status": booking.status, "amount": amount, "currency": currency},
+        )
+    return booking
+
+
+async def complete(runtime: Runtime, worker: User, booking_id: int) -> Booking:
+    """The worker marks the job done; the payment's auto-release clock starts."""
+    async with transaction(runtime.sessions) as session:
+        booking = await session.get(Booking, booking_id)
+        if booking is None or (worker.id != booking.worker_id and worker.id != booking.client_id):
+            raise NotFound("Booking not found")
+        if worker.id != booking.worker_id:
+            raise Forbidden("Only the booking's worker can mark it complete")
+        payment = await repository.live_payment(session, booking.id)
+        if payment is not None:
+            payment, booking = await locked(session, payment.id)
+        else:
+            locked_booking = await repository.lock_booking(session, booking_id)
+            assert locked_booking is not None
+            booking = locked_booking
+        if booking.status != BookingStatus.PAID:
+            raise Conflict(f"A {booking.status} booking cannot be completed")
+        move_booking(booking, BookingStatus.COMPLETED)
+        booking.completed_at = now()
+        if payment is not None and payment.status == PaymentStatus.HELD:
+            deadline = auto_release_deadline(runtime, booking.completed_at)
+            payment.auto_release_at = deadline
+            if deadline is not None:
+                await jobs.defer(
+                    session,
+                    AUTO_RELEASE_TASK,
+                    args={"payment_id": payment.id},
+                    scheduled_at=deadline,
+                    lock=f"payment-{payment.id}",
+                )
+        await record(
+            session,
+            actor_id=worker.id,
+            action="booking.completed",
+            object_type="booking",
+            object_id=booking.id,
+            before={"status": BookingStatus.PAID},
+            after={"status": booking.status},
+        )
+    return booking
+
+
+async def cancel(runtime: Runtime, client: User, booking_id: int) -> Booking:
+    """The client calls it off before completion; a held payment is refunded in full."""
+    async with runtime.sessions() as session:
+        booking = await session.get(Booking, booking_id)
+        if booking is None or client.id not in (booking.client_id, booking.worker_id):
+            raise NotFound("Booking not found")
+        if client.id != booking.client_id:
+            raise Forbidden("Only the booking's client can cancel it")
+        payment = await repository.live_payment(session, booking.id)
+    if booking.status not in (BookingStatus.PENDING_PAYMENT, BookingStatus.PAID):
+        raise Conflict(f"A {booking.status} booking cannot be cancelled")
+    if payment is not None and payment.status == PaymentStatus.HELD:
+        # The refund cancels the booking in the same transaction as its entry.
+        await refunds.refund(
+            runtime, payment.id, actor=None, amount=None, reason="Booking cancelled by the client"
+        )
+    elif payment is not None and payment.status not in (PaymentStatus.PENDING,):
+        raise Conflict(f"A booking with a {payment.status} payment cannot be cancelled")
+    async with transaction(runtime.sessions) as session:
+        if payment is not None:
+            locked_payment, locked_booking = await locked(session, payment.id)
+            await apply_failure(
+                session, locked_payment, "Booking cancelled before payment", actor_id=client.id
+            )
+        else:
+            found = await repository.lock_booking(session, booking_id)
+            assert found is not None
+            locked_booking = found
+        if locked_booking.status != BookingStatus.CANCELLED:
+            before = {"status": locked_booking.status}
+            move_booking(locked_booking, BookingStatus.CANCELLED)
+            await record(
+                session,
+                actor_id=client.id,
+                action="booking.cancelled",
+                object_type="booking",
+                object_id=locked_booking.id,
+                before=before,
+                after={"status": locked_booking.status},
+            )
+    return locked_booking

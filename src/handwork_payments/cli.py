@@ -1,0 +1,119 @@
+"""`handwork-payments`: serve, worker, db upgrade, ledger verify, create-admin."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+import typer
+
+from handwork_payments.settings import get_settings
+
+app = typer.Typer(help="Handwork Payments: escrow payments for services marketplaces.")
+db_app = typer.Typer(help="Database schema.")
+ledger_app = typer.Typer(help="The double-entry ledger.")
+app.add_typer(db_app, name="db")
+app.add_typer(ledger_app, name="ledger")
+
+
+def _logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to bind"),
+    port: int = typer.Option(8000, help="Port to bind"),
+    no_worker: bool = typer.Option(False, "--no-worker", help="Run no in-process worker"),
+) -> None:
+    """Run the API (and one in-process background worker unless --no-worker)."""
+    import uvicorn
+
+    from handwork_payments import startup
+    from handwork_payments.app import create_app
+
+    _logging()
+    startup.run_in_process_worker = not no_worker
+    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+
+
+@app.command()
+def worker(
+    concurrency: int = typer.Option(4, help="Jobs run at once by this process"),
+) -> None:
+    """Run a background worker process (as many as needed, on any hosts, one database)."""
+    from handwork_payments import startup
+    from handwork_payments.worker import run_forever
+
+    _logging()
+    startup.run_in_process_worker = False
+    asyncio.run(run_forever(concurrency))
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the migrations to DATABASE_URL (or the embedded database)."""
+    from handwork_payments import migrate
+    from handwork_payments.db import database_url
+
+    _logging()
+    migrate.upgrade(database_url(get_settings()))
+
+
+@ledger_app.command("verify")
+def ledger_verify() -> None:
+    """Check every ledger invariant over the whole database; non-zero exit on a failure."""
+    from handwork_payments.db import database_url, make_engine, make_sessions
+    from handwork_payments.ledger.verify import CHECKS, verify
+
+    async def run() -> list[str]:
+        engine = make_engine(database_url(get_settings()), pool_size=1)
+        try:
+            async with make_sessions(engine)() as session:
+                return await verify(session)
+        finally:
+            await engine.dispose()
+
+    problems = asyncio.run(run())
+    for problem in problems:
+        typer.echo(f"BROKEN {problem}", err=True)
+    if problems:
+        raise typer.Exit(code=1)
+    typer.echo(f"ledger ok: {len(CHECKS)} invariants hold")
+
+
+@app.command("create-admin")
+def create_admin(
+    email: str = typer.Option(..., help="The admin's email"),
+    password: str = typer.Option(..., prompt=True, hide_input=True, help="At least 8 characters"),
+    full_name: str = typer.Option("Administrator"),
+) -> None:
+    """Create an admin user (admins are never self-registered)."""
+    from handwork_payments import migrate
+    from handwork_payments.auth.service import ensure_admin
+    from handwork_payments.db import database_url
+    from handwork_payments.runtime import Runtime
+
+    if len(password) < 8:
+        typer.echo("password must be at least 8 characters", err=True)
+        raise typer.Exit(code=2)
+
+    async def run() -> bool:
+        settings = get_settings()
+        url = database_url(settings)
+        await asyncio.to_thread(migrate.upgrade, url)
+        runtime = Runtime.build(settings, url)
+        try:
+            return await ensure_admin(runtime, email=email, password=password, full_name=full_name)
+        finally:
+            await runtime.aclose()
+
+    created = asyncio.run(run())
+    typer.echo(f"admin {email} created" if created else f"a user {email} exists already")
+
+
+def main() -> None:
+    sys.exit(app())

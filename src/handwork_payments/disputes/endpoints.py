@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from handwork_payments.deps import AdminUser, CurrentUser, RuntimeDep, SessionDep
+from handwork_payments.disputes import repository, service
+from handwork_payments.disputes.schemas import DisputeCreate, DisputeOut, DisputeResolve
+from handwork_payments.kit import money
+from handwork_payments.kit.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    ProviderUnavailable,
+    Unauthorized,
+    Unprocessable,
+    error_responses,
+)
+from handwork_payments.kit.pagination import Page, PageDep, paginate
+from handwork_payments.kit.schemas import PathId, minor
+from handwork_payments.models import Payment, PaymentDispute
+
+router = APIRouter(prefix="/payments/disputes", tags=["disputes"])
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DisputeOut,
+    responses=error_responses(Unauthorized, NotFound, Conflict),
+)
+async def create_dispute(body: DisputeCreate, user: CurrentUser, runtime: RuntimeDep) -> DisputeOut:
+    dispute = await service.open_dispute(
+        runtime, user, payment_id=body.payment_id, reason=body.reason, description=body.description
+    )
+    return DisputeOut.model_validate(dispute)
+
+
+@router.get("", response_model=Page[DisputeOut], responses=error_responses(Unauthorized))
+async def list_disputes(user: CurrentUser, session: SessionDep, page: PageDep) -> Page[DisputeOut]:
+    items, total = await paginate(session, repository.visible(user), page)
+    return Page(
+        items=[DisputeOut.model_validate(d) for d in items],
+        total=total,
+        skip=page.skip,
+        limit=page.limit,
+    )
+
+
+@router.post(
+    "/{dispute_id}/review",
+    response_model=DisputeOut,
+    responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict),
+)
+async def review_dispute(dispute_id: PathId, admin: AdminUser, runtime: RuntimeDep) -> DisputeOut:
+    return DisputeOut.model_validate(await service.review(runtime, admin, dispute_id))
+
+
+@router.post(
+    "/{dispute_id}/resolve",
+    response_model=DisputeOut,
+    responses=error_responses(
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Unprocessable, ProviderUnavailable
+    ),
+)
+async def resolve_dispute(
+    dispute_id: PathId, body: DisputeResolve, admin: AdminUser, runtime: RuntimeDep
+) -> DisputeOut:
+    refund_amount = None
+    if body.refund_amount is not None:
+        async with runtime.sessions() as session:
+            dispute = await session.get(PaymentDispute, dispute_id)
+            payment = await session.get(Payment, dispute.payment_id) if dispute else None
+        if payment is None:
+            raise NotFound("Dispute not found")
+        try:
+            refund_amount = minor(body.refund_amount, payment.currency)
+        except money.MoneyError as exc:
+            raise Unprocessable(f"refund_amount: {exc}") from exc
+        except ValueError as exc:
+            raise BadRequest(f"refund_amount: {exc}") from exc
+    dispute = await service.resolve(
+        runtime,
+        admin,
+        dispute_id,
+        outcome=body.outcome,
+        refund_amount=refund_amount,
+        resolution_notes=body.resolution_notes,
+    )
+    return DisputeOut.model_validate(dispute)

@@ -1,0 +1,195 @@
+"""Disputes: opened by the booking's client or worker on a held payment (freezing its
+release and refunds), reviewed and resolved by admins: release, refund, or split."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handwork_payments.audit.alerts import alert
+from handwork_payments.audit.service import record
+from handwork_payments.db import transaction
+from handwork_payments.disputes import repository
+from handwork_payments.disputes.states import DISPUTE
+from handwork_payments.kit import money
+from handwork_payments.kit.errors import BadRequest, Conflict, NotFound
+from handwork_payments.models import (
+    DisputeOutcome,
+    DisputeStatus,
+    Payment,
+    PaymentDispute,
+    PaymentStatus,
+    User,
+)
+from handwork_payments.payments import repository as payments
+from handwork_payments.payments import service as payment_service
+from handwork_payments.payments.service import ensure_no_operation, locked, now, snapshot
+from handwork_payments.payments.states import PAYMENT
+from handwork_payments.refunds import service as refunds
+from handwork_payments.runtime import Runtime
+
+
+async def freeze(
+    session: AsyncSession,
+    payment: Payment,
+    *,
+    initiated_by: int | None,
+    reason: str,
+    description: str,
+    provider_dispute_id: str | None = None,
+) -> PaymentDispute:
+    """held -> disputed with an open dispute; under the payment's lock."""
+    ensure_no_operation(payment)
+    before = snapshot(payment)
+    PAYMENT.check(payment.status, PaymentStatus.DISPUTED)
+    payment.status = PaymentStatus.DISPUTED
+    dispute = PaymentDispute(
+        payment_id=payment.id,
+        initiated_by=initiated_by,
+        reason=reason,
+        description=description,
+        status=DisputeStatus.OPEN,
+        provider_dispute_id=provider_dispute_id,
+    )
+    session.add(dispute)
+    await session.flush()
+    await record(
+        session,
+        actor_id=initiated_by,
+        actor_kind=None if initiated_by else "provider",
+        action="dispute.opened",
+        object_type="payment",
+        object_id=payment.id,
+        before=before,
+        after={**snapshot(payment), "dispute_id": dispute.id},
+    )
+    await alert(
+        session,
+        "dispute_opened",
+        f"Dispute #{dispute.id} opened on payment #{payment.id}: {reason}",
+        "dispute",
+        dispute.id,
+    )
+    return dispute
+
+
+async def open_dispute(
+    runtime: Runtime, user: User, *, payment_id: int, reason: str, description: str
+) -> PaymentDispute:
+    async with transaction(runtime.sessions) as session:
+        payment, booking = await locked(session, payment_id)
+        if user.id not in (booking.client_id, booking.worker_id):
+            raise NotFound("Payment not found")
+        if payment.status != PaymentStatus.HELD:
+            raise Conflict(f"A {payment.status} payment cannot be disputed")
+        return await freeze(
+            session, payment, initiated_by=user.id, reason=reason, description=description
+        )
+
+
+async def _locked_dispute(session: AsyncSession, dispute_id: int) -> PaymentDispute:
+    dispute = await repository.lock(session, dispute_id)
+    if dispute is None:
+        raise NotFound("Dispute not found")
+    return dispute
+
+
+async def review(runtime: Runtime, admin: User, dispute_id: int) -> PaymentDispute:
+    async with transaction(runtime.sessions) as session:
+        dispute = await _locked_dispute(session, dispute_id)
+        DISPUTE.check(dispute.status, DisputeStatus.UNDER_REVIEW)
+        dispute.status = DisputeStatus.UNDER_REVIEW
+        await record(
+            session,
+            actor_id=admin.id,
+            action="dispute.under_review",
+            object_type="dispute",
+            object_id=dispute.id,
+            before={"status": DisputeStatus.OPEN},
+            after={"status": dispute.status},
+        )
+        return dispute
+
+
+async def resolve(
+    runtime: Runtime,
+    admin: User,
+    dispute_id: int,
+    *,
+    outcome: DisputeOutcome,
+    refund_amount: int | None,
+    resolution_notes: str,
+) -> PaymentDispute:
+    """Move the money, then close the books on the dispute. The decision is written first
+    so that a resolution interrupted by a provider timeout can be run again and finishes
+    what is left without refunding or releasing twice."""
+    async with transaction(runtime.sessions) as session:
+        found = await session.get(PaymentDispute, dispute_id)
+        if found is None:
+            raise NotFound("Dispute not found")
+        # Payment before dispute: the order every path that touches both takes locks in.
+        payment, _ = await locked(session, found.payment_id)
+        dispute = await _locked_dispute(session, dispute_id)
+        DISPUTE.check(dispute.status, DisputeStatus.RESOLVED)
+        if dispute.outcome is not None and (
+            dispute.outcome != outcome or dispute.refund_amount != refund_amount
+        ):
+            raise Conflict(f"This dispute is already being resolved as {dispute.outcome}")
+        remaining = payment.amount - payment.refunded_amount
+        if outcome == DisputeOutcome.SPLIT:
+            if refund_amount is None:
+                raise BadRequest("A split needs refund_amount")
+            if dispute.outcome is None and not 0 < refund_amount < remaining:
+                raise BadRequest(
+                    "A split's refund_amount must be more than 0 and less than the "
+                    f"{money.format_amount(remaining, payment.currency)} held"
+                )
+        elif refund_amount is not None:
+            raise BadRequest(f"refund_amount goes with a split, not a {outcome}")
+        dispute.outcome = outcome
+        dispute.refund_amount = refund_amount
+        dispute.resolution_notes = resolution_notes
+        dispute.resolved_by = admin.id
+        payment_id = payment.id
+
+    reason = f"Dispute #{dispute_id} resolved: {resolution_notes}"
+    if outcome in (DisputeOutcome.REFUND, DisputeOutcome.SPLIT):
+        async with runtime.sessions() as session:
+            done = await payments.dispute_refund(session, dispute_id)
+        if done is None:
+            await refunds.refund(
+                runtime,
+                payment_id,
+                actor=admin,
+                amount=refund_amount,
+                reason=reason,
+                dispute_id=dispute_id,
+            )
+    if outcome in (DisputeOutcome.RELEASE, DisputeOutcome.SPLIT):
+        async with runtime.sessions() as session:
+            current = await session.get(Payment, payment_id)
+            assert current is not None
+        if current.status == PaymentStatus.DISPUTED:
+            await payment_service.release(runtime, payment_id, actor=admin, from_disputed=True)
+
+    async with transaction(runtime.sessions) as session:
+        dispute = await _locked_dispute(session, dispute_id)
+        if dispute.status == DisputeStatus.RESOLVED:
+            return dispute
+        before = {"status": dispute.status}
+        DISPUTE.check(dispute.status, DisputeStatus.RESOLVED)
+        dispute.status = DisputeStatus.RESOLVED
+        dispute.resolved_at = now()
+        await record(
+            session,
+            actor_id=admin.id,
+            action="dispute.resolved",
+            object_type="dispute",
+            object_id=dispute.id,
+            before=before,
+            after={
+                "status": dispute.status,
+                "outcome": outcome,
+                "refund_amount": refund_amount,
+            },
+        )
+        return dispute

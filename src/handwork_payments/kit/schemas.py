@@ -1,0 +1,66 @@
+"""Input types shared by request models: bounded ids, clean text, amounts, currencies."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated
+
+from fastapi import Path
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from handwork_payments.kit import money
+
+MAX_ID = 2**63 - 1  # BIGINT: a larger id is unknown, not a database error
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _currency(value: str) -> str:
+    try:
+        return money.normalize_currency(value)
+    except money.MoneyError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+Id = Annotated[int, Field(ge=1, le=MAX_ID, strict=True)]
+PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
+ShortText = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_no_nul),
+]
+LongText = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=5000),
+    AfterValidator(_no_nul),
+]
+CurrencyIn = Annotated[
+    str, StringConstraints(min_length=3, max_length=3), AfterValidator(_currency)
+]
+# A JSON number or a decimal string in major units; converted to minor units (and its
+# precision checked) together with the currency it belongs to.
+AmountIn = Annotated[
+    Decimal,
+    Field(gt=0, allow_inf_nan=False, max_digits=20, description='e.g. 150.00 or "150.00"'),
+]
+
+
+class Strict(BaseModel):
+    """Request bodies refuse unknown fields: a misspelt `amount` must not turn a partial
+    refund into a full one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def minor(amount: Decimal, currency: str) -> int:
+    """Major units to minor units for a validated body (raises ValueError, a 422)."""
+    value = money.to_minor(amount, currency)
+    if value > money.MAX_AMOUNT_MINOR:
+        raise ValueError(
+            f"amount exceeds the maximum of {money.format_amount(money.MAX_AMOUNT_MINOR, currency)}"
+        )
+    return value

@@ -1,0 +1,94 @@
+"""The journal entries of a payment's life: hold, release, refund. Each is called inside
+the transaction that changes the payment's state, under the payment's row lock."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handwork_payments.ledger import service as ledger
+from handwork_payments.ledger.service import History
+from handwork_payments.models import Booking, Payment, PaymentRefund, TransactionType
+
+T = TransactionType
+
+
+async def post_hold(session: AsyncSession, payment: Payment, booking: Booking) -> None:
+    """The payer's money enters escrow."""
+    clearing = await ledger.clearing(session, payment.payment_method, payment.currency)
+    escrow = await ledger.escrow(session, payment.id, payment.currency)
+    await ledger.post(
+        session,
+        key=f"payment-{payment.id}-hold",
+        kind="payment_hold",
+        description=f"Payment #{payment.id} for booking #{booking.id} held in escrow",
+        lines=[(clearing, -payment.amount), (escrow, payment.amount)],
+        history=[
+            History(
+                booking.client_id, T.PAYMENT, -payment.amount, f"Paid for booking #{booking.id}"
+            )
+        ],
+        payment_id=payment.id,
+    )
+
+
+async def post_release(session: AsyncSession, payment: Payment, booking: Booking) -> None:
+    """What is left in escrow goes to the worker's available balance and the platform fee,
+    each reduced by its share of the refunds made before release."""
+    held = payment.amount - payment.refunded_amount
+    fee = payment.platform_fee - payment.refunded_fee
+    share = held - fee
+    escrow = await ledger.escrow(session, payment.id, payment.currency)
+    available = await ledger.available(session, booking.worker_id, payment.currency)
+    revenue = await ledger.fee_revenue(session, payment.currency)
+    await ledger.post(
+        session,
+        key=f"payment-{payment.id}-release",
+        kind="payment_release",
+        description=f"Payment #{payment.id} released to worker #{booking.worker_id}",
+        lines=[(escrow, -held), (available, share), (revenue, fee)],
+        history=[
+            History(booking.worker_id, T.EARNING, share, f"Earned from booking #{booking.id}"),
+            History(None, T.FEE, fee, f"Platform fee of payment #{payment.id}"),
+        ],
+        payment_id=payment.id,
+    )
+
+
+async def post_refund(
+    session: AsyncSession, payment: Payment, booking: Booking, refund: PaymentRefund
+) -> None:
+    """Money back to the payer: out of escrow before release; after it, out of the
+    worker's available balance and the fee revenue pro rata (the worker's balance may go
+    negative when the money was already paid out: a debt later earnings pay off)."""
+    clearing = await ledger.clearing(session, payment.payment_method, payment.currency)
+    client_row = History(
+        booking.client_id, T.REFUND, refund.amount, f"Refund #{refund.id} of payment #{payment.id}"
+    )
+    if refund.before_release:
+        escrow = await ledger.escrow(session, payment.id, payment.currency)
+        lines = [(escrow, -refund.amount), (clearing, refund.amount)]
+        history = [client_row]
+    else:
+        worker_part = refund.amount - refund.fee_part
+        available = await ledger.available(session, booking.worker_id, payment.currency)
+        revenue = await ledger.fee_revenue(session, payment.currency)
+        lines = [(available, -worker_part), (revenue, -refund.fee_part), (clearing, refund.amount)]
+        history = [
+            client_row,
+            History(
+                booking.worker_id,
+                T.REFUND,
+                -worker_part,
+                f"Refund #{refund.id} of booking #{booking.id} taken back",
+            ),
+            History(None, T.FEE, -refund.fee_part, f"Fee returned by refund #{refund.id}"),
+        ]
+    await ledger.post(
+        session,
+        key=f"payment-{payment.id}-refund-{refund.id}",
+        kind="payment_refund",
+        description=f"Refund #{refund.id} of payment #{payment.id}: {refund.reason}",
+        lines=lines,
+        history=history,
+        payment_id=payment.id,
+    )

@@ -1,0 +1,89 @@
+"""SQL of payments and bookings. `lock_*` take the row lock every state change needs."""
+
+from __future__ import annotations
+
+from sqlalchemy import Select, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handwork_payments.models import (
+    Booking,
+    Payment,
+    PaymentRefund,
+    PaymentStatus,
+    RefundStatus,
+    Role,
+    User,
+)
+
+
+async def lock_payment(session: AsyncSession, payment_id: int) -> Payment | None:
+    return (
+        await session.execute(
+            select(Payment)
+            .where(Payment.id == payment_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
+
+
+async def lock_booking(session: AsyncSession, booking_id: int) -> Booking | None:
+    return (
+        await session.execute(
+            select(Booking)
+            .where(Booking.id == booking_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
+
+
+async def by_provider_id(session: AsyncSession, provider: str, provider_id: str) -> Payment | None:
+    column = Payment.stripe_payment_id if provider == "stripe" else Payment.paypal_payment_id
+    return (
+        await session.execute(select(Payment).where(column == provider_id))
+    ).scalar_one_or_none()
+
+
+async def live_payment(session: AsyncSession, booking_id: int) -> Payment | None:
+    return (
+        await session.execute(
+            select(Payment).where(
+                Payment.booking_id == booking_id, Payment.status != PaymentStatus.FAILED
+            )
+        )
+    ).scalar_one_or_none()
+
+
+async def refund(session: AsyncSession, refund_id: int) -> PaymentRefund | None:
+    return await session.get(PaymentRefund, refund_id, populate_existing=True)
+
+
+async def dispute_refund(session: AsyncSession, dispute_id: int) -> PaymentRefund | None:
+    return (
+        await session.execute(
+            select(PaymentRefund).where(
+                PaymentRefund.dispute_id == dispute_id,
+                PaymentRefund.status == RefundStatus.SUCCEEDED,
+            )
+        )
+    ).scalar_one_or_none()
+
+
+def visible_payments(user: User) -> Select[Payment]:
+    """Payments a user may see: a client's and a worker's own bookings', all for admins."""
+    query = select(Payment).join(Booking, Booking.id == Payment.booking_id)
+    if user.role != Role.ADMIN:
+        query = query.where(or_(Booking.client_id == user.id, Booking.worker_id == user.id))
+    return query.order_by(Payment.id.desc())
+
+
+def visible_bookings(user: User) -> Select[Booking]:
+    query = select(Booking)
+    if user.role != Role.ADMIN:
+        query = query.where(or_(Booking.client_id == user.id, Booking.worker_id == user.id))
+    return query.order_by(Booking.id.desc())
+
+
+def may_see(user: User, booking: Booking) -> bool:
+    return user.role == Role.ADMIN or user.id in (booking.client_id, booking.worker_id)

@@ -1,0 +1,472 @@
+"""Payments: creating holds at a provider, confirming them, releasing them.
+
+The shape of every command that calls a provider (ARCHITECTURE: never hold a row lock
+across a network call):
+  1. a transaction locks the payment, checks the transition and marks the provider
+     operation in flight (`provider_operation`), then commits;
+  2. the provider is called outside any transaction, with an idempotency key made from
+     our ids, so calling again can never act twice;
+  3. a second transaction locks the payment again, re-checks, and applies the outcome
+     with its journal entry.
+A call that never answers leaves the marker; the next attempt (a retry of the command,
+or the resolver job) makes the same call with the same key and applies what it gets.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handwork_payments.audit.alerts import alert
+from handwork_payments.audit.service import record
+from handwork_payments.db import transaction
+from handwork_payments.kit import money
+from handwork_payments.kit.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    PaymentDeclined,
+    ProviderUnavailable,
+)
+from handwork_payments.models import (
+    Booking,
+    BookingStatus,
+    HoldKind,
+    Payment,
+    PaymentMethod,
+    PaymentStatus,
+    Role,
+    User,
+)
+from handwork_payments.payments import repository
+from handwork_payments.payments.ledger import post_hold, post_release
+from handwork_payments.payments.states import BOOKING, PAYMENT
+from handwork_payments.providers.base import (
+    HoldRef,
+    HoldState,
+    PaymentDeclinedError,
+    ProviderError,
+    ProviderHold,
+    ProviderUnavailableError,
+)
+from handwork_payments.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def snapshot(payment: Payment) -> dict[str, Any]:
+    """What the audit log keeps of a payment before and after a change."""
+    return {
+        "status": payment.status,
+        "amount": payment.amount,
+        "refunded_amount": payment.refunded_amount,
+        "captured_amount": payment.captured_amount,
+        "hold_kind": payment.hold_kind,
+        "provider_operation": payment.provider_operation,
+    }
+
+
+def hold_ref(payment: Payment) -> HoldRef:
+    provider_id = payment.stripe_payment_id or payment.paypal_payment_id
+    assert provider_id, f"payment {payment.id} has no provider id"
+    return HoldRef(provider_id, payment.provider_authorization_id, payment.provider_capture_id)
+
+
+def set_provider_id(payment: Payment, provider_id: str) -> None:
+    if payment.payment_method == PaymentMethod.STRIPE:
+        payment.stripe_payment_id = provider_id
+    else:
+        payment.paypal_payment_id = provider_id
+
+
+async def locked(session: AsyncSession, payment_id: int) -> tuple[Payment, Booking]:
+    """The payment and its booking, both under row lock (payment first, always)."""
+    payment = await repository.lock_payment(session, payment_id)
+    if payment is None:
+        raise NotFound("Payment not found")
+    booking = await repository.lock_booking(session, payment.booking_id)
+    assert booking is not None
+    return payment, booking
+
+
+def ensure_no_operation(payment: Payment) -> None:
+    if payment.provider_operation is not None:
+        raise Conflict(
+            f"A provider operation ({payment.provider_operation}) is in progress for this "
+            "payment; retry shortly"
+        )
+
+
+def begin_operation(payment: Payment, operation: str) -> None:
+    ensure_no_operation(payment)
+    payment.provider_operation = operation
+    payment.provider_operation_at = now()
+
+
+def end_operation(payment: Payment) -> None:
+    payment.provider_operation = None
+    payment.provider_operation_at = None
+
+
+def move_booking(booking: Booking, target: BookingStatus) -> None:
+    if booking.status != target:
+        BOOKING.check(booking.status, target)
+        booking.status = target
+
+
+# --- appliers: inside a transaction, under the payment's lock; they never commit -------
+
+
+async def apply_hold(
+    session: AsyncSession,
+    payment: Payment,
+    booking: Booking,
+    hold: ProviderHold,
+    *,
+    actor_id: int | None,
+    actor_kind: str | None = None,
+) -> bool:
+    """pending -> held with the escrow entry. False (and nothing done) when the payment is
+    already past pending: a late or repeated confirmation never moves it backwards."""
+    if payment.status != PaymentStatus.PENDING:
+        return False
+    before = snapshot(payment)
+    PAYMENT.check(payment.status, PaymentStatus.HELD)
+    payment.status = PaymentStatus.HELD
+    payment.held_at = now()
+    if hold.state == HoldState.CAPTURED:
+        payment.hold_kind = HoldKind.CAPTURED
+        payment.captured_amount = hold.captured_amount or payment.amount
+        payment.provider_capture_id = hold.capture_id
+        payment.capture_by = None
+    else:
+        payment.hold_kind = HoldKind.AUTHORIZED
+        payment.capture_by = hold.capture_by
+    payment.provider_authorization_id = hold.authorization_id or payment.provider_authorization_id
+    move_booking(booking, BookingStatus.PAID)
+    await post_hold(session, payment, booking)
+    await record(
+        session,
+        actor_id=actor_id,
+        actor_kind=actor_kind,
+        action="payment.held",
+        object_type="payment",
+        object_id=payment.id,
+        before=before,
+        after=snapshot(payment),
+    )
+    return True
+
+
+async def apply_failure(
+    session: AsyncSession,
+    payment: Payment,
+    reason: str,
+    *,
+    actor_id: int | None,
+    actor_kind: str | None = None,
+) -> bool:
+    """pending -> failed (nothing was held, so no money moves); raises an alert."""
+    if payment.status != PaymentStatus.PENDING:
+        return False
+    before = snapshot(payment)
+    PAYMENT.check(payment.status, PaymentStatus.FAILED)
+    payment.status = PaymentStatus.FAILED
+    payment.failure_reason = reason
+    end_operation(payment)
+    await record(
+        session,
+        actor_id=actor_id,
+        actor_kind=actor_kind,
+        action="payment.failed",
+        object_type="payment",
+        object_id=payment.id,
+        before=before,
+        after={**snapshot(payment), "reason": reason},
+    )
+    await alert(
+        session, "payment_failed", f"Payment #{payment.id} failed: {reason}", "payment", payment.id
+    )
+    return True
+
+
+async def apply_release(
+    session: AsyncSession,
+    payment: Payment,
+    booking: Booking,
+    *,
+    actor_id: int | None,
+    actor_kind: str | None = None,
+) -> None:
+    before = snapshot(payment)
+    PAYMENT.check(payment.status, PaymentStatus.RELEASED)
+    payment.status = PaymentStatus.RELEASED
+    payment.released_at = now()
+    payment.auto_release_at = None
+    end_operation(payment)
+    move_booking(booking, BookingStatus.CLOSED)
+    await post_release(session, payment, booking)
+    await record(
+        session,
+        actor_id=actor_id,
+        actor_kind=actor_kind,
+        action="payment.released",
+        object_type="payment",
+        object_id=payment.id,
+        before=before,
+        after=snapshot(payment),
+    )
+
+
+def apply_capture(payment: Payment, capture_id: str, amount: int) -> None:
+    """The provider captured the authorisation: the money now sits on the platform's
+    provider balance, and no authorisation can lapse any more."""
+    payment.hold_kind = HoldKind.CAPTURED
+    payment.captured_amount = amount
+    payment.provider_capture_id = capture_id
+    payment.capture_by = None
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+async def create_hold(
+    runtime: Runtime,
+    user: User,
+    *,
+    method: PaymentMethod,
+    booking_id: int,
+    amount: int,
+    currency: str,
+    payment_method: str | None = None,
+    return_url: str | None = None,
+    cancel_url: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> tuple[Payment, ProviderHold]:
+    """A pending payment for the booking and its hold at the provider. Asking again while
+    the payment is pending answers the same payment and hold (the provider call repeats
+    with the same idempotency key), so a lost answer is safe to retry."""
+    async with transaction(runtime.sessions) as session:
+        booking = await repository.lock_booking(session, booking_id)
+        if booking is None or booking.client_id != user.id:
+            raise NotFound("Booking not found")
+        if amount != booking.amount or currency != booking.currency:
+            raise BadRequest(
+                "The amount must equal the booking's: "
+                f"{money.format_amount(booking.amount, booking.currency)} {booking.currency}"
+            )
+        payment = await repository.live_payment(session, booking.id)
+        if payment is not None and (
+            payment.status != PaymentStatus.PENDING or payment.payment_method != method
+        ):
+            raise Conflict(f"Booking #{booking.id} already has a {payment.status} payment")
+        if booking.status != BookingStatus.PENDING_PAYMENT:
+            raise Conflict(f"A {booking.status} booking cannot be paid")
+        if payment is None:
+            fee = money.platform_fee(amount, runtime.settings.platform_fee_percentage)
+            payment = Payment(
+                booking_id=booking.id,
+                amount=amount,
+                platform_fee=fee,
+                worker_amount=amount - fee,
+                refunded_amount=0,
+                refunded_fee=0,
+                captured_amount=0,
+                currency=currency,
+                payment_method=method,
+                status=PaymentStatus.PENDING,
+                payment_metadata=runtime.cipher.encrypt(metadata),
+            )
+            session.add(payment)
+            await session.flush()
+            await record(
+                session,
+                actor_id=user.id,
+                action="payment.created",
+                object_type="payment",
+                object_id=payment.id,
+                after=snapshot(payment),
+            )
+    provider = runtime.providers.for_method(method)
+    try:
+        hold = await provider.create_hold(
+            payment_id=payment.id,
+            booking_id=booking_id,
+            amount=amount,
+            currency=currency,
+            payment_method=payment_method,
+            return_url=return_url,
+            cancel_url=cancel_url,
+            idempotency_key=f"payment-{payment.id}-hold",
+        )
+    except PaymentDeclinedError as exc:
+        await _fail(runtime, payment.id, exc.message, user.id)
+        raise PaymentDeclined(exc.message) from exc
+    except ProviderError as exc:
+        await _fail(runtime, payment.id, exc.message, user.id)
+        raise BadRequest(f"{provider.name} refused the payment: {exc.message}") from exc
+    except ProviderUnavailableError as exc:
+        raise ProviderUnavailable(
+            f"{provider.name} did not answer; retry the request to resume payment #{payment.id}"
+        ) from exc
+    payment = await _apply_hold_state(runtime, payment.id, hold, user.id)
+    return payment, hold
+
+
+async def confirm_hold(
+    runtime: Runtime,
+    user: User,
+    *,
+    method: PaymentMethod,
+    provider_payment_id: str,
+    booking_id: int,
+    payer_id: str | None = None,
+) -> Payment:
+    """Stripe's confirm / PayPal's execute: ask the provider whether the payer has done
+    their part and hold the payment if so. Confirming a held payment again answers it."""
+    async with runtime.sessions() as session:
+        payment = await repository.by_provider_id(session, method, provider_payment_id)
+        booking = await session.get(Booking, booking_id)
+        if payment is None or booking is None or payment.booking_id != booking.id:
+            raise NotFound("Payment not found")
+        if booking.client_id != user.id:
+            raise NotFound("Payment not found")
+    if payment.status == PaymentStatus.FAILED:
+        raise PaymentDeclined(payment.failure_reason or "The payment failed")
+    if payment.status != PaymentStatus.PENDING:
+        return payment
+    provider = runtime.providers.for_method(method)
+    try:
+        hold = await provider.confirm_hold(
+            provider_payment_id=provider_payment_id,
+            payer_id=payer_id,
+            idempotency_key=f"payment-{payment.id}-confirm",
+        )
+    except PaymentDeclinedError as exc:
+        await _fail(runtime, payment.id, exc.message, user.id)
+        raise PaymentDeclined(exc.message) from exc
+    except ProviderError as exc:
+        raise BadRequest(f"{provider.name}: {exc.message}") from exc
+    except ProviderUnavailableError as exc:
+        raise ProviderUnavailable(f"{provider.name} did not answer; confirm again") from exc
+    if payer_id:
+        async with transaction(runtime.sessions) as session:
+            locked_payment, _ = await locked(session, payment.id)
+            locked_payment.payer_id = payer_id
+    payment = await _apply_hold_state(runtime, payment.id, hold, user.id)
+    if payment.status == PaymentStatus.FAILED:
+        raise PaymentDeclined(payment.failure_reason or "The payment was declined")
+    if hold.state == HoldState.REQUIRES_ACTION:
+        raise PaymentDeclined(
+            "authentication_required: the card needs 3-D Secure; complete it with the "
+            "client_secret (Stripe.js handleNextAction) and confirm again"
+        )
+    if hold.state in (HoldState.REQUIRES_PAYMENT_METHOD, HoldState.REQUIRES_APPROVAL):
+        raise Conflict("The payer has not confirmed a payment method yet")
+    return payment
+
+
+async def _apply_hold_state(
+    runtime: Runtime, payment_id: int, hold: ProviderHold, actor_id: int | None
+) -> Payment:
+    async with transaction(runtime.sessions) as session:
+        payment, booking = await locked(session, payment_id)
+        set_provider_id(payment, hold.provider_payment_id)
+        if hold.state in (HoldState.AUTHORIZED, HoldState.CAPTURED):
+            await apply_hold(session, payment, booking, hold, actor_id=actor_id)
+        elif hold.state in (HoldState.FAILED, HoldState.CANCELED):
+            await apply_failure(
+                session, payment, hold.failure_message or f"hold {hold.state}", actor_id=actor_id
+            )
+    return payment
+
+
+async def _fail(runtime: Runtime, payment_id: int, reason: str, actor_id: int | None) -> None:
+    async with transaction(runtime.sessions) as session:
+        payment, _ = await locked(session, payment_id)
+        await apply_failure(session, payment, reason, actor_id=actor_id)
+
+
+async def release(
+    runtime: Runtime,
+    payment_id: int,
+    *,
+    actor: User | None,
+    from_disputed: bool = False,
+) -> Payment:
+    """Release what is held to the worker: capture the authorisation (the amount still
+    held, after partial refunds) and post the release. `actor` None is the system
+    (auto-release); a user must be the booking's client unless `from_disputed` (an
+    admin's dispute resolution)."""
+    actor_id = actor.id if actor else None
+    async with transaction(runtime.sessions) as session:
+        payment, booking = await locked(session, payment_id)
+        if actor is not None and not from_disputed and booking.client_id != actor.id:
+            if actor.id == booking.worker_id or actor.role == Role.ADMIN:
+                raise Forbidden("Only the booking's client can release its payment")
+            raise NotFound("Payment not found")
+        expected = PaymentStatus.DISPUTED if from_disputed else PaymentStatus.HELD
+        if payment.status != expected:
+            raise Conflict(f"A {payment.status} payment cannot be released")
+        if payment.provider_operation == "capture":
+            pass  # a capture that never answered: make the same call again below
+        elif payment.hold_kind == HoldKind.CAPTURED:
+            await apply_release(session, payment, booking, actor_id=actor_id)
+            return payment
+        else:
+            begin_operation(payment, "capture")
+    return await finish_capture(runtime, payment_id, actor_id=actor_id)
+
+
+async def finish_capture(runtime: Runtime, payment_id: int, *, actor_id: int | None) -> Payment:
+    """Steps 2 and 3 of a release: capture at the provider, then post the release."""
+    async with runtime.sessions() as session:
+        payment = await session.get(Payment, payment_id)
+        assert payment is not None and payment.provider_operation == "capture"
+    provider = runtime.providers.for_method(payment.payment_method)
+    amount = payment.amount - payment.refunded_amount
+    try:
+        capture = await provider.capture(
+            ref=hold_ref(payment),
+            amount=amount,
+            currency=payment.currency,
+            idempotency_key=f"payment-{payment.id}-capture",
+        )
+    except ProviderUnavailableError as exc:
+        raise ProviderUnavailable(
+            f"{provider.name} did not answer the capture; release again to resume"
+        ) from exc
+    except ProviderError as exc:
+        async with transaction(runtime.sessions) as session:
+            payment, _ = await locked(session, payment_id)
+            end_operation(payment)
+            await alert(
+                session,
+                "capture_failed",
+                f"Capture of payment #{payment.id} failed: {exc.message}",
+                "payment",
+                payment.id,
+            )
+        raise Conflict(f"{provider.name} refused the capture: {exc.message}") from exc
+    async with transaction(runtime.sessions) as session:
+        payment, booking = await locked(session, payment_id)
+        if payment.provider_operation != "capture":
+            return payment  # another process applied this capture first
+        apply_capture(payment, capture.capture_id, capture.amount)
+        await apply_release(session, payment, booking, actor_id=actor_id)
+    return payment
+
+
+def auto_release_deadline(runtime: Runtime, completed_at: datetime) -> datetime | None:
+    hours = runtime.settings.auto_release_hours
+    if hours <= 0:
+        return None
+    return completed_at + timedelta(seconds=float(hours * 3600))

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from handwork_payments.deps import AdminUser, CurrentUser, RuntimeDep, SessionDep, WorkerUser
+from handwork_payments.kit.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+    error_responses,
+)
+from handwork_payments.kit.pagination import Page, PageDep, paginate
+from handwork_payments.kit.schemas import PathId
+from handwork_payments.payouts import repository, service
+from handwork_payments.payouts.schemas import (
+    PayoutMethods,
+    PayoutMethodsOut,
+    PayoutOut,
+    PayoutRequest,
+)
+
+router = APIRouter(prefix="/payments", tags=["payouts"])
+
+
+@router.put(
+    "/payout-methods",
+    response_model=PayoutMethodsOut,
+    responses=error_responses(BadRequest, Unauthorized, Forbidden),
+)
+async def set_payout_methods(
+    body: PayoutMethods, worker: WorkerUser, runtime: RuntimeDep
+) -> PayoutMethodsOut:
+    user = await service.set_methods(
+        runtime, worker, stripe_account_id=body.stripe_account_id, paypal_email=body.paypal_email
+    )
+    return PayoutMethodsOut(
+        stripe_account_id=user.stripe_account_id,
+        paypal_email=user.paypal_email,
+        stripe_payouts_enabled=user.stripe_payouts_enabled,
+    )
+
+
+@router.post(
+    "/payouts/request",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PayoutOut,
+    responses=error_responses(BadRequest, Unauthorized, Forbidden),
+)
+async def request_payout(body: PayoutRequest, worker: WorkerUser, runtime: RuntimeDep) -> PayoutOut:
+    payout = await service.request(
+        runtime,
+        worker,
+        amount=body.amount_minor,
+        method=body.payment_method,
+        currency=body.currency,
+    )
+    return PayoutOut.of(payout)
+
+
+@router.get("/payouts", response_model=Page[PayoutOut], responses=error_responses(Unauthorized))
+async def list_payouts(user: CurrentUser, session: SessionDep, page: PageDep) -> Page[PayoutOut]:
+    items, total = await paginate(session, repository.visible(user), page)
+    return Page(
+        items=[PayoutOut.of(p) for p in items], total=total, skip=page.skip, limit=page.limit
+    )
+
+
+@router.post(
+    "/payouts/{payout_id}/process",
+    response_model=PayoutOut,
+    responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict),
+)
+async def process_payout(payout_id: PathId, admin: AdminUser, runtime: RuntimeDep) -> PayoutOut:
+    return PayoutOut.of(await service.process(runtime, admin, payout_id))

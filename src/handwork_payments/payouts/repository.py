@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handwork_payments.models import Role, User, WorkerPayout
+
+
+async def lock(session: AsyncSession, payout_id: int) -> WorkerPayout | None:
+    return (
+        await session.execute(
+            select(WorkerPayout)
+            .where(WorkerPayout.id == payout_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
+
+
+async def by_transfer_id(session: AsyncSession, transfer_id: str) -> WorkerPayout | None:
+    return (
+        await session.execute(
+            select(WorkerPayout).where(
+                (WorkerPayout.stripe_transfer_id == transfer_id)
+                | (WorkerPayout.paypal_payout_id == transfer_id)
+            )
+        )
+    ).scalar_one_or_none()
+
+
+def visible(user: User) -> Select[WorkerPayout]:
+    query = select(WorkerPayout)
+    if user.role != Role.ADMIN:
+        query = query.where(WorkerPayout.worker_id == user.id)
+    return query.order_by(WorkerPayout.id.desc())

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from pydantic import BaseModel, Field, model_validator
+
+from handwork_payments.kit.money import format_amount
+from handwork_payments.kit.schemas import AmountIn, CurrencyIn, ShortText, Strict, minor
+from handwork_payments.models import PaymentMethod, PayoutStatus, WorkerPayout
+
+
+class PayoutMethods(Strict):
+    stripe_account_id: ShortText | None = None
+    paypal_email: ShortText | None = None
+
+
+class PayoutMethodsOut(BaseModel):
+    stripe_account_id: str | None
+    paypal_email: str | None
+    stripe_payouts_enabled: bool
+
+
+class PayoutRequest(Strict):
+    amount: AmountIn
+    payment_method: PaymentMethod
+    currency: CurrencyIn = Field(default="USD", description="The balance to pay out from")
+
+    @model_validator(mode="after")
+    def _precision(self) -> PayoutRequest:
+        minor(self.amount, self.currency)
+        return self
+
+    @property
+    def amount_minor(self) -> int:
+        return minor(self.amount, self.currency)
+
+
+class PayoutOut(BaseModel):
+    id: int
+    worker_id: int
+    amount: Decimal
+    currency: str
+    payment_method: PaymentMethod
+    status: PayoutStatus
+    requested_at: datetime | None
+    processed_at: datetime | None
+    completed_at: datetime | None
+    failure_reason: str | None
+    stripe_transfer_id: str | None
+    paypal_payout_id: str | None
+
+    @classmethod
+    def of(cls, payout: WorkerPayout) -> PayoutOut:
+        return cls(
+            id=payout.id,
+            worker_id=payout.worker_id,
+            amount=Decimal(format_amount(payout.amount, payout.currency)),
+            currency=payout.currency,
+            payment_method=payout.payment_method,
+            status=payout.status,
+            requested_at=payout.requested_at,
+            processed_at=payout.processed_at,
+            completed_at=payout.completed_at,
+            failure_reason=payout.failure_reason,
+            stripe_transfer_id=payout.stripe_transfer_id,
+            paypal_payout_id=payout.paypal_payout_id,
+        )

@@ -1,0 +1,546 @@
+"""Stripe through the official SDK's async client (`StripeClient` + `HTTPXClient`).
+
+Everything Stripe-specific ends here: PaymentIntent statuses become HoldStates, Stripe's
+exceptions become base's errors, and every call that moves money carries the idempotency
+key the caller derived from our own ids, so asking again after a timeout never acts twice.
+
+Escrow uses manual capture: a PaymentIntent with `capture_method=manual` reserves the money
+on the payer's card (`requires_capture`); release captures it, a refund before release
+captures less or cancels. Worker payouts are Connect Transfers to the worker's Express
+account, grouped as `payout-{id}` so a transfer whose answer was lost can be found again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import stripe
+
+from handwork_payments.providers import stripe_events
+from handwork_payments.providers.base import (
+    HoldRef,
+    HoldState,
+    InvalidSignatureError,
+    PaymentDeclinedError,
+    PayoutOrder,
+    ProviderCapture,
+    ProviderError,
+    ProviderEvent,
+    ProviderHold,
+    ProviderRefund,
+    ProviderTransfer,
+    ProviderUnavailableError,
+    TransferState,
+)
+from handwork_payments.settings import Settings
+
+if TYPE_CHECKING:
+    from stripe import RequestOptions
+    from stripe._base_address import BaseAddresses
+    from stripe.params import PaymentIntentCreateParams
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Online (customer-initiated) card authorisations lapse after 7 days, when Stripe cancels
+# the intent. Used only when the charge does not say `capture_before` itself.
+AUTHORIZATION_WINDOW = timedelta(days=7)
+
+# The SDK retries connection errors, 409s and 5xx itself, resending the same
+# Idempotency-Key, so these retries can never act twice. Kept small: each one may wait a
+# whole provider_timeout_seconds, and the caller has its own retry (re-query) path.
+DEFAULT_NETWORK_RETRIES = 2
+
+# The SDK does not retry 429s. Stripe stores no idempotent result for a rate-limited request,
+# so we retry with the same key, backing off exponentially, a bounded number of times.
+DEFAULT_RATE_LIMIT_RETRIES = 3
+DEFAULT_RATE_LIMIT_BASE_DELAY_SECONDS = 0.5
+RATE_LIMIT_MAX_DELAY_SECONDS = 8.0
+
+# Asked with every intent read so one round trip gives the charge id, the captured and
+# refunded amounts and `capture_before`.
+_EXPAND_CHARGE = ["latest_charge"]
+
+# Stripe's error code when an intent is not in a state the call needs (e.g. captured twice
+# after the 24-hour idempotency window).
+_UNEXPECTED_STATE = "payment_intent_unexpected_state"
+
+
+class StripeProvider:
+    """PaymentProvider + ConnectProvider over Stripe's real API (or a test peer at
+    STRIPE_API_BASE)."""
+
+    name = "stripe"
+    live = True
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        max_network_retries: int = DEFAULT_NETWORK_RETRIES,
+        rate_limit_retries: int = DEFAULT_RATE_LIMIT_RETRIES,
+        rate_limit_base_delay_seconds: float = DEFAULT_RATE_LIMIT_BASE_DELAY_SECONDS,
+    ) -> None:
+        assert settings.stripe_secret_key, "StripeProvider needs STRIPE_SECRET_KEY"
+        assert max_network_retries >= 0 and rate_limit_retries >= 0
+        self._settings = settings
+        self._rate_limit_retries = rate_limit_retries
+        self._rate_limit_base_delay_seconds = rate_limit_base_delay_seconds
+        self._http = stripe.HTTPXClient(timeout=settings.provider_timeout_seconds)
+        base_addresses: BaseAddresses = {}
+        if settings.stripe_api_base:
+            # A test peer (localstripe, a double) in place of https://api.stripe.com.
+            base_addresses["api"] = settings.stripe_api_base.rstrip("/")
+        self._client = stripe.StripeClient(
+            api_key=settings.stripe_secret_key,
+            http_client=self._http,
+            base_addresses=base_addresses,
+            max_network_retries=max_network_retries,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.close_async()
+
+    # --- holds -------------------------------------------------------------------------
+
+    async def create_hold(
+        self,
+        *,
+        payment_id: int,
+        booking_id: int,
+        amount: int,
+        currency: str,
+        payment_method: str | None,
+        return_url: str | None,
+        cancel_url: str | None,
+        idempotency_key: str,
+    ) -> ProviderHold:
+        # return_url / cancel_url are PayPal's: with allow_redirects="never" Stripe never
+        # sends the payer away, and 3-D Secure runs in Stripe.js from the client_secret.
+        assert amount > 0
+        params: PaymentIntentCreateParams = {
+            "amount": amount,
+            "currency": currency.lower(),
+            "capture_method": "manual",
+            "metadata": {"payment_id": str(payment_id), "booking_id": str(booking_id)},
+            "expand": _EXPAND_CHARGE,
+        }
+        if payment_method:
+            # Confirmed server-side: a redirect could not come back to an API call, so only
+            # methods that finish without one (cards, Apple Pay, Google Pay) are allowed.
+            params["payment_method"] = payment_method
+            params["confirm"] = True
+            params["automatic_payment_methods"] = {"enabled": True, "allow_redirects": "never"}
+        else:
+            # The client confirms with Stripe.js / the mobile SDK from the client_secret;
+            # automatic payment methods let it offer wallets (Apple Pay, Google Pay).
+            params["automatic_payment_methods"] = {"enabled": True}
+        intent = await self._call(
+            "payment_intents.create",
+            lambda: self._client.v1.payment_intents.create_async(
+                params, options=_idempotent(idempotency_key)
+            ),
+        )
+        return _hold_from_intent(intent.to_dict())
+
+    async def confirm_hold(
+        self, *, provider_payment_id: str, payer_id: str | None, idempotency_key: str
+    ) -> ProviderHold:
+        intent = await self._retrieve_intent(provider_payment_id)
+        if intent.status == "requires_confirmation":
+            # A payment method is attached but nobody confirmed: we do, under the caller's
+            # key, so a retried confirm is replayed rather than charged again.
+            intent = await self._call(
+                "payment_intents.confirm",
+                lambda: self._client.v1.payment_intents.confirm_async(
+                    provider_payment_id,
+                    {"expand": _EXPAND_CHARGE},
+                    options=_idempotent(idempotency_key),
+                ),
+            )
+        return _hold_from_intent(intent.to_dict())
+
+    async def get_hold(self, ref: HoldRef) -> ProviderHold:
+        intent = await self._retrieve_intent(ref.provider_payment_id)
+        return _hold_from_intent(intent.to_dict())
+
+    async def capture(
+        self, *, ref: HoldRef, amount: int, currency: str, idempotency_key: str
+    ) -> ProviderCapture:
+        assert amount > 0, "capture nothing = cancel"
+        intent_id = ref.provider_payment_id
+        try:
+            intent = await self._call(
+                "payment_intents.capture",
+                lambda: self._client.v1.payment_intents.capture_async(
+                    intent_id,
+                    {"amount_to_capture": amount, "expand": _EXPAND_CHARGE},
+                    options=_idempotent(idempotency_key),
+                ),
+            )
+        except ProviderError as exc:
+            # Already captured under a key Stripe has forgotten (keys live 24 hours): the
+            # capture we are asked for exists if the intent shows exactly this amount taken.
+            if exc.code != _UNEXPECTED_STATE:
+                raise
+            hold = await self.get_hold(ref)
+            if hold.state is not HoldState.CAPTURED or hold.captured_amount != amount:
+                raise
+            assert hold.capture_id is not None
+            log.info("stripe capture of %s was already done: %s", intent_id, hold.capture_id)
+            return ProviderCapture(capture_id=hold.capture_id, amount=hold.captured_amount)
+        data = intent.to_dict()
+        hold = _hold_from_intent(data)
+        if hold.currency != currency.upper():
+            log.error("stripe intent %s is in %s, not %s", intent_id, hold.currency, currency)
+        if hold.state is not HoldState.CAPTURED or hold.capture_id is None:
+            raise ProviderError(
+                f"capture of {intent_id} left it {intent.status}", code=_UNEXPECTED_STATE
+            )
+        # amount_received is what Stripe took; a peer that omits it took what we asked.
+        received = data.get("amount_received")
+        return ProviderCapture(
+            capture_id=hold.capture_id, amount=int(received) if received is not None else amount
+        )
+
+    async def cancel(self, *, ref: HoldRef, idempotency_key: str) -> None:
+        intent_id = ref.provider_payment_id
+        try:
+            await self._call(
+                "payment_intents.cancel",
+                lambda: self._client.v1.payment_intents.cancel_async(
+                    intent_id, options=_idempotent(idempotency_key)
+                ),
+            )
+        except ProviderError as exc:
+            # Canceling a canceled intent (our earlier call, or Stripe lapsing the
+            # authorisation) is the outcome we want, not an error.
+            if exc.code != _UNEXPECTED_STATE:
+                raise
+            hold = await self.get_hold(ref)
+            if hold.state is not HoldState.CANCELED:
+                raise
+            log.info("stripe intent %s was already canceled", intent_id)
+
+    async def refund(
+        self, *, ref: HoldRef, amount: int, currency: str, idempotency_key: str
+    ) -> ProviderRefund:
+        assert amount > 0
+        refund = await self._call(
+            "refunds.create",
+            lambda: self._client.v1.refunds.create_async(
+                {"payment_intent": ref.provider_payment_id, "amount": amount},
+                options=_idempotent(idempotency_key),
+            ),
+        )
+        data = refund.to_dict()
+        # Card refunds are `succeeded` at once; `pending` ones finish later (charge.refunded).
+        if data.get("status") in ("failed", "canceled"):
+            raise ProviderError(
+                f"refund {data.get('id')} {data.get('status')}: {data.get('failure_reason')}",
+                code=str(data.get("failure_reason") or data.get("status")),
+            )
+        if str(data.get("currency", "")).upper() != currency.upper():
+            log.error(
+                "stripe refund %s is in %s, not %s", data.get("id"), data["currency"], currency
+            )
+        return ProviderRefund(refund_id=str(data["id"]), amount=int(data["amount"]))
+
+    # --- payouts (Connect transfers) ---------------------------------------------------
+
+    async def send_payout(self, order: PayoutOrder) -> ProviderTransfer:
+        assert order.amount > 0
+        transfer = await self._call(
+            "transfers.create",
+            lambda: self._client.v1.transfers.create_async(
+                {
+                    "amount": order.amount,
+                    "currency": order.currency.lower(),
+                    "destination": order.destination,
+                    "transfer_group": _transfer_group(order),
+                    "metadata": {"payout_id": str(order.payout_id)},
+                },
+                options=_idempotent(order.idempotency_key),
+            ),
+        )
+        return _transfer(transfer.to_dict())
+
+    async def find_payout(self, order: PayoutOrder) -> ProviderTransfer | None:
+        # The transfer group is ours and unique per payout, so listing by it finds the
+        # transfer a timed-out call may have made, without sending a second one.
+        listed = await self._call(
+            "transfers.list",
+            lambda: self._client.v1.transfers.list_async(
+                {"transfer_group": _transfer_group(order), "limit": 10}
+            ),
+        )
+        found = [
+            t
+            for t in (item.to_dict() for item in listed.data)
+            if (t.get("metadata") or {}).get("payout_id") == str(order.payout_id)
+        ]
+        if not found:
+            return None
+        if len(found) > 1:
+            # Cannot happen while every create carries `payout-{id}`; if it does, a human
+            # must look (the worker was paid more than once).
+            log.error(
+                "payout %s has %d Stripe transfers: %s",
+                order.payout_id,
+                len(found),
+                [t["id"] for t in found],
+            )
+        return _transfer(min(found, key=lambda t: int(t.get("created") or 0)))
+
+    # --- Connect -------------------------------------------------------------------------
+
+    async def create_connected_account(self, *, worker_id: int, email: str) -> str:
+        account = await self._call(
+            "accounts.create",
+            lambda: self._client.v1.accounts.create_async(
+                {
+                    "type": "express",
+                    "email": email,
+                    "capabilities": {"transfers": {"requested": True}},
+                    "metadata": {"worker_id": str(worker_id)},
+                },
+                options=_idempotent(f"connect-account-{worker_id}"),
+            ),
+        )
+        return str(account.id)
+
+    async def create_account_link(
+        self, *, account_id: str, refresh_url: str, return_url: str
+    ) -> str:
+        # No idempotency key: a link is single-use and short-lived, and a second one is
+        # harmless (the first simply expires).
+        link = await self._call(
+            "account_links.create",
+            lambda: self._client.v1.account_links.create_async(
+                {
+                    "account": account_id,
+                    "refresh_url": refresh_url,
+                    "return_url": return_url,
+                    "type": "account_onboarding",
+                }
+            ),
+        )
+        return str(link.url)
+
+    async def reverse_transfer(
+        self, *, transfer_id: str, amount: int, idempotency_key: str
+    ) -> ProviderRefund:
+        # A connected account that cannot cover the reversal makes Stripe answer 400
+        # (InvalidRequestError): a ProviderError with Stripe's code, so the caller records
+        # the worker's negative balance instead.
+        assert amount > 0
+        reversal = await self._call(
+            "transfers.reversals.create",
+            lambda: self._client.v1.transfers.reversals.create_async(
+                transfer_id, {"amount": amount}, options=_idempotent(idempotency_key)
+            ),
+        )
+        return ProviderRefund(refund_id=str(reversal.id), amount=int(reversal.amount))
+
+    # --- webhooks --------------------------------------------------------------------------
+
+    async def parse_event(self, headers: Mapping[str, str], body: bytes) -> ProviderEvent:
+        secret = self._settings.stripe_webhook_secret
+        if not secret:
+            raise InvalidSignatureError("STRIPE_WEBHOOK_SECRET is not set")
+        signature = next((v for k, v in headers.items() if k.lower() == "stripe-signature"), None)
+        try:
+            stripe.WebhookSignature.verify_header(
+                body, signature, secret, self._settings.stripe_webhook_tolerance_seconds
+            )
+        except (stripe.SignatureVerificationError, UnicodeDecodeError) as exc:
+            raise InvalidSignatureError(str(exc)) from exc
+        try:
+            event = json.loads(body)
+        except ValueError as exc:
+            raise InvalidSignatureError("body is not JSON") from exc
+        if not isinstance(event, dict):
+            raise InvalidSignatureError("not a Stripe event")
+        return stripe_events.translate(event)
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    async def _retrieve_intent(self, intent_id: str) -> stripe.PaymentIntent:
+        return await self._call(
+            "payment_intents.retrieve",
+            lambda: self._client.v1.payment_intents.retrieve_async(
+                intent_id, {"expand": _EXPAND_CHARGE}
+            ),
+        )
+
+    async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        """One Stripe call: 429s retried with backoff, errors translated to base's."""
+        attempt = 0
+        while True:
+            try:
+                result = await call()
+            except stripe.RateLimitError as exc:
+                if attempt >= self._rate_limit_retries:
+                    log.warning(
+                        "stripe %s still rate limited after %d retries (request %s)",
+                        operation,
+                        attempt,
+                        exc.request_id,
+                    )
+                    raise ProviderUnavailableError(
+                        f"Stripe rate limit on {operation}: {exc.user_message}"
+                    ) from exc
+                attempt += 1
+                delay = min(
+                    self._rate_limit_base_delay_seconds * 2 ** (attempt - 1),
+                    RATE_LIMIT_MAX_DELAY_SECONDS,
+                )
+                # Jitter so that many workers throttled together do not retry in step.
+                delay *= random.uniform(0.5, 1.0)
+                log.info(
+                    "stripe %s rate limited (request %s): retry %d in %.2fs",
+                    operation,
+                    exc.request_id,
+                    attempt,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            except stripe.StripeError as exc:
+                raise _translate_error(operation, exc) from exc
+            response = getattr(result, "last_response", None)
+            log.debug("stripe %s ok (request %s)", operation, getattr(response, "request_id", None))
+            return result
+
+
+def _idempotent(key: str) -> RequestOptions:
+    assert key, "every Stripe call that acts carries an idempotency key"
+    return {"idempotency_key": key}
+
+
+def _transfer_group(order: PayoutOrder) -> str:
+    return f"payout-{order.payout_id}"
+
+
+def _translate_error(operation: str, exc: stripe.StripeError) -> Exception:
+    message = exc.user_message or type(exc).__name__
+    status = exc.http_status
+    log.warning(
+        "stripe %s failed: %s %s (request %s, HTTP %s, code %s)",
+        operation,
+        type(exc).__name__,
+        message,
+        exc.request_id,
+        status,
+        exc.code,
+    )
+    if isinstance(exc, stripe.CardError):
+        error = exc.error
+        decline_code = getattr(error, "decline_code", None) if error is not None else None
+        return PaymentDeclinedError(message, code=decline_code or exc.code or "card_declined")
+    if isinstance(exc, stripe.APIConnectionError):
+        # Timeout or connection failure: Stripe may or may not have acted.
+        return ProviderUnavailableError(f"Stripe unreachable on {operation}: {message}")
+    if isinstance(exc, stripe.APIError) and (
+        status is None or status < 400 or status >= 500 or status == 409
+    ):
+        # 5xx (after the SDK's retries), a 409 conflict with a concurrent request under the
+        # same key, or an answer we could not read: the outcome is unknown.
+        return ProviderUnavailableError(f"Stripe error on {operation}: {message}")
+    # InvalidRequestError, IdempotencyError, AuthenticationError, PermissionError, ...:
+    # Stripe answered and refused.
+    error_type = getattr(exc.error, "type", None) if exc.error is not None else None
+    return ProviderError(message, code=exc.code or error_type or type(exc).__name__)
+
+
+def _charge_of(intent: Mapping[str, Any]) -> tuple[str | None, Mapping[str, Any]]:
+    """The intent's latest charge: its id, and its fields when expanded."""
+    charge = intent.get("latest_charge")
+    if isinstance(charge, str):
+        return charge, {}
+    if isinstance(charge, Mapping):
+        return (str(charge["id"]) if charge.get("id") else None), charge
+    return None, {}
+
+
+def _capture_by(intent: Mapping[str, Any], charge: Mapping[str, Any]) -> datetime:
+    card = (charge.get("payment_method_details") or {}).get("card") or {}
+    capture_before = card.get("capture_before")
+    if capture_before:
+        return datetime.fromtimestamp(int(capture_before), tz=UTC)
+    return datetime.fromtimestamp(int(intent["created"]), tz=UTC) + AUTHORIZATION_WINDOW
+
+
+def _hold_from_intent(intent: Mapping[str, Any]) -> ProviderHold:
+    """A PaymentIntent as a ProviderHold: Stripe's statuses translated here, nowhere else."""
+    status = intent.get("status")
+    amount = int(intent["amount"])
+    charge_id, charge = _charge_of(intent)
+    capture_by: datetime | None = None
+    failure_message: str | None = None
+    captured_amount = 0
+    capture_id: str | None = None
+    if status == "requires_capture":
+        state = HoldState.AUTHORIZED
+        capture_by = _capture_by(intent, charge)
+    elif status == "succeeded":
+        state = HoldState.CAPTURED
+        capture_id = charge_id
+        received = intent.get("amount_received", charge.get("amount_captured"))
+        captured_amount = int(received) if received is not None else amount
+    elif status == "requires_payment_method":
+        error = intent.get("last_payment_error") or {}
+        if error:
+            # A declined or failed attempt leaves the intent waiting for another method:
+            # for us the hold failed (a new attempt is a new payment).
+            state = HoldState.FAILED
+            failure_message = str(error.get("message") or error.get("code") or "payment failed")
+        else:
+            state = HoldState.REQUIRES_PAYMENT_METHOD
+    elif status == "requires_confirmation":
+        # A method is attached, nothing is authorised yet: confirm_hold confirms it.
+        state = HoldState.REQUIRES_PAYMENT_METHOD
+    elif status in ("requires_action", "processing"):
+        # `processing` (the issuer has not answered yet) is pending like 3-D Secure: not
+        # held, not failed; the client_secret lets the front end follow it, and the
+        # payment_intent.amount_capturable_updated / payment_failed webhook settles it.
+        state = HoldState.REQUIRES_ACTION
+    elif status == "canceled":
+        state = HoldState.CANCELED
+        # "automatic" means Stripe let the authorisation lapse.
+        failure_message = intent.get("cancellation_reason")
+    else:
+        raise ProviderError(f"unknown PaymentIntent status {status!r}", code="unknown_status")
+    return ProviderHold(
+        provider_payment_id=str(intent["id"]),
+        state=state,
+        amount=amount,
+        currency=str(intent["currency"]).upper(),
+        client_secret=intent.get("client_secret"),
+        capture_id=capture_id,
+        captured_amount=captured_amount,
+        refunded_amount=int(charge.get("amount_refunded") or 0),
+        capture_by=capture_by,
+        failure_message=failure_message,
+    )
+
+
+def _transfer(data: Mapping[str, Any]) -> ProviderTransfer:
+    """A Connect transfer as a ProviderTransfer. A transfer moves the money to the connected
+    account when it is created, so it is SUCCEEDED unless it has been reversed in full."""
+    amount = int(data["amount"])
+    reversed_in_full = bool(data.get("reversed")) or int(data.get("amount_reversed") or 0) >= amount
+    return ProviderTransfer(
+        transfer_id=str(data["id"]),
+        state=TransferState.FAILED if reversed_in_full else TransferState.SUCCEEDED,
+        amount=amount,
+        currency=str(data["currency"]).upper(),
+        failure_reason="transfer reversed" if reversed_in_full else None,
+    )

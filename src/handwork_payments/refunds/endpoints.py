@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from handwork_payments.deps import CurrentUser, RuntimeDep
+from handwork_payments.kit import money
+from handwork_payments.kit.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    ProviderUnavailable,
+    Unauthorized,
+    Unprocessable,
+    error_responses,
+)
+from handwork_payments.kit.schemas import minor
+from handwork_payments.models import Payment
+from handwork_payments.payments.endpoints import present
+from handwork_payments.payments.schemas import PaymentOut
+from handwork_payments.refunds import service
+from handwork_payments.refunds.schemas import RefundCreate
+
+router = APIRouter(prefix="/payments", tags=["refunds"])
+
+
+@router.post(
+    "/refund",
+    response_model=PaymentOut,
+    responses=error_responses(
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Unprocessable, ProviderUnavailable
+    ),
+)
+async def refund_payment(body: RefundCreate, user: CurrentUser, runtime: RuntimeDep) -> PaymentOut:
+    amount = None
+    if body.amount is not None:
+        async with runtime.sessions() as session:
+            payment = await session.get(Payment, body.payment_id)
+        if payment is None:
+            raise NotFound("Payment not found")
+        try:
+            amount = minor(body.amount, payment.currency)
+        except money.MoneyError as exc:
+            raise Unprocessable(f"amount: {exc}") from exc
+        except ValueError as exc:
+            raise BadRequest(f"amount: {exc}") from exc
+    payment = await service.refund(
+        runtime, body.payment_id, actor=user, amount=amount, reason=body.reason
+    )
+    return present(payment, user, runtime)

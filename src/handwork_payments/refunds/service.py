@@ -1,0 +1,212 @@
+"""Refunds, full and partial, before and after release.
+
+Before release an authorised hold needs no provider call for a partial refund (the
+release captures less) and a void for a full one; money already captured is refunded at
+the provider. Each refund is a row first, so its id names the provider call
+(`payment-{id}-refund-{refund_id}`) and a retry after a timeout never refunds twice."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handwork_payments.audit.alerts import alert
+from handwork_payments.audit.service import record
+from handwork_payments.db import transaction
+from handwork_payments.kit import money
+from handwork_payments.kit.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    ProviderUnavailable,
+)
+from handwork_payments.models import (
+    Booking,
+    BookingStatus,
+    HoldKind,
+    Payment,
+    PaymentRefund,
+    PaymentStatus,
+    RefundStatus,
+    Role,
+    User,
+)
+from handwork_payments.payments import repository
+from handwork_payments.payments.ledger import post_refund
+from handwork_payments.payments.service import (
+    begin_operation,
+    end_operation,
+    ensure_no_operation,
+    hold_ref,
+    locked,
+    move_booking,
+    now,
+    snapshot,
+)
+from handwork_payments.payments.states import PAYMENT
+from handwork_payments.providers.base import ProviderError, ProviderUnavailableError
+from handwork_payments.runtime import Runtime
+
+REFUNDABLE = {PaymentStatus.HELD, PaymentStatus.RELEASED}
+
+
+def _operation(refund_id: int) -> str:
+    return f"refund:{refund_id}"
+
+
+def needs_provider(payment: Payment, refund: PaymentRefund) -> bool:
+    """A partial refund of an authorisation changes nothing at the provider yet."""
+    full = payment.refunded_amount + refund.amount == payment.amount
+    return payment.hold_kind == HoldKind.CAPTURED or full
+
+
+async def apply_refund(
+    session: AsyncSession,
+    payment: Payment,
+    booking: Booking,
+    refund: PaymentRefund,
+    *,
+    actor_id: int | None,
+    actor_kind: str | None = None,
+) -> None:
+    """Post a refund whose provider side is done (or not needed)."""
+    before = snapshot(payment)
+    refunded = payment.refunded_amount + refund.amount
+    assert refunded <= payment.amount
+    fee_total = money.fee_share_of_refunds(refunded, payment.amount, payment.platform_fee)
+    refund.fee_part = fee_total - payment.refunded_fee
+    refund.status = RefundStatus.SUCCEEDED
+    refund.completed_at = now()
+    payment.refunded_amount = refunded
+    payment.refunded_fee = fee_total
+    payment.refund_reason = refund.reason
+    if refunded == payment.amount:
+        PAYMENT.check(payment.status, PaymentStatus.REFUNDED)
+        payment.status = PaymentStatus.REFUNDED
+        payment.refunded_at = refund.completed_at
+        payment.auto_release_at = None
+        if booking.status in (BookingStatus.PAID, BookingStatus.COMPLETED):
+            move_booking(booking, BookingStatus.CANCELLED)
+    end_operation(payment)
+    await post_refund(session, payment, booking, refund)
+    await record(
+        session,
+        actor_id=actor_id,
+        actor_kind=actor_kind,
+        action="payment.refunded",
+        object_type="payment",
+        object_id=payment.id,
+        before=before,
+        after={**snapshot(payment), "refund_id": refund.id, "refund_amount": refund.amount},
+    )
+
+
+def check_may_refund(user: User, booking: Booking) -> None:
+    if user.role == Role.ADMIN or user.id == booking.worker_id:
+        return
+    if user.id == booking.client_id:
+        raise Forbidden("Refunds are made by the booking's worker or an admin")
+    raise NotFound("Payment not found")
+
+
+async def refund(
+    runtime: Runtime,
+    payment_id: int,
+    *,
+    actor: User | None,
+    amount: int | None,
+    reason: str,
+    dispute_id: int | None = None,
+) -> Payment:
+    """Refund `amount` (all that is left when None). `dispute_id` is set by a dispute's
+    resolution, which alone may refund a disputed payment."""
+    actor_id = actor.id if actor else None
+    async with transaction(runtime.sessions) as session:
+        payment, booking = await locked(session, payment_id)
+        if actor is not None and dispute_id is None:
+            check_may_refund(actor, booking)
+        allowed = {PaymentStatus.DISPUTED} if dispute_id is not None else REFUNDABLE
+        if payment.status not in allowed:
+            raise Conflict(f"A {payment.status} payment cannot be refunded")
+        remaining = payment.amount - payment.refunded_amount
+        amount = remaining if amount is None else amount
+        if amount <= 0:
+            raise BadRequest("The refund amount must be positive")
+        if amount > remaining:
+            raise BadRequest(
+                f"Only {money.format_amount(remaining, payment.currency)} {payment.currency} "
+                "is left to refund"
+            )
+        row = PaymentRefund(
+            payment_id=payment.id,
+            amount=amount,
+            fee_part=0,
+            reason=reason,
+            requested_by=actor_id,
+            dispute_id=dispute_id,
+            before_release=payment.released_at is None,
+            status=RefundStatus.PENDING,
+        )
+        session.add(row)
+        await session.flush()
+        if not needs_provider(payment, row):
+            ensure_no_operation(payment)
+            await apply_refund(session, payment, booking, row, actor_id=actor_id)
+            return payment
+        begin_operation(payment, _operation(row.id))
+        refund_id = row.id
+    return await finish_refund(runtime, payment_id, refund_id, actor_id=actor_id)
+
+
+async def finish_refund(
+    runtime: Runtime, payment_id: int, refund_id: int, *, actor_id: int | None
+) -> Payment:
+    """The provider side of a refund (a void of a whole authorisation, or a refund of
+    captured money), then its entry. Safe to run again after a timeout."""
+    async with runtime.sessions() as session:
+        payment = await session.get(Payment, payment_id)
+        row = await repository.refund(session, refund_id)
+        assert payment is not None and row is not None
+    provider = runtime.providers.for_method(payment.payment_method)
+    try:
+        if payment.hold_kind == HoldKind.AUTHORIZED:
+            await provider.cancel(
+                ref=hold_ref(payment), idempotency_key=f"payment-{payment.id}-void"
+            )
+            provider_refund_id = None
+        else:
+            result = await provider.refund(
+                ref=hold_ref(payment),
+                amount=row.amount,
+                currency=payment.currency,
+                idempotency_key=f"payment-{payment.id}-refund-{row.id}",
+            )
+            provider_refund_id = result.refund_id
+    except ProviderUnavailableError as exc:
+        raise ProviderUnavailable(
+            f"{provider.name} did not answer the refund; it will be resolved, retry shortly"
+        ) from exc
+    except ProviderError as exc:
+        async with transaction(runtime.sessions) as session:
+            payment, _ = await locked(session, payment_id)
+            row = await repository.refund(session, refund_id)
+            assert row is not None
+            row.status = RefundStatus.FAILED
+            end_operation(payment)
+            await alert(
+                session,
+                "refund_failed",
+                f"Refund #{row.id} of payment #{payment.id} failed: {exc.message}",
+                "payment",
+                payment.id,
+            )
+        raise Conflict(f"{provider.name} refused the refund: {exc.message}") from exc
+    async with transaction(runtime.sessions) as session:
+        payment, booking = await locked(session, payment_id)
+        row = await repository.refund(session, refund_id)
+        assert row is not None
+        if payment.provider_operation != _operation(refund_id):
+            return payment  # applied by another process already
+        row.provider_refund_id = provider_refund_id
+        await apply_refund(session, payment, booking, row, actor_id=actor_id)
+    return payment

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handwork_payments.models import DeliveryStatus, WebhookDelivery
+
+
+async def insert_once(session: AsyncSession, values: dict[str, object]) -> int | None:
+    """The new delivery's id, or None when (provider, event_id) was stored before."""
+    return (
+        await session.execute(
+            insert(WebhookDelivery)
+            .values(**values, status=DeliveryStatus.RECEIVED, attempts=0)
+            .on_conflict_do_nothing(constraint="uq_webhook_deliveries_provider_event")
+            .returning(WebhookDelivery.id)
+        )
+    ).scalar_one_or_none()
+
+
+async def lock(session: AsyncSession, delivery_id: int) -> WebhookDelivery | None:
+    return (
+        await session.execute(
+            select(WebhookDelivery)
+            .where(WebhookDelivery.id == delivery_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
