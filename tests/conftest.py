@@ -87,3 +87,12 @@ async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def api(client: httpx.AsyncClient, runtime: Runtime) -> Api:
     return Api(client, runtime)
+
+
+@pytest.fixture
+async def worker(runtime: Runtime) -> AsyncIterator[None]:
+    """A procrastinate worker running in the test's event loop, stopped after the test."""
+    from handwork_payments.worker import running_worker
+
+    async with running_worker(runtime, concurrency=2, name="test"):
+        yield

@@ -106,3 +106,18 @@ class Api:
             "/payments/earnings/worker", worker, currency=currency
         )
         return result
+
+
+async def eventually(check: Any, timeout_seconds: float = 15.0) -> Any:
+    """Poll an async check until it returns something truthy (background jobs)."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached within {timeout_seconds}s: {result!r}")
+        await asyncio.sleep(0.05)

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from handwork_payments.kit.errors import DomainError
 from handwork_payments.kit.idempotency import IdempotencyMiddleware
 from handwork_payments.runtime import Runtime
+from handwork_payments.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,12 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.add_middleware(IdempotencyMiddleware, runtime=lambda: app.state.runtime)
     _install_error_handlers(app)
     app.include_router(api_router())
+    settings = runtime.settings if runtime is not None else get_settings()
+    if not (settings.stripe_live and settings.paypal_live):
+        # The buyer's side of the simulators (Stripe.js confirmation, PayPal approval).
+        from handwork_payments.providers.simulator_endpoints import router as simulator
+
+        app.include_router(simulator, prefix=API_PREFIX)
 
     @app.get("/health", tags=["operations"])
     async def health(request: Request) -> JSONResponse:

@@ -7,6 +7,7 @@ into one procrastinate App. Tasks reach the process's Runtime through `runtime()
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,7 +35,10 @@ def blueprints() -> list[procrastinate.Blueprint]:
     return [payments, payouts, webhooks]
 
 
+@functools.cache
 def build_app(database_url: str) -> procrastinate.App:
+    """One App per database and process: adding a blueprint to an App renames its tasks
+    in place (the namespace), so the blueprints can be added only once."""
     app = procrastinate.App(
         connector=procrastinate.PsycopgConnector(conninfo=libpq_url(database_url))
     )

@@ -21,4 +21,4 @@ class StateMachine(Generic[S]):
 
     def check(self, current: S, target: S) -> None:
         if not self.allows(current, target):
-            raise Conflict(f"A {current.value} {self.name} cannot become {target.value}")
+            raise Conflict(f"A {current} {self.name} cannot become {target}")

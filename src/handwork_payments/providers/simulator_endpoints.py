@@ -1,0 +1,150 @@
+"""What the buyer's browser does at the provider, over HTTP, for the built-in simulators:
+Stripe.js confirming a card or finishing 3-D Secure, and PayPal's approval page.
+
+No bearer token: at a real provider these are the payer's own actions. Mounted only while
+a provider is simulated. A Stripe action is followed by the event Stripe would send,
+delivered to our own webhook inbox exactly as a real delivery (signed, verified, stored,
+processed by the worker): that is how a payment confirmed in the browser reaches us.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from handwork_payments.deps import RuntimeDep
+from handwork_payments.kit.errors import (
+    BadRequest,
+    Conflict,
+    DomainError,
+    NotFound,
+    error_responses,
+)
+from handwork_payments.providers.base import HoldState, PaymentDeclinedError, ProviderError
+from handwork_payments.providers.simulated import SimulatedProvider, UnknownObjectError
+from handwork_payments.runtime import Runtime
+
+router = APIRouter(prefix="/simulator", tags=["simulator"])
+
+
+class ConfirmRequest(BaseModel):
+    payment_method: str = Field(
+        min_length=1,
+        max_length=100,
+        description="pm_card_visa | pm_card_chargeDeclined | pm_card_authenticationRequired",
+    )
+
+
+class AuthenticateRequest(BaseModel):
+    succeed: bool = True
+
+
+class ApprovalResponse(BaseModel):
+    order_id: str
+    payer_id: str
+
+
+def _simulator(runtime: Runtime, name: str) -> SimulatedProvider:
+    provider = runtime.providers.stripe if name == "stripe" else runtime.providers.paypal
+    if not isinstance(provider, SimulatedProvider):
+        raise NotFound(f"The {name} simulator is not in use: real {name} credentials are set")
+    return provider
+
+
+def _domain_error(exc: ProviderError) -> DomainError:
+    if isinstance(exc, UnknownObjectError):
+        return NotFound(exc.message)
+    if exc.code == "resource_missing":  # an unknown payment method: bad input
+        return BadRequest(exc.message)
+    return Conflict(exc.message)
+
+
+async def _deliver(
+    runtime: Runtime, simulator: SimulatedProvider, event_type: str, obj: dict[str, Any]
+) -> None:
+    # Imported here: the webhook inbox depends on the providers, not the other way round.
+    from handwork_payments.webhooks.service import receive
+
+    body, headers = simulator.stripe_event(event_type, obj)
+    await receive(runtime, "stripe", headers, body)
+
+
+@router.get(
+    "/stripe/payment_intents/{intent_id}",
+    responses=error_responses(NotFound),
+    summary="Retrieve a simulated PaymentIntent (Stripe.js retrievePaymentIntent)",
+)
+async def get_intent(intent_id: str, runtime: RuntimeDep) -> dict[str, Any]:
+    simulator = _simulator(runtime, "stripe")
+    try:
+        return await simulator.intent_object(intent_id)
+    except ProviderError as exc:
+        raise _domain_error(exc) from exc
+
+
+@router.post(
+    "/stripe/payment_intents/{intent_id}/confirm",
+    responses=error_responses(BadRequest, NotFound, Conflict),
+    summary="Confirm a PaymentIntent with a test card, as Stripe.js does",
+)
+async def confirm_intent(
+    intent_id: str, body: ConfirmRequest, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """Answers the intent as it now is; an authorisation is followed by
+    `payment_intent.amount_capturable_updated`, a decline by `payment_intent.payment_failed`
+    (the intent shows `last_payment_error`), 3-D Secure by nothing until it is done."""
+    simulator = _simulator(runtime, "stripe")
+    event_type: str | None = None
+    try:
+        hold = await simulator.client_confirm(intent_id, body.payment_method)
+    except PaymentDeclinedError:
+        event_type = "payment_intent.payment_failed"
+    except ProviderError as exc:
+        raise _domain_error(exc) from exc
+    else:
+        if hold.state is HoldState.AUTHORIZED:
+            event_type = "payment_intent.amount_capturable_updated"
+    intent = await simulator.intent_object(intent_id)
+    if event_type is not None:
+        await _deliver(runtime, simulator, event_type, intent)
+    return intent
+
+
+@router.post(
+    "/stripe/payment_intents/{intent_id}/authenticate",
+    responses=error_responses(NotFound, Conflict),
+    summary="Complete (or fail) 3-D Secure for a PaymentIntent",
+)
+async def authenticate_intent(
+    intent_id: str, runtime: RuntimeDep, body: AuthenticateRequest | None = None
+) -> dict[str, Any]:
+    simulator = _simulator(runtime, "stripe")
+    succeed = body.succeed if body is not None else True
+    try:
+        hold = await simulator.authenticate(intent_id, succeed)
+    except ProviderError as exc:
+        raise _domain_error(exc) from exc
+    intent = await simulator.intent_object(intent_id)
+    if hold.state is HoldState.AUTHORIZED:
+        await _deliver(runtime, simulator, "payment_intent.amount_capturable_updated", intent)
+    elif hold.state is HoldState.FAILED:
+        await _deliver(runtime, simulator, "payment_intent.payment_failed", intent)
+    return intent
+
+
+@router.get(
+    "/paypal/checkoutnow",
+    responses=error_responses(NotFound, Conflict),
+    summary="The PayPal buyer approves an order (the order's approval_url)",
+)
+async def approve_order(
+    runtime: RuntimeDep, token: str = Query(min_length=1, max_length=64)
+) -> ApprovalResponse:
+    simulator = _simulator(runtime, "paypal")
+    try:
+        payer_id = await simulator.approve(token)
+    except ProviderError as exc:
+        raise _domain_error(exc) from exc
+    return ApprovalResponse(order_id=token, payer_id=payer_id)
