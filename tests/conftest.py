@@ -48,6 +48,9 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "platform_fee_percentage": "5.0",
         "metadata_encryption_keys": "qEo2oYw0Ff7p3TzN2x0b1m3a9Y7tV4Xk8cQ5rW6uJ1s=",
         "db_pool_size": 5,
+        # Cheap argon2 parameters: the tests exercise the real hashing, not its cost.
+        "password_hash_time_cost": 1,
+        "password_hash_memory_kib": 1024,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from handwork_payments.auth.passwords import Passwords
 from handwork_payments.db import Sessions, make_engine, make_sessions
 from handwork_payments.kit.crypto import MetadataCipher
 from handwork_payments.providers import Providers, build_providers
@@ -25,6 +26,7 @@ class Runtime:
     providers: Providers
     cipher: MetadataCipher
     jwt_secret: str
+    passwords: Passwords
 
     @classmethod
     def build(cls, settings: Settings, database_url: str) -> Runtime:
@@ -45,6 +47,9 @@ class Runtime:
             providers=build_providers(settings, sessions),
             cipher=MetadataCipher(settings.metadata_encryption_keys),
             jwt_secret=jwt_secret,
+            passwords=Passwords(
+                settings.password_hash_time_cost, settings.password_hash_memory_kib
+            ),
         )
 
     async def aclose(self) -> None:

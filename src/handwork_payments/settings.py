@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     # Auth
     jwt_secret: str | None = None
     jwt_expire_minutes: int = Field(default=60, ge=1, le=60 * 24 * 30)
+    # argon2id cost (OWASP's minimum is t=2, m=19 MiB; the library default is t=3, m=64 MiB)
+    password_hash_time_cost: int = Field(default=3, ge=1, le=10)
+    password_hash_memory_kib: int = Field(default=65536, ge=8, le=1048576)
     first_admin_email: str | None = None
     first_admin_password: str | None = None
 

@@ -632,8 +632,9 @@ class StripeDouble:
     # --- Connect ---------------------------------------------------------------------------
 
     def _new_account(self, params: dict[str, Any], account_id: str | None = None) -> dict[str, Any]:
-        account = {
-            "id": account_id or _new_id("acct"),
+        account_id = account_id or _new_id("acct")
+        account: dict[str, Any] = {
+            "id": account_id,
             "object": "account",
             "type": params.get("type"),
             "email": params.get("email"),
@@ -644,8 +645,8 @@ class StripeDouble:
             "metadata": params.get("metadata") or {},
             "created": int(time.time()),
         }
-        self.accounts[account["id"]] = account
-        self.account_balances.setdefault(account["id"], {})
+        self.accounts[account_id] = account
+        self.account_balances.setdefault(account_id, {})
         return account
 
     def _create_account(

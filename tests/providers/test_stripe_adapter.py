@@ -79,12 +79,16 @@ def make_settings(*, secret_key: str, api_base: str | None, **overrides: Any) ->
         "provider_timeout_seconds": 30.0 if api_base is None else 5.0,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 def _say(request: pytest.FixtureRequest, line: str) -> None:
+    """Print past pytest's capture, so every run says which Stripe it talked to."""
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        return
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
         reporter.write_line(f"\n{line}")
 
 

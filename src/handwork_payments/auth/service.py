@@ -6,7 +6,6 @@ from sqlalchemy.exc import IntegrityError
 
 from handwork_payments.audit.service import record
 from handwork_payments.auth import repository, tokens
-from handwork_payments.auth.passwords import hash_password, verify_password
 from handwork_payments.db import transaction
 from handwork_payments.kit.errors import Conflict, Unauthorized
 from handwork_payments.models import Role, User
@@ -24,7 +23,7 @@ async def register(
                 raise Conflict("A user with this email already exists")
             user = User(
                 email=email.lower(),
-                password_hash=hash_password(password),
+                password_hash=runtime.passwords.hash(password),
                 full_name=full_name,
                 role=role,
             )
@@ -46,7 +45,7 @@ async def register(
 async def login(runtime: Runtime, *, email: str, password: str) -> str:
     async with runtime.sessions() as session:
         user = await repository.by_email(session, email)
-    if not verify_password(user.password_hash if user else None, password) or user is None:
+    if not runtime.passwords.verify(user.password_hash if user else None, password) or user is None:
         raise Unauthorized("Incorrect email or password")
     return tokens.issue(user.id, runtime.jwt_secret, runtime.settings.jwt_expire_minutes)
 
@@ -59,7 +58,7 @@ async def ensure_admin(runtime: Runtime, *, email: str, password: str, full_name
                 return False
             user = User(
                 email=email.lower(),
-                password_hash=hash_password(password),
+                password_hash=runtime.passwords.hash(password),
                 full_name=full_name,
                 role=Role.ADMIN,
             )

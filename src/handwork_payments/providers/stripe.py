@@ -24,10 +24,12 @@ import stripe
 
 from handwork_payments.providers import stripe_events
 from handwork_payments.providers.base import (
+    ConnectProvider,
     HoldRef,
     HoldState,
     InvalidSignatureError,
     PaymentDeclinedError,
+    PaymentProvider,
     PayoutOrder,
     ProviderCapture,
     ProviderError,
@@ -53,10 +55,10 @@ T = TypeVar("T")
 # the intent. Used only when the charge does not say `capture_before` itself.
 AUTHORIZATION_WINDOW = timedelta(days=7)
 
-# The SDK retries connection errors, 409s and 5xx itself, resending the same
-# Idempotency-Key, so these retries can never act twice. Kept small: each one may wait a
-# whole provider_timeout_seconds, and the caller has its own retry (re-query) path.
-DEFAULT_NETWORK_RETRIES = 2
+# The SDK retries connection errors, timeouts, 409s and 5xx itself, resending the same
+# Idempotency-Key, so a retry can never act twice. One retry: each attempt may wait a whole
+# provider_timeout_seconds on a request path, and the caller has its own re-query path.
+DEFAULT_NETWORK_RETRIES = 1
 
 # The SDK does not retry 429s. Stripe stores no idempotent result for a rate-limited request,
 # so we retry with the same key, backing off exponentially, a bounded number of times.
@@ -544,3 +546,10 @@ def _transfer(data: Mapping[str, Any]) -> ProviderTransfer:
         currency=str(data["currency"]).upper(),
         failure_reason="transfer reversed" if reversed_in_full else None,
     )
+
+
+if TYPE_CHECKING:
+
+    def _implements(provider: StripeProvider) -> tuple[PaymentProvider, ConnectProvider]:
+        # mypy checks here that StripeProvider satisfies both protocols.
+        return provider, provider
