@@ -117,3 +117,7 @@ def create_admin(
 
 def main() -> None:
     sys.exit(app())
+
+
+if __name__ == "__main__":
+    main()
