@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -77,7 +78,9 @@ async def test_verify_names_what_is_broken_and_the_cli_fails(
 
     cli = [sys.executable, "-m", "handwork_payments.cli", "ledger", "verify"]
     env = {**os.environ, "DATABASE_URL": database_url}
-    ok = subprocess.run([*cli], env=env, capture_output=True, text=True, timeout=60)
+    ok = await asyncio.to_thread(
+        subprocess.run, cli, env=env, capture_output=True, text=True, timeout=60
+    )
     assert ok.returncode == 0, ok.stderr
     assert f"{len(CHECKS)} invariants hold" in ok.stdout
 
@@ -95,7 +98,9 @@ async def test_verify_names_what_is_broken_and_the_cli_fails(
         assert any(p.startswith("1b.") and "worker_available" in p for p in problems), problems
         assert any(p.startswith("3.") for p in problems), problems
         assert any(p.startswith("7.") for p in problems), problems
-        broken = subprocess.run([*cli], env=env, capture_output=True, text=True, timeout=60)
+        broken = await asyncio.to_thread(
+            subprocess.run, cli, env=env, capture_output=True, text=True, timeout=60
+        )
         assert broken.returncode == 1
         assert "worker_available" in broken.stderr
     finally:
