@@ -1,0 +1,305 @@
+"""The demo: SPEC.md's four flows told as a story, on a temporary database and the
+built-in provider simulators (no keys, no network). Run it with `make demo`.
+
+It starts the real service (HTTP on 127.0.0.1, an in-process background worker) on a
+throwaway embedded PostgreSQL, drives it over HTTP as a marketplace would, and prints the
+balances and the ledger after each step."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import tempfile
+from typing import Any
+
+import httpx
+import uvicorn
+from sqlalchemy import text
+
+from handwork_payments import migrate
+from handwork_payments.app import create_app
+from handwork_payments.auth.service import ensure_admin
+from handwork_payments.db import start_embedded
+from handwork_payments.ledger.verify import verify
+from handwork_payments.runtime import Runtime
+from handwork_payments.settings import Settings
+from handwork_payments.worker import running_worker
+
+PASSWORD = "demo-password-123"
+
+
+def say(text_: str) -> None:
+    print(f"\n== {text_}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Demo:
+    def __init__(self, http: httpx.AsyncClient, runtime: Runtime) -> None:
+        self.http = http
+        self.runtime = runtime
+
+    async def call(self, method: str, path: str, who: dict[str, str] | None, **kw: Any) -> Any:
+        r = await self.http.request(method, f"/api/v1{path}", headers=who or {}, **kw)
+        if r.status_code >= 400:
+            raise SystemExit(f"{method} {path} answered {r.status_code}: {r.text}")
+        return r.json()
+
+    async def user(self, email: str, name: str, role: str) -> tuple[int, dict[str, str]]:
+        if role == "admin":
+            await ensure_admin(self.runtime, email=email, password=PASSWORD, full_name=name)
+        else:
+            await self.call(
+                "POST",
+                "/auth/register",
+                None,
+                json={"email": email, "password": PASSWORD, "full_name": name, "role": role},
+            )
+        token = await self.call(
+            "POST", "/auth/token", None, data={"username": email, "password": PASSWORD}
+        )
+        headers = {"Authorization": f"Bearer {token['access_token']}"}
+        me = await self.call("GET", "/auth/me", headers)
+        print(f"   {name} <{email}>, role {role} (user #{me['id']})")
+        return me["id"], headers
+
+    async def show(self, worker: dict[str, str]) -> None:
+        e = await self.call("GET", "/payments/earnings/worker", worker)
+        print(
+            f"   worker: available {e['available_balance']}, in escrow {e['pending_balance']}, "
+            f"paid out {e['total_paid_out']}, payouts pending {e['pending_payouts']}"
+        )
+        async with self.runtime.sessions() as session:
+            rows = (
+                await session.execute(
+                    text("SELECT code, balance FROM ledger_accounts WHERE balance <> 0 ORDER BY id")
+                )
+            ).all()
+            problems = await verify(session)
+        print("   ledger (non-zero accounts, minor units):")
+        for code, balance in rows:
+            print(f"     {code:<40} {balance:>10}")
+        print(f"   ledger invariants: {'all hold' if not problems else problems}")
+
+    async def until(self, path: str, who: dict[str, str], field: str, value: str) -> Any:
+        for _ in range(200):
+            item = (await self.call("GET", path, who))["items"][0]
+            if item[field] == value:
+                return item
+            await asyncio.sleep(0.05)
+        raise SystemExit(f"{path} never reached {field}={value}")
+
+
+async def story(demo: Demo) -> None:
+    say("The people")
+    _, admin = await demo.user("admin@handwork.example", "Ada Admin", "admin")
+    _, client = await demo.user("carla@example.com", "Carla Client", "client")
+    worker_id, worker = await demo.user("wes@example.com", "Wes Worker", "worker")
+
+    say("1. Carla books Wes to fix a sink for 150.00 USD and pays by card (Stripe simulator)")
+    booking = await demo.call(
+        "POST",
+        "/bookings",
+        client,
+        json={
+            "worker_id": worker_id,
+            "title": "Fix the sink",
+            "amount": "150.00",
+            "currency": "USD",
+        },
+    )
+    payment = await demo.call(
+        "POST",
+        "/payments/stripe/payment-intent",
+        client,
+        json={
+            "booking_id": booking["id"],
+            "amount": "150.00",
+            "currency": "USD",
+            "payment_method": "pm_card_visa",
+        },
+    )
+    print(
+        f"   payment #{payment['id']} is {payment['status']} ({payment['stripe_payment_id']}): "
+        f"fee {payment['platform_fee']}, worker's share {payment['worker_amount']}, "
+        f"authorisation good until {payment['capture_by']}"
+    )
+    await demo.show(worker)
+
+    say("2. Wes finishes the job; Carla approves and releases the money from escrow")
+    await demo.call("POST", f"/bookings/{booking['id']}/complete", worker)
+    released = await demo.call("POST", f"/payments/{payment['id']}/release", client)
+    print(f"   payment #{released['id']} is {released['status']}: captured and released")
+    await demo.show(worker)
+
+    say("3. Wes asks for 100.00 to his Stripe account; Ada processes the payout")
+    await demo.call(
+        "PUT", "/payments/payout-methods", worker, json={"stripe_account_id": "acct_1WesWorker"}
+    )
+    payout = await demo.call(
+        "POST",
+        "/payments/payouts/request",
+        worker,
+        json={"amount": "100.00", "payment_method": "stripe"},
+    )
+    print(f"   payout #{payout['id']} is {payout['status']}: 100.00 reserved at once")
+    await demo.call("POST", f"/payments/payouts/{payout['id']}/process", admin)
+    done = await demo.until("/payments/payouts", worker, "status", "completed")
+    print(f"   the background worker sent it: {done['status']} ({done['stripe_transfer_id']})")
+    await demo.show(worker)
+
+    say("4. A second job paid with PayPal (simulator), then refunded in part (40.00)")
+    booking2 = await demo.call(
+        "POST",
+        "/bookings",
+        client,
+        json={
+            "worker_id": worker_id,
+            "title": "Paint the fence",
+            "amount": "80.00",
+            "currency": "USD",
+        },
+    )
+    order = await demo.call(
+        "POST",
+        "/payments/paypal/create",
+        client,
+        json={
+            "booking_id": booking2["id"],
+            "amount": "80.00",
+            "currency": "USD",
+            "return_url": "https://app.example.com/paid",
+            "cancel_url": "https://app.example.com/cancelled",
+        },
+    )
+    print(
+        f"   PayPal order {order['paypal_payment_id']}: Carla approves at {order['approval_url']}"
+    )
+    approval = (await demo.http.get(order["approval_url"])).json()
+    held = await demo.call(
+        "POST",
+        "/payments/paypal/execute",
+        client,
+        json={
+            "payment_id": order["paypal_payment_id"],
+            "payer_id": approval["payer_id"],
+            "booking_id": booking2["id"],
+        },
+    )
+    print(f"   payment #{held['id']} is {held['status']}")
+    refunded = await demo.call(
+        "POST",
+        "/payments/refund",
+        worker,
+        json={"payment_id": held["id"], "amount": "40.00", "reason": "Only half the fence"},
+    )
+    print(
+        f"   refunded {refunded['refunded_amount']} of {refunded['amount']}; still {refunded['status']}"
+    )
+    await demo.call("POST", f"/payments/{held['id']}/release", client)
+    print("   Carla releases the rest: Wes gets 38.00 (95% of 40.00), the platform 2.00")
+    await demo.show(worker)
+
+    say("5. A third job is disputed; Ada resolves it with a split")
+    booking3 = await demo.call(
+        "POST",
+        "/bookings",
+        client,
+        json={
+            "worker_id": worker_id,
+            "title": "Tile the bathroom",
+            "amount": "200.00",
+            "currency": "USD",
+        },
+    )
+    p3 = await demo.call(
+        "POST",
+        "/payments/stripe/payment-intent",
+        client,
+        json={
+            "booking_id": booking3["id"],
+            "amount": "200.00",
+            "currency": "USD",
+            "payment_method": "pm_card_visa",
+        },
+    )
+    dispute = await demo.call(
+        "POST",
+        "/payments/disputes",
+        client,
+        json={
+            "payment_id": p3["id"],
+            "reason": "Work not completed as agreed",
+            "description": "Half the tiles are missing",
+        },
+    )
+    print(f"   dispute #{dispute['id']} is {dispute['status']}; the payment is frozen")
+    await demo.call("POST", f"/payments/disputes/{dispute['id']}/review", admin)
+    resolved = await demo.call(
+        "POST",
+        f"/payments/disputes/{dispute['id']}/resolve",
+        admin,
+        json={
+            "outcome": "split",
+            "refund_amount": "100.00",
+            "resolution_notes": "Half done, half paid",
+        },
+    )
+    print(f"   dispute {resolved['status']}: 100.00 back to Carla, 100.00 released (Wes 95.00)")
+    await demo.show(worker)
+
+    say("Carla's summary and Wes's history")
+    summary = await demo.call("GET", "/payments/summary/client", client)
+    print(f"   Carla: {summary}")
+    history = await demo.call("GET", "/payments/transactions", worker)
+    for t in reversed(history["items"]):
+        print(
+            f"   {t['created_at'][:19]} {t['transaction_type']:<8} {t['amount']:>8}  {t['description']}"
+        )
+
+
+async def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="handwork-demo-") as data_dir:
+        url = os.environ.get("DEMO_DATABASE_URL") or start_embedded(data_dir)
+        await asyncio.to_thread(migrate.upgrade, url)
+        settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            database_url=url,
+            stripe_secret_key=None,
+            paypal_client_id=None,
+            jwt_secret="demo-only-jwt-secret-not-for-production",
+        )
+        runtime = Runtime.build(settings, url)
+        port = free_port()
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, log_level="warning")
+        )
+        serving = asyncio.create_task(server.serve())
+        try:
+            async with running_worker(runtime, concurrency=2, name="demo"):
+                async with httpx.AsyncClient(
+                    base_url=f"http://127.0.0.1:{port}", timeout=30
+                ) as http:
+                    for _ in range(100):
+                        if server.started:
+                            break
+                        await asyncio.sleep(0.05)
+                    print(f"Handwork Payments demo: the service runs at http://127.0.0.1:{port}")
+                    print(f"providers: {runtime.providers.modes()}")
+                    await story(Demo(http, runtime))
+        finally:
+            server.should_exit = True
+            await serving
+            await runtime.aclose()
+    print("\nDone: every movement above is a balanced journal entry.")
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
