@@ -57,6 +57,9 @@ from handwork_payments.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
+# Provider codes for an idempotency key reused with other parameters (Stripe, simulator).
+IDEMPOTENCY_CONFLICTS = {"idempotency_error", "idempotency_key_in_use"}
+
 
 def now() -> datetime:
     return datetime.now(UTC)
@@ -296,7 +299,12 @@ async def create_hold(
                 after=snapshot(payment),
             )
     provider = runtime.providers.for_method(method)
+    existing = payment.stripe_payment_id or payment.paypal_payment_id
     try:
+        if existing:
+            # Created before (the answer reached us): report it rather than create again.
+            hold = await provider.get_hold(HoldRef(existing))
+            return payment, hold
         hold = await provider.create_hold(
             payment_id=payment.id,
             booking_id=booking_id,
@@ -311,6 +319,12 @@ async def create_hold(
         await _fail(runtime, payment.id, exc.message, user.id)
         raise PaymentDeclined(exc.message) from exc
     except ProviderError as exc:
+        if exc.code in IDEMPOTENCY_CONFLICTS:
+            # A retry that differs from the first attempt: the first one stands.
+            raise Conflict(
+                f"Payment #{payment.id} is being created with other details; retry the "
+                "original request or cancel the booking"
+            ) from exc
         await _fail(runtime, payment.id, exc.message, user.id)
         raise BadRequest(f"{provider.name} refused the payment: {exc.message}") from exc
     except ProviderUnavailableError as exc:
@@ -430,7 +444,9 @@ async def finish_capture(runtime: Runtime, payment_id: int, *, actor_id: int | N
     """Steps 2 and 3 of a release: capture at the provider, then post the release."""
     async with runtime.sessions() as session:
         payment = await session.get(Payment, payment_id)
-        assert payment is not None and payment.provider_operation == "capture"
+        assert payment is not None
+    if payment.provider_operation != "capture":
+        return payment  # finished already (by a retry, the resolver, another process)
     provider = runtime.providers.for_method(payment.payment_method)
     amount = payment.amount - payment.refunded_amount
     try:

@@ -167,6 +167,8 @@ async def finish_refund(
         payment = await session.get(Payment, payment_id)
         row = await repository.refund(session, refund_id)
         assert payment is not None and row is not None
+    if payment.provider_operation != _operation(refund_id):
+        return payment  # finished already (by a retry, the resolver, another process)
     provider = runtime.providers.for_method(payment.payment_method)
     try:
         if payment.hold_kind == HoldKind.AUTHORIZED:
