@@ -63,7 +63,7 @@ async def test_a_lost_capture_answer_captures_once(api: Api, runtime: Runtime) -
 
 
 async def test_a_refused_capture_leaves_the_payment_held(api: Api, runtime: Runtime) -> None:
-    client, pro, payment = await api.held_payment("40.00")
+    client, _, payment = await api.held_payment("40.00")
     await simulator(runtime).inject_fault("capture", "error")
     r = await api.post(f"/payments/{payment['id']}/release", client)
     assert r.status_code == 409
