@@ -86,7 +86,7 @@ class Demo:
         print("   ledger (non-zero accounts, minor units):")
         for code, balance in rows:
             print(f"     {code:<40} {balance:>10}")
-        print(f"   ledger invariants: {'all hold' if not problems else problems}")
+        print(f"   ledger invariants: {problems or 'all hold'}")
 
     async def until(self, path: str, who: dict[str, str], field: str, value: str) -> Any:
         for _ in range(200):
@@ -201,7 +201,8 @@ async def story(demo: Demo) -> None:
         json={"payment_id": held["id"], "amount": "40.00", "reason": "Only half the fence"},
     )
     print(
-        f"   refunded {refunded['refunded_amount']} of {refunded['amount']}; still {refunded['status']}"
+        f"   refunded {refunded['refunded_amount']} of {refunded['amount']};"
+        f" still {refunded['status']}"
     )
     await demo.call("POST", f"/payments/{held['id']}/release", client)
     print("   Carla releases the rest: Wes gets 38.00 (95% of 40.00), the platform 2.00")
@@ -261,7 +262,8 @@ async def story(demo: Demo) -> None:
     history = await demo.call("GET", "/payments/transactions", worker)
     for t in reversed(history["items"]):
         print(
-            f"   {t['created_at'][:19]} {t['transaction_type']:<8} {t['amount']:>8}  {t['description']}"
+            f"   {t['created_at'][:19]} {t['transaction_type']:<8} {t['amount']:>8}"
+            f"  {t['description']}"
         )
 
 
@@ -283,17 +285,17 @@ async def main() -> None:
         )
         serving = asyncio.create_task(server.serve())
         try:
-            async with running_worker(runtime, concurrency=2, name="demo"):
-                async with httpx.AsyncClient(
-                    base_url=f"http://127.0.0.1:{port}", timeout=30
-                ) as http:
-                    for _ in range(100):
-                        if server.started:
-                            break
-                        await asyncio.sleep(0.05)
-                    print(f"Handwork Payments demo: the service runs at http://127.0.0.1:{port}")
-                    print(f"providers: {runtime.providers.modes()}")
-                    await story(Demo(http, runtime))
+            async with (
+                running_worker(runtime, concurrency=2, name="demo"),
+                httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http,
+            ):
+                for _ in range(100):
+                    if server.started:
+                        break
+                    await asyncio.sleep(0.05)
+                print(f"Handwork Payments demo: the service runs at http://127.0.0.1:{port}")
+                print(f"providers: {runtime.providers.modes()}")
+                await story(Demo(http, runtime))
         finally:
             server.should_exit = True
             await serving
