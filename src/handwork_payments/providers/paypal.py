@@ -4,7 +4,8 @@
 Each protocol method's calls:
 - create_hold: POST /v2/checkout/orders (intent AUTHORIZE).
 - confirm_hold: POST /v2/checkout/orders/{id}/authorize; on ORDER_ALREADY_AUTHORIZED, GET the
-  order and answer its authorisation.
+  order and answer its authorisation; on ORDER_NOT_APPROVED, GET the order and, if the payer
+  has approved since (a refusal replayed for a reused request id), authorise once more.
 - get_hold: GET /v2/checkout/orders/{id} (and GET /v2/payments/authorizations/{id} for a
   reauthorisation the order does not list).
 - capture: POST /v2/payments/authorizations/{id}/capture (final_capture); on
@@ -201,7 +202,7 @@ def _time(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
     try:
-        return datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
+        return datetime.fromisoformat(value)  # PayPal's RFC 3339, "Z" included (3.11+)
     except ValueError:
         return None
 
@@ -480,7 +481,24 @@ class PayPalProvider:
             # key): the order holds the authorisation; answer it rather than fail.
             if exc.code in ("ORDER_ALREADY_AUTHORIZED", "ORDER_COMPLETED_OR_VOIDED"):
                 return self._hold_from_order(await self._get_order(provider_payment_id))
-            raise
+            if exc.code != "ORDER_NOT_APPROVED":
+                raise
+            # PayPal "returns the latest status of the previous request" with a request id:
+            # an execute refused before the payer approved may be refused again from that
+            # memory after they did. The order itself says whether that refusal still holds.
+            current = await self._get_order(provider_payment_id)
+            status = str(current.get("status", "")).upper()
+            if status == "COMPLETED":
+                return self._hold_from_order(current)
+            if status != "APPROVED":
+                raise
+            order = await self._call(
+                "POST",
+                path,
+                json_body={},
+                request_id=f"{idempotency_key}-approved",
+                representation=True,
+            )
         if not order.get("purchase_units"):
             order = await self._get_order(provider_payment_id)
         payer = order.get("payer")
@@ -960,12 +978,16 @@ class PayPalProvider:
     # ----------------------------------------------------------------------- webhooks
 
     async def parse_event(self, headers: Mapping[str, str], body: bytes) -> ProviderEvent:
-        event = self._load_event(body)
+        self._load_event(body)
         webhook_id = self._settings.paypal_webhook_id or ""
         if self._settings.paypal_webhook_verification == "offline":
             await paypal_events.verify_offline(headers, body, webhook_id, self._fetch_cert)
         else:
             await self._verify_via_api(headers, body, webhook_id)
+        return await self.translate_event(body)
+
+    async def translate_event(self, body: bytes) -> ProviderEvent:
+        event = self._load_event(body)
         return await self._with_order_id(event, paypal_events.translate(event))
 
     @staticmethod
