@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine, pool, text
 
 from handwork_payments.db import sqlalchemy_url
 from handwork_payments.models import Base
@@ -22,6 +22,12 @@ def run_migrations_online() -> None:
     assert url, "migrations need a database URL"
     engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
     with engine.connect() as connection:
+        # Every process runs the migrations at start-up (serve, any number of workers):
+        # one at a time, the others then find the schema at head. Released on disconnect.
+        connection.execute(
+            text("SELECT pg_advisory_lock(hashtext('handwork_payments.migrations'))")
+        )
+        connection.commit()
         context.configure(
             connection=connection, target_metadata=target_metadata, include_name=include_name
         )

@@ -59,12 +59,41 @@ class Settings(BaseSettings):
     # Background work
     payout_batch_size: int = Field(default=50, ge=1, le=1000)
     webhook_max_attempts: int = Field(default=8, ge=1, le=50)
+    # A failed webhook is tried again after base * 2**(attempts - 1) seconds, at most max.
+    webhook_retry_base_seconds: float = Field(default=30.0, gt=0, le=3600)
+    webhook_retry_max_seconds: float = Field(default=3600.0, gt=0, le=86400)
+    # A provider call marked in flight (a payment's provider_operation, a payout's last
+    # attempt) for longer than this is resumed by the resolver with the same idempotency
+    # key. Well above provider_timeout_seconds, so a call still running is left alone.
+    provider_operation_stale_seconds: int = Field(default=300, ge=10, le=86400)
+
+    # Worker processes (procrastinate)
+    worker_poll_seconds: float = Field(default=5.0, gt=0, le=60)
+    worker_heartbeat_seconds: float = Field(default=10.0, gt=0, le=300)
+    # A worker whose heartbeat is older than this is dead: its running jobs are retried.
+    worker_stalled_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # How often a worker looks for jobs of dead workers (a periodic job).
+    worker_stalled_sweep_seconds: int = Field(default=60, ge=1, le=3600)
+    # On SIGTERM running jobs get this long to finish; then they are aborted and retried.
+    # Below the usual orchestrator kill delay (30 s), above a provider call's timeout.
+    worker_shutdown_grace_seconds: float = Field(default=25.0, ge=0, le=3600)
+
+    # Logs: "text" for people, "json" (one object per line, extra fields kept) for machines.
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("platform_fee_percentage")
     @classmethod
     def _fee_precision(cls, value: Decimal) -> Decimal:
         if value.as_tuple().exponent < -4:  # type: ignore[operator]
             raise ValueError("PLATFORM_FEE_PERCENTAGE takes at most 4 decimal places")
+        return value
+
+    @field_validator("worker_stalled_sweep_seconds")
+    @classmethod
+    def _sweep_fits_cron(cls, value: int) -> int:
+        # A cron step: seconds that divide a minute, or whole minutes that divide an hour.
+        if (value < 60 and 60 % value) or (value >= 60 and (value % 60 or 3600 % value)):
+            raise ValueError("WORKER_STALLED_SWEEP_SECONDS must divide 60, or 3600 in minutes")
         return value
 
     @property

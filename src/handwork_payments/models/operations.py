@@ -44,6 +44,8 @@ class WebhookDelivery(Base):
     status: Mapped[DeliveryStatus] = mapped_column(String(16), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # When a failed delivery is tried again (exponential backoff); null when none is due.
+    next_attempt_at: Mapped[When]
     headers: Mapped[dict[str, Any]] = mapped_column(JSONB)
     body: Mapped[str] = mapped_column(Text)
     signature_valid: Mapped[bool] = mapped_column(Boolean)

@@ -60,6 +60,18 @@ class Payment(Base):
             unique=True,
             postgresql_where=text("status <> 'failed'"),
         ),
+        # What the background jobs look for: authorisations that will lapse (hold guard)
+        # and provider calls left in flight (resolver).
+        Index(
+            "ix_payments_authorized_capture_by",
+            "capture_by",
+            postgresql_where=text("hold_kind = 'authorized' AND status IN ('held', 'disputed')"),
+        ),
+        Index(
+            "ix_payments_provider_operation_at",
+            "provider_operation_at",
+            postgresql_where=text("provider_operation IS NOT NULL"),
+        ),
     )
 
     id: Mapped[IdPk]
@@ -86,6 +98,9 @@ class Payment(Base):
     capture_by: Mapped[When]
     # What the provider has captured of the amount (0 while only authorised).
     captured_amount: Mapped[Minor] = mapped_column(default=0)
+    # When the hold guard renewed a PayPal authorisation after its 3-day honour period
+    # (PayPal allows it once; the 29-day limit, capture_by, stays).
+    reauthorized_at: Mapped[When]
 
     # A provider call in flight for this payment (e.g. "capture", "refund:12"). Set and
     # committed before the call, cleared when its outcome is applied: every other move of

@@ -35,6 +35,9 @@ class WorkerPayout(Base):
     stripe_transfer_id: Mapped[str | None] = mapped_column(String(255))
     paypal_payout_id: Mapped[str | None] = mapped_column(String(255))
     paypal_batch_id: Mapped[str | None] = mapped_column(String(255))
+    # Our key of the provider batch this payout was sent in (`payout-batch-{first id}`, the
+    # PayPal sender_batch_id): a batch whose answer was lost is sent again whole under it.
+    batch_key: Mapped[str | None] = mapped_column(String(64), index=True)
     # Provider calls made so far; an unknown outcome is re-queried before calling again.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_attempt_at: Mapped[When]
