@@ -9,10 +9,10 @@ Amounts are integer minor units.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 class ProviderError(Exception):
@@ -203,7 +203,14 @@ class PaymentProvider(Protocol):
 
     async def parse_event(self, headers: Mapping[str, str], body: bytes) -> ProviderEvent:
         """Verify the webhook's signature (raising InvalidSignatureError) and translate it
-        (PayPal's verification may call the provider)."""
+        (PayPal's verification may call the provider). Done once, when a delivery arrives."""
+        ...
+
+    async def translate_event(self, body: bytes) -> ProviderEvent:
+        """Translate a delivery verified when it arrived, without verifying it again: the
+        inbox processes (and retries, and replays) stored deliveries long after Stripe's
+        signature tolerance has passed. Raises InvalidSignatureError for a body that is
+        not one of this provider's events."""
         ...
 
 
@@ -227,3 +234,37 @@ class ConnectProvider(Protocol):
         """Take back (part of) a transfer from the connected account; raises ProviderError
         when the account's balance cannot cover it."""
         ...
+
+
+# --- optional capabilities: checked with isinstance, used where a provider has them ------
+
+
+@runtime_checkable
+class PayoutBatchProvider(Protocol):
+    """PayPal Payouts: many workers paid in one request (Stripe transfers go one by one)."""
+
+    async def send_payout_batch(
+        self, orders: Sequence[PayoutOrder], batch_key: str
+    ) -> list[ProviderTransfer]:
+        """Pay every order in one batch. `batch_key` (our ids, `payout-batch-{id}`) is the
+        idempotency key and the batch's own reference: sending the same orders again under
+        it answers the first batch and never pays twice, which is how a batch whose answer
+        was lost is resolved. One transfer per order, in the orders' order."""
+        ...
+
+    async def find_payout(
+        self, order: PayoutOrder, *, batch_id: str | None = None
+    ) -> ProviderTransfer | None:
+        """With `batch_id` (the provider's id of the batch the payout went out in), a pure
+        look-up of the payout's item."""
+        ...
+
+
+@runtime_checkable
+class ReauthorizingProvider(Protocol):
+    """PayPal: an authorisation is honoured for 3 days and may be renewed once (days 4-29);
+    the renewal has a new id, and the original's expiry (capture_by) still applies."""
+
+    async def reauthorize(
+        self, *, ref: HoldRef, amount: int, currency: str, idempotency_key: str
+    ) -> ProviderHold: ...

@@ -21,6 +21,7 @@ Test behaviour: Stripe's test payment methods `pm_card_visa` (authorised),
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -29,7 +30,7 @@ import secrets
 import string
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -101,14 +102,16 @@ FAULT_OPERATIONS = frozenset(
         "cancel",
         "refund",
         "send_payout",
+        "send_payout_batch",
         "find_payout",
+        "reauthorize",
         "parse_event",
         "create_connected_account",
         "create_account_link",
         "reverse_transfer",
     }
 )
-FAULT_MODES = frozenset({"timeout", "timeout_after_success", "error"})
+FAULT_MODES = frozenset({"timeout", "timeout_after_success", "error", "delay"})
 
 # Row kinds in simulated_objects.
 IDEMPOTENCY = "idempotency"
@@ -333,14 +336,63 @@ class SimulatedProvider:
         result = await self._call("send_payout", act, key=order.idempotency_key, params=params)
         return _transfer_from_json(result)
 
-    async def find_payout(self, order: PayoutOrder) -> ProviderTransfer | None:
+    async def send_payout_batch(
+        self, orders: Sequence[PayoutOrder], batch_key: str
+    ) -> list[ProviderTransfer]:
+        """PayPal Payouts with several items (PayoutBatchProvider): one batch under
+        `batch_key` (the sender_batch_id); an item whose receiver is refused fails alone,
+        as PayPal lists it FAILED while paying the others."""
+        self._only("paypal")
+        if not orders:
+            return []
+        params: Json = {
+            "orders": [
+                {
+                    "payout_id": o.payout_id,
+                    "destination": o.destination,
+                    "amount": o.amount,
+                    "currency": o.currency.upper(),
+                }
+                for o in orders
+            ]
+        }
+
+        async def act(session: AsyncSession) -> Json:
+            batch_id = _paypal_id(13)
+            transfers: list[Json] = []
+            for order in orders:
+                self._check_amount(order.amount)
+                code = self._currency(order.currency)
+                try:
+                    transfers.append(
+                        await self._create_payout_item(session, order, code, batch_id=batch_id)
+                    )
+                except ProviderError as exc:
+                    failed = ProviderTransfer(
+                        "", TransferState.FAILED, order.amount, code, batch_id, exc.message
+                    )
+                    transfers.append(_transfer_json(failed))
+            return {"batch_id": batch_id, "transfers": transfers}
+
+        result = await self._call("send_payout_batch", act, key=batch_key, params=params)
+        return [_transfer_from_json(t) for t in result["transfers"]]
+
+    async def find_payout(
+        self, order: PayoutOrder, *, batch_id: str | None = None
+    ) -> ProviderTransfer | None:
+        """A pure look-up, by the payout's own key or, for PayPal, by the sender_item_id
+        its item carries (`batch_id` narrows it to one batch)."""
+
         async def read(session: AsyncSession) -> Json:
             record = await self._key_record(session, order.idempotency_key)
-            if record is None or record.data.get("operation") != "send_payout":
-                return {}
-            result: Json | None = record.data.get("result")
+            result: Json | None = None
+            if record is not None and record.data.get("operation") == "send_payout":
+                result = record.data.get("result")
             if result is None:
-                return {}
+                if self._stripe:
+                    return {}
+                # Sent in a batch: found by the item's sender_item_id.
+                return await self._payout_item_transfer(session, order, batch_id)
             if self._stripe:
                 # Report the transfer as it is now (a reversal may have followed).
                 row = await self._load(session, result["transfer_id"], TRANSFER)
@@ -359,20 +411,26 @@ class SimulatedProvider:
                     self.webhook_secret,
                     self.settings.stripe_webhook_tolerance_seconds,
                 )
-            event = _parse_paypal_event(headers, body)
-            if event.object_id is None:
-                # Refunds and disputes name a capture, not the order: the real adapter asks
-                # PayPal (GET capture); the simulator looks in its own orders.
-                from handwork_payments.providers.paypal_events import lookup_hint
-
-                hint = lookup_hint(json.loads(body))
-                if hint is not None:
-                    order_id = await self._order_holding(*hint)
-                    if order_id is not None:
-                        event = replace(event, object_id=order_id)
-            return event
+            _verify_paypal_event(headers, body)
+            return await self.translate_event(body)
 
         return await self._faulty("parse_event", parse)
+
+    async def translate_event(self, body: bytes) -> ProviderEvent:
+        if self._stripe:
+            return stripe_events.translate_body(body)
+        event = _translate_paypal_event(body)
+        if event.object_id is None:
+            # Refunds and disputes name a capture, not the order: the real adapter asks
+            # PayPal (GET capture); the simulator looks in its own orders.
+            from handwork_payments.providers.paypal_events import lookup_hint
+
+            hint = lookup_hint(json.loads(body))
+            if hint is not None:
+                order_id = await self._order_holding(*hint)
+                if order_id is not None:
+                    event = replace(event, object_id=order_id)
+        return event
 
     async def _order_holding(self, resource: str, resource_id: str) -> str | None:
         """The id of the order whose nested payments hold this capture / authorization."""
@@ -634,23 +692,29 @@ class SimulatedProvider:
 
     # --- fault injection ------------------------------------------------------------------
 
-    async def inject_fault(self, operation: str, mode: str, times: int = 1) -> None:
+    async def inject_fault(
+        self, operation: str, mode: str, times: int = 1, *, delay_seconds: float = 0.0
+    ) -> None:
         """Make the next `times` calls of `operation` fail: "timeout" (nothing done),
         "timeout_after_success" (done and stored under its idempotency key, the answer
-        lost) or "error" (refused, nothing done). Stored in the table so every process
-        sees it."""
+        lost), "error" (refused, nothing done) or "delay" (done and committed, the answer
+        `delay_seconds` late: a slow provider, or a caller killed while it waits). Stored
+        in the table so every process sees it."""
         if operation not in FAULT_OPERATIONS:
             raise ValueError(f"unknown operation {operation!r}")
         if mode not in FAULT_MODES:
             raise ValueError(f"unknown fault mode {mode!r}")
         if times < 1:
             raise ValueError("times must be at least 1")
+        if delay_seconds < 0 or (delay_seconds > 0) != (mode == "delay"):
+            raise ValueError("delay_seconds (positive) goes with the delay mode only")
         # A time-ordered id: faults for one operation are consumed oldest first.
         fault_id = f"fault_{time.time_ns():020d}_{_random(_ALNUM, 8)}"
+        data: Json = {"operation": operation, "mode": mode, "times": times}
+        if mode == "delay":
+            data["delay_seconds"] = delay_seconds
         async with transaction(self.sessions) as session:
-            self._insert(
-                session, fault_id, FAULT, {"operation": operation, "mode": mode, "times": times}
-            )
+            self._insert(session, fault_id, FAULT, data)
 
     async def clear_faults(self) -> None:
         async with transaction(self.sessions) as session:
@@ -662,7 +726,7 @@ class SimulatedProvider:
             for row in rows:
                 await session.delete(row)
 
-    async def _take_fault(self, operation: str) -> str | None:
+    async def _take_fault(self, operation: str) -> tuple[str, float] | None:
         async with transaction(self.sessions) as session:
             # FOR UPDATE (not SKIP LOCKED): two concurrent calls must not both use up one
             # remaining fault, nor skip one that is still there.
@@ -680,15 +744,17 @@ class SimulatedProvider:
             if row is None:
                 return None
             mode = str(row.data["mode"])
+            delay = float(row.data.get("delay_seconds", 0.0))
             remaining = int(row.data["times"]) - 1
             if remaining <= 0:
                 await session.delete(row)
             else:
                 _save(row, {**row.data, "times": remaining})
-            return mode
+            return mode, delay
 
     async def _faulty(self, operation: str, act: Callable[[], Awaitable[T]]) -> T:
-        mode = await self._take_fault(operation)
+        fault = await self._take_fault(operation)
+        mode, delay = fault if fault is not None else (None, 0.0)
         if mode == "timeout":
             raise ProviderUnavailableError(
                 f"simulated timeout: {self.name} {operation} was not performed"
@@ -709,6 +775,8 @@ class SimulatedProvider:
             raise ProviderUnavailableError(
                 f"simulated timeout: {self.name} {operation} was performed, the answer lost"
             )
+        if mode == "delay":
+            await asyncio.sleep(delay)
         return result
 
     # --- transactions and idempotency -----------------------------------------------------
@@ -1337,7 +1405,7 @@ class SimulatedProvider:
         return {"refund_id": refund["id"], "amount": amount}
 
     async def _create_payout_item(
-        self, session: AsyncSession, order: PayoutOrder, currency: str
+        self, session: AsyncSession, order: PayoutOrder, currency: str, batch_id: str | None = None
     ) -> Json:
         if not _EMAIL.match(order.destination):
             raise ProviderError(
@@ -1345,7 +1413,7 @@ class SimulatedProvider:
                 code="RECEIVER_INVALID",
             )
         item_id = _paypal_id(13)
-        batch_id = _paypal_id(13)
+        batch_id = batch_id or _paypal_id(13)
         item: Json = {
             "payout_item_id": item_id,
             "transaction_id": _paypal_id(17),
@@ -1371,6 +1439,86 @@ class SimulatedProvider:
             batch_id=batch_id,
         )
         return _transfer_json(transfer)
+
+    async def _payout_item_transfer(
+        self, session: AsyncSession, order: PayoutOrder, batch_id: str | None
+    ) -> Json:
+        nested: Json = {"payout_item": {"sender_item_id": order.idempotency_key}}
+        if batch_id is not None:
+            nested["payout_batch_id"] = batch_id
+        row = await session.scalar(
+            select(SimulatedObject).where(
+                SimulatedObject.provider == self.name,
+                SimulatedObject.kind == PAYOUT_ITEM,
+                SimulatedObject.data.contains(nested),
+            )
+        )
+        if row is None:
+            return {}
+        item = row.data
+        currency = str(item["payout_item"]["amount"]["currency"])
+        transfer = ProviderTransfer(
+            transfer_id=str(item["payout_item_id"]),
+            state=(
+                TransferState.SUCCEEDED
+                if item["transaction_status"] == "SUCCESS"
+                else TransferState.FAILED
+            ),
+            amount=to_minor(item["payout_item"]["amount"]["value"], currency),
+            currency=currency,
+            batch_id=str(item["payout_batch_id"]),
+        )
+        return _transfer_json(transfer)
+
+    # --- PayPal: reauthorisation -----------------------------------------------------------
+
+    async def reauthorize(
+        self, *, ref: HoldRef, amount: int, currency: str, idempotency_key: str
+    ) -> ProviderHold:
+        """PayPal's reauthorisation (ReauthorizingProvider), as the PayPal double models it:
+        a new authorisation inside the original's 29 days, the original voided so the money
+        is reserved once. The honour-period timing rules are not enforced."""
+        self._only("paypal")
+        params: Json = {"ref": asdict(ref), "amount": amount, "currency": currency.upper()}
+
+        async def act(session: AsyncSession) -> Json:
+            row = await self._load(session, ref.provider_payment_id, ORDER, lock=True)
+            order = row.data
+            unit = order["purchase_units"][0]
+            authorization = _authorization(order, ref)
+            if authorization["status"] == "VOIDED":
+                raise ProviderError(
+                    "A voided authorization cannot be reauthorized.", code="AUTHORIZATION_VOIDED"
+                )
+            if authorization["status"] != "CREATED":
+                raise ProviderError(
+                    "A captured authorization cannot be reauthorized.",
+                    code="AUTHORIZATION_ALREADY_CAPTURED",
+                )
+            code = unit["amount"]["currency_code"]
+            _check_same_currency(code, currency, "AUTH_CURRENCY_MISMATCH")
+            if amount < 1:
+                raise ProviderError(
+                    "The amount must be positive.", code="CANNOT_BE_ZERO_OR_NEGATIVE"
+                )
+            now = _paypal_time(_now())
+            renewed: Json = {
+                **authorization,
+                "id": _paypal_id(),
+                "status": "CREATED",
+                "amount": {"currency_code": code, "value": format_amount(amount, code)},
+                "create_time": now,
+                "update_time": now,
+            }
+            authorization.update(status="VOIDED", update_time=now)
+            unit["payments"]["authorizations"].append(renewed)
+            order["update_time"] = now
+            _save(row, order)
+            return _hold_json(_order_hold(order))
+
+        return _hold_from_json(
+            await self._call("reauthorize", act, key=idempotency_key, params=params)
+        )
 
 
 # --- pure translations ------------------------------------------------------------------
@@ -1550,7 +1698,7 @@ def paypal_simulator_signature(body: bytes) -> str:
     return hmac.new(PAYPAL_SIMULATOR_SIGNATURE_KEY.encode(), body, hashlib.sha256).hexdigest()
 
 
-def _parse_paypal_event(headers: Mapping[str, str], body: bytes) -> ProviderEvent:
+def _verify_paypal_event(headers: Mapping[str, str], body: bytes) -> None:
     signature = next(
         (v for k, v in headers.items() if k.lower() == PAYPAL_SIGNATURE_HEADER.lower()), None
     )
@@ -1558,6 +1706,9 @@ def _parse_paypal_event(headers: Mapping[str, str], body: bytes) -> ProviderEven
         raise InvalidSignatureError(f"missing {PAYPAL_SIGNATURE_HEADER} header")
     if not hmac.compare_digest(paypal_simulator_signature(body), signature.strip().lower()):
         raise InvalidSignatureError(f"{PAYPAL_SIGNATURE_HEADER} does not match the payload")
+
+
+def _translate_paypal_event(body: bytes) -> ProviderEvent:
     try:
         event = json.loads(body)
     except ValueError as exc:

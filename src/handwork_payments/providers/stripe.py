@@ -13,7 +13,6 @@ account, grouped as `payout-{id}` so a transfer whose answer was lost can be fou
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
@@ -364,13 +363,10 @@ class StripeProvider:
             )
         except (stripe.SignatureVerificationError, UnicodeDecodeError) as exc:
             raise InvalidSignatureError(str(exc)) from exc
-        try:
-            event = json.loads(body)
-        except ValueError as exc:
-            raise InvalidSignatureError("body is not JSON") from exc
-        if not isinstance(event, dict):
-            raise InvalidSignatureError("not a Stripe event")
-        return stripe_events.translate(event)
+        return await self.translate_event(body)
+
+    async def translate_event(self, body: bytes) -> ProviderEvent:
+        return stripe_events.translate_body(body)
 
     # --- plumbing ------------------------------------------------------------------------
 

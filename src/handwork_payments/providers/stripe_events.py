@@ -109,6 +109,10 @@ def parse(
 ) -> ProviderEvent:
     signature = next((v for k, v in headers.items() if k.lower() == "stripe-signature"), None)
     verify(body, signature, secret, tolerance_seconds)
+    return translate_body(body)
+
+
+def translate_body(body: bytes) -> ProviderEvent:
     try:
         event = json.loads(body)
     except ValueError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import timedelta
 
 from handwork_payments.audit.alerts import alert
 from handwork_payments.db import transaction
@@ -17,6 +18,7 @@ from handwork_payments.models import DeliveryStatus, WebhookDelivery
 from handwork_payments.payments.service import now
 from handwork_payments.providers.base import InvalidSignatureError, ProviderEvent
 from handwork_payments.runtime import Runtime
+from handwork_payments.settings import Settings
 from handwork_payments.webhooks import events, repository
 
 log = logging.getLogger(__name__)
@@ -69,48 +71,85 @@ async def receive(
         return await session.get(WebhookDelivery, delivery_id), True
 
 
+def retry_delay(settings: Settings, attempts: int) -> timedelta:
+    """Exponential backoff: base, 2 x base, 4 x base, ... at most the maximum."""
+    seconds = settings.webhook_retry_base_seconds * 2 ** min(attempts - 1, 30)
+    return timedelta(seconds=min(seconds, settings.webhook_retry_max_seconds))
+
+
 async def process(runtime: Runtime, delivery_id: int) -> WebhookDelivery | None:
-    """Apply a stored delivery once. Failures are recorded and re-raised for the job to
-    retry with backoff; after `webhook_max_attempts` the delivery is dead-lettered."""
+    """Apply a stored delivery once. A failure is recorded with the time of the next
+    attempt (`next_attempt_at`, exponential backoff), whose job is enqueued in the same
+    transaction; after WEBHOOK_MAX_ATTEMPTS the delivery is dead-lettered with an alert
+    and waits for an admin's replay."""
     async with runtime.sessions() as session:
         delivery = await session.get(WebhookDelivery, delivery_id)
-    if delivery is None or delivery.status == DeliveryStatus.PROCESSED:
+    if delivery is None or delivery.status in (DeliveryStatus.PROCESSED, DeliveryStatus.DEAD):
         return delivery
     provider = runtime.providers.for_method(delivery.provider)
     try:
-        # Verified when it arrived; parsing again translates the stored body the same way.
-        event: ProviderEvent = await provider.parse_event(delivery.headers, delivery.body.encode())
+        # Verified when it arrived: translated again, never re-verified (Stripe's signature
+        # tolerance would refuse every retry made more than five minutes later).
+        event: ProviderEvent = await provider.translate_event(delivery.body.encode())
         await events.apply(runtime, event)
     except Exception as exc:
-        async with transaction(runtime.sessions) as session:
-            row = await repository.lock(session, delivery_id)
-            assert row is not None
-            row.attempts += 1
-            row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-            if row.attempts >= runtime.settings.webhook_max_attempts:
-                row.status = DeliveryStatus.DEAD
-                await alert(
-                    session,
-                    "webhook_dead",
-                    f"{row.provider} webhook {row.event_id} ({row.event_type}) dead-lettered "
-                    f"after {row.attempts} attempts: {row.last_error}",
-                    "webhook",
-                    row.id,
-                )
-            else:
-                row.status = DeliveryStatus.FAILED
-            dead = row.status == DeliveryStatus.DEAD
-        if dead:
-            log.warning("webhook delivery %s dead-lettered", delivery_id)
-            return row
-        raise
+        return await _failed(runtime, delivery_id, exc)
     async with transaction(runtime.sessions) as session:
         row = await repository.lock(session, delivery_id)
         assert row is not None
         row.attempts += 1
         row.status = DeliveryStatus.PROCESSED
         row.processed_at = now()
+        row.next_attempt_at = None
         row.last_error = None
+    return row
+
+
+async def _failed(runtime: Runtime, delivery_id: int, exc: Exception) -> WebhookDelivery:
+    async with transaction(runtime.sessions) as session:
+        row = await repository.lock(session, delivery_id)
+        assert row is not None
+        if row.status in (DeliveryStatus.PROCESSED, DeliveryStatus.DEAD):
+            return row  # settled by a concurrent attempt (a replay)
+        row.attempts += 1
+        row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+        if row.attempts >= runtime.settings.webhook_max_attempts:
+            row.status = DeliveryStatus.DEAD
+            row.next_attempt_at = None
+            await alert(
+                session,
+                "webhook_dead",
+                f"{row.provider} webhook {row.event_id} ({row.event_type}) dead-lettered "
+                f"after {row.attempts} attempts: {row.last_error}",
+                "webhook",
+                row.id,
+            )
+        else:
+            row.status = DeliveryStatus.FAILED
+            row.next_attempt_at = now() + retry_delay(runtime.settings, row.attempts)
+            # No job lock: a delivery waiting for its retry must not hold back later
+            # events about the same object (events converge in any order).
+            await jobs.defer(
+                session,
+                PROCESS_TASK,
+                args={"delivery_id": row.id},
+                scheduled_at=row.next_attempt_at,
+            )
+    log.warning(
+        "webhook delivery %s failed (attempt %s): %s",
+        delivery_id,
+        row.attempts,
+        row.last_error,
+        extra={
+            "event": "webhook_failed",
+            "delivery_id": row.id,
+            "provider": row.provider,
+            "event_id": row.event_id,
+            "attempts": row.attempts,
+            "status": str(row.status),
+            "next_attempt_at": row.next_attempt_at.isoformat() if row.next_attempt_at else None,
+        },
+    )
     return row
 
 
@@ -124,5 +163,6 @@ async def replay(runtime: Runtime, delivery_id: int) -> WebhookDelivery:
         if row.status == DeliveryStatus.RECEIVED and row.attempts == 0:
             raise Conflict("This delivery has not been processed yet")
         row.status = DeliveryStatus.RECEIVED
+        row.next_attempt_at = now()
         await jobs.defer(session, PROCESS_TASK, args={"delivery_id": row.id})
     return row
