@@ -803,6 +803,10 @@ async def test_webhooks_verified_through_the_api(
     assert event.amount == 2500  # cumulative, as Stripe's amount_refunded
     assert sum(1 for c in double.calls if c.operation == "captures.get") == gets_before + 1
     assert first.amount == 1000
+    # Processing a stored delivery again translates it without another verification.
+    verifies = sum(1 for c in double.calls if c.operation == "webhooks.verify")
+    assert await provider.translate_event(body) == event
+    assert sum(1 for c in double.calls if c.operation == "webhooks.verify") == verifies
 
     # A chargeback: the dispute names the capture as the seller's transaction.
     dispute = {
