@@ -19,7 +19,9 @@ Each protocol method's calls:
 - find_payout: the same POST again (same PayPal-Request-Id and sender_batch_id), or GET the
   batch when its id is known.
 - parse_event: POST /v1/notifications/verify-webhook-signature ("api") or the offline check,
-  then GET the capture / authorisation when the event does not name the order.
+  then translate_event.
+- translate_event: no verification; GET the capture / authorisation when the event does not
+  name the order.
 
 Every mutating call carries `PayPal-Request-Id` = our idempotency key: PayPal answers a repeat
 with the first outcome and acts once. Payouts also carry our `sender_batch_id`, which PayPal
@@ -978,7 +980,7 @@ class PayPalProvider:
     # ----------------------------------------------------------------------- webhooks
 
     async def parse_event(self, headers: Mapping[str, str], body: bytes) -> ProviderEvent:
-        self._load_event(body)
+        self._load_event(body)  # a body that is not an event is refused before PayPal is asked
         webhook_id = self._settings.paypal_webhook_id or ""
         if self._settings.paypal_webhook_verification == "offline":
             await paypal_events.verify_offline(headers, body, webhook_id, self._fetch_cert)
@@ -987,6 +989,10 @@ class PayPalProvider:
         return await self.translate_event(body)
 
     async def translate_event(self, body: bytes) -> ProviderEvent:
+        """A delivery verified when it arrived (parse_event), translated again without
+        asking PayPal to verify it: the inbox retries and replays stored deliveries. The
+        order id is still looked up (GET capture / authorisation) when the event does not
+        name it, so this may raise ProviderUnavailableError."""
         event = self._load_event(body)
         return await self._with_order_id(event, paypal_events.translate(event))
 
