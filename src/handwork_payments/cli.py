@@ -1,10 +1,13 @@
-"""`handwork-payments`: serve, worker, db upgrade, ledger verify, create-admin."""
+"""`handwork-payments`: serve, worker, db upgrade, ledger verify, reconcile, create-admin."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
+from datetime import UTC, datetime
+from typing import Any
 
 import typer
 
@@ -17,7 +20,37 @@ app.add_typer(db_app, name="db")
 app.add_typer(ledger_app, name="ledger")
 
 
+# What every LogRecord has: anything else was passed in `extra` and is kept in JSON logs.
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and the record's extra
+    fields (alerts' `alert_kind`, jobs' `action`, ...)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        data.update((k, v) for k, v in vars(record).items() if k not in _RECORD_FIELDS)
+        if record.exc_info:
+            data["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(data, default=str)
+
+
 def _logging() -> None:
+    if get_settings().log_format == "json":
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonFormatter())
+        logging.basicConfig(level=logging.INFO, handlers=[handler])
+        return
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -42,15 +75,61 @@ def serve(
 
 @app.command()
 def worker(
-    concurrency: int = typer.Option(4, help="Jobs run at once by this process"),
+    concurrency: int = typer.Option(4, min=1, max=100, help="Jobs run at once by this process"),
+    name: str = typer.Option("worker", help="Name in the logs"),
 ) -> None:
-    """Run a background worker process (as many as needed, on any hosts, one database)."""
+    """Run a background worker process (as many as needed, on any hosts, one database).
+    SIGTERM: running jobs finish (WORKER_SHUTDOWN_GRACE_SECONDS), then it exits."""
     from handwork_payments import startup
     from handwork_payments.worker import run_forever
 
     _logging()
     startup.run_in_process_worker = False
-    asyncio.run(run_forever(concurrency))
+    asyncio.run(run_forever(concurrency, name))
+
+
+@app.command()
+def reconcile(
+    since_days: float | None = typer.Option(
+        None,
+        "--since-days",
+        min=0,
+        help="Only settled objects changed in the last N days (escrow is always checked)",
+    ),
+    record_alerts: bool = typer.Option(
+        False, "--alert", help="Also record each difference as an alert"
+    ),
+) -> None:
+    """Compare our held, captured, refunded and paid-out amounts with what Stripe and
+    PayPal report, object by object; print every difference, non-zero exit if any."""
+    from datetime import timedelta
+
+    from handwork_payments.db import database_url
+    from handwork_payments.reconcile import service
+    from handwork_payments.runtime import Runtime
+
+    async def run() -> service.Result:
+        settings = get_settings()
+        runtime = Runtime.build(settings, database_url(settings))
+        try:
+            moment = datetime.now(UTC)
+            since = moment - timedelta(days=since_days) if since_days is not None else None
+            result = await service.reconcile(runtime, now=moment, since=since)
+            if record_alerts:
+                await service.alert_differences(runtime, result)
+            return result
+        finally:
+            await runtime.aclose()
+
+    result = asyncio.run(run())
+    for difference in result.differences or ():
+        typer.echo(f"DIFFERENCE {difference}")
+    typer.echo(
+        f"reconciled {result.payments_checked} payments and {result.payouts_checked} payouts: "
+        f"{len(result.differences or ())} differences"
+    )
+    if not result.clean:
+        raise typer.Exit(code=1)
 
 
 @db_app.command("upgrade")

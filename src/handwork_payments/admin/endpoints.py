@@ -35,6 +35,8 @@ class DeliveryOut(BaseModel):
     status: DeliveryStatus
     attempts: int
     last_error: str | None
+    # When a failed delivery is tried next (exponential backoff); null when none is due.
+    next_attempt_at: datetime | None = None
     received_at: datetime
     processed_at: datetime | None
 

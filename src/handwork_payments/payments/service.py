@@ -437,11 +437,30 @@ async def release(
             return payment
         else:
             begin_operation(payment, "capture")
-    return await finish_capture(runtime, payment_id, actor_id=actor_id)
+    payment = await finish_capture(runtime, payment_id, actor_id=actor_id)
+    if (
+        payment.status == expected
+        and payment.hold_kind == HoldKind.CAPTURED
+        and payment.provider_operation is None
+    ):
+        # Another path applied the capture first (the hold guard or the resolver, which
+        # capture without releasing): release what is now captured, checked again above.
+        return await release(runtime, payment_id, actor=actor, from_disputed=from_disputed)
+    return payment
 
 
-async def finish_capture(runtime: Runtime, payment_id: int, *, actor_id: int | None) -> Payment:
-    """Steps 2 and 3 of a release: capture at the provider, then post the release."""
+async def finish_capture(
+    runtime: Runtime,
+    payment_id: int,
+    *,
+    actor_id: int | None,
+    release: bool = True,
+    actor_kind: str | None = None,
+) -> Payment:
+    """Steps 2 and 3 of a capture (marker "capture", key `payment-{id}-capture`): capture
+    at the provider, then apply it; with `release`, post the release in the same
+    transaction. Without (the hold guard, the resolver), the money stays in escrow, now
+    held on the platform's provider balance: the escrow account does not change."""
     async with runtime.sessions() as session:
         payment = await session.get(Payment, payment_id)
         assert payment is not None
@@ -476,8 +495,22 @@ async def finish_capture(runtime: Runtime, payment_id: int, *, actor_id: int | N
         payment, booking = await locked(session, payment_id)
         if payment.provider_operation != "capture":
             return payment  # another process applied this capture first
+        before = snapshot(payment)
         apply_capture(payment, capture.capture_id, capture.amount)
-        await apply_release(session, payment, booking, actor_id=actor_id)
+        if release:
+            await apply_release(session, payment, booking, actor_id=actor_id, actor_kind=actor_kind)
+        else:
+            end_operation(payment)
+            await record(
+                session,
+                actor_id=actor_id,
+                actor_kind=actor_kind,
+                action="payment.captured",
+                object_type="payment",
+                object_id=payment.id,
+                before=before,
+                after=snapshot(payment),
+            )
     return payment
 
 

@@ -5,19 +5,20 @@ import logging
 import procrastinate
 
 from handwork_payments import worker
-from handwork_payments.kit.errors import DomainError
+from handwork_payments.kit.errors import DomainError, ProviderUnavailable
 from handwork_payments.models import Payment, PaymentStatus
-from handwork_payments.payments import service
+from handwork_payments.payments import background, service
 
 log = logging.getLogger(__name__)
 
 blueprint = procrastinate.Blueprint()
 
+# A provider that did not answer: try again after 30 s, 90 s, 150 s, ... (about 45 min in
+# all); after that the periodic sweep of overdue releases takes over.
+PROVIDER_RETRY = procrastinate.RetryStrategy(max_attempts=10, wait=30, linear_wait=60)
 
-@blueprint.task(
-    name="auto_release",
-    retry=procrastinate.RetryStrategy(max_attempts=10, exponential_wait=5),
-)
+
+@blueprint.task(name="auto_release", retry=PROVIDER_RETRY)
 async def auto_release(payment_id: int) -> None:
     """Release a completed booking's payment once its deadline passed, unless the client
     released it, disputed it, or it was refunded meanwhile: the state is checked again
@@ -32,5 +33,27 @@ async def auto_release(payment_id: int) -> None:
         return  # the deadline moved; the job for the new deadline will run
     try:
         await service.release(runtime, payment_id, actor=None)
+    except ProviderUnavailable:
+        raise  # the capture's answer was lost: retried, resuming it under the same key
     except DomainError as exc:
         log.info("auto-release of payment %s not done: %s", payment_id, exc.detail)
+
+
+@blueprint.periodic(cron="*/10 * * * *")
+@blueprint.task(name="guard_holds", queueing_lock="guard-holds", lock="guard-holds")
+async def guard_holds(timestamp: int) -> None:
+    """Capture authorisations before they lapse; renew PayPal's after the honour period."""
+    await background.guard_holds(worker.runtime(), now=service.now())
+
+
+@blueprint.periodic(cron="* * * * *")
+@blueprint.task(
+    name="resolve_payment_operations",
+    queueing_lock="resolve-payment-operations",
+    lock="resolve-payment-operations",
+)
+async def resolve_payment_operations(timestamp: int) -> None:
+    """Resume provider calls left in flight; release payments whose release is overdue."""
+    runtime = worker.runtime()
+    await background.resolve_operations(runtime, now=service.now())
+    await background.release_overdue(runtime, now=service.now())

@@ -1,12 +1,21 @@
 """Worker payouts: requested from the available balance (reserved at once, under the
 balance row's lock), processed by an admin, sent to the provider by a job, settled by
-the provider's answer or event. A failure gives the amount back."""
+the provider's answer or event. A failure gives the amount back.
+
+Stripe transfers go one by one (`hp:send_payout`). PayPal Payouts takes many items in one
+request, so processed PayPal payouts are sent together (`hp:send_payout_batch`, and a
+periodic run for any left over), at most PAYOUT_BATCH_SIZE at a time, each batch under
+our key `payout-batch-{first payout id}`. A call whose answer is lost leaves its payouts
+`processing` with the attempt recorded; the resolver asks the provider again under the
+same key (the whole batch again, for a batch) and never pays twice."""
 
 from __future__ import annotations
 
 import logging
 import re
+from datetime import datetime, timedelta
 
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.audit.alerts import alert
@@ -27,6 +36,8 @@ from handwork_payments.payments.service import now
 from handwork_payments.payouts import repository
 from handwork_payments.payouts.states import PAYOUT
 from handwork_payments.providers.base import (
+    PaymentProvider,
+    PayoutBatchProvider,
     PayoutOrder,
     ProviderError,
     ProviderTransfer,
@@ -40,6 +51,15 @@ log = logging.getLogger(__name__)
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 STRIPE_ACCOUNT = re.compile(r"^acct_[A-Za-z0-9]{1,64}$")
 SEND_TASK = "hp:send_payout"
+SEND_BATCH_TASK = "hp:send_payout_batch"
+
+
+def batch_sender(runtime: Runtime, method: PaymentMethod | str) -> PayoutBatchProvider | None:
+    """The provider of `method` when it pays in batches (PayPal Payouts), else None."""
+    provider = runtime.providers.for_method(method)
+    if provider.name == PaymentMethod.PAYPAL and isinstance(provider, PayoutBatchProvider):
+        return provider
+    return None
 
 
 async def set_methods(
@@ -131,9 +151,17 @@ async def process(runtime: Runtime, admin: User, payout_id: int) -> WorkerPayout
         payout.status = PayoutStatus.PROCESSING
         payout.processed_at = now()
         payout.processed_by = admin.id
-        await jobs.defer(
-            session, SEND_TASK, args={"payout_id": payout.id}, lock=f"payout-{payout.id}"
-        )
+        if batch_sender(runtime, payout.payment_method) is not None:
+            # One job per method at a time (the lock): while one batch is out, the payouts
+            # processed meanwhile gather for the next.
+            method = str(payout.payment_method)
+            await jobs.defer(
+                session, SEND_BATCH_TASK, args={"method": method}, lock=f"payout-batch-{method}"
+            )
+        else:
+            await jobs.defer(
+                session, SEND_TASK, args={"payout_id": payout.id}, lock=f"payout-{payout.id}"
+            )
         await record(
             session,
             actor_id=admin.id,
@@ -166,10 +194,17 @@ async def send(runtime: Runtime, payout_id: int) -> WorkerPayout | None:
             return payout  # settled meanwhile (a webhook, another attempt)
         if payout.stripe_transfer_id or payout.paypal_payout_id:
             return payout  # sent, waiting for the provider's settlement
-        payout.attempts += 1
-        payout.last_attempt_at = now()
+        batch_key = payout.batch_key
+        if batch_key is None:
+            payout.attempts += 1
+            payout.last_attempt_at = now()
         first_attempt = payout.attempts == 1
         order = order_of(payout)
+    if batch_key is not None:
+        # Went out in a batch whose answer was lost: the whole batch again, same key.
+        await resend_batch(runtime, batch_key)
+        async with runtime.sessions() as session:
+            return await session.get(WorkerPayout, payout_id)
     provider = runtime.providers.for_method(payout.payment_method)
     try:
         transfer = None if first_attempt else await provider.find_payout(order)
@@ -186,6 +221,178 @@ async def send(runtime: Runtime, payout_id: int) -> WorkerPayout | None:
     except ProviderUnavailableError:
         log.warning("payout %s: %s did not answer; will re-query", payout_id, provider.name)
         raise
+    return await settle(runtime, payout_id, transfer)
+
+
+async def send_batch(runtime: Runtime, method: PaymentMethod | str) -> list[int]:
+    """Send up to PAYOUT_BATCH_SIZE processed, never-sent payouts of `method` in one batch
+    and settle them; the ids sent (empty when there were none, or the provider does not
+    batch). The payouts are marked (attempt, batch key) and committed before the call,
+    SKIP LOCKED so that concurrent runs take disjoint sets."""
+    provider = batch_sender(runtime, method)
+    if provider is None:
+        return []
+    async with transaction(runtime.sessions) as session:
+        payouts = (
+            await session.scalars(
+                select(WorkerPayout)
+                .where(
+                    WorkerPayout.status == PayoutStatus.PROCESSING,
+                    WorkerPayout.payment_method == method,
+                    WorkerPayout.attempts == 0,
+                    WorkerPayout.batch_key.is_(None),
+                )
+                .order_by(WorkerPayout.id)
+                .limit(runtime.settings.payout_batch_size)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        if not payouts:
+            return []
+        batch_key = f"payout-batch-{payouts[0].id}"
+        for payout in payouts:
+            payout.batch_key = batch_key
+            payout.attempts = 1
+            payout.last_attempt_at = now()
+            await record(
+                session,
+                actor_id=None,
+                actor_kind="system",
+                action="payout.batched",
+                object_type="payout",
+                object_id=payout.id,
+                after={"batch_key": batch_key, "batch_size": len(payouts)},
+            )
+        orders = [order_of(p) for p in payouts]
+    await _send_batch(runtime, provider, batch_key, orders)
+    return [o.payout_id for o in orders]
+
+
+async def resend_batch(runtime: Runtime, batch_key: str) -> None:
+    """Ask again for a batch whose answer was lost: the same orders under the same key,
+    so the provider answers the batch it made (or makes it now if it never got it)."""
+    async with transaction(runtime.sessions) as session:
+        members = (
+            await session.scalars(
+                select(WorkerPayout)
+                .where(WorkerPayout.batch_key == batch_key)
+                .order_by(WorkerPayout.id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+        ).all()
+        open_members = [
+            m
+            for m in members
+            if m.status == PayoutStatus.PROCESSING
+            and not (m.stripe_transfer_id or m.paypal_payout_id)
+        ]
+        if not open_members:
+            return
+        for member in open_members:
+            member.attempts += 1
+            member.last_attempt_at = now()
+        orders = [order_of(m) for m in members]  # all of them: exactly the first call
+        method = members[0].payment_method
+    provider = batch_sender(runtime, method)
+    assert provider is not None, f"batch {batch_key} of a provider that has no batches"
+    await _send_batch(runtime, provider, batch_key, orders)
+
+
+async def _send_batch(
+    runtime: Runtime, provider: PayoutBatchProvider, batch_key: str, orders: list[PayoutOrder]
+) -> None:
+    try:
+        transfers = await provider.send_payout_batch(orders, batch_key)
+    except ProviderError as exc:
+        # Refused as a whole: none of its items was paid.
+        transfers = [
+            ProviderTransfer("", TransferState.FAILED, o.amount, o.currency, None, exc.message)
+            for o in orders
+        ]
+    except ProviderUnavailableError:
+        log.warning(
+            "payout batch %s: no answer; the resolver sends it again under the same key",
+            batch_key,
+            extra={"event": "payout_batch_unknown", "batch_key": batch_key},
+        )
+        raise
+    assert len(transfers) == len(orders), "one transfer per order"
+    for order, transfer in zip(orders, transfers, strict=True):
+        await settle(runtime, order.payout_id, transfer)
+
+
+async def resolve_payouts(runtime: Runtime, *, now: datetime, limit: int = 100) -> dict[int, str]:
+    """The payouts left `processing` for longer than PROVIDER_OPERATION_STALE_SECONDS: a
+    call whose answer never came is asked again under the same key (`send` re-queries
+    first); one the provider took but has not settled is looked up again; one whose job
+    was lost is sent. Returns what happened, by payout id."""
+    stale = now - timedelta(seconds=runtime.settings.provider_operation_stale_seconds)
+    batching = [m for m in PaymentMethod if batch_sender(runtime, m) is not None]
+    async with runtime.sessions() as session:
+        stuck = (
+            await session.scalars(
+                select(WorkerPayout)
+                .where(
+                    WorkerPayout.status == PayoutStatus.PROCESSING,
+                    or_(
+                        (WorkerPayout.attempts > 0) & (WorkerPayout.last_attempt_at <= stale),
+                        # Never sent: its job was lost (batched ones wait for the batch run).
+                        (WorkerPayout.attempts == 0)
+                        & (WorkerPayout.processed_at <= stale)
+                        & WorkerPayout.payment_method.not_in(batching),
+                    ),
+                )
+                .order_by(WorkerPayout.id)
+                .limit(limit)
+            )
+        ).all()
+    outcome: dict[int, str] = {}
+    for payout in stuck:
+        try:
+            if payout.stripe_transfer_id or payout.paypal_payout_id:
+                settled = await refresh(runtime, payout.id)
+            else:
+                settled = await send(runtime, payout.id)
+            outcome[payout.id] = settled.status if settled else "gone"
+        except (ProviderUnavailableError, ProviderError) as exc:
+            outcome[payout.id] = f"not resolved: {exc}"
+    if outcome:
+        log.warning(
+            "payout resolver: %s",
+            outcome,
+            extra={"event": "payout_resolver", "outcome": {str(k): v for k, v in outcome.items()}},
+        )
+    return outcome
+
+
+async def lookup(provider: PaymentProvider, payout: WorkerPayout) -> ProviderTransfer | None:
+    """What the provider says of a sent payout, by a pure look-up; None when it has none.
+    Raises LookupError when the provider cannot be asked without acting (a PayPal payout
+    whose batch id we never got: PayPal only finds it by sending it again)."""
+    order = order_of(payout)
+    if isinstance(provider, PayoutBatchProvider) and provider.name == PaymentMethod.PAYPAL:
+        if not payout.paypal_batch_id:
+            raise LookupError(f"payout {payout.id}: no PayPal batch id to look it up by")
+        return await provider.find_payout(order, batch_id=payout.paypal_batch_id)
+    return await provider.find_payout(order)
+
+
+async def refresh(runtime: Runtime, payout_id: int) -> WorkerPayout | None:
+    """Look up a sent, unsettled payout (PayPal UNCLAIMED, a webhook that never came) and
+    apply what the provider says now."""
+    async with transaction(runtime.sessions) as session:
+        payout = await repository.lock(session, payout_id)
+        if payout is None or payout.status != PayoutStatus.PROCESSING:
+            return payout
+        payout.last_attempt_at = now()
+    provider = runtime.providers.for_method(payout.payment_method)
+    try:
+        transfer = await lookup(provider, payout)
+    except LookupError:
+        return payout
+    if transfer is None:
+        return payout
     return await settle(runtime, payout_id, transfer)
 
 

@@ -12,9 +12,9 @@ from sqlalchemy import select
 
 from handwork_payments.audit.service import record
 from handwork_payments.db import transaction
-from handwork_payments.models import User
+from handwork_payments.models import PaymentStatus, User
 from handwork_payments.payments import repository as payments
-from handwork_payments.payments.service import apply_failure, apply_hold, locked
+from handwork_payments.payments.service import apply_failure, apply_hold, hold_ref, locked
 from handwork_payments.payouts import repository as payouts
 from handwork_payments.payouts.service import apply_transfer
 from handwork_payments.providers.base import (
@@ -43,8 +43,24 @@ def _capture_by(event: ProviderEvent) -> datetime | None:
     return None
 
 
+async def _current_hold(runtime: Runtime, event: ProviderEvent) -> ProviderHold | None:
+    """For a payment still pending: the hold as the provider has it now (asked outside any
+    transaction), else None."""
+    assert event.object_id is not None
+    async with runtime.sessions() as session:
+        found = await payments.by_provider_id(session, event.provider, event.object_id)
+    if found is None or found.status != PaymentStatus.PENDING:
+        return None
+    provider = runtime.providers.for_method(found.payment_method)
+    return await provider.get_hold(hold_ref(found))
+
+
 async def _hold_event(runtime: Runtime, event: ProviderEvent) -> None:
     assert event.object_id is not None
+    # Events about one intent may arrive in any order (a decline, then the retry that
+    # authorised): a pending payment takes the provider's current state, whatever this
+    # event says, so every order of delivery ends in the same state.
+    current = await _current_hold(runtime, event)
     async with transaction(runtime.sessions) as session:
         found = await payments.by_provider_id(session, event.provider, event.object_id)
         if found is None:
@@ -53,7 +69,23 @@ async def _hold_event(runtime: Runtime, event: ProviderEvent) -> None:
             )
             return
         payment, booking = await locked(session, found.id)
-        if event.kind == EventKind.HOLD_AUTHORIZED:
+        if current is not None and payment.status == PaymentStatus.PENDING:
+            if current.amount != payment.amount:
+                raise ValueError(
+                    f"{event.provider} holds {current.amount} for payment #{payment.id}, "
+                    f"which is {payment.amount}"
+                )
+            if current.state in (HoldState.AUTHORIZED, HoldState.CAPTURED):
+                await apply_hold(
+                    session, payment, booking, current, actor_id=None, actor_kind=event.provider
+                )
+            elif current.state in (HoldState.FAILED, HoldState.CANCELED):
+                reason = current.failure_message or event.failure_message or event.event_type
+                await apply_failure(
+                    session, payment, reason, actor_id=None, actor_kind=event.provider
+                )
+            # Otherwise the payer is still at it: a later event tells the outcome.
+        elif event.kind == EventKind.HOLD_AUTHORIZED:
             if event.amount is not None and event.amount != payment.amount:
                 raise ValueError(
                     f"event {event.event_id} authorises {event.amount}, payment #{payment.id} "

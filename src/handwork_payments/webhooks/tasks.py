@@ -10,8 +10,10 @@ blueprint = procrastinate.Blueprint()
 
 @blueprint.task(
     name="process_webhook",
-    # The service dead-letters after WEBHOOK_MAX_ATTEMPTS (at most 50); until then, retry.
-    retry=procrastinate.RetryStrategy(max_attempts=50, exponential_wait=2),
+    # A failed delivery schedules its own next attempt (service.process: backoff visible
+    # on the delivery, dead-lettered at WEBHOOK_MAX_ATTEMPTS). This retry is only for a
+    # failure to record that (the database gone a moment) or a worker stopped mid-job.
+    retry=procrastinate.RetryStrategy(max_attempts=5, wait=5, linear_wait=30),
 )
 async def process_webhook(delivery_id: int) -> None:
     await service.process(worker.runtime(), delivery_id)

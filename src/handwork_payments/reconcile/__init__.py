@@ -1,0 +1,1 @@
+"""Reconciliation: our books against what the providers report, object by object."""

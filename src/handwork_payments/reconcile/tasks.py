@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import procrastinate
+
+from handwork_payments import worker
+from handwork_payments.payments.service import now
+from handwork_payments.reconcile import service
+
+log = logging.getLogger(__name__)
+
+blueprint = procrastinate.Blueprint()
+
+# The daily run looks at what changed in the last two days (runs overlap: none is missed
+# when one is late) and at every payment still in escrow.
+DAILY_WINDOW = timedelta(days=2)
+
+
+@blueprint.periodic(cron="30 3 * * *")
+@blueprint.task(name="reconcile", queueing_lock="reconcile", lock="reconcile")
+async def reconcile(timestamp: int) -> None:
+    runtime = worker.runtime()
+    moment = now()
+    result = await service.reconcile(runtime, now=moment, since=moment - DAILY_WINDOW)
+    await service.alert_differences(runtime, result)
+    log.info(
+        "reconciliation: %d payments, %d payouts, %d differences",
+        result.payments_checked,
+        result.payouts_checked,
+        len(result.differences or ()),
+        extra={
+            "event": "reconciliation",
+            "payments_checked": result.payments_checked,
+            "payouts_checked": result.payouts_checked,
+            "differences": len(result.differences or ()),
+        },
+    )
