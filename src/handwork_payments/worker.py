@@ -52,22 +52,40 @@ def runtime() -> Runtime:
     return _runtime
 
 
+# procrastinate's own retry (the job back to `todo`, an event, a NOTIFY), only while the
+# job is still `doing` on the worker it was found stalled on: two sweeps that both saw it
+# stalled must not put it back twice, the second time while a live worker runs it.
+_RETRY_IF_STILL_STALLED = """
+    WITH still AS (
+        SELECT id FROM procrastinate_jobs
+        WHERE id = %(job_id)s AND status = 'doing'
+          AND worker_id IS NOT DISTINCT FROM %(worker_id)s::bigint
+        FOR UPDATE
+    )
+    SELECT procrastinate_retry_job_v2(id, now(), NULL, NULL, NULL) FROM still
+"""
+
+
 @maintenance.task(name="retry_stalled_jobs", pass_context=True, queueing_lock="stalled-jobs")
 async def retry_stalled_jobs(context: JobContext, timestamp: int) -> None:
     """Put the running jobs of dead workers (no heartbeat for WORKER_STALLED_SECONDS) back
-    in the queue, as procrastinate's documentation recommends, as a periodic job."""
+    in the queue, as procrastinate's documentation recommends, as a periodic job. No job
+    lock: a sweep running on a worker that dies would hold it, and block every later one."""
     manager = context.app.job_manager
     stalled = await manager.get_stalled_jobs(
         seconds_since_heartbeat=runtime().settings.worker_stalled_seconds
     )
     for job in stalled:
-        log.warning(
-            "job %s (%s) was running on a dead worker: retried",
-            job.id,
-            job.task_name,
-            extra={"event": "job_stalled", "job_id": job.id, "task": job.task_name},
+        retried = await context.app.connector.execute_query_all_async(
+            _RETRY_IF_STILL_STALLED, job_id=job.id, worker_id=job.worker_id
         )
-        await manager.retry_job(job)
+        if retried:
+            log.warning(
+                "job %s (%s) was running on a dead worker: retried",
+                job.id,
+                job.task_name,
+                extra={"event": "job_stalled", "job_id": job.id, "task": job.task_name},
+            )
 
 
 @maintenance.periodic(cron="17 4 * * *")
