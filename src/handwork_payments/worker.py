@@ -168,6 +168,21 @@ async def running_worker(
                 log.debug("worker stopped")
 
 
+async def run_until_idle(current: Runtime, *, concurrency: int = 4) -> None:
+    """Run the jobs that are due and return once none is left (benchmarks, maintenance)."""
+    global _runtime
+    _runtime = current
+    app = app_for(current)
+    async with app.open_async():
+        await app.run_worker_async(
+            concurrency=concurrency,
+            name="until-idle",
+            wait=False,
+            install_signal_handlers=False,
+            **worker_options(current.settings),
+        )
+
+
 async def run_forever(concurrency: int, name: str = "worker") -> None:
     """The `worker` command: until SIGTERM/SIGINT (see the module's docstring)."""
     from handwork_payments.startup import started_runtime
