@@ -6,7 +6,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -95,6 +95,15 @@ class Settings(BaseSettings):
         if (value < 60 and 60 % value) or (value >= 60 and (value % 60 or 3600 % value)):
             raise ValueError("WORKER_STALLED_SWEEP_SECONDS must divide 60, or 3600 in minutes")
         return value
+
+    @model_validator(mode="after")
+    def _stale_after_timeout(self) -> Settings:
+        # The resolver repeats a call only once the first one cannot still be running.
+        if self.provider_operation_stale_seconds < 2 * self.provider_timeout_seconds:
+            raise ValueError(
+                "PROVIDER_OPERATION_STALE_SECONDS must be at least twice PROVIDER_TIMEOUT_SECONDS"
+            )
+        return self
 
     @property
     def stripe_live(self) -> bool:
