@@ -352,3 +352,20 @@ async def test_the_resolver_leaves_a_call_that_still_fails_marked(
     assert report.resumed == [payment["id"]]
     row = await payment_row(runtime, payment["id"])
     assert row.hold_kind == HoldKind.CAPTURED and row.status == "held"
+
+
+async def test_a_hold_without_a_provider_deadline_is_captured_by_our_count(
+    api: Api, runtime: Runtime
+) -> None:
+    _, _, payment = await api.held_payment("15.00")
+    async with runtime.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE payments SET capture_by = NULL WHERE id = :id"), {"id": payment["id"]}
+        )
+    row = await payment_row(runtime, payment["id"])
+    assert row.held_at is not None
+    due = row.held_at + background.AUTHORIZATION_WINDOW[row.payment_method] - margin(runtime)
+    assert not await background.guard_holds(runtime, now=due - timedelta(minutes=1))
+    report = await background.guard_holds(runtime, now=due + timedelta(seconds=1))
+    assert report.captured == [payment["id"]]
+    assert (await payment_row(runtime, payment["id"])).hold_kind == HoldKind.CAPTURED

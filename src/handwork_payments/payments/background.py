@@ -45,6 +45,12 @@ REAUTHORIZE = "reauthorize"
 REFUND_PREFIX = "refund:"
 # PayPal honours an authorisation's funds for 3 days; it may be renewed once after that.
 PAYPAL_HONOUR_PERIOD = timedelta(days=3)
+# How long an authorisation lasts when the provider did not say (no capture_by): counted
+# from when we held it, which is after the provider authorised it.
+AUTHORIZATION_WINDOW = {
+    PaymentMethod.STRIPE: timedelta(days=7),
+    PaymentMethod.PAYPAL: timedelta(days=29),
+}
 # Objects looked at per run: the next run takes the rest.
 BATCH_LIMIT = 100
 ESCROW = (PaymentStatus.HELD, PaymentStatus.DISPUTED)
@@ -69,14 +75,24 @@ class Report:
 # --- the hold guard ---------------------------------------------------------------------
 
 
+def lapses_at(payment: Payment) -> datetime | None:
+    """When the authorisation behind a hold lapses: the provider's word, else our count."""
+    if payment.capture_by is not None:
+        return payment.capture_by
+    if payment.held_at is None:
+        return None
+    return payment.held_at + AUTHORIZATION_WINDOW[PaymentMethod(payment.payment_method)]
+
+
 def capture_due(runtime: Runtime, payment: Payment, now: datetime) -> bool:
     """An authorisation the guard must capture now: its lapse is within the margin."""
     margin = timedelta(hours=runtime.settings.capture_margin_hours)
+    lapse = lapses_at(payment)
     return (
         payment.status in ESCROW
         and payment.hold_kind == HoldKind.AUTHORIZED
-        and payment.capture_by is not None
-        and payment.capture_by - margin <= now
+        and lapse is not None
+        and lapse - margin <= now
     )
 
 
@@ -104,19 +120,38 @@ async def guard_holds(runtime: Runtime, *, now: datetime, limit: int = BATCH_LIM
     margin = timedelta(hours=runtime.settings.capture_margin_hours)
     report = Report()
     async with runtime.sessions() as session:
-        due = (
-            await session.scalars(
-                select(Payment.id)
-                .where(
-                    Payment.hold_kind == HoldKind.AUTHORIZED,
-                    Payment.status.in_(ESCROW),
-                    Payment.provider_operation.is_(None),
-                    Payment.capture_by <= now + margin,
+        due = list(
+            (
+                await session.scalars(
+                    select(Payment.id)
+                    .where(
+                        Payment.hold_kind == HoldKind.AUTHORIZED,
+                        Payment.status.in_(ESCROW),
+                        Payment.provider_operation.is_(None),
+                        Payment.capture_by <= now + margin,
+                    )
+                    .order_by(Payment.capture_by, Payment.id)
+                    .limit(limit)
                 )
-                .order_by(Payment.capture_by, Payment.id)
-                .limit(limit)
-            )
-        ).all()
+            ).all()
+        )
+        for method, window in AUTHORIZATION_WINDOW.items():
+            # Holds whose provider gave no deadline: counted from when we held them.
+            due += (
+                await session.scalars(
+                    select(Payment.id)
+                    .where(
+                        Payment.hold_kind == HoldKind.AUTHORIZED,
+                        Payment.status.in_(ESCROW),
+                        Payment.provider_operation.is_(None),
+                        Payment.capture_by.is_(None),
+                        Payment.payment_method == method,
+                        Payment.held_at <= now + margin - window,
+                    )
+                    .order_by(Payment.held_at, Payment.id)
+                    .limit(limit)
+                )
+            ).all()
         honour_over = (
             await session.scalars(
                 select(Payment.id)
@@ -127,7 +162,6 @@ async def guard_holds(runtime: Runtime, *, now: datetime, limit: int = BATCH_LIM
                     Payment.provider_operation.is_(None),
                     Payment.reauthorized_at.is_(None),
                     Payment.held_at <= now - PAYPAL_HONOUR_PERIOD,
-                    Payment.capture_by > now + margin,
                 )
                 .order_by(Payment.held_at, Payment.id)
                 .limit(limit)
