@@ -34,17 +34,23 @@ CHECKS: dict[str, str] = {
         LEFT JOIN ledger_accounts a ON a.code = 'escrow:' || p.id || ':' || p.currency
         WHERE coalesce(a.balance, 0) <> x.expected
     """,
-    "3. a worker's available = released shares - clawbacks - payouts not failed": """
+    "3. a worker's available = released shares - clawbacks - payouts not failed"
+    " + what was reversed of them": """
         WITH earned AS (
             SELECT b.worker_id, p.currency,
                    sum(p.worker_amount - (p.refunded_amount - p.refunded_fee)) AS amount
             FROM payments p JOIN bookings b ON b.id = p.booking_id
             WHERE p.released_at IS NOT NULL
             GROUP BY 1, 2
+        ), reversed AS (
+            SELECT payout_id, sum(amount) AS amount
+            FROM payout_reversals WHERE status = 'succeeded' GROUP BY 1
         ), paid AS (
-            SELECT worker_id, currency, sum(amount) AS amount,
-                   sum(amount) FILTER (WHERE status IN ('pending', 'processing')) AS reserved
-            FROM worker_payouts WHERE status <> 'failed' GROUP BY 1, 2
+            SELECT w.worker_id, w.currency, sum(w.amount - coalesce(r.amount, 0)) AS amount,
+                   sum(w.amount) FILTER (WHERE w.status IN ('pending', 'processing'))
+                   AS reserved
+            FROM worker_payouts w LEFT JOIN reversed r ON r.payout_id = w.id
+            WHERE w.status <> 'failed' GROUP BY 1, 2
         ), expected AS (
             SELECT coalesce(e.worker_id, d.worker_id) AS worker_id,
                    coalesce(e.currency, d.currency) AS currency,
@@ -111,6 +117,24 @@ CHECKS: dict[str, str] = {
         FROM ledger_accounts a
         LEFT JOIN history h ON h.user_id = a.owner_id AND h.currency = a.currency
         WHERE a.kind = 'worker_available' AND a.balance <> coalesce(h.amount, 0)
+    """,
+    "8. only completed Stripe payouts are reversed, never by more than their amount, "
+    "and each succeeded reversal (and only those) has its entry": """
+        SELECT 'payout ' || w.id || ' (' || w.status || ', ' || w.payment_method
+               || ') of ' || w.amount || ' has reversals of '
+               || coalesce(sum(r.amount) FILTER (WHERE r.status <> 'failed'), 0)
+        FROM worker_payouts w JOIN payout_reversals r ON r.payout_id = w.id
+        GROUP BY w.id
+        HAVING coalesce(sum(r.amount) FILTER (WHERE r.status <> 'failed'), 0) > w.amount
+            OR w.payment_method <> 'stripe'
+            OR (w.status <> 'completed' AND bool_or(r.status <> 'failed'))
+        UNION ALL
+        SELECT 'reversal ' || r.id || ' (' || r.status || ') of payout ' || r.payout_id
+               || CASE WHEN e.id IS NULL THEN ' succeeded without its entry'
+                       ELSE ' has an entry but did not succeed' END
+        FROM payout_reversals r
+        LEFT JOIN journal_entries e ON e.key = 'payout-' || r.payout_id || '-reversal-' || r.id
+        WHERE (r.status = 'succeeded') <> (e.id IS NOT NULL)
     """,
 }
 

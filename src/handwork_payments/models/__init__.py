@@ -2,6 +2,7 @@
 
 from handwork_payments.models.base import Base
 from handwork_payments.models.bookings import Booking, BookingStatus
+from handwork_payments.models.connect import PayoutReversal, ReversalStatus
 from handwork_payments.models.ledger import (
     AccountKind,
     JournalEntry,
@@ -52,9 +53,11 @@ __all__ = [
     "PaymentRefund",
     "PaymentStatus",
     "PaymentTransaction",
+    "PayoutReversal",
     "PayoutStatus",
     "Posting",
     "RefundStatus",
+    "ReversalStatus",
     "Role",
     "SimulatedObject",
     "TransactionType",
