@@ -14,6 +14,7 @@ from handwork_payments.payments.service import (
     locked,
     move_booking,
     now,
+    void_quietly,
 )
 from handwork_payments.refunds import service as refunds
 from handwork_payments.runtime import Runtime
@@ -131,4 +132,7 @@ async def cancel(runtime: Runtime, client: User, booking_id: int) -> Booking:
                 before=before,
                 after={"status": locked_booking.status},
             )
+    if payment is not None and payment.status == PaymentStatus.PENDING:
+        # The payer may still hold the intent's client_secret: cancel it at the provider.
+        await void_quietly(runtime, payment.id)
     return locked_booking

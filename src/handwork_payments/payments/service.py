@@ -316,8 +316,8 @@ async def create_hold(
             idempotency_key=f"payment-{payment.id}-hold",
         )
     except PaymentDeclinedError as exc:
-        await _fail(runtime, payment.id, exc.message, user.id)
-        raise PaymentDeclined(exc.message) from exc
+        await _fail(runtime, payment.id, declined_detail(exc), user.id)
+        raise PaymentDeclined(declined_detail(exc)) from exc
     except ProviderError as exc:
         if exc.code in IDEMPOTENCY_CONFLICTS:
             # A retry that differs from the first attempt: the first one stands.
@@ -365,8 +365,8 @@ async def confirm_hold(
             idempotency_key=f"payment-{payment.id}-confirm",
         )
     except PaymentDeclinedError as exc:
-        await _fail(runtime, payment.id, exc.message, user.id)
-        raise PaymentDeclined(exc.message) from exc
+        await _fail(runtime, payment.id, declined_detail(exc), user.id)
+        raise PaymentDeclined(declined_detail(exc)) from exc
     except ProviderError as exc:
         raise BadRequest(f"{provider.name}: {exc.message}") from exc
     except ProviderUnavailableError as exc:
@@ -400,6 +400,8 @@ async def _apply_hold_state(
             await apply_failure(
                 session, payment, hold.failure_message or f"hold {hold.state}", actor_id=actor_id
             )
+    if payment.status == PaymentStatus.FAILED and hold.state == HoldState.FAILED:
+        await void_quietly(runtime, payment.id)
     return payment
 
 
@@ -407,6 +409,53 @@ async def _fail(runtime: Runtime, payment_id: int, reason: str, actor_id: int | 
     async with transaction(runtime.sessions) as session:
         payment, _ = await locked(session, payment_id)
         await apply_failure(session, payment, reason, actor_id=actor_id)
+    await void_quietly(runtime, payment_id)
+
+
+def declined_detail(exc: PaymentDeclinedError) -> str:
+    """A 402's detail: the payer's message and the decline code a front end acts on."""
+    return f"{exc.message} (decline code: {exc.code})" if exc.code else exc.message
+
+
+async def void_failed_hold(runtime: Runtime, payment_id: int) -> None:
+    """Cancel a failed Stripe payment's PaymentIntent (key `payment-{id}-void`). Stripe.js
+    lets a payer retry a declined intent with another card: left open, the intent could
+    authorise money for a payment we count as failed. Once canceled it cannot be. Raises
+    ProviderUnavailableError when Stripe does not answer (call again: same key)."""
+    async with runtime.sessions() as session:
+        payment = await session.get(Payment, payment_id)
+    if (
+        payment is None
+        or payment.status != PaymentStatus.FAILED
+        or payment.payment_method != PaymentMethod.STRIPE
+        or not payment.stripe_payment_id
+    ):
+        return
+    try:
+        await runtime.providers.stripe.cancel(
+            ref=hold_ref(payment), idempotency_key=f"payment-{payment.id}-void"
+        )
+    except ProviderError as exc:
+        # Captured (it cannot be canceled any more): money taken for a failed payment.
+        async with transaction(runtime.sessions) as session:
+            await alert(
+                session,
+                "void_failed",
+                f"Payment #{payment.id} failed, but its intent {payment.stripe_payment_id} "
+                f"could not be canceled: {exc.message}",
+                "payment",
+                payment.id,
+            )
+
+
+async def void_quietly(runtime: Runtime, payment_id: int) -> None:
+    """void_failed_hold on a request path: no answer is logged, not turned into an error
+    (the payment failed either way; the intent's `amount_capturable_updated` webhook voids
+    it again should the payer complete it meanwhile)."""
+    try:
+        await void_failed_hold(runtime, payment_id)
+    except ProviderUnavailableError as exc:
+        log.warning("payment %s failed; its intent was not canceled yet: %s", payment_id, exc)
 
 
 async def release(
