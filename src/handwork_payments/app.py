@@ -78,9 +78,10 @@ def api_router() -> APIRouter:
     router.include_router(bookings)
     # Fixed paths under /payments (disputes, payouts, refund, summary, webhooks) come
     # before the payments router's /payments/{payment_id}.
-    for sub in (disputes, payouts, refunds, analytics, webhooks, payments, admin):
+    for sub in (disputes, payouts, connect, refunds, analytics, webhooks, payments, admin):
         router.include_router(sub)
     return router
+    from handwork_payments.connect.endpoints import router as connect
 
 
 def create_app(runtime: Runtime | None = None) -> FastAPI:

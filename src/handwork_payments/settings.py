@@ -44,6 +44,15 @@ class Settings(BaseSettings):
     stripe_webhook_secret: str | None = None
     stripe_api_base: str | None = None
     stripe_webhook_tolerance_seconds: int = 300
+    # The signing secret of a second endpoint "listening to events on connected accounts"
+    # (Connect), which is how account.updated of workers' accounts arrives.
+    stripe_connect_webhook_secret: str | None = None
+    # Stripe Connect onboarding (POST /payments/stripe/connect/onboarding): the marketplace
+    # front end's pages Stripe sends the worker to when they finish (return) or when the
+    # Account Link expired or was used already (refresh: ask this API for a new link).
+    # Stripe requires https in live mode.
+    stripe_connect_refresh_url: str = "http://localhost:3000/payouts/stripe/refresh"
+    stripe_connect_return_url: str = "http://localhost:3000/payouts/stripe/return"
 
     # PayPal
     paypal_client_id: str | None = None

@@ -73,7 +73,7 @@ async def set_methods(
         user = await session.get(User, worker.id, with_for_update=True)
         assert user is not None
         before = {"stripe_account_id": user.stripe_account_id, "paypal_email": user.paypal_email}
-        if stripe_account_id is not None:
+        if stripe_account_id is not None and stripe_account_id != user.stripe_account_id:
             user.stripe_account_id = stripe_account_id
         if paypal_email is not None:
             user.paypal_email = paypal_email
@@ -81,6 +81,9 @@ async def set_methods(
             session,
             actor_id=worker.id,
             action="payout_methods.updated",
+            # What Stripe said of the previous account says nothing of this one: payouts
+            # wait for its account.updated (live Stripe; see `request`).
+            user.stripe_payouts_enabled = False
             object_type="user",
             object_id=worker.id,
             before=before,
@@ -105,6 +108,18 @@ async def request(
         available = await ledger.locked_available(session, worker.id, currency)
         if available.balance < amount:
             raise BadRequest(
+    if (
+        method == PaymentMethod.STRIPE
+        and runtime.providers.stripe.live
+        and not worker.stripe_payouts_enabled
+    ):
+        # A transfer to an account Stripe has not enabled would fail, or strand the money
+        # on a restricted account. The simulator skips this check, so a demo can name any
+        # acct_ id without onboarding.
+        raise BadRequest(
+            f"Stripe has not enabled payouts on {destination} yet: finish onboarding "
+            "(POST /payments/stripe/connect/onboarding)"
+        )
                 "Insufficient available balance: "
                 f"{money.format_amount(max(available.balance, 0), currency)} {currency}"
             )

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.audit.alerts import alert
 from handwork_payments.audit.service import record
+from handwork_payments.connect.reversals import cover_refund
 from handwork_payments.db import transaction
 from handwork_payments.kit import money
 from handwork_payments.kit.errors import (
@@ -211,4 +212,10 @@ async def finish_refund(
             return payment  # applied by another process already
         row.provider_refund_id = provider_refund_id
         await apply_refund(session, payment, booking, row, actor_id=actor_id)
+        after_release = not row.before_release
+    if after_release:
+        # The worker may have been paid out already: take it back from their Stripe
+        # payouts where the connected account can cover it (else the debt stays on the
+        # books as a negative balance).
+        await cover_refund(runtime, refund_id)
     return payment
