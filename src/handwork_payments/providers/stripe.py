@@ -353,17 +353,30 @@ class StripeProvider:
     # --- webhooks --------------------------------------------------------------------------
 
     async def parse_event(self, headers: Mapping[str, str], body: bytes) -> ProviderEvent:
-        secret = self._settings.stripe_webhook_secret
-        if not secret:
+        # The platform endpoint's secret, and the Connect endpoint's: events on connected
+        # accounts (account.updated) come from an endpoint of their own, signed with its
+        # own secret, to the same URL.
+        candidates = [
+            s
+            for s in (
+                self._settings.stripe_webhook_secret,
+                self._settings.stripe_connect_webhook_secret,
+            )
+            if s
+        ]
+        if not candidates:
             raise InvalidSignatureError("STRIPE_WEBHOOK_SECRET is not set")
         signature = next((v for k, v in headers.items() if k.lower() == "stripe-signature"), None)
-        try:
-            stripe.WebhookSignature.verify_header(
-                body, signature, secret, self._settings.stripe_webhook_tolerance_seconds
-            )
-        except (stripe.SignatureVerificationError, UnicodeDecodeError) as exc:
-            raise InvalidSignatureError(str(exc)) from exc
-        return await self.translate_event(body)
+        error: Exception | None = None
+        for secret in candidates:
+            try:
+                stripe.WebhookSignature.verify_header(
+                    body, signature, secret, self._settings.stripe_webhook_tolerance_seconds
+                )
+                return await self.translate_event(body)
+            except (stripe.SignatureVerificationError, UnicodeDecodeError) as exc:
+                error = exc
+        raise InvalidSignatureError(str(error)) from error
 
     async def translate_event(self, body: bytes) -> ProviderEvent:
         return stripe_events.translate_body(body)
