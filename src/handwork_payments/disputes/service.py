@@ -129,6 +129,14 @@ async def resolve(
         # Payment before dispute: the order every path that touches both takes locks in.
         payment, _ = await locked(session, found.payment_id)
         dispute = await _locked_dispute(session, dispute_id)
+        if dispute.provider_dispute_id is not None:
+            # A chargeback: the card network decides, and its decision arrives as a
+            # webhook (disputes.chargebacks). Refunding or releasing here would move the
+            # money a second time.
+            raise Conflict(
+                f"Dispute #{dispute.id} is chargeback {dispute.provider_dispute_id}: the card "
+                "network decides it; it closes when the provider reports the outcome"
+            )
         DISPUTE.check(dispute.status, DisputeStatus.RESOLVED)
         if dispute.outcome is not None and (
             dispute.outcome != outcome or dispute.refund_amount != refund_amount

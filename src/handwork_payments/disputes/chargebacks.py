@@ -1,0 +1,258 @@
+"""Chargebacks: disputes the payer opened with their bank, which Stripe reports with
+`charge.dispute.created` / `charge.dispute.closed`. The card network decides them, not our
+admins (`resolve` refuses a dispute that has a provider_dispute_id).
+
+- Opened on a held payment: the payment is frozen (held -> disputed) exactly as a dispute
+  opened through our API, with the provider's dispute id on the dispute.
+- Opened on a released (or refunded) payment: recorded as an open dispute with an alert,
+  the payment's status unchanged. The money already left escrow: there is nothing to
+  freeze in our books, and Stripe has already taken the disputed amount from the
+  platform's balance; a loss is booked when the network decides (below).
+- Closed as won (or an inquiry closed without a chargeback, `warning_closed`): the funds
+  are unfrozen, a disputed payment goes back to held; nothing moves for a released one.
+- Closed as lost: a refund-like entry for the disputed amount (no more than what is left of
+  the payment), through the refund machinery: out of escrow before release; after it, out
+  of the worker's available balance and the fee revenue pro rata. The caller then tries to
+  cover the worker's debt by reversing their Stripe payouts (connect.reversals).
+
+Appliers: called inside a transaction under the payment's lock; they never commit.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handwork_payments.audit.alerts import alert
+from handwork_payments.audit.service import record
+from handwork_payments.disputes import repository
+from handwork_payments.disputes.service import freeze
+from handwork_payments.disputes.states import DISPUTE
+from handwork_payments.kit import money
+from handwork_payments.models import (
+    Booking,
+    DisputeOutcome,
+    DisputeStatus,
+    Payment,
+    PaymentDispute,
+    PaymentRefund,
+    PaymentStatus,
+    RefundStatus,
+)
+from handwork_payments.payments.service import now, snapshot
+from handwork_payments.payments.states import PAYMENT
+from handwork_payments.refunds.service import apply_refund
+
+log = logging.getLogger(__name__)
+
+ACTIVE = (DisputeStatus.OPEN, DisputeStatus.UNDER_REVIEW)
+# Stripe's closed statuses in which the payer's bank kept the money.
+LOST = "lost"
+
+
+async def _active_dispute(session: AsyncSession, payment_id: int) -> PaymentDispute | None:
+    found = await session.scalar(
+        select(PaymentDispute.id).where(
+            PaymentDispute.payment_id == payment_id, PaymentDispute.status.in_(ACTIVE)
+        )
+    )
+    return await repository.lock(session, found) if found is not None else None
+
+
+async def open_chargeback(
+    session: AsyncSession,
+    payment: Payment,
+    *,
+    provider: str,
+    provider_dispute_id: str,
+    amount: int | None,
+    reason: str | None,
+) -> PaymentDispute | None:
+    """The dispute of chargeback `provider_dispute_id`, opened now unless it already is
+    (a repeated or late event changes nothing). None for a payment that never held money.
+    The caller has made sure no provider call of ours is in flight for the payment."""
+    existing = await repository.by_provider_id(session, provider_dispute_id)
+    if existing is not None:
+        return existing
+    disputed = money.format_amount(
+        amount if amount is not None else payment.amount, payment.currency
+    )
+    why = f"Chargeback ({reason or 'no reason given'})"
+    description = (
+        f"{provider} dispute {provider_dispute_id}: the payer's bank disputes {disputed} "
+        f"{payment.currency}; the card network decides it"
+    )
+    if payment.status == PaymentStatus.HELD:
+        return await freeze(
+            session,
+            payment,
+            initiated_by=None,
+            reason=why,
+            description=description,
+            provider_dispute_id=provider_dispute_id,
+        )
+    if payment.status == PaymentStatus.DISPUTED:
+        active = await _active_dispute(session, payment.id)
+        if active is not None and active.provider_dispute_id is None:
+            # The client's or worker's dispute is now the bank's: the network decides it.
+            active.provider_dispute_id = provider_dispute_id
+            active.description = f"{active.description}\n\n{description}"
+            await record(
+                session,
+                actor_id=None,
+                actor_kind=provider,
+                action="dispute.chargeback_linked",
+                object_type="dispute",
+                object_id=active.id,
+                after={"provider_dispute_id": provider_dispute_id},
+            )
+            await alert(
+                session,
+                "dispute_opened",
+                f"Chargeback {provider_dispute_id} on payment #{payment.id} joins dispute "
+                f"#{active.id}: the card network decides it now",
+                "dispute",
+                active.id,
+            )
+            return active
+    if payment.status in (PaymentStatus.PENDING, PaymentStatus.FAILED):
+        log.warning(
+            "chargeback %s on payment %s, which is %s: recorded nowhere",
+            provider_dispute_id,
+            payment.id,
+            payment.status,
+        )
+        return None
+    # Released or refunded (or disputed with another chargeback, which Stripe never does):
+    # on record without moving the payment, whose money is no longer in escrow.
+    dispute = PaymentDispute(
+        payment_id=payment.id,
+        initiated_by=None,
+        reason=why,
+        description=description,
+        status=DisputeStatus.OPEN,
+        provider_dispute_id=provider_dispute_id,
+    )
+    session.add(dispute)
+    await session.flush()
+    await record(
+        session,
+        actor_id=None,
+        actor_kind=provider,
+        action="dispute.opened",
+        object_type="payment",
+        object_id=payment.id,
+        before=snapshot(payment),
+        after={**snapshot(payment), "dispute_id": dispute.id},
+    )
+    await alert(
+        session,
+        "dispute_opened",
+        f"Chargeback {provider_dispute_id} ({disputed} {payment.currency}) on {payment.status} "
+        f"payment #{payment.id}: dispute #{dispute.id}; a loss would be taken back from the "
+        "worker",
+        "dispute",
+        dispute.id,
+    )
+    return dispute
+
+
+async def close_chargeback(
+    session: AsyncSession,
+    payment: Payment,
+    booking: Booking,
+    dispute: PaymentDispute,
+    *,
+    provider: str,
+    status: str,
+    amount: int | None,
+) -> PaymentRefund | None:
+    """Apply the network's decision on `dispute` (Stripe's dispute `status`). Returns the
+    refund-like row a lost chargeback made, None otherwise (or when already closed)."""
+    dispute = await repository.lock(session, dispute.id) or dispute
+    if dispute.status == DisputeStatus.CLOSED:
+        return None
+    lost = status == LOST
+    before = {"status": dispute.status, "payment_status": payment.status}
+    row: PaymentRefund | None = None
+    if lost:
+        remaining = payment.amount - payment.refunded_amount
+        taken = min(amount if amount is not None else remaining, remaining)
+        if taken > 0:
+            row = PaymentRefund(
+                payment_id=payment.id,
+                amount=taken,
+                fee_part=0,
+                reason=f"Chargeback lost ({provider} dispute {dispute.provider_dispute_id})",
+                requested_by=None,
+                dispute_id=dispute.id,
+                before_release=payment.released_at is None,
+                status=RefundStatus.PENDING,
+            )
+            session.add(row)
+            await session.flush()
+            await apply_refund(session, payment, booking, row, actor_id=None, actor_kind=provider)
+            dispute.outcome = (
+                DisputeOutcome.REFUND
+                if payment.status == PaymentStatus.REFUNDED
+                else DisputeOutcome.SPLIT
+            )
+            dispute.refund_amount = taken
+        else:
+            await alert(
+                session,
+                "chargeback_unbooked",
+                f"Chargeback {dispute.provider_dispute_id} lost on payment #{payment.id}, which "
+                f"was already refunded in full: the platform bears "
+                f"{money.format_amount(amount or 0, payment.currency)} {payment.currency} "
+                "(not in the ledger)",
+                "dispute",
+                dispute.id,
+            )
+    if payment.status == PaymentStatus.DISPUTED:
+        # Won, or lost in part: what is left is held again, for the client to release.
+        PAYMENT.check(payment.status, PaymentStatus.HELD)
+        payment.status = PaymentStatus.HELD
+    DISPUTE.check(dispute.status, DisputeStatus.CLOSED)
+    dispute.status = DisputeStatus.CLOSED
+    dispute.resolved_at = now()
+    dispute.resolution_notes = (
+        f"{provider} closed dispute {dispute.provider_dispute_id}: {status}"
+        + (
+            f"; {money.format_amount(row.amount, payment.currency)} {payment.currency} taken back"
+            if row
+            else ""
+        )
+    )
+    await record(
+        session,
+        actor_id=None,
+        actor_kind=provider,
+        action="dispute.closed",
+        object_type="dispute",
+        object_id=dispute.id,
+        before=before,
+        after={
+            "status": dispute.status,
+            "payment_status": payment.status,
+            "provider_status": status,
+            "refund_id": row.id if row else None,
+        },
+    )
+    if lost:
+        if row is None:
+            outcome = "nothing left to take back"
+        else:
+            source = "from escrow" if row.before_release else "taken back from the worker"
+            taken_text = money.format_amount(row.amount, payment.currency)
+            outcome = f"{taken_text} {payment.currency} refunded to the payer ({source})"
+        await alert(
+            session,
+            "chargeback_lost",
+            f"Chargeback {dispute.provider_dispute_id} on payment #{payment.id} lost: {outcome}",
+            "dispute",
+            dispute.id,
+        )
+    return row
