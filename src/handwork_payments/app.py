@@ -67,6 +67,7 @@ def api_router() -> APIRouter:
     from handwork_payments.analytics.endpoints import router as analytics
     from handwork_payments.auth.endpoints import router as auth
     from handwork_payments.bookings.endpoints import router as bookings
+    from handwork_payments.connect.endpoints import router as connect
     from handwork_payments.disputes.endpoints import router as disputes
     from handwork_payments.payments.endpoints import router as payments
     from handwork_payments.payouts.endpoints import router as payouts
@@ -81,7 +82,6 @@ def api_router() -> APIRouter:
     for sub in (disputes, payouts, connect, refunds, analytics, webhooks, payments, admin):
         router.include_router(sub)
     return router
-    from handwork_payments.connect.endpoints import router as connect
 
 
 def create_app(runtime: Runtime | None = None) -> FastAPI:

@@ -75,15 +75,15 @@ async def set_methods(
         before = {"stripe_account_id": user.stripe_account_id, "paypal_email": user.paypal_email}
         if stripe_account_id is not None and stripe_account_id != user.stripe_account_id:
             user.stripe_account_id = stripe_account_id
+            # What Stripe said of the previous account says nothing of this one: payouts
+            # wait for its account.updated (live Stripe; see `request`).
+            user.stripe_payouts_enabled = False
         if paypal_email is not None:
             user.paypal_email = paypal_email
         await record(
             session,
             actor_id=worker.id,
             action="payout_methods.updated",
-            # What Stripe said of the previous account says nothing of this one: payouts
-            # wait for its account.updated (live Stripe; see `request`).
-            user.stripe_payouts_enabled = False
             object_type="user",
             object_id=worker.id,
             before=before,
@@ -102,12 +102,6 @@ async def request(
     )
     if not destination:
         raise BadRequest(f"Set a {method} payout method first (PUT /payments/payout-methods)")
-    async with transaction(runtime.sessions) as session:
-        # The balance row's lock is what makes parallel requests queue up: each sees the
-        # balance the previous one left.
-        available = await ledger.locked_available(session, worker.id, currency)
-        if available.balance < amount:
-            raise BadRequest(
     if (
         method == PaymentMethod.STRIPE
         and runtime.providers.stripe.live
@@ -120,6 +114,12 @@ async def request(
             f"Stripe has not enabled payouts on {destination} yet: finish onboarding "
             "(POST /payments/stripe/connect/onboarding)"
         )
+    async with transaction(runtime.sessions) as session:
+        # The balance row's lock is what makes parallel requests queue up: each sees the
+        # balance the previous one left.
+        available = await ledger.locked_available(session, worker.id, currency)
+        if available.balance < amount:
+            raise BadRequest(
                 "Insufficient available balance: "
                 f"{money.format_amount(max(available.balance, 0), currency)} {currency}"
             )
