@@ -14,7 +14,8 @@ What it implements (the subset of PayPal's REST API our adapter uses):
 How it behaves like PayPal: `PayPal-Request-Id` makes a repeated POST answer the first
 success again without acting twice (4xx refusals are replayed too with
 `remember_failures=True`: PayPal does not document whether it keeps them);
-a reused sender_batch_id is refused with a link to the original batch; wrong states answer
+a reused sender_batch_id is refused with a link to the original batch (or, as PayPal has
+also answered, `duplicate_batch_link`: with the link in a detail, or none); wrong states answer
 PayPal's error bodies (name, message, debug_id, details[].issue); faults can be injected
 (`fail_next`): a 500 before or after acting, an answer that never comes (after acting),
 429s.
@@ -465,9 +466,12 @@ class PayPalDouble:
         token_lifetime_seconds: int = 32400,
         stall_seconds: float = 3.0,
         remember_failures: bool = False,
+        duplicate_batch_link: Literal["links", "details", "none"] = "links",
     ) -> None:
         self.validator = validator
         self.remember_failures = remember_failures
+        # Where the refusal of a reused sender_batch_id links the original batch.
+        self.duplicate_batch_link = duplicate_batch_link
         self.client_id = client_id
         self.client_secret = client_secret
         self.webhook_id = webhook_id
@@ -1338,6 +1342,21 @@ class PayPalDouble:
         sender_batch_id = header.get("sender_batch_id")
         if sender_batch_id and sender_batch_id in self.sender_batch_ids:
             existing = self.sender_batch_ids[sender_batch_id]
+            if self.duplicate_batch_link != "links":
+                # Shapes PayPal has answered outside its spec: the link inside the detail,
+                # or no link at all ("Duplicate batch request").
+                reply = self._error(
+                    400,
+                    "Duplicate batch request",
+                    name="USER_BUSINESS_ERROR",
+                    message="User business error.",
+                    field_name="SENDER_BATCH_ID",
+                )
+                if self.duplicate_batch_link == "details" and reply.body is not None:
+                    reply.body["details"][0]["link"] = [
+                        self._link(f"/v1/payments/payouts/{existing}", "self")
+                    ]
+                raise PayPalError(reply)
             raise self._fail(
                 400,
                 "SENDER_BATCH_ID_ALREADY_EXISTS",

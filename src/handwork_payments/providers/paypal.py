@@ -15,7 +15,9 @@ Each protocol method's calls:
 - refund: POST /v2/payments/captures/{id}/refund.
 - reauthorize: POST /v2/payments/authorizations/{id}/reauthorize.
 - send_payout / send_payout_batch: POST /v1/payments/payouts, then GET
-  /v1/payments/payouts/{batch id} for the item ids and statuses.
+  /v1/payments/payouts/{batch id} for the item ids and statuses. A reused sender_batch_id
+  refused with a link to its batch (in `links`, or in a detail) answers that batch; refused
+  without one it is ProviderUnavailableError: the batch may be paid, so never a refusal.
 - find_payout: the same POST again (same PayPal-Request-Id and sender_batch_id), or GET the
   batch when its id is known.
 - parse_event: POST /v1/notifications/verify-webhook-signature ("api") or the offline check,
@@ -42,7 +44,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -835,9 +837,19 @@ class PayPalProvider:
             header = created.get("batch_header") or {}
             batch_id = str(header["payout_batch_id"])
         except PayPalError as exc:
+            if not self._is_duplicate_batch(exc):
+                raise
             duplicate = self._duplicate_batch_id(exc)
             if duplicate is None:
-                raise
+                # PayPal has this sender_batch_id already - it may have paid it - and did
+                # not say which batch it is (a bare "Duplicate batch request" has been seen
+                # in the wild). Never a refusal, or the caller would hand the money back and
+                # pay it again: the outcome is unknown until the batch's item webhooks (they
+                # name our sender_item_id) or an operator settle it.
+                raise ProviderUnavailableError(
+                    f"PayPal already has payout batch {batch_key} and did not link it: "
+                    f"not sent again ({exc.message})"
+                ) from exc
             # PayPal forgot the request id but not the sender_batch_id: the batch exists
             # already and the error links to it.
             log.info("PayPal payout batch %s already exists as %s", batch_key, duplicate)
@@ -964,17 +976,33 @@ class PayPalProvider:
         return transfers
 
     @staticmethod
+    def _is_duplicate_batch(exc: PayPalError) -> bool:
+        """PayPal's refusal of a sender_batch_id used before (within 30 days)."""
+        text = json.dumps(exc.body).upper()
+        return "SENDER_BATCH_ID" in text and any(
+            word in text for word in ("DUPLICATE", "ALREADY", "EXIST")
+        )
+
+    @staticmethod
     def _duplicate_batch_id(exc: PayPalError) -> str | None:
         """The existing batch's id from PayPal's "sender_batch_id already used" error, which
-        carries a HATEOAS link to the original payout."""
-        text = json.dumps(exc.body).upper()
-        if "SENDER_BATCH_ID" not in text and "DUPLICATE" not in text:
-            return None
-        for link in exc.body.get("links") or ():
-            if isinstance(link, Mapping):
-                match = _PAYOUT_BATCH_LINK.search(str(link.get("href", "")))
-                if match:
-                    return match.group(1)
+        carries a HATEOAS link to the original payout: in the error's `links` as the spec
+        has it, or in a detail's `link` as PayPal has also sent it."""
+
+        def hrefs(value: Any) -> Iterator[str]:
+            if isinstance(value, Mapping):
+                if isinstance(value.get("href"), str):
+                    yield value["href"]
+                for inner in value.values():
+                    yield from hrefs(inner)
+            elif isinstance(value, list):
+                for inner in value:
+                    yield from hrefs(inner)
+
+        for href in hrefs(exc.body):
+            match = _PAYOUT_BATCH_LINK.search(href)
+            if match:
+                return match.group(1)
         return None
 
     # ----------------------------------------------------------------------- webhooks
