@@ -7,7 +7,9 @@ request, so processed PayPal payouts are sent together (`hp:send_payout_batch`, 
 periodic run for any left over), at most PAYOUT_BATCH_SIZE at a time, each batch under
 our key `payout-batch-{first payout id}`. A call whose answer is lost leaves its payouts
 `processing` with the attempt recorded; the resolver asks the provider again under the
-same key (the whole batch again, for a batch) and never pays twice."""
+same key (the whole batch again, for a batch) and never pays twice. A batch whose PayPal id
+we hold is polled (GET), never sent again; and none is sent again once PayPal's 30-day
+memory of its sender_batch_id may have lapsed (BATCH_RESEND_WINDOW): an operator is told."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from handwork_payments.kit.errors import BadRequest, NotFound
 from handwork_payments.ledger import service as ledger
 from handwork_payments.ledger.service import History
 from handwork_payments.models import (
+    Alert,
     PaymentMethod,
     PayoutStatus,
     TransactionType,
@@ -52,6 +55,11 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 STRIPE_ACCOUNT = re.compile(r"^acct_[A-Za-z0-9]{1,64}$")
 SEND_TASK = "hp:send_payout"
 SEND_BATCH_TASK = "hp:send_payout_batch"
+# A batch whose answer was lost is sent again under its key only within this time of its
+# processing: PayPal refuses a reused sender_batch_id for 30 days, not longer.
+BATCH_RESEND_WINDOW = timedelta(days=25)
+# After this many attempts without an answer, an operator is told (once).
+UNRESOLVED_ALERT_ATTEMPTS = 3
 
 
 def batch_sender(runtime: Runtime, method: PaymentMethod | str) -> PayoutBatchProvider | None:
@@ -207,7 +215,7 @@ async def send(runtime: Runtime, payout_id: int) -> WorkerPayout | None:
         payout = await repository.lock(session, payout_id)
         if payout is None or payout.status != PayoutStatus.PROCESSING:
             return payout  # settled meanwhile (a webhook, another attempt)
-        if payout.stripe_transfer_id or payout.paypal_payout_id:
+        if payout.stripe_transfer_id or payout.paypal_payout_id or payout.paypal_batch_id:
             return payout  # sent, waiting for the provider's settlement
         batch_key = payout.batch_key
         if batch_key is None:
@@ -300,18 +308,52 @@ async def resend_batch(runtime: Runtime, batch_key: str) -> None:
             m
             for m in members
             if m.status == PayoutStatus.PROCESSING
-            and not (m.stripe_transfer_id or m.paypal_payout_id)
+            and not (m.stripe_transfer_id or m.paypal_payout_id or m.paypal_batch_id)
         ]
         if not open_members:
+            return
+        first = min((m.processed_at for m in members if m.processed_at), default=None)
+        if first is not None and now() - first > BATCH_RESEND_WINDOW:
+            # PayPal pays a sender_batch_id once within 30 days; sent again after that it
+            # could pay again. Past the window only a person can tell what was paid.
+            for member in open_members:
+                member.last_attempt_at = now()
+            await _alert_unresolved(session, open_members[0], batch_key, "not sent again")
             return
         for member in open_members:
             member.attempts += 1
             member.last_attempt_at = now()
+        if open_members[0].attempts == UNRESOLVED_ALERT_ATTEMPTS:
+            await _alert_unresolved(session, open_members[0], batch_key, "still unknown")
         orders = [order_of(m) for m in members]  # all of them: exactly the first call
         method = members[0].payment_method
     provider = batch_sender(runtime, method)
     assert provider is not None, f"batch {batch_key} of a provider that has no batches"
     await _send_batch(runtime, provider, batch_key, orders)
+
+
+async def _alert_unresolved(
+    session: AsyncSession, member: WorkerPayout, batch_key: str, what: str
+) -> None:
+    exists = await session.scalar(
+        select(Alert.id)
+        .where(
+            Alert.kind == "payout_batch_unresolved",
+            Alert.object_type == "payout",
+            Alert.object_id == member.id,
+        )
+        .limit(1)
+    )
+    if exists is None:
+        await alert(
+            session,
+            "payout_batch_unresolved",
+            f"Payout batch {batch_key} (payout #{member.id} and the others sent with it): "
+            f"the provider's answer is {what} after {member.attempts} attempts; check the "
+            "batch at the provider before anything is paid or returned by hand",
+            "payout",
+            member.id,
+        )
 
 
 async def _send_batch(
@@ -365,7 +407,8 @@ async def resolve_payouts(runtime: Runtime, *, now: datetime, limit: int = 100) 
     outcome: dict[int, str] = {}
     for payout in stuck:
         try:
-            if payout.stripe_transfer_id or payout.paypal_payout_id:
+            if payout.stripe_transfer_id or payout.paypal_payout_id or payout.paypal_batch_id:
+                # Sent (a PayPal batch id is enough): look it up, never send it again.
                 settled = await refresh(runtime, payout.id)
             else:
                 settled = await send(runtime, payout.id)
