@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from handwork_payments.kit.errors import DomainError
+from handwork_payments.kit.errors import DomainError, ErrorBody
 from handwork_payments.kit.idempotency import IdempotencyMiddleware
 from handwork_payments.runtime import Runtime
 from handwork_payments.settings import get_settings
@@ -21,6 +23,18 @@ from handwork_payments.settings import get_settings
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
+
+# Every 422 is rendered by `validation_error` below as {"detail": "..."}: declared so,
+# in place of FastAPI's default ({"detail": [{"loc", "msg", "type"}]}).
+MALFORMED: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorBody, "description": "Malformed input"}
+}
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: Literal["ok", "unavailable"]
+    providers: dict[str, Literal["live", "simulated"]]
 
 
 def _validation_detail(exc: RequestValidationError) -> str:
@@ -74,7 +88,7 @@ def api_router() -> APIRouter:
     from handwork_payments.refunds.endpoints import router as refunds
     from handwork_payments.webhooks.endpoints import router as webhooks
 
-    router = APIRouter(prefix=API_PREFIX)
+    router = APIRouter(prefix=API_PREFIX, responses=MALFORMED)
     router.include_router(auth)
     router.include_router(bookings)
     # Fixed paths under /payments (disputes, payouts, refund, summary, webhooks) come
@@ -116,9 +130,16 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         # The buyer's side of the simulators (Stripe.js confirmation, PayPal approval).
         from handwork_payments.providers.simulator_endpoints import router as simulator
 
-        app.include_router(simulator, prefix=API_PREFIX)
+        app.include_router(simulator, prefix=API_PREFIX, responses=MALFORMED)
 
-    @app.get("/health", tags=["operations"])
+    @app.get(
+        "/health",
+        tags=["operations"],
+        responses={
+            200: {"model": Health},
+            503: {"model": Health, "description": "The database does not answer"},
+        },
+    )
     async def health(request: Request) -> JSONResponse:
         current: Runtime = request.app.state.runtime
         database = "ok"

@@ -4,6 +4,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+from handwork_payments.kit.schemas import ShortText
 from handwork_payments.models import Role
 
 
@@ -12,7 +13,8 @@ class RegisterRequest(BaseModel):
 
     email: EmailStr
     password: str = Field(min_length=8, max_length=200)
-    full_name: str = Field(min_length=1, max_length=200)
+    # Stripped, 1-200 characters, no NUL (which PostgreSQL cannot store).
+    full_name: ShortText
     role: Literal["client", "worker"] = Field(
         description="client or worker; admins are not self-registered"
     )

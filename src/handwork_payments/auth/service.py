@@ -43,8 +43,10 @@ async def register(
 
 
 async def login(runtime: Runtime, *, email: str, password: str) -> str:
-    async with runtime.sessions() as session:
-        user = await repository.by_email(session, email)
+    user = None
+    if "\x00" not in email:  # no stored email has one, and PostgreSQL cannot compare it
+        async with runtime.sessions() as session:
+            user = await repository.by_email(session, email)
     if not runtime.passwords.verify(user.password_hash if user else None, password) or user is None:
         raise Unauthorized("Incorrect email or password")
     return tokens.issue(user.id, runtime.jwt_secret, runtime.settings.jwt_expire_minutes)

@@ -6,7 +6,6 @@ from handwork_payments.bookings import service
 from handwork_payments.bookings.schemas import BookingCreate, BookingOut
 from handwork_payments.deps import ClientUser, CurrentUser, RuntimeDep, SessionDep
 from handwork_payments.kit.errors import (
-    BadRequest,
     Conflict,
     Forbidden,
     NotFound,
@@ -25,7 +24,7 @@ router = APIRouter(prefix="/bookings", tags=["bookings"])
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=BookingOut,
-    responses=error_responses(BadRequest, Unauthorized, Forbidden),
+    responses=error_responses(Unauthorized, Forbidden, NotFound),
 )
 async def create_booking(body: BookingCreate, user: ClientUser, runtime: RuntimeDep) -> BookingOut:
     booking = await service.create(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from handwork_payments.audit.service import record
 from handwork_payments.db import transaction
 from handwork_payments.kit import jobs
-from handwork_payments.kit.errors import BadRequest, Conflict, Forbidden, NotFound
+from handwork_payments.kit.errors import Conflict, Forbidden, NotFound
 from handwork_payments.models import Booking, BookingStatus, PaymentStatus, Role, User
 from handwork_payments.payments import repository
 from handwork_payments.payments.service import (
@@ -28,7 +28,7 @@ async def create(
     async with transaction(runtime.sessions) as session:
         worker = await session.get(User, worker_id)
         if worker is None or worker.role != Role.WORKER:
-            raise BadRequest(f"User #{worker_id} is not a worker")
+            raise NotFound(f"Worker #{worker_id} not found")
         booking = Booking(
             client_id=client.id,
             worker_id=worker_id,

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, status
 
-from handwork_payments.deps import AdminUser, CurrentUser, RuntimeDep, SessionDep
+from handwork_payments.deps import AdminUser, CurrentUser, RuntimeDep, SessionDep, require_role
 from handwork_payments.disputes import repository, service
 from handwork_payments.disputes.schemas import DisputeCreate, DisputeOut, DisputeResolve
 from handwork_payments.kit import money
@@ -18,18 +20,23 @@ from handwork_payments.kit.errors import (
 )
 from handwork_payments.kit.pagination import Page, PageDep, paginate
 from handwork_payments.kit.schemas import PathId, minor
-from handwork_payments.models import Payment, PaymentDispute
+from handwork_payments.models import Payment, PaymentDispute, Role, User
 
 router = APIRouter(prefix="/payments/disputes", tags=["disputes"])
+
+# Admins see every payment but open no dispute: a 403, not the stranger's 404.
+ClientOrWorker = Annotated[User, require_role(Role.CLIENT, Role.WORKER)]
 
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=DisputeOut,
-    responses=error_responses(Unauthorized, NotFound, Conflict),
+    responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict),
 )
-async def create_dispute(body: DisputeCreate, user: CurrentUser, runtime: RuntimeDep) -> DisputeOut:
+async def create_dispute(
+    body: DisputeCreate, user: ClientOrWorker, runtime: RuntimeDep
+) -> DisputeOut:
     dispute = await service.open_dispute(
         runtime, user, payment_id=body.payment_id, reason=body.reason, description=body.description
     )

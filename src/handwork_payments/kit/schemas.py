@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Annotated
 
 from fastapi import Path
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 from handwork_payments.kit import money
 
@@ -16,6 +24,17 @@ MAX_ID = 2**63 - 1  # BIGINT: a larger id is unknown, not a database error
 def _no_nul(value: str) -> str:
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
+    return value
+
+
+# A decimal string as a JSON number is written. Python's Decimal also reads "1_000", " 5 "
+# and digits of any script (Arabic-Indic, fullwidth), none of which an amount may be.
+_DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+
+
+def _plain_decimal(value: object) -> object:
+    if isinstance(value, str) and not _DECIMAL.fullmatch(value):
+        raise ValueError("must be a decimal number such as 150.00")
     return value
 
 
@@ -45,6 +64,7 @@ CurrencyIn = Annotated[
 # precision checked) together with the currency it belongs to.
 AmountIn = Annotated[
     Decimal,
+    BeforeValidator(_plain_decimal),
     Field(gt=0, allow_inf_nan=False, max_digits=20, description='e.g. 150.00 or "150.00"'),
 ]
 

@@ -4,7 +4,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AnyHttpUrl, BaseModel, Field, StringConstraints, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    Field,
+    StringConstraints,
+    UrlConstraints,
+    model_validator,
+)
 
 from handwork_payments.kit.crypto import MetadataCipher
 from handwork_payments.kit.money import format_amount
@@ -111,9 +118,14 @@ class StripeConfirm(Strict):
     booking_id: Id
 
 
+# PayPal refuses longer ones (experience_context.return_url: maxLength 4000); refused
+# there, the payment would already exist and fail.
+RedirectUrl = Annotated[AnyHttpUrl, UrlConstraints(max_length=4000)]
+
+
 class PayPalCreate(_NewPayment):
-    return_url: AnyHttpUrl
-    cancel_url: AnyHttpUrl
+    return_url: RedirectUrl
+    cancel_url: RedirectUrl
 
 
 class PayPalExecute(Strict):

@@ -2,17 +2,31 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Annotated
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from handwork_payments.kit.money import format_amount
 from handwork_payments.kit.schemas import AmountIn, CurrencyIn, ShortText, Strict, minor
 from handwork_payments.models import PaymentMethod, PayoutStatus, WorkerPayout
 
+# Shapes checked here so that a malformed one is a 422 (and never reaches a column it does
+# not fit: users.stripe_account_id is 64 characters).
+StripeAccountId = Annotated[
+    ShortText, StringConstraints(max_length=64, pattern=r"^acct_[A-Za-z0-9]+$")
+]
+PayPalEmail = Annotated[ShortText, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+
 
 class PayoutMethods(Strict):
-    stripe_account_id: ShortText | None = None
-    paypal_email: ShortText | None = None
+    stripe_account_id: StripeAccountId | None = None
+    paypal_email: PayPalEmail | None = None
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> PayoutMethods:
+        if self.stripe_account_id is None and self.paypal_email is None:
+            raise ValueError("give stripe_account_id, paypal_email or both")
+        return self
 
 
 class PayoutMethodsOut(BaseModel):

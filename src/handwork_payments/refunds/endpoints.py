@@ -15,7 +15,7 @@ from handwork_payments.kit.errors import (
     error_responses,
 )
 from handwork_payments.kit.schemas import minor
-from handwork_payments.models import Payment
+from handwork_payments.models import Booking, Payment
 from handwork_payments.payments.endpoints import present
 from handwork_payments.payments.schemas import PaymentOut
 from handwork_payments.refunds import service
@@ -36,8 +36,12 @@ async def refund_payment(body: RefundCreate, user: CurrentUser, runtime: Runtime
     if body.amount is not None:
         async with runtime.sessions() as session:
             payment = await session.get(Payment, body.payment_id)
-        if payment is None:
+            booking = await session.get(Booking, payment.booking_id) if payment else None
+        if payment is None or booking is None:
             raise NotFound("Payment not found")
+        # Before the amount, whose precision depends on the payment's currency: a
+        # stranger must learn nothing of the payment, not even that it exists.
+        service.check_may_refund(user, booking)
         try:
             amount = minor(body.amount, payment.currency)
         except money.MoneyError as exc:
