@@ -28,6 +28,26 @@ TABLES = ", ".join(
 )
 
 
+# DELETE with triggers and foreign keys off is ten times faster than TRUNCATE on tables
+# this small (TRUNCATE recreates every table's files), and identities start again at 1.
+_EMPTY = [
+    "SET LOCAL session_replication_role = replica",
+    *(f"DELETE FROM {table}" for table in TABLES.split(", ")),
+    """DO $$ DECLARE s record; BEGIN
+         FOR s IN SELECT sequencename FROM pg_sequences WHERE schemaname = 'public' LOOP
+           EXECUTE format('ALTER SEQUENCE %I RESTART', s.sequencename);
+         END LOOP;
+       END $$""",
+]
+
+
+async def empty_tables(runtime: Runtime) -> None:
+    """Every table empty, as after the migrations (for tests sharing one database)."""
+    async with runtime.engine.begin() as conn:
+        for statement in _EMPTY:
+            await conn.execute(text(statement))
+
+
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     with fresh_database() as url:
@@ -71,8 +91,7 @@ async def clean_database(request: pytest.FixtureRequest) -> AsyncIterator[None]:
         yield
         return
     current: Runtime = request.getfixturevalue("runtime")
-    async with current.engine.begin() as conn:
-        await conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+    await empty_tables(current)
     yield
     async with current.sessions() as session:
         problems = await verify(session)
