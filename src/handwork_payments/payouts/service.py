@@ -470,12 +470,12 @@ async def apply_transfer(
 ) -> None:
     """Apply what the provider says of a payout, under its lock; repeated or stale news
     changes nothing."""
-    if transfer.transfer_id:
-        if payout.payment_method == PaymentMethod.STRIPE:
-            payout.stripe_transfer_id = transfer.transfer_id
-        else:
-            payout.paypal_payout_id = transfer.transfer_id
-            payout.paypal_batch_id = transfer.batch_id or payout.paypal_batch_id
+    if payout.payment_method == PaymentMethod.STRIPE:
+        payout.stripe_transfer_id = transfer.transfer_id or payout.stripe_transfer_id
+    else:
+        # A batch PayPal has not itemised yet has an id but no item id: keep it to poll.
+        payout.paypal_payout_id = transfer.transfer_id or payout.paypal_payout_id
+        payout.paypal_batch_id = transfer.batch_id or payout.paypal_batch_id
     if transfer.state == TransferState.SUCCEEDED and PAYOUT.allows(
         payout.status, PayoutStatus.COMPLETED
     ):

@@ -13,10 +13,14 @@ from datetime import timedelta
 from handwork_payments.audit.alerts import alert
 from handwork_payments.db import transaction
 from handwork_payments.kit import jobs
-from handwork_payments.kit.errors import BadRequest, Conflict, NotFound
+from handwork_payments.kit.errors import BadRequest, Conflict, NotFound, ProviderUnavailable
 from handwork_payments.models import DeliveryStatus, WebhookDelivery
 from handwork_payments.payments.service import now
-from handwork_payments.providers.base import InvalidSignatureError, ProviderEvent
+from handwork_payments.providers.base import (
+    InvalidSignatureError,
+    ProviderEvent,
+    ProviderUnavailableError,
+)
 from handwork_payments.runtime import Runtime
 from handwork_payments.settings import Settings
 from handwork_payments.webhooks import events, repository
@@ -47,6 +51,9 @@ async def receive(
     except InvalidSignatureError as exc:
         log.warning("rejected %s webhook: %s", provider_name, exc)
         raise BadRequest(f"Invalid webhook signature: {exc}") from exc
+    except ProviderUnavailableError as exc:
+        # PayPal's verification endpoint did not answer: a 5xx makes PayPal deliver again.
+        raise ProviderUnavailable(f"Could not verify the {provider_name} webhook now") from exc
     async with transaction(runtime.sessions) as session:
         delivery_id = await repository.insert_once(
             session,
