@@ -25,9 +25,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from sqlalchemy import text
 
+from handwork_payments.db import libpq_url
 from handwork_payments.models import PayoutStatus
 from handwork_payments.runtime import Runtime
 from tests.conftest import TEST_WEBHOOK_SECRET
@@ -59,10 +61,11 @@ def environment(database_url: str) -> dict[str, str]:
         PASSWORD_HASH_TIME_COST="1",
         PASSWORD_HASH_MEMORY_KIB="1024",
         PYTHONUNBUFFERED="1",
-        # A dead worker is noticed within about 3 s instead of a minute and a half.
+        # A dead worker is noticed within about 5 s instead of a minute and a half (with
+        # room for a live one's heartbeat to be late on a loaded machine).
         WORKER_POLL_SECONDS="0.5",
         WORKER_HEARTBEAT_SECONDS="0.5",
-        WORKER_STALLED_SECONDS="2",
+        WORKER_STALLED_SECONDS="4",
         WORKER_STALLED_SWEEP_SECONDS="1",
         WORKER_SHUTDOWN_GRACE_SECONDS="20",
     )
@@ -135,17 +138,35 @@ class Cluster:
                 raise AssertionError(f"not started: {[p.name for p in pending]}")
             time.sleep(0.1)
 
-    def running_job(self, task: str) -> Process | None:
-        """The live worker whose log shows it started a `task` job."""
+    def started(self, task: str) -> dict[str, int]:
+        """How many `task` jobs each worker's log shows it started."""
+        return {p.name: p.output().count(f"Starting job {task}") for p in self.workers}
+
+    def running_job(self, task: str, before: dict[str, int]) -> Process | None:
+        """The live worker that started a `task` job since `before` (from `started`)."""
         for process in self.workers:
-            if process.popen.poll() is None and f"Starting job {task}" in process.output():
+            now_started = process.output().count(f"Starting job {task}")
+            if process.popen.poll() is None and now_started > before.get(process.name, 0):
                 return process
         return None
 
     def close(self) -> None:
+        """SIGTERM first (workers unregister), SIGKILL what is left; then forget the workers
+        that could not unregister (the one this test killed): conftest restarts every
+        sequence between tests, so a leftover procrastinate_workers row would collide with
+        the next worker to register."""
+        for process in self.processes:
+            if process.popen.poll() is None:
+                process.signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for process in self.processes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
         for process in self.processes:
             with contextlib.suppress(Exception):
                 process.kill()
+        with psycopg.connect(libpq_url(self.env["DATABASE_URL"]), autocommit=True) as conn:
+            conn.execute("DELETE FROM procrastinate_workers")
 
 
 def _healthy(base_url: str) -> bool:
@@ -155,8 +176,13 @@ def _healthy(base_url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
-def cluster(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+@pytest.fixture
+def cluster(
+    runtime: Runtime, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    """Started for each test, after conftest has emptied the tables: a TRUNCATE ... RESTART
+    IDENTITY under running workers would let a job finished late share an id with a new
+    one."""
     started = Cluster(tmp_path_factory.mktemp("cluster"), database_url)
     try:
         started.wait_ready()
@@ -200,6 +226,7 @@ async def stripe_payout_in_flight(
     worker, admin = await earner(api)
     payout = await requested(api, worker, "40.00", "stripe")
     await simulator(runtime).inject_fault("send_payout", "delay", delay_seconds=delay_seconds)
+    before = cluster.started("hp:send_payout")
     r = await api.post(f"/payments/payouts/{payout['id']}/process", admin)
     assert r.status_code == 200, r.text
 
@@ -207,9 +234,9 @@ async def stripe_payout_in_flight(
         made = await provider_objects(
             runtime, "stripe", "transfer", metadata={"payout_id": str(payout["id"])}
         )
-        return cluster.running_job("hp:send_payout") if made else None
+        return cluster.running_job("hp:send_payout", before) if made else None
 
-    claimed = await eventually(transfer_made, timeout_seconds=20)
+    claimed = await eventually(transfer_made, timeout_seconds=30)
     assert (await payout_row(runtime, payout["id"])).status == PayoutStatus.PROCESSING
     return int(payout["id"]), claimed
 
@@ -225,7 +252,7 @@ async def test_a_job_of_a_worker_killed_mid_job_is_retried_and_applied_once(
     async def completed() -> bool:
         return (await payout_row(runtime, payout_id)).status == PayoutStatus.COMPLETED
 
-    await eventually(completed, timeout_seconds=30)
+    await eventually(completed, timeout_seconds=45)
     payout = await payout_row(runtime, payout_id)
     assert payout.attempts == 2  # the killed call, then the re-query that found it
     transfers = await provider_objects(
@@ -236,13 +263,12 @@ async def test_a_job_of_a_worker_killed_mid_job_is_retried_and_applied_once(
     assert status == "succeeded" and events.count("started") == 2  # retried once
     survivor = cluster.workers[0]
     assert "was running on a dead worker: retried" in survivor.output()
-    cluster.workers.append(cluster.start_worker())
 
 
 async def test_sigterm_lets_the_running_job_finish_then_the_worker_exits(
     api: Api, cluster: Cluster, runtime: Runtime
 ) -> None:
-    payout_id, worker = await stripe_payout_in_flight(api, cluster, runtime, delay_seconds=2)
+    payout_id, worker = await stripe_payout_in_flight(api, cluster, runtime, delay_seconds=3)
     stopping_at = time.monotonic()
     worker.signal(signal.SIGTERM)
     code = worker.popen.wait(timeout=30)
@@ -258,4 +284,3 @@ async def test_sigterm_lets_the_running_job_finish_then_the_worker_exits(
     assert "Stopped worker" in worker.output()
     # The API process never runs jobs.
     assert "Starting job" not in cluster.api.output()
-    cluster.workers.append(cluster.start_worker())
