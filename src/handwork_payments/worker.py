@@ -158,14 +158,28 @@ async def running_worker(
                 **worker_options(current.settings),
             )
         )
+        task.add_done_callback(_report_death)
         try:
             yield app
         finally:
+            task.remove_done_callback(_report_death)
             task.cancel()
             try:
                 await task
-            except (asyncio.CancelledError, Exception):
+            except asyncio.CancelledError:
                 log.debug("worker stopped")
+            except Exception:
+                log.exception("the in-process worker had failed")
+
+
+def _report_death(task: asyncio.Task[None]) -> None:
+    """The in-process worker ended on its own: no background job runs any more here."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error(
+            "the in-process worker stopped: no job runs in this process",
+            exc_info=task.exception(),
+            extra={"event": "worker_died"},
+        )
 
 
 async def run_until_idle(current: Runtime, *, concurrency: int = 4) -> None:
