@@ -36,12 +36,19 @@ _bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
 async def get_current_user(
-    runtime: RuntimeDep, session: SessionDep, token: Annotated[str | None, Depends(_bearer)]
+    runtime: RuntimeDep, token: Annotated[str | None, Depends(_bearer)]
 ) -> User:
     if not token:
         raise Unauthorized("Not authenticated")
     user_id = tokens.subject(token, runtime.jwt_secret)
-    user = await session.get(User, user_id) if user_id is not None else None
+    user = None
+    if user_id is not None:
+        # A session of its own, closed at once: a request must not keep a pooled
+        # connection for its whole life while its service command takes another, or a
+        # burst of requests larger than the pool deadlocks the process (each holding
+        # one connection, all waiting for a second).
+        async with runtime.sessions() as session:
+            user = await session.get(User, user_id)
     if user is None:
         raise Unauthorized("Invalid or expired token")
     return user
