@@ -24,6 +24,7 @@ TABLES = ", ".join(
         "procrastinate_jobs",
         "procrastinate_events",
         "procrastinate_periodic_defers",
+        "procrastinate_workers",
     ]
 )
 

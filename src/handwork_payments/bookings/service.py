@@ -78,7 +78,9 @@ async def complete(runtime: Runtime, worker: User, booking_id: int) -> Booking:
                     AUTO_RELEASE_TASK,
                     args={"payment_id": payment.id},
                     scheduled_at=deadline,
-                    lock=f"payment-{payment.id}",
+                    # No job lock: procrastinate holds back every job sharing a lock until
+                    # the earliest is done, and this one waits days. `release` re-checks
+                    # the payment under its row lock, which is what serialises them.
                 )
         await record(
             session,
