@@ -13,7 +13,9 @@ from handwork_payments.models import (
     Payment,
     PaymentStatus,
     PaymentTransaction,
+    PayoutReversal,
     PayoutStatus,
+    ReversalStatus,
     Role,
     User,
     WorkerPayout,
@@ -68,11 +70,25 @@ async def worker_totals(session: AsyncSession, worker_id: int, currency: str) ->
             )
         )
     ).scalar_one()
+    # Money reversed from completed Stripe payouts (to cover refunds, or at Stripe) is back
+    # with the platform: no longer paid out to the worker.
+    reversed_amount = (
+        await session.execute(
+            select(func.coalesce(func.sum(PayoutReversal.amount), 0))
+            .join(WorkerPayout, WorkerPayout.id == PayoutReversal.payout_id)
+            .where(
+                WorkerPayout.worker_id == worker_id,
+                WorkerPayout.currency == currency,
+                WorkerPayout.status == PayoutStatus.COMPLETED,
+                PayoutReversal.status == ReversalStatus.SUCCEEDED,
+            )
+        )
+    ).scalar_one()
     return {
         "available": await ledger.balance_of(session, available_code(worker_id, currency)),
         "reserved": await ledger.balance_of(session, reserved_code(worker_id, currency)),
         "pending": int(pending),
-        "paid_out": int(paid_out),
+        "paid_out": int(paid_out) - int(reversed_amount),
     }
 
 
