@@ -100,11 +100,16 @@ class Server:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
-@pytest.fixture(scope="module")
-def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@pytest.fixture
+def server(
+    database_url: str, runtime: Runtime, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     """The real `handwork-payments serve` process, with its in-process worker, on the
-    database the `runtime` fixture uses (so conftest truncates and verifies it too). It
-    runs in a scratch directory so that no `.env` file is read."""
+    database the `runtime` fixture uses (so conftest empties and verifies it too). One per
+    test, started after conftest has emptied the tables: emptying them under a running
+    worker would delete its procrastinate_workers row, and it could fetch no job after.
+    It runs in a scratch directory so that no `.env` file is read."""
+    del runtime  # requested for its place in the fixture order (after the cleaning)
     workdir = tmp_path_factory.mktemp("server")
     log = workdir / "server.log"
     port = free_port()
@@ -139,6 +144,9 @@ def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         assert process.poll() is None, f"server died:\n{server.log_tail()}"
     finally:
         stop(process)
+    # No request failed inside and no background job broke (none of these tests injects
+    # a fault): the server logged no traceback.
+    assert "Traceback" not in log.read_text(errors="replace"), server.log_tail(120)
 
 
 @pytest.fixture
