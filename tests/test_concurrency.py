@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from handwork_payments.ledger.verify import verify
 from handwork_payments.runtime import Runtime
@@ -512,3 +513,66 @@ async def test_parallel_partial_refunds_never_exceed_the_amount(
     summary = await api.get("/payments/summary/client", client)
     assert summary["total_refunded"] == usd(refunded)
     await ledger_verify(server)
+
+
+async def test_payouts_racing_a_refund_that_reverses_a_stripe_payout(
+    api_http: Api, server: Server
+) -> None:
+    """A worker already paid out through Stripe asks for more payouts while a full refund
+    of the payment they came from takes its share back. Payouts granted before the refund
+    left the balance enough; none after (it is negative then); the refund reverses the
+    Stripe transfer to cover what the worker owes, once. Exact whatever the order."""
+    api = api_http
+    admin = await api.admin()
+    client, pro, payment = await held_payment(api, "stripe", "200.00")
+    r = await api.post(f"/payments/{payment['id']}/release", client)
+    assert r.status_code == 200, r.text
+    r = await api.client.put(
+        "/api/v1/payments/payout-methods",
+        json={"stripe_account_id": "acct_1Racing"},
+        headers=pro.headers,
+    )
+    assert r.status_code == 200, r.text
+    r = await api.post(
+        "/payments/payouts/request", pro, {"amount": "100.00", "payment_method": "stripe"}
+    )
+    assert r.status_code == 201, r.text
+    first_payout = r.json()["id"]
+    r = await api.post(f"/payments/payouts/{first_payout}/process", admin)
+    assert r.status_code == 200, r.text
+
+    async def paid_out() -> bool:
+        return (await api.earnings(pro))["total_paid_out"] == "100.00"
+
+    await eventually(paid_out, timeout_seconds=30)
+    assert (await api.earnings(pro))["available_balance"] == "90.00"
+
+    refund = api.post("/payments/refund", admin, {"payment_id": payment["id"], "reason": "race"})
+    requests = [
+        api.post("/payments/payouts/request", pro, {"amount": "10.00", "payment_method": "stripe"})
+        for _ in range(10)
+    ]
+    refunded, *answers = await asyncio.gather(refund, *requests)
+    assert refunded.status_code == 200, refunded.text
+    assert refunded.json()["status"] == "refunded"
+    assert all(r.status_code in (201, 400) for r in answers), [r.text for r in answers]
+    granted = sum(r.status_code == 201 for r in answers)
+    assert granted <= 9  # 90.00 available at most, before the refund
+    # The refund took the worker's 190.00 back: 90.00 - 10.00 x granted - 190.00, and the
+    # 100.00 paid out to Stripe was reversed to cover the debt: what is left owed is what
+    # the granted payouts reserved.
+    earnings = await api.earnings(pro)
+    assert earnings["available_balance"] == usd(-1000 * granted)
+    assert earnings["pending_payouts"] == usd(1000 * granted)
+    assert earnings["total_paid_out"] == "0.00"
+    assert earnings["total_earned"] == "0.00"
+    async with api.runtime.sessions() as session:
+        reversals = (
+            await session.execute(
+                text("SELECT payout_id, amount, status FROM payout_reversals ORDER BY id")
+            )
+        ).all()
+    assert [tuple(row) for row in reversals] == [(first_payout, 10000, "succeeded")]
+    assert await fee_revenue(api, admin) == 0
+    await ledger_verify(server)
+    print(f"payouts granted before the refund: {granted}")
