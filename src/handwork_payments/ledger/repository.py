@@ -12,6 +12,11 @@ from handwork_payments.models import AccountKind, JournalEntry, LedgerAccount, P
 async def get_or_create_account(
     session: AsyncSession, code: str, kind: AccountKind, currency: str, owner_id: int | None
 ) -> LedgerAccount:
+    found = (
+        await session.execute(select(LedgerAccount).where(LedgerAccount.code == code))
+    ).scalar_one_or_none()
+    if found is not None:
+        return found  # the usual case: one query
     # ON CONFLICT keeps two transactions creating the same account from failing each other.
     await session.execute(
         insert(LedgerAccount)
