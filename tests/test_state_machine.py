@@ -1,14 +1,26 @@
 """Random sequences of everything users, admins and jobs do with money, checked against a
-model kept by the test itself.
+model the test keeps itself.
 
-Hypothesis drives pay, confirm, release, refund (valid and invalid amounts), dispute,
-review, resolve, payout request and processing (with provider faults), cancel and complete
-over the HTTP API (an ASGI client on our own Runtime, on one event loop made for the
-machine). The model computes from the rules alone what every balance must be: each
-payment's status and refunded amount, each worker's available, pending, reserved and paid
-out money per currency, each client's totals, the platform's fee revenue, each booking's
-and payout's status. After every step the API must agree with the model exactly, the
-ledger's invariants must hold (`verify`), and no request may have answered a 5xx."""
+Hypothesis drives, over the HTTP API (an ASGI client on the machine's own Runtime, on one
+event loop made for it): bookings paid by card or PayPal in USD, JPY and KWD (odd amounts,
+1 unit to the maximum), declined cards, confirmations, releases, refunds of valid and
+invalid amounts by the right and the wrong people, disputes, review, resolution (release,
+refund, split), payout requests (more than available, malformed) and their processing
+(the send job run here, with provider faults), cancellations and completions; and the
+jobs: the hold guard, the resolver finishing provider calls whose answer was lost, the
+sweep of overdue automatic releases.
+
+The model computes from the rules alone, never from our ledger: each payment's status,
+refunded amount, fee and whether it is released, captured or due for auto-release; each
+booking's, dispute's and payout's status; each worker's available, pending, reserved and
+paid-out money per currency (with the Stripe payouts a refund reverses); each client's
+totals; the platform's fee revenue. After every step: the ledger's invariants
+(`ledger.verify`), the fee revenue, every payment as the API lists it, GET /payments/{id}
+and /payments/earnings/worker of what the step touched; every few steps also every
+booking, dispute and payout, the fee history, every earnings and client summary. No
+request may answer a 5xx, but for the 502 of a provider fault the step injected.
+
+HP_MACHINE_EXAMPLES and HP_MACHINE_STEPS raise the bounds for a longer hunt."""
 
 from __future__ import annotations
 
@@ -39,12 +51,18 @@ from sqlalchemy.exc import DBAPIError
 
 from handwork_payments.app import create_app
 from handwork_payments.ledger.verify import verify
-from handwork_payments.models import LedgerAccount, SimulatedObject
+from handwork_payments.models import (
+    DeliveryStatus,
+    LedgerAccount,
+    SimulatedObject,
+    WebhookDelivery,
+)
 from handwork_payments.payments import background
 from handwork_payments.payouts import service as payouts
 from handwork_payments.providers.base import ProviderUnavailableError
 from handwork_payments.providers.simulated import PAYOUT_ITEM, TRANSFER, SimulatedProvider
 from handwork_payments.runtime import Runtime
+from handwork_payments.webhooks import service as webhooks
 from tests.conftest import TABLES, make_settings
 from tests.helpers import Api, Party
 
@@ -57,8 +75,8 @@ EXPONENT = {"USD": 2, "JPY": 0, "KWD": 3}
 CURRENCIES = tuple(EXPONENT)
 MAX_AMOUNT = 99_999_999
 FEE_PERCENT = 5
-# Bounded so that the test runs in well under a minute; raise them for a longer hunt.
-EXAMPLES = int(os.environ.get("HP_MACHINE_EXAMPLES", "15"))
+# Bounded to keep the test well under a minute (about 30 s on a quiet two-core machine).
+EXAMPLES = int(os.environ.get("HP_MACHINE_EXAMPLES", "12"))
 STEPS = int(os.environ.get("HP_MACHINE_STEPS", "25"))
 OUTCOMES: Counter[str] = Counter()
 ID_IN_PATH = re.compile(r"/(?:[0-9]+|pi_\w+)")
@@ -114,6 +132,7 @@ class PaymentM:
     released: bool = False
     auto_release: bool = False
     captured: bool = False  # at the provider, still in escrow (hold guard, resolver)
+    browser: str | None = None  # what Stripe.js did: "authorized" or "declined" the card
 
     @property
     def amount(self) -> int:
@@ -204,6 +223,8 @@ class PaymentsMachine(RuleBasedStateMachine):
         super().__init__()
         self.model = Model()
         self.checks = 0
+        self.keys_used = 0
+        self.last_post: tuple[str, Party | None, Any, str, httpx.Response] | None = None
         self.touched_payments: set[int] = set()
         self.touched_workers: set[tuple[int, str]] = set()
         self.touched_clients: set[tuple[int, str]] = set()
@@ -259,15 +280,19 @@ class PaymentsMachine(RuleBasedStateMachine):
         json: Any = None,
         *,
         provider_fault: bool = False,
+        idempotency_key: str | None = None,
         **params: Any,
     ) -> httpx.Response:
         """A request; never a 5xx, except the 502 of a provider fault the step injected."""
+        headers = dict(party.headers) if party else {}
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
         r = await self.http.request(
             method,
             path if path.startswith(("http", "/api/")) else f"/api/v1{path}",
             json=json,
             params=params or None,
-            headers=party.headers if party else {},
+            headers=headers,
         )
         allowed = (502,) if provider_fault else ()
         assert r.status_code < 500 or r.status_code in allowed, (
@@ -278,7 +303,16 @@ class PaymentsMachine(RuleBasedStateMachine):
     def post(
         self, path: str, party: Party | None, json: Any = None, *, provider_fault: bool = False
     ) -> httpx.Response:
-        return self.run(self.call("POST", path, party, json, provider_fault=provider_fault))
+        """Every POST carries an Idempotency-Key, so that `replay_last_post` can send the
+        last one again."""
+        self.keys_used += 1
+        key = f"step-key-{self.keys_used}"
+        r = self.run(
+            self.call("POST", path, party, json, provider_fault=provider_fault, idempotency_key=key)
+        )
+        if r.status_code < 500:  # (a 5xx is not kept: the same key may retry)
+            self.last_post = (path, party, json, key, r)
+        return r
 
     @staticmethod
     def expect(r: httpx.Response, status: int) -> Any:
@@ -519,7 +553,7 @@ class PaymentsMachine(RuleBasedStateMachine):
     @rule(
         index=pick,
         aim=aims,
-        outcome=st.sampled_from(["approve", "approve", "decline", "skip"]),
+        outcome=st.sampled_from(["approve", "approve", "decline", "skip", "browser only"]),
     )
     def confirm(self, index: int, aim: bool, outcome: str) -> None:
         self.confirm_payment(self.aimed(self.with_status("pending"), index, aim), outcome)
@@ -540,14 +574,19 @@ class PaymentsMachine(RuleBasedStateMachine):
             self.expect(r, 404)
             return
         if payment.method == "stripe":
-            if pending and outcome != "skip":
-                card = "pm_card_visa" if outcome == "approve" else "pm_card_chargeDeclined"
+            if pending and payment.browser is None and outcome != "skip":
+                # Stripe.js confirms the card in the payer's browser; Stripe sends its
+                # event to our webhook inbox (processed by `deliver_webhooks`).
+                card = "pm_card_chargeDeclined" if outcome == "decline" else "pm_card_visa"
                 r = self.post(
                     f"/simulator/stripe/payment_intents/{payment.provider_id}/confirm",
                     None,
                     {"payment_method": card},
                 )
                 self.expect(r, 200)
+                payment.browser = "declined" if outcome == "decline" else "authorized"
+            if outcome == "browser only":
+                return  # the client never calls our confirm: the webhook will tell
             r = self.post(
                 "/payments/stripe/confirm",
                 payment.booking.client,
@@ -572,13 +611,18 @@ class PaymentsMachine(RuleBasedStateMachine):
             self.expect(r, 402)
         elif not pending:
             assert self.expect(r, 200)["status"] == payment.status
+        elif payment.method == "stripe":
+            # Stripe's confirm reads the intent as the browser left it.
+            if payment.browser is None:
+                self.expect(r, 409)  # no payment method yet
+            elif payment.browser == "declined":
+                self.expect(r, 402)
+                payment.status = "failed"
+            else:
+                assert self.expect(r, 200)["status"] == "held"
+                self.on_hold(payment)
         elif outcome == "skip":
-            # Nothing confirmed at the provider yet: Stripe's intent awaits a payment
-            # method (409); PayPal refuses to authorise an unapproved order (400).
-            self.expect(r, 409 if payment.method == "stripe" else 400)
-        elif outcome == "decline" and payment.method == "stripe":
-            self.expect(r, 402)
-            payment.status = "failed"
+            self.expect(r, 400)  # PayPal refuses to authorise an unapproved order
         else:
             # (PayPal has no decline at approval in the simulator: approving succeeds.)
             assert self.expect(r, 200)["status"] == "held"
@@ -673,6 +717,23 @@ class PaymentsMachine(RuleBasedStateMachine):
             assert out["status"] == payment.status
             assert parse(out["refunded_amount"], currency) == payment.refunded
 
+    @precondition(lambda self: self.last_post is not None)
+    @rule(other_body=st.booleans())
+    def replay_last_post(self, other_body: bool) -> None:
+        """The last POST sent again with its Idempotency-Key (a client retrying after a
+        lost answer): the first answer comes back, and nothing is done twice (the checks
+        after this step find the model unchanged). The same key with another body: 422."""
+        assert self.last_post is not None
+        path, party, body, key, first = self.last_post
+        if other_body:
+            changed = {**body, "replayed": True} if isinstance(body, dict) else {"replayed": 1}
+            r = self.run(self.call("POST", path, party, changed, idempotency_key=key))
+            assert "another request" in self.expect(r, 422)["detail"]
+            return
+        r = self.run(self.call("POST", path, party, body, idempotency_key=key))
+        assert (r.status_code, r.json()) == (first.status_code, first.json()), (r.text, first.text)
+        OUTCOMES[f"replayed {first.status_code}"] += 1
+
     # --- rules: the background jobs on payments (hold guard, resolver) --------------------
 
     def simulator(self, payment: PaymentM) -> SimulatedProvider:
@@ -685,7 +746,9 @@ class PaymentsMachine(RuleBasedStateMachine):
         are stale."""
         stale = self.runtime.settings.provider_operation_stale_seconds
         later = datetime.now(UTC) + timedelta(seconds=stale + 5)
-        return self.run(background.resolve_operations(self.runtime, now=later))
+        report = self.run(background.resolve_operations(self.runtime, now=later))
+        OUTCOMES["job resolve_operations: resumed"] += len(report.resumed)
+        return report
 
     @precondition(lambda self: self.with_status("held", "disputed"))
     @rule(days=st.sampled_from([1, 4, 8, 30]))
@@ -704,6 +767,56 @@ class PaymentsMachine(RuleBasedStateMachine):
                 payment.captured = True
                 expected.append(payment.id)
         assert sorted(report.captured) == sorted(expected), (report, expected)
+        OUTCOMES["job guard_holds: captured"] += len(expected)
+
+    @precondition(lambda self: any(p.browser for p in self.model.payments))
+    @rule()
+    def deliver_webhooks(self) -> None:
+        """The worker's job for each stored webhook delivery, run here: Stripe's events
+        for cards confirmed in the browser hold (or fail) a payment still pending, and
+        change nothing for one our confirm already moved (never backwards)."""
+
+        async def deliveries() -> list[int]:
+            async with self.runtime.sessions() as session:
+                rows = await session.scalars(
+                    select(WebhookDelivery.id)
+                    .where(WebhookDelivery.status != DeliveryStatus.PROCESSED)
+                    .order_by(WebhookDelivery.id)
+                )
+                return list(rows)
+
+        for delivery_id in self.run(deliveries()):
+            done = self.run(webhooks.process(self.runtime, delivery_id))
+            assert done is not None and done.status == DeliveryStatus.PROCESSED, (
+                done and done.last_error
+            )
+            OUTCOMES[f"job process_webhook: {done.event_type}"] += 1
+        for payment in self.with_status("pending"):
+            if payment.browser == "authorized":
+                self.touch(payment)
+                self.on_hold(payment)
+            elif payment.browser == "declined":
+                self.touch(payment)
+                payment.status = "failed"
+
+    @precondition(lambda self: any(p.auto_release for p in self.with_status("held")))
+    @rule()
+    def auto_release_overdue(self) -> None:
+        """The sweep of overdue automatic releases, run after AUTO_RELEASE_HOURS (and the
+        stale delay) have passed: every held payment of a completed booking is released."""
+        settings_ = self.runtime.settings
+        later = datetime.now(UTC) + timedelta(
+            hours=float(settings_.auto_release_hours),
+            seconds=settings_.provider_operation_stale_seconds + 5,
+        )
+        due = [p for p in self.with_status("held") if p.auto_release]
+        report = self.run(background.release_overdue(self.runtime, now=later))
+        assert sorted(report.released) == sorted(p.id for p in due), report
+        assert not report.not_done, report
+        OUTCOMES["job release_overdue: released"] += len(due)
+        for payment in due:
+            self.touch(payment)
+            self.on_release(payment)
 
     def authorized_held(self) -> list[PaymentM]:
         return [p for p in self.with_status("held") if not p.captured]
@@ -955,6 +1068,7 @@ class PaymentsMachine(RuleBasedStateMachine):
             payout.completed_order = 1 + max(p.completed_order for p in self.model.payouts)
             balances.paid_out += payout.amount
         assert sent.status == payout.status, (sent.status, sent.failure_reason)
+        OUTCOMES[f"job send_payout ({fault or 'no fault'}): {payout.status}"] += 1
         # Running the job again (a duplicate delivery) changes nothing.
         again = self.run(payouts.send(self.runtime, payout.id))
         assert again is not None and again.status == payout.status
