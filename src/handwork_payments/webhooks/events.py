@@ -41,6 +41,7 @@ from handwork_payments.db import transaction
 from handwork_payments.disputes.chargebacks import close_chargeback, open_chargeback
 from handwork_payments.models import (
     Alert,
+    Booking,
     HoldKind,
     Payment,
     PaymentMethod,
@@ -97,6 +98,19 @@ def _unknown(event: ProviderEvent) -> None:
     log.info("%s event %s about unknown %s", event.provider, event.event_id, event.object_id)
 
 
+async def _locked_payment(
+    session: AsyncSession, event: ProviderEvent
+) -> tuple[Payment, Booking] | None:
+    """The payment (and booking) an event is about, under their row locks; None, logged,
+    for an object that is not ours."""
+    assert event.object_id is not None
+    found = await payments.by_provider_id(session, event.provider, event.object_id)
+    if found is None:
+        _unknown(event)
+        return None
+    return await locked(session, found.id)
+
+
 async def _alert_once(
     session: AsyncSession, kind: str, message: str, object_type: str, object_id: int
 ) -> None:
@@ -140,11 +154,10 @@ async def _hold_event(runtime: Runtime, event: ProviderEvent) -> None:
     # event says, so every order of delivery ends in the same state.
     current = await _current_hold(runtime, event)
     async with transaction(runtime.sessions) as session:
-        found = await payments.by_provider_id(session, event.provider, event.object_id)
-        if found is None:
-            _unknown(event)
+        target = await _locked_payment(session, event)
+        if target is None:
             return
-        payment, booking = await locked(session, found.id)
+        payment, booking = target
         if current is not None and payment.status == PaymentStatus.PENDING:
             if current.amount != payment.amount:
                 raise ValueError(
@@ -255,11 +268,10 @@ async def _captured_event(runtime: Runtime, event: ProviderEvent) -> None:
     assert event.object_id is not None
     capture_id = _charge_id(event.data)
     async with transaction(runtime.sessions) as session:
-        found = await payments.by_provider_id(session, event.provider, event.object_id)
-        if found is None:
-            _unknown(event)
+        target = await _locked_payment(session, event)
+        if target is None:
             return
-        payment, booking = await locked(session, found.id)
+        payment, booking = target
         expected = payment.amount - payment.refunded_amount
         received = _amount_received(event.data)
         if received is None:
@@ -328,11 +340,10 @@ async def _refunded_event(runtime: Runtime, event: ProviderEvent) -> None:
     provider_refunded = int(event.data.get("amount_refunded") or event.amount or 0)
     cover: int | None = None
     async with transaction(runtime.sessions) as session:
-        found = await payments.by_provider_id(session, event.provider, event.object_id)
-        if found is None:
-            _unknown(event)
+        target = await _locked_payment(session, event)
+        if target is None:
             return
-        payment, booking = await locked(session, found.id)
+        payment, booking = target
         _ensure_no_call_in_flight(payment, event)
         row = await record_external_refund(
             session,
@@ -355,11 +366,10 @@ async def _dispute_event(runtime: Runtime, event: ProviderEvent) -> None:
         return
     cover: int | None = None
     async with transaction(runtime.sessions) as session:
-        found = await payments.by_provider_id(session, event.provider, event.object_id)
-        if found is None:
-            _unknown(event)
+        target = await _locked_payment(session, event)
+        if target is None:
             return
-        payment, booking = await locked(session, found.id)
+        payment, booking = target
         _ensure_no_call_in_flight(payment, event)
         # Opened now unless it is already: a `closed` that overtook its `created` opens it
         # first, so the decision is applied to a dispute either way.
