@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import text
 
 from handwork_payments.app import create_app
+from handwork_payments.kit.clock import now
 from handwork_payments.models import HoldKind
 from handwork_payments.payments import background
-from handwork_payments.payments.service import now
 from handwork_payments.providers.base import HoldRef, HoldState
 from handwork_payments.runtime import Runtime
 from handwork_payments.worker import running_worker

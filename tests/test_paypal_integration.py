@@ -34,6 +34,7 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 
 from handwork_payments.app import create_app
+from handwork_payments.kit.clock import now
 from handwork_payments.models import (
     Alert,
     DeliveryStatus,
@@ -44,7 +45,6 @@ from handwork_payments.models import (
     WorkerPayout,
 )
 from handwork_payments.payments import background
-from handwork_payments.payments.service import now
 from handwork_payments.payouts import service as payouts
 from handwork_payments.providers import paypal_events
 from handwork_payments.providers.base import HoldRef, ProviderUnavailableError

@@ -55,3 +55,18 @@ class Runtime:
     async def aclose(self) -> None:
         await self.providers.aclose()
         await self.engine.dispose()
+
+
+# The Runtime of this process, for code that has no request to take it from: procrastinate
+# tasks. Set once by whoever starts the work (the worker, `serve`'s in-process worker).
+_current: Runtime | None = None
+
+
+def set_current_runtime(runtime: Runtime) -> None:
+    global _current
+    _current = runtime
+
+
+def current_runtime() -> Runtime:
+    assert _current is not None, "tasks run only inside a worker started by worker.py"
+    return _current

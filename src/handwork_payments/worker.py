@@ -1,7 +1,7 @@
 """Background work on procrastinate, in the same PostgreSQL as the money.
 
 Each domain keeps its tasks in its own `tasks.py` on a Blueprint; this module gathers them
-into one procrastinate App. Tasks reach the process's Runtime through `runtime()`.
+into one procrastinate App. Tasks reach the process's Runtime through `runtime.current_runtime()`.
 
 Any number of worker processes, on any hosts, share one database: procrastinate hands a
 job to one worker at a time (SELECT ... FOR UPDATE SKIP LOCKED), periodic jobs are
@@ -34,22 +34,15 @@ import procrastinate
 from procrastinate.job_context import JobContext
 
 from handwork_payments.db import libpq_url
-from handwork_payments.runtime import Runtime
+from handwork_payments.runtime import Runtime, current_runtime, set_current_runtime
 from handwork_payments.settings import Settings
 
 log = logging.getLogger(__name__)
-
-_runtime: Runtime | None = None
 
 # Finished jobs are kept this long for inspection, then deleted (failed ones are kept).
 KEEP_FINISHED_JOBS_HOURS = 7 * 24
 
 maintenance = procrastinate.Blueprint()
-
-
-def runtime() -> Runtime:
-    assert _runtime is not None, "tasks run only inside a worker started by run_worker()"
-    return _runtime
 
 
 # procrastinate's own retry (the job back to `todo`, an event, a NOTIFY), only while the
@@ -73,7 +66,7 @@ async def retry_stalled_jobs(context: JobContext, timestamp: int) -> None:
     lock: a sweep running on a worker that dies would hold it, and block every later one."""
     manager = context.app.job_manager
     stalled = await manager.get_stalled_jobs(
-        seconds_since_heartbeat=runtime().settings.worker_stalled_seconds
+        seconds_since_heartbeat=current_runtime().settings.worker_stalled_seconds
     )
     for job in stalled:
         retried = await context.app.connector.execute_query_all_async(
@@ -146,8 +139,7 @@ async def running_worker(
 ) -> AsyncIterator[procrastinate.App]:
     """Run a worker in this event loop for the duration of the block. Leaving the block
     stops it as SIGTERM would: running jobs get the grace period to finish."""
-    global _runtime
-    _runtime = current
+    set_current_runtime(current)
     app = app_for(current)
     async with app.open_async():
         task = asyncio.create_task(
@@ -184,8 +176,7 @@ def _report_death(task: asyncio.Task[None]) -> None:
 
 async def run_until_idle(current: Runtime, *, concurrency: int = 4) -> None:
     """Run the jobs that are due and return once none is left (benchmarks, maintenance)."""
-    global _runtime
-    _runtime = current
+    set_current_runtime(current)
     app = app_for(current)
     async with app.open_async():
         await app.run_worker_async(
@@ -201,9 +192,8 @@ async def run_forever(concurrency: int, name: str = "worker") -> None:
     """The `worker` command: until SIGTERM/SIGINT (see the module's docstring)."""
     from handwork_payments.startup import started_runtime
 
-    global _runtime
     async with started_runtime() as current:
-        _runtime = current
+        set_current_runtime(current)
         app = app_for(current)
         async with app.open_async():
             log.info(

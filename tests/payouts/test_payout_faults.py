@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from handwork_payments.kit.clock import now
 from handwork_payments.models import PayoutStatus
-from handwork_payments.payments.service import now
 from handwork_payments.payouts import service
 from handwork_payments.providers.base import ProviderUnavailableError
 from handwork_payments.runtime import Runtime

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from handwork_payments.kit.clock import now
 from handwork_payments.models import PayoutStatus, WorkerPayout
-from handwork_payments.payments.service import now
 from handwork_payments.payouts import service as payouts
 from handwork_payments.providers.base import HoldRef
 from handwork_payments.reconcile import service

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, text
 
+from handwork_payments.kit.clock import now
 from handwork_payments.models import DeliveryStatus, JournalEntry, WebhookDelivery
-from handwork_payments.payments.service import now
 from handwork_payments.providers.base import PaymentDeclinedError
 from handwork_payments.runtime import Runtime
 from handwork_payments.webhooks import service as webhooks

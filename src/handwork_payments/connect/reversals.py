@@ -34,6 +34,7 @@ from handwork_payments.audit.alerts import alert
 from handwork_payments.audit.service import record
 from handwork_payments.db import transaction
 from handwork_payments.kit import money
+from handwork_payments.kit.clock import now
 from handwork_payments.ledger import service as ledger
 from handwork_payments.ledger.service import History
 from handwork_payments.models import (
@@ -48,7 +49,6 @@ from handwork_payments.models import (
     TransactionType,
     WorkerPayout,
 )
-from handwork_payments.payments.service import now
 from handwork_payments.payouts import repository as payouts
 from handwork_payments.providers.base import (
     ConnectProvider,

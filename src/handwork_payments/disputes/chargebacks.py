@@ -31,6 +31,7 @@ from handwork_payments.disputes import repository
 from handwork_payments.disputes.service import freeze
 from handwork_payments.disputes.states import DISPUTE
 from handwork_payments.kit import money
+from handwork_payments.kit.clock import now
 from handwork_payments.models import (
     Booking,
     DisputeOutcome,
@@ -41,7 +42,7 @@ from handwork_payments.models import (
     PaymentStatus,
     RefundStatus,
 )
-from handwork_payments.payments.service import now, snapshot
+from handwork_payments.payments.escrow import snapshot
 from handwork_payments.payments.states import PAYMENT
 from handwork_payments.refunds.service import apply_refund
 

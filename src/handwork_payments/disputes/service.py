@@ -11,6 +11,7 @@ from handwork_payments.db import transaction
 from handwork_payments.disputes import repository
 from handwork_payments.disputes.states import DISPUTE
 from handwork_payments.kit import money
+from handwork_payments.kit.clock import now
 from handwork_payments.kit.errors import BadRequest, Conflict, NotFound
 from handwork_payments.models import (
     DisputeOutcome,
@@ -22,7 +23,7 @@ from handwork_payments.models import (
 )
 from handwork_payments.payments import repository as payments
 from handwork_payments.payments import service as payment_service
-from handwork_payments.payments.service import ensure_no_operation, locked, now, snapshot
+from handwork_payments.payments.escrow import ensure_no_operation, locked, snapshot
 from handwork_payments.payments.states import PAYMENT
 from handwork_payments.refunds import service as refunds
 from handwork_payments.runtime import Runtime

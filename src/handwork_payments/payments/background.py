@@ -21,16 +21,19 @@ from sqlalchemy import select
 from handwork_payments.audit.alerts import alert
 from handwork_payments.audit.service import record
 from handwork_payments.db import transaction
+from handwork_payments.kit.clock import now
 from handwork_payments.kit.errors import DomainError
 from handwork_payments.models import HoldKind, Payment, PaymentMethod, PaymentStatus
 from handwork_payments.payments import service
-from handwork_payments.payments.service import (
+from handwork_payments.payments.escrow import (
     begin_operation,
     end_operation,
     hold_ref,
     locked,
+    operation_of,
     snapshot,
 )
+from handwork_payments.payments.operations import CAPTURE, REAUTHORIZE, Operation
 from handwork_payments.providers.base import (
     ProviderError,
     ProviderUnavailableError,
@@ -40,9 +43,6 @@ from handwork_payments.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-CAPTURE = "capture"
-REAUTHORIZE = "reauthorize"
-REFUND_PREFIX = "refund:"
 # PayPal honours an authorisation's funds for 3 days; it may be renewed once after that.
 PAYPAL_HONOUR_PERIOD = timedelta(days=3)
 # How long an authorisation lasts when the provider did not say (no capture_by): counted
@@ -273,7 +273,7 @@ async def finish_reauthorization(runtime: Runtime, payment_id: int) -> bool:
     async with runtime.sessions() as session:
         payment = await session.get(Payment, payment_id)
         assert payment is not None
-    if payment.provider_operation != REAUTHORIZE:
+    if operation_of(payment) != REAUTHORIZE:
         return payment.reauthorized_at is not None
     provider = runtime.providers.for_method(payment.payment_method)
     assert isinstance(provider, ReauthorizingProvider)
@@ -287,7 +287,7 @@ async def finish_reauthorization(runtime: Runtime, payment_id: int) -> bool:
     except ProviderError as exc:
         async with transaction(runtime.sessions) as session:
             payment, _ = await locked(session, payment_id)
-            if payment.provider_operation == REAUTHORIZE:
+            if operation_of(payment) == REAUTHORIZE:
                 end_operation(payment)
                 await alert(
                     session,
@@ -299,7 +299,7 @@ async def finish_reauthorization(runtime: Runtime, payment_id: int) -> bool:
         return False
     async with transaction(runtime.sessions) as session:
         payment, _ = await locked(session, payment_id)
-        if payment.provider_operation != REAUTHORIZE:
+        if operation_of(payment) != REAUTHORIZE:
             return payment.reauthorized_at is not None
         before = snapshot(payment)
         payment.provider_authorization_id = hold.authorization_id
@@ -308,7 +308,7 @@ async def finish_reauthorization(runtime: Runtime, payment_id: int) -> bool:
             payment.capture_by is None or hold.capture_by < payment.capture_by
         ):
             payment.capture_by = hold.capture_by
-        payment.reauthorized_at = service.now()
+        payment.reauthorized_at = now()
         end_operation(payment)
         await record(
             session,
@@ -376,19 +376,17 @@ async def _resume(runtime: Runtime, payment_id: int, operation: str, report: Rep
             object_id=payment_id,
             after={"operation": operation},
         )
-    if operation == CAPTURE:
+    parsed = Operation.parse(operation)
+    assert parsed is not None
+    if parsed == CAPTURE:
         await service.finish_capture(
             runtime, payment_id, actor_id=None, release=False, actor_kind="system"
         )
-    elif operation == REAUTHORIZE:
+    elif parsed == REAUTHORIZE:
         await finish_reauthorization(runtime, payment_id)
-    elif operation.startswith(REFUND_PREFIX):
-        refund_id = int(operation.removeprefix(REFUND_PREFIX))
-        await finish_refund(runtime, payment_id, refund_id, actor_id=None)
     else:
-        report.not_done[payment_id] = f"unknown provider operation {operation!r}"
-        log.error("payment %s: unknown provider operation %r", payment_id, operation)
-        return
+        assert parsed.refund_id is not None
+        await finish_refund(runtime, payment_id, parsed.refund_id, actor_id=None)
     report.resumed.append(payment_id)
 
 

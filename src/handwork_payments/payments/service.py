@@ -15,10 +15,8 @@ or the resolver job) makes the same call with the same key and applies what it g
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.audit.alerts import alert
 from handwork_payments.audit.service import record
@@ -43,8 +41,20 @@ from handwork_payments.models import (
     User,
 )
 from handwork_payments.payments import repository
-from handwork_payments.payments.ledger import post_hold, post_release
-from handwork_payments.payments.states import BOOKING, PAYMENT
+from handwork_payments.payments.escrow import (
+    apply_capture,
+    apply_failure,
+    apply_hold,
+    apply_release,
+    begin_operation,
+    end_operation,
+    hold_ref,
+    locked,
+    operation_of,
+    set_provider_id,
+    snapshot,
+)
+from handwork_payments.payments.operations import CAPTURE
 from handwork_payments.providers.base import (
     HoldRef,
     HoldState,
@@ -59,183 +69,6 @@ log = logging.getLogger(__name__)
 
 # Provider codes for an idempotency key reused with other parameters (Stripe, simulator).
 IDEMPOTENCY_CONFLICTS = {"idempotency_error", "idempotency_key_in_use"}
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def snapshot(payment: Payment) -> dict[str, Any]:
-    """What the audit log keeps of a payment before and after a change."""
-    return {
-        "status": payment.status,
-        "amount": payment.amount,
-        "refunded_amount": payment.refunded_amount,
-        "captured_amount": payment.captured_amount,
-        "hold_kind": payment.hold_kind,
-        "provider_operation": payment.provider_operation,
-    }
-
-
-def hold_ref(payment: Payment) -> HoldRef:
-    provider_id = payment.stripe_payment_id or payment.paypal_payment_id
-    assert provider_id, f"payment {payment.id} has no provider id"
-    return HoldRef(provider_id, payment.provider_authorization_id, payment.provider_capture_id)
-
-
-def set_provider_id(payment: Payment, provider_id: str) -> None:
-    if payment.payment_method == PaymentMethod.STRIPE:
-        payment.stripe_payment_id = provider_id
-    else:
-        payment.paypal_payment_id = provider_id
-
-
-async def locked(session: AsyncSession, payment_id: int) -> tuple[Payment, Booking]:
-    """The payment and its booking, both under row lock (payment first, always)."""
-    payment = await repository.lock_payment(session, payment_id)
-    if payment is None:
-        raise NotFound("Payment not found")
-    booking = await repository.lock_booking(session, payment.booking_id)
-    assert booking is not None
-    return payment, booking
-
-
-def ensure_no_operation(payment: Payment) -> None:
-    if payment.provider_operation is not None:
-        raise Conflict(
-            f"A provider operation ({payment.provider_operation}) is in progress for this "
-            "payment; retry shortly"
-        )
-
-
-def begin_operation(payment: Payment, operation: str) -> None:
-    ensure_no_operation(payment)
-    payment.provider_operation = operation
-    payment.provider_operation_at = now()
-
-
-def end_operation(payment: Payment) -> None:
-    payment.provider_operation = None
-    payment.provider_operation_at = None
-
-
-def move_booking(booking: Booking, target: BookingStatus) -> None:
-    if booking.status != target:
-        BOOKING.check(booking.status, target)
-        booking.status = target
-
-
-# --- appliers: inside a transaction, under the payment's lock; they never commit -------
-
-
-async def apply_hold(
-    session: AsyncSession,
-    payment: Payment,
-    booking: Booking,
-    hold: ProviderHold,
-    *,
-    actor_id: int | None,
-    actor_kind: str | None = None,
-) -> bool:
-    """pending -> held with the escrow entry. False (and nothing done) when the payment is
-    already past pending: a late or repeated confirmation never moves it backwards."""
-    if payment.status != PaymentStatus.PENDING:
-        return False
-    before = snapshot(payment)
-    PAYMENT.check(payment.status, PaymentStatus.HELD)
-    payment.status = PaymentStatus.HELD
-    payment.held_at = now()
-    if hold.state == HoldState.CAPTURED:
-        payment.hold_kind = HoldKind.CAPTURED
-        payment.captured_amount = hold.captured_amount or payment.amount
-        payment.provider_capture_id = hold.capture_id
-        payment.capture_by = None
-    else:
-        payment.hold_kind = HoldKind.AUTHORIZED
-        payment.capture_by = hold.capture_by
-    payment.provider_authorization_id = hold.authorization_id or payment.provider_authorization_id
-    move_booking(booking, BookingStatus.PAID)
-    await post_hold(session, payment, booking)
-    await record(
-        session,
-        actor_id=actor_id,
-        actor_kind=actor_kind,
-        action="payment.held",
-        object_type="payment",
-        object_id=payment.id,
-        before=before,
-        after=snapshot(payment),
-    )
-    return True
-
-
-async def apply_failure(
-    session: AsyncSession,
-    payment: Payment,
-    reason: str,
-    *,
-    actor_id: int | None,
-    actor_kind: str | None = None,
-) -> bool:
-    """pending -> failed (nothing was held, so no money moves); raises an alert."""
-    if payment.status != PaymentStatus.PENDING:
-        return False
-    before = snapshot(payment)
-    PAYMENT.check(payment.status, PaymentStatus.FAILED)
-    payment.status = PaymentStatus.FAILED
-    payment.failure_reason = reason
-    end_operation(payment)
-    await record(
-        session,
-        actor_id=actor_id,
-        actor_kind=actor_kind,
-        action="payment.failed",
-        object_type="payment",
-        object_id=payment.id,
-        before=before,
-        after={**snapshot(payment), "reason": reason},
-    )
-    await alert(
-        session, "payment_failed", f"Payment #{payment.id} failed: {reason}", "payment", payment.id
-    )
-    return True
-
-
-async def apply_release(
-    session: AsyncSession,
-    payment: Payment,
-    booking: Booking,
-    *,
-    actor_id: int | None,
-    actor_kind: str | None = None,
-) -> None:
-    before = snapshot(payment)
-    PAYMENT.check(payment.status, PaymentStatus.RELEASED)
-    payment.status = PaymentStatus.RELEASED
-    payment.released_at = now()
-    payment.auto_release_at = None
-    end_operation(payment)
-    move_booking(booking, BookingStatus.CLOSED)
-    await post_release(session, payment, booking)
-    await record(
-        session,
-        actor_id=actor_id,
-        actor_kind=actor_kind,
-        action="payment.released",
-        object_type="payment",
-        object_id=payment.id,
-        before=before,
-        after=snapshot(payment),
-    )
-
-
-def apply_capture(payment: Payment, capture_id: str, amount: int) -> None:
-    """The provider captured the authorisation: the money now sits on the platform's
-    provider balance, and no authorisation can lapse any more."""
-    payment.hold_kind = HoldKind.CAPTURED
-    payment.captured_amount = amount
-    payment.provider_capture_id = capture_id
-    payment.capture_by = None
 
 
 # --- commands ---------------------------------------------------------------------------
@@ -479,13 +312,13 @@ async def release(
         expected = PaymentStatus.DISPUTED if from_disputed else PaymentStatus.HELD
         if payment.status != expected:
             raise Conflict(f"A {payment.status} payment cannot be released")
-        if payment.provider_operation == "capture":
+        if operation_of(payment) == CAPTURE:
             pass  # a capture that never answered: make the same call again below
         elif payment.hold_kind == HoldKind.CAPTURED:
             await apply_release(session, payment, booking, actor_id=actor_id)
             return payment
         else:
-            begin_operation(payment, "capture")
+            begin_operation(payment, CAPTURE)
     payment = await finish_capture(runtime, payment_id, actor_id=actor_id)
     if (
         payment.status == expected
@@ -513,7 +346,7 @@ async def finish_capture(
     async with runtime.sessions() as session:
         payment = await session.get(Payment, payment_id)
         assert payment is not None
-    if payment.provider_operation != "capture":
+    if operation_of(payment) != CAPTURE:
         return payment  # finished already (by a retry, the resolver, another process)
     provider = runtime.providers.for_method(payment.payment_method)
     amount = payment.amount - payment.refunded_amount
@@ -542,7 +375,7 @@ async def finish_capture(
         raise Conflict(f"{provider.name} refused the capture: {exc.message}") from exc
     async with transaction(runtime.sessions) as session:
         payment, booking = await locked(session, payment_id)
-        if payment.provider_operation != "capture":
+        if operation_of(payment) != CAPTURE:
             return payment  # another process applied this capture first
         before = snapshot(payment)
         apply_capture(payment, capture.capture_id, capture.amount)

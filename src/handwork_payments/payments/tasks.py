@@ -4,10 +4,11 @@ import logging
 
 import procrastinate
 
-from handwork_payments import worker
+from handwork_payments.kit.clock import now
 from handwork_payments.kit.errors import DomainError, ProviderUnavailable
 from handwork_payments.models import Payment, PaymentStatus
 from handwork_payments.payments import background, service
+from handwork_payments.runtime import current_runtime
 
 log = logging.getLogger(__name__)
 
@@ -23,13 +24,13 @@ async def auto_release(payment_id: int) -> None:
     """Release a completed booking's payment once its deadline passed, unless the client
     released it, disputed it, or it was refunded meanwhile: the state is checked again
     under the payment's lock by `release` itself."""
-    runtime = worker.runtime()
+    runtime = current_runtime()
     async with runtime.sessions() as session:
         payment = await session.get(Payment, payment_id)
     if payment is None or payment.status != PaymentStatus.HELD or payment.auto_release_at is None:
         log.info("auto-release of payment %s skipped: %s", payment_id, payment and payment.status)
         return
-    if payment.auto_release_at > service.now():
+    if payment.auto_release_at > now():
         return  # the deadline moved; the job for the new deadline will run
     try:
         await service.release(runtime, payment_id, actor=None)
@@ -43,7 +44,7 @@ async def auto_release(payment_id: int) -> None:
 @blueprint.task(name="guard_holds", queueing_lock="guard-holds", lock="guard-holds")
 async def guard_holds(timestamp: int) -> None:
     """Capture authorisations before they lapse; renew PayPal's after the honour period."""
-    await background.guard_holds(worker.runtime(), now=service.now())
+    await background.guard_holds(current_runtime(), now=now())
 
 
 @blueprint.periodic(cron="* * * * *")
@@ -54,6 +55,6 @@ async def guard_holds(timestamp: int) -> None:
 )
 async def resolve_payment_operations(timestamp: int) -> None:
     """Resume provider calls left in flight; release payments whose release is overdue."""
-    runtime = worker.runtime()
-    await background.resolve_operations(runtime, now=service.now())
-    await background.release_overdue(runtime, now=service.now())
+    runtime = current_runtime()
+    await background.resolve_operations(runtime, now=now())
+    await background.release_overdue(runtime, now=now())

@@ -24,6 +24,7 @@ from handwork_payments.audit.alerts import alert
 from handwork_payments.audit.service import record
 from handwork_payments.db import transaction
 from handwork_payments.kit import jobs, money
+from handwork_payments.kit.clock import now
 from handwork_payments.kit.errors import BadRequest, NotFound
 from handwork_payments.ledger import service as ledger
 from handwork_payments.ledger.service import History
@@ -35,7 +36,6 @@ from handwork_payments.models import (
     User,
     WorkerPayout,
 )
-from handwork_payments.payments.service import now
 from handwork_payments.payouts import repository
 from handwork_payments.payouts.states import PAYOUT
 from handwork_payments.providers.base import (

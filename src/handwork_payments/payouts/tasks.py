@@ -4,11 +4,11 @@ import logging
 
 import procrastinate
 
-from handwork_payments import worker
+from handwork_payments.kit.clock import now
 from handwork_payments.models import PaymentMethod
-from handwork_payments.payments.service import now
 from handwork_payments.payouts import service
 from handwork_payments.providers.base import ProviderUnavailableError
+from handwork_payments.runtime import current_runtime
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ MAX_BATCHES_PER_RUN = 20
     retry=procrastinate.RetryStrategy(max_attempts=10, exponential_wait=2),
 )
 async def send_payout(payout_id: int) -> None:
-    await service.send(worker.runtime(), payout_id)
+    await service.send(current_runtime(), payout_id)
 
 
 @blueprint.task(name="send_payout_batch")
@@ -32,7 +32,7 @@ async def send_payout_batch(method: str) -> None:
     locked per method so that payouts processed meanwhile gather for the next one). A
     batch whose answer is lost stays marked; the resolver asks again under its key."""
     try:
-        await service.send_batch(worker.runtime(), method)
+        await service.send_batch(current_runtime(), method)
     except ProviderUnavailableError:
         log.warning("%s payout batch: no answer, left to the resolver", method)
 
@@ -43,7 +43,7 @@ async def send_payout_batch(method: str) -> None:
 )
 async def send_payout_batches(timestamp: int) -> None:
     """What the per-process jobs left: more than PAYOUT_BATCH_SIZE at once, a lost job."""
-    runtime = worker.runtime()
+    runtime = current_runtime()
     for method in PaymentMethod:
         for _ in range(MAX_BATCHES_PER_RUN):
             try:
@@ -58,4 +58,4 @@ async def send_payout_batches(timestamp: int) -> None:
 @blueprint.task(name="resolve_payouts", queueing_lock="resolve-payouts", lock="resolve-payouts")
 async def resolve_payouts(timestamp: int) -> None:
     """Payouts left processing: re-query the provider under the same key, never resend."""
-    await service.resolve_payouts(worker.runtime(), now=now())
+    await service.resolve_payouts(current_runtime(), now=now())

@@ -32,7 +32,7 @@ from handwork_payments.models import (
     RefundStatus,
     WorkerPayout,
 )
-from handwork_payments.payments.service import hold_ref
+from handwork_payments.payments.escrow import hold_ref
 from handwork_payments.payouts.service import lookup
 from handwork_payments.providers.base import (
     HoldState,

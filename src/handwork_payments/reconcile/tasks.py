@@ -5,9 +5,9 @@ from datetime import timedelta
 
 import procrastinate
 
-from handwork_payments import worker
-from handwork_payments.payments.service import now
+from handwork_payments.kit.clock import now
 from handwork_payments.reconcile import service
+from handwork_payments.runtime import current_runtime
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ DAILY_WINDOW = timedelta(days=2)
 @blueprint.periodic(cron="30 3 * * *")
 @blueprint.task(name="reconcile", queueing_lock="reconcile", lock="reconcile")
 async def reconcile(timestamp: int) -> None:
-    runtime = worker.runtime()
+    runtime = current_runtime()
     moment = now()
     result = await service.reconcile(runtime, now=moment, since=moment - DAILY_WINDOW)
     await service.alert_differences(runtime, result)

@@ -14,6 +14,7 @@ from handwork_payments.audit.service import record
 from handwork_payments.connect.reversals import cover_refund
 from handwork_payments.db import transaction
 from handwork_payments.kit import money
+from handwork_payments.kit.clock import now
 from handwork_payments.kit.errors import (
     BadRequest,
     Conflict,
@@ -32,27 +33,23 @@ from handwork_payments.models import (
     Role,
     User,
 )
-from handwork_payments.payments import repository
-from handwork_payments.payments.ledger import post_refund
-from handwork_payments.payments.service import (
+from handwork_payments.payments import operations, repository
+from handwork_payments.payments.escrow import (
     begin_operation,
     end_operation,
     ensure_no_operation,
     hold_ref,
     locked,
     move_booking,
-    now,
+    operation_of,
     snapshot,
 )
+from handwork_payments.payments.ledger import post_refund
 from handwork_payments.payments.states import PAYMENT
 from handwork_payments.providers.base import ProviderError, ProviderUnavailableError
 from handwork_payments.runtime import Runtime
 
 REFUNDABLE = {PaymentStatus.HELD, PaymentStatus.RELEASED}
-
-
-def _operation(refund_id: int) -> str:
-    return f"refund:{refund_id}"
 
 
 def needs_provider(payment: Payment, refund: PaymentRefund) -> bool:
@@ -154,7 +151,7 @@ async def refund(
             ensure_no_operation(payment)
             await apply_refund(session, payment, booking, row, actor_id=actor_id)
             return payment
-        begin_operation(payment, _operation(row.id))
+        begin_operation(payment, operations.refund(row.id))
         refund_id = row.id
     return await finish_refund(runtime, payment_id, refund_id, actor_id=actor_id)
 
@@ -168,7 +165,7 @@ async def finish_refund(
         payment = await session.get(Payment, payment_id)
         row = await repository.refund(session, refund_id)
         assert payment is not None and row is not None
-    if payment.provider_operation != _operation(refund_id):
+    if operation_of(payment) != operations.refund(refund_id):
         return payment  # finished already (by a retry, the resolver, another process)
     provider = runtime.providers.for_method(payment.payment_method)
     try:
@@ -208,7 +205,7 @@ async def finish_refund(
         payment, booking = await locked(session, payment_id)
         row = await repository.refund(session, refund_id)
         assert row is not None
-        if payment.provider_operation != _operation(refund_id):
+        if operation_of(payment) != operations.refund(refund_id):
             return payment  # applied by another process already
         row.provider_refund_id = provider_refund_id
         await apply_refund(session, payment, booking, row, actor_id=actor_id)

@@ -51,15 +51,17 @@ from handwork_payments.models import (
     User,
 )
 from handwork_payments.payments import repository as payments
-from handwork_payments.payments.service import (
+from handwork_payments.payments.escrow import (
     apply_capture,
     apply_failure,
     apply_hold,
     hold_ref,
     locked,
+    operation_of,
     snapshot,
-    void_failed_hold,
 )
+from handwork_payments.payments.operations import OperationKind
+from handwork_payments.payments.service import void_failed_hold
 from handwork_payments.payouts import repository as payouts
 from handwork_payments.payouts.service import apply_transfer
 from handwork_payments.providers.base import (
@@ -96,6 +98,11 @@ def _capture_by(event: ProviderEvent) -> datetime | None:
 
 def _unknown(event: ProviderEvent) -> None:
     log.info("%s event %s about unknown %s", event.provider, event.event_id, event.object_id)
+
+
+def _refund_in_flight(payment: Payment) -> bool:
+    operation = operation_of(payment)
+    return operation is not None and operation.kind is OperationKind.REFUND
 
 
 async def _locked_payment(
@@ -201,7 +208,7 @@ async def _hold_event(runtime: Runtime, event: ProviderEvent) -> None:
         elif (
             payment.status in (PaymentStatus.HELD, PaymentStatus.DISPUTED)
             and payment.hold_kind == HoldKind.AUTHORIZED
-            and not (payment.provider_operation or "").startswith("refund:")
+            and not _refund_in_flight(payment)
         ):
             await _authorization_lapsed(session, payment, event)
         # An authorisation (or a failure) of a payment we failed: the intent must not stay

@@ -60,7 +60,8 @@ from handwork_payments.models import (
     WorkerPayout,
 )
 from handwork_payments.payments import repository as payments
-from handwork_payments.payments.service import locked
+from handwork_payments.payments.escrow import locked, operation_of
+from handwork_payments.payments.operations import REAUTHORIZE
 from handwork_payments.payouts import repository as payouts
 from handwork_payments.payouts.service import apply_transfer
 from handwork_payments.providers.base import (
@@ -81,7 +82,6 @@ from handwork_payments.webhooks import events
 log = logging.getLogger(__name__)
 
 PROVIDER = "paypal"
-REAUTHORIZE = "reauthorize"
 # The reason of a refund row booked for a reversal (how a later dispute recognises it).
 REVERSAL_REASON = "Reversed by PayPal"
 _SENDER_ITEM = re.compile(r"^payout-(\d+)$")
@@ -108,7 +108,7 @@ async def _voided(runtime: Runtime, event: ProviderEvent) -> None:
     async with runtime.sessions() as session:
         payment = await payments.by_provider_id(session, PROVIDER, event.object_id)
     if payment is not None:
-        if payment.provider_operation == REAUTHORIZE:
+        if operation_of(payment) == REAUTHORIZE:
             raise events.RetryLater(
                 f"payment {payment.id} is being reauthorised; {event.event_id} waits for it"
             )

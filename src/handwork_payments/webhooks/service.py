@@ -13,9 +13,9 @@ from datetime import timedelta
 from handwork_payments.audit.alerts import alert
 from handwork_payments.db import transaction
 from handwork_payments.kit import jobs
+from handwork_payments.kit.clock import now
 from handwork_payments.kit.errors import BadRequest, Conflict, NotFound, ProviderUnavailable
 from handwork_payments.models import DeliveryStatus, WebhookDelivery
-from handwork_payments.payments.service import now
 from handwork_payments.providers.base import (
     InvalidSignatureError,
     ProviderEvent,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import procrastinate
 
-from handwork_payments import worker
+from handwork_payments.runtime import current_runtime
 from handwork_payments.webhooks import service
 
 blueprint = procrastinate.Blueprint()
@@ -16,4 +16,4 @@ blueprint = procrastinate.Blueprint()
     retry=procrastinate.RetryStrategy(max_attempts=5, wait=5, linear_wait=30),
 )
 async def process_webhook(delivery_id: int) -> None:
-    await service.process(worker.runtime(), delivery_id)
+    await service.process(current_runtime(), delivery_id)
