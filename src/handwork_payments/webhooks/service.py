@@ -23,7 +23,7 @@ from handwork_payments.providers.base import (
 )
 from handwork_payments.runtime import Runtime
 from handwork_payments.settings import Settings
-from handwork_payments.webhooks import events, repository
+from handwork_payments.webhooks import dispatch, repository
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ async def process(runtime: Runtime, delivery_id: int) -> WebhookDelivery | None:
         # Verified when it arrived: translated again, never re-verified (Stripe's signature
         # tolerance would refuse every retry made more than five minutes later).
         event: ProviderEvent = await provider.translate_event(delivery.body.encode())
-        await events.apply(runtime, event)
+        await dispatch.apply(runtime, event)
     except Exception as exc:
         return await _failed(runtime, delivery_id, exc)
     async with transaction(runtime.sessions) as session:
