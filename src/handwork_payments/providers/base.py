@@ -158,8 +158,9 @@ class ProviderEvent:
     kind: EventKind
     object_id: str | None
     data: Mapping[str, Any] = field(default_factory=dict)
-    # PayPal: the delivery's PAYPAL-TRANSMISSION-ID (set when it is received and verified)
-    transmission_id: str | None = None
+    # PayPal: the delivery's PAYPAL-TRANSMISSION-ID, set when it is received and verified
+    # (about the delivery, not the event: not compared)
+    transmission_id: str | None = field(default=None, compare=False)
     amount: int | None = None
     failure_message: str | None = None
     # holds: the authorisation, when it lapses, why it was canceled

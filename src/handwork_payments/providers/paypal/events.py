@@ -10,7 +10,8 @@ What `object_id` holds, by event (it must be the id our payments / payouts rows 
 - PAYMENT.CAPTURE.REFUNDED / REVERSED -> REFUNDED: the related order id when PayPal includes
   it, else None.
 - CUSTOMER.DISPUTE.CREATED / RESOLVED -> DISPUTE_OPENED / DISPUTE_CLOSED: None (a dispute
-  names the capture); dispute_id, dispute_won from dispute_outcome.outcome_code.
+  names the capture); dispute_id, and dispute_outcome (won / lost / unknown) from
+  dispute_outcome.outcome_code.
 - PAYMENT.PAYOUTS-ITEM.SUCCEEDED -> PAYOUT_SUCCEEDED; FAILED / RETURNED / BLOCKED / CANCELED /
   DENIED / REFUNDED -> PAYOUT_FAILED; UNCLAIMED / HELD -> PAYOUT_DELAYED: the payout_item_id.
 Amounts are integer minor units; a refund's is the capture's cumulative refunded amount when
@@ -86,7 +87,7 @@ KINDS: dict[str, EventKind] = {
 
 # Dispute outcomes (disputes v1 `dispute_outcome.outcome_code`) in which the seller keeps
 # the money. RESOLVED_WITH_PAYOUT: PayPal paid the buyer from its own funds under seller
-# protection; DENIED: the buyer's claim was denied. NONE says nothing, so dispute_won is None.
+# protection; DENIED: the buyer's claim was denied. NONE says nothing: UNKNOWN.
 SELLER_WINS = frozenset(
     {"RESOLVED_SELLER_FAVOUR", "RESOLVED_WITH_PAYOUT", "CANCELED_BY_BUYER", "DENIED"}
 )
