@@ -46,9 +46,9 @@ from handwork_payments.models import (
 )
 from handwork_payments.payments import background
 from handwork_payments.payouts import service as payouts
-from handwork_payments.providers import paypal_events
 from handwork_payments.providers.base import HoldRef, ProviderUnavailableError
 from handwork_payments.providers.paypal import PayPalProvider
+from handwork_payments.providers.paypal import events as paypal_events
 from handwork_payments.runtime import Runtime
 from handwork_payments.webhooks import service as webhooks
 from handwork_payments.worker import running_worker
@@ -1000,8 +1000,8 @@ async def test_webhooks_verified_offline_with_a_throwaway_certificate(
     assert isinstance(provider, PayPalProvider)
     # The real downloader and its cache, its network replaced by one that serves our
     # certificate for the paypal.com address (no test reaches paypal.com).
-    await provider._cert_http.aclose()
-    provider._cert_http = httpx.AsyncClient(transport=httpx.MockTransport(serve_cert))
+    await provider.client._cert_http.aclose()
+    provider.client._cert_http = httpx.AsyncClient(transport=httpx.MockTransport(serve_cert))
     webhook_id = double.webhook_id
     try:
         async with service(built) as api:

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     paypal_api_base: str | None = None
     paypal_webhook_id: str | None = None
     paypal_webhook_verification: Literal["api", "offline"] = "api"
+    # How far PAYPAL-TRANSMISSION-TIME may be from now: an old delivery's headers cannot be
+    # replayed with another body after it.
+    paypal_webhook_tolerance_seconds: int = Field(default=300, gt=0)
 
     # Provider calls
     provider_timeout_seconds: float = Field(default=20.0, gt=0, le=120)

@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from handwork_payments.providers import paypal_events
 from handwork_payments.providers.base import (
+    ChargebackOutcome,
     EventKind,
     HoldRef,
     HoldState,
@@ -42,6 +42,7 @@ from handwork_payments.providers.paypal import (
     paypal_value,
     transfer_state,
 )
+from handwork_payments.providers.paypal import events as paypal_events
 from handwork_payments.settings import Settings
 from tests.peers.paypal_double import (
     PayPalDouble,
@@ -505,9 +506,9 @@ async def test_token_is_cached_and_renewed_once_on_401(
     assert sum(1 for c in double.calls if c.status == 401) == 5
 
     # Shortly before expiry the token is renewed before use (no 401 round trip).
-    renew_at = provider._token_renew_at
+    renew_at = provider.client._token_renew_at
     assert 32400 - 300 - 5 < renew_at - time.monotonic() <= 32400 - 300
-    provider._token_renew_at = 0.0
+    provider.client._token_renew_at = 0.0
     await provider.get_hold(ref)
     assert double.tokens_issued == 3
     assert sum(1 for c in double.calls if c.status == 401) == 5
@@ -584,7 +585,7 @@ async def test_error_bodies_are_mapped_with_their_debug_id(
 async def test_error_mapping_of_bodies_the_double_does_not_send(double: PayPalDouble) -> None:
     adapter = PayPalProvider(settings_for(double))
     try:
-        declined = adapter._error(
+        declined = adapter.client._error(
             "POST",
             "/v2/checkout/orders/X/capture",
             httpx.Response(
@@ -605,10 +606,12 @@ async def test_error_mapping_of_bodies_the_double_does_not_send(double: PayPalDo
         assert isinstance(declined, PayPalDeclinedError) and isinstance(declined, PayPalError)
         assert declined.code == "INSTRUMENT_DECLINED" and declined.debug_id == "f1e2d3c4b5a69"
         assert "INSTRUMENT_DECLINED: The instrument was declined." in declined.message
-        nameless = adapter._error("GET", "/x", httpx.Response(403, text="<html>forbidden</html>"))
+        nameless = adapter.client._error(
+            "GET", "/x", httpx.Response(403, text="<html>forbidden</html>")
+        )
         assert isinstance(nameless, PayPalError) and nameless.code == "HTTP_403"
         assert isinstance(
-            adapter._error("GET", "/x", httpx.Response(503)), ProviderUnavailableError
+            adapter.client._error("GET", "/x", httpx.Response(503)), ProviderUnavailableError
         )
     finally:
         await adapter.aclose()
@@ -840,10 +843,10 @@ async def test_webhooks_verified_through_the_api(
     assert paypal_specs.validate_schema("disputes", "dispute", resolved) == []
     headers, body = double.deliver("CUSTOMER.DISPUTE.RESOLVED", resolved)
     event = await provider.parse_event(headers, body)
-    assert (event.kind, event.object_id, event.dispute_won) == (
+    assert (event.kind, event.object_id, event.dispute_outcome) == (
         EventKind.DISPUTE_CLOSED,
         order_id,
-        True,
+        ChargebackOutcome.WON,
     )
 
     # An authorisation delivered without supplementary_data: the adapter asks for it.
@@ -1113,25 +1116,26 @@ def test_translation_of_each_handled_event() -> None:
     )
     assert paypal_events.lookup_hint(reversed_event) == ("capture", "CAP9")
 
+    won, lost, unknown = ChargebackOutcome.WON, ChargebackOutcome.LOST, ChargebackOutcome.UNKNOWN
     outcomes = {
-        "RESOLVED_SELLER_FAVOUR": True,
-        "RESOLVED_WITH_PAYOUT": True,
-        "CANCELED_BY_BUYER": True,
-        "DENIED": True,
-        "RESOLVED_BUYER_FAVOUR": False,
-        "ACCEPTED": False,
-        "NONE": None,
+        "RESOLVED_SELLER_FAVOUR": won,
+        "RESOLVED_WITH_PAYOUT": won,
+        "CANCELED_BY_BUYER": won,
+        "DENIED": won,
+        "RESOLVED_BUYER_FAVOUR": lost,
+        "ACCEPTED": lost,
+        "NONE": unknown,
     }
-    for code, won in outcomes.items():
+    for code, outcome in outcomes.items():
         resolved = paypal_events.translate(
             event(
                 "CUSTOMER.DISPUTE.RESOLVED",
                 {"dispute_id": "PP-D-1", "dispute_outcome": {"outcome_code": code}},
             )
         )
-        assert (resolved.kind, resolved.dispute_won) == (EventKind.DISPUTE_CLOSED, won), code
+        assert (resolved.kind, resolved.dispute_outcome) == (EventKind.DISPUTE_CLOSED, outcome)
     opened = paypal_events.translate(event("CUSTOMER.DISPUTE.CREATED", {"dispute_id": "PP-D-2"}))
-    assert (opened.kind, opened.dispute_won) == (EventKind.DISPUTE_OPENED, None)
+    assert (opened.kind, opened.dispute_outcome) == (EventKind.DISPUTE_OPENED, None)
 
     item = {
         "payout_item_id": "ITEM1",
@@ -1140,10 +1144,11 @@ def test_translation_of_each_handled_event() -> None:
     }
     unclaimed = paypal_events.translate(event("PAYMENT.PAYOUTS-ITEM.UNCLAIMED", item))
     assert (unclaimed.kind, unclaimed.object_id, unclaimed.amount) == (
-        EventKind.IGNORED,
+        EventKind.PAYOUT_DELAYED,
         "ITEM1",
         500,
     )
+    assert unclaimed.delayed_reason == "unclaimed"
     for suffix in ("FAILED", "RETURNED", "BLOCKED"):
         failed = paypal_events.translate(event(f"PAYMENT.PAYOUTS-ITEM.{suffix}", item))
         assert failed.kind is EventKind.PAYOUT_FAILED and failed.object_id == "ITEM1"

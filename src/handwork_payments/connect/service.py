@@ -1,6 +1,6 @@
 """Stripe Connect onboarding: a worker gets an Express connected account (created once)
 and an Account Link to Stripe's hosted onboarding, after which Stripe's `account.updated`
-says whether payouts are enabled (webhooks.events)."""
+says whether payouts are enabled (webhooks.handlers)."""
 
 from __future__ import annotations
 

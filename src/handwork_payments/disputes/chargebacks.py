@@ -1,5 +1,5 @@
-"""Chargebacks: disputes the payer opened with their bank, which Stripe reports with
-`charge.dispute.created` / `charge.dispute.closed`. The card network decides them, not our
+"""Chargebacks: disputes the payer opened with their bank (or with PayPal), which the
+providers report as DISPUTE_OPENED / DISPUTE_CLOSED events. The card network decides them, not our
 admins (`resolve` refuses a dispute that has a provider_dispute_id).
 
 - Opened on a held payment: the payment is frozen (held -> disputed) exactly as a dispute
@@ -8,7 +8,7 @@ admins (`resolve` refuses a dispute that has a provider_dispute_id).
   the payment's status unchanged. The money already left escrow: there is nothing to
   freeze in our books, and Stripe has already taken the disputed amount from the
   platform's balance; a loss is booked when the network decides (below).
-- Closed as won (or an inquiry closed without a chargeback, `warning_closed`): the funds
+- Closed as won (or an inquiry closed without a chargeback): the funds
   are unfrozen, a disputed payment goes back to held; nothing moves for a released one.
 - Closed as lost: a refund-like entry for the disputed amount (no more than what is left of
   the payment), through the refund machinery: out of escrow before release; after it, out
@@ -44,13 +44,12 @@ from handwork_payments.models import (
 )
 from handwork_payments.payments.escrow import snapshot
 from handwork_payments.payments.states import PAYMENT
+from handwork_payments.providers.base import ChargebackOutcome
 from handwork_payments.refunds.service import apply_refund
 
 log = logging.getLogger(__name__)
 
 ACTIVE = (DisputeStatus.OPEN, DisputeStatus.UNDER_REVIEW)
-# Stripe's closed statuses in which the payer's bank kept the money.
-LOST = "lost"
 
 
 async def _active_dispute(session: AsyncSession, payment_id: int) -> PaymentDispute | None:
@@ -60,6 +59,84 @@ async def _active_dispute(session: AsyncSession, payment_id: int) -> PaymentDisp
         )
     )
     return await repository.lock(session, found) if found is not None else None
+
+
+async def _join_active_dispute(
+    session: AsyncSession,
+    payment: Payment,
+    *,
+    provider: str,
+    provider_dispute_id: str,
+    description: str,
+) -> PaymentDispute | None:
+    """A disputed payment's own dispute (the client's or worker's) becomes the bank's: the
+    network decides it now. None when its dispute is a chargeback already."""
+    active = await _active_dispute(session, payment.id)
+    if active is None or active.provider_dispute_id is not None:
+        return None
+    active.provider_dispute_id = provider_dispute_id
+    active.description = f"{active.description}\n\n{description}"
+    await record(
+        session,
+        actor_id=None,
+        actor_kind=provider,
+        action="dispute.chargeback_linked",
+        object_type="dispute",
+        object_id=active.id,
+        after={"provider_dispute_id": provider_dispute_id},
+    )
+    await alert(
+        session,
+        "dispute_opened",
+        f"Chargeback {provider_dispute_id} on payment #{payment.id} joins dispute "
+        f"#{active.id}: the card network decides it now",
+        "dispute",
+        active.id,
+    )
+    return active
+
+
+async def _record_open(
+    session: AsyncSession,
+    payment: Payment,
+    *,
+    provider: str,
+    provider_dispute_id: str,
+    reason: str,
+    description: str,
+    disputed: str,
+) -> PaymentDispute:
+    """A chargeback on a payment whose money left escrow: on record, the payment unmoved."""
+    dispute = PaymentDispute(
+        payment_id=payment.id,
+        initiated_by=None,
+        reason=reason,
+        description=description,
+        status=DisputeStatus.OPEN,
+        provider_dispute_id=provider_dispute_id,
+    )
+    session.add(dispute)
+    await session.flush()
+    await record(
+        session,
+        actor_id=None,
+        actor_kind=provider,
+        action="dispute.opened",
+        object_type="payment",
+        object_id=payment.id,
+        before=snapshot(payment),
+        after={**snapshot(payment), "dispute_id": dispute.id},
+    )
+    await alert(
+        session,
+        "dispute_opened",
+        f"Chargeback {provider_dispute_id} ({disputed} {payment.currency}) on {payment.status} "
+        f"payment #{payment.id}: dispute #{dispute.id}; a loss would be taken back from the "
+        "worker",
+        "dispute",
+        dispute.id,
+    )
+    return dispute
 
 
 async def open_chargeback(
@@ -95,29 +172,15 @@ async def open_chargeback(
             provider_dispute_id=provider_dispute_id,
         )
     if payment.status == PaymentStatus.DISPUTED:
-        active = await _active_dispute(session, payment.id)
-        if active is not None and active.provider_dispute_id is None:
-            # The client's or worker's dispute is now the bank's: the network decides it.
-            active.provider_dispute_id = provider_dispute_id
-            active.description = f"{active.description}\n\n{description}"
-            await record(
-                session,
-                actor_id=None,
-                actor_kind=provider,
-                action="dispute.chargeback_linked",
-                object_type="dispute",
-                object_id=active.id,
-                after={"provider_dispute_id": provider_dispute_id},
-            )
-            await alert(
-                session,
-                "dispute_opened",
-                f"Chargeback {provider_dispute_id} on payment #{payment.id} joins dispute "
-                f"#{active.id}: the card network decides it now",
-                "dispute",
-                active.id,
-            )
-            return active
+        joined = await _join_active_dispute(
+            session,
+            payment,
+            provider=provider,
+            provider_dispute_id=provider_dispute_id,
+            description=description,
+        )
+        if joined is not None:
+            return joined
     if payment.status in (PaymentStatus.PENDING, PaymentStatus.FAILED):
         log.warning(
             "chargeback %s on payment %s, which is %s: recorded nowhere",
@@ -128,36 +191,78 @@ async def open_chargeback(
         return None
     # Released or refunded (or disputed with another chargeback, which Stripe never does):
     # on record without moving the payment, whose money is no longer in escrow.
-    dispute = PaymentDispute(
-        payment_id=payment.id,
-        initiated_by=None,
+    return await _record_open(
+        session,
+        payment,
+        provider=provider,
+        provider_dispute_id=provider_dispute_id,
         reason=why,
         description=description,
-        status=DisputeStatus.OPEN,
-        provider_dispute_id=provider_dispute_id,
+        disputed=disputed,
     )
-    session.add(dispute)
+
+
+async def _book_loss(
+    session: AsyncSession,
+    payment: Payment,
+    booking: Booking,
+    dispute: PaymentDispute,
+    *,
+    provider: str,
+    amount: int | None,
+) -> PaymentRefund | None:
+    """A lost chargeback's refund-like entry for the disputed amount (no more than what is
+    left of the payment); None, with an alert, when nothing is left."""
+    remaining = payment.amount - payment.refunded_amount
+    taken = min(amount if amount is not None else remaining, remaining)
+    if taken <= 0:
+        await alert(
+            session,
+            "chargeback_unbooked",
+            f"Chargeback {dispute.provider_dispute_id} lost on payment #{payment.id}, which "
+            f"was already refunded in full: the platform bears "
+            f"{money.format_amount(amount or 0, payment.currency)} {payment.currency} "
+            "(not in the ledger)",
+            "dispute",
+            dispute.id,
+        )
+        return None
+    row = PaymentRefund(
+        payment_id=payment.id,
+        amount=taken,
+        fee_part=0,
+        reason=f"Chargeback lost ({provider} dispute {dispute.provider_dispute_id})",
+        requested_by=None,
+        dispute_id=dispute.id,
+        before_release=payment.released_at is None,
+        status=RefundStatus.PENDING,
+    )
+    session.add(row)
     await session.flush()
-    await record(
-        session,
-        actor_id=None,
-        actor_kind=provider,
-        action="dispute.opened",
-        object_type="payment",
-        object_id=payment.id,
-        before=snapshot(payment),
-        after={**snapshot(payment), "dispute_id": dispute.id},
+    await apply_refund(session, payment, booking, row, actor_id=None, actor_kind=provider)
+    dispute.outcome = (
+        DisputeOutcome.REFUND if payment.status == PaymentStatus.REFUNDED else DisputeOutcome.SPLIT
     )
+    dispute.refund_amount = taken
+    return row
+
+
+async def _alert_loss(
+    session: AsyncSession, payment: Payment, dispute: PaymentDispute, row: PaymentRefund | None
+) -> None:
+    if row is None:
+        outcome = "nothing left to take back"
+    else:
+        source = "from escrow" if row.before_release else "taken back from the worker"
+        taken_text = money.format_amount(row.amount, payment.currency)
+        outcome = f"{taken_text} {payment.currency} refunded to the payer ({source})"
     await alert(
         session,
-        "dispute_opened",
-        f"Chargeback {provider_dispute_id} ({disputed} {payment.currency}) on {payment.status} "
-        f"payment #{payment.id}: dispute #{dispute.id}; a loss would be taken back from the "
-        "worker",
+        "chargeback_lost",
+        f"Chargeback {dispute.provider_dispute_id} on payment #{payment.id} lost: {outcome}",
         "dispute",
         dispute.id,
     )
-    return dispute
 
 
 async def close_chargeback(
@@ -167,51 +272,21 @@ async def close_chargeback(
     dispute: PaymentDispute,
     *,
     provider: str,
-    status: str,
+    outcome: ChargebackOutcome,
+    detail: str,
     amount: int | None,
 ) -> PaymentRefund | None:
-    """Apply the network's decision on `dispute` (Stripe's dispute `status`). Returns the
-    refund-like row a lost chargeback made, None otherwise (or when already closed)."""
+    """Apply the decision on `dispute`: LOST takes `amount` back (a refund-like row, which
+    is returned); WON and UNKNOWN unfreeze the funds. `detail` is the provider's word for
+    it, for the notes. None when nothing was taken (or the dispute was closed already)."""
     dispute = await repository.lock(session, dispute.id) or dispute
     if dispute.status == DisputeStatus.CLOSED:
         return None
-    lost = status == LOST
+    lost = outcome is ChargebackOutcome.LOST
     before = {"status": dispute.status, "payment_status": payment.status}
     row: PaymentRefund | None = None
     if lost:
-        remaining = payment.amount - payment.refunded_amount
-        taken = min(amount if amount is not None else remaining, remaining)
-        if taken > 0:
-            row = PaymentRefund(
-                payment_id=payment.id,
-                amount=taken,
-                fee_part=0,
-                reason=f"Chargeback lost ({provider} dispute {dispute.provider_dispute_id})",
-                requested_by=None,
-                dispute_id=dispute.id,
-                before_release=payment.released_at is None,
-                status=RefundStatus.PENDING,
-            )
-            session.add(row)
-            await session.flush()
-            await apply_refund(session, payment, booking, row, actor_id=None, actor_kind=provider)
-            dispute.outcome = (
-                DisputeOutcome.REFUND
-                if payment.status == PaymentStatus.REFUNDED
-                else DisputeOutcome.SPLIT
-            )
-            dispute.refund_amount = taken
-        else:
-            await alert(
-                session,
-                "chargeback_unbooked",
-                f"Chargeback {dispute.provider_dispute_id} lost on payment #{payment.id}, which "
-                f"was already refunded in full: the platform bears "
-                f"{money.format_amount(amount or 0, payment.currency)} {payment.currency} "
-                "(not in the ledger)",
-                "dispute",
-                dispute.id,
-            )
+        row = await _book_loss(session, payment, booking, dispute, provider=provider, amount=amount)
     if payment.status == PaymentStatus.DISPUTED:
         # Won, or lost in part: what is left is held again, for the client to release.
         PAYMENT.check(payment.status, PaymentStatus.HELD)
@@ -219,13 +294,13 @@ async def close_chargeback(
     DISPUTE.check(dispute.status, DisputeStatus.CLOSED)
     dispute.status = DisputeStatus.CLOSED
     dispute.resolved_at = now()
+    taken = (
+        f"; {money.format_amount(row.amount, payment.currency)} {payment.currency} taken back"
+        if row
+        else ""
+    )
     dispute.resolution_notes = (
-        f"{provider} closed dispute {dispute.provider_dispute_id}: {status}"
-        + (
-            f"; {money.format_amount(row.amount, payment.currency)} {payment.currency} taken back"
-            if row
-            else ""
-        )
+        f"{provider} closed dispute {dispute.provider_dispute_id}: {detail}{taken}"
     )
     await record(
         session,
@@ -238,22 +313,10 @@ async def close_chargeback(
         after={
             "status": dispute.status,
             "payment_status": payment.status,
-            "provider_status": status,
+            "provider_status": detail,
             "refund_id": row.id if row else None,
         },
     )
     if lost:
-        if row is None:
-            outcome = "nothing left to take back"
-        else:
-            source = "from escrow" if row.before_release else "taken back from the worker"
-            taken_text = money.format_amount(row.amount, payment.currency)
-            outcome = f"{taken_text} {payment.currency} refunded to the payer ({source})"
-        await alert(
-            session,
-            "chargeback_lost",
-            f"Chargeback {dispute.provider_dispute_id} on payment #{payment.id} lost: {outcome}",
-            "dispute",
-            dispute.id,
-        )
+        await _alert_loss(session, payment, dispute, row)
     return row

@@ -34,6 +34,9 @@ class WebhookDelivery(Base):
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
         UniqueConstraint("provider", "event_id", name="uq_webhook_deliveries_provider_event"),
+        UniqueConstraint(
+            "provider", "transmission_id", name="uq_webhook_deliveries_provider_transmission"
+        ),
         CheckConstraint(enum_check("status", DeliveryStatus), name="status"),
     )
 
@@ -41,6 +44,8 @@ class WebhookDelivery(Base):
     provider: Mapped[str] = mapped_column(String(16))
     event_id: Mapped[str] = mapped_column(String(255))
     event_type: Mapped[str] = mapped_column(String(120))
+    # PayPal's PAYPAL-TRANSMISSION-ID: one body per transmission (see migration 0006).
+    transmission_id: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[DeliveryStatus] = mapped_column(String(16), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)

@@ -127,25 +127,69 @@ class EventKind(enum.StrEnum):
     DISPUTE_CLOSED = "dispute_closed"
     PAYOUT_SUCCEEDED = "payout_succeeded"
     PAYOUT_FAILED = "payout_failed"
+    # Still on its way but stuck (PayPal: UNCLAIMED, HELD): neither paid nor returned yet.
+    PAYOUT_DELAYED = "payout_delayed"
+    # Stripe Connect: (part of) a transfer to a worker's account taken back.
+    TRANSFER_REVERSED = "transfer_reversed"
     ACCOUNT_UPDATED = "account_updated"
     IGNORED = "ignored"
 
 
+class ChargebackOutcome(enum.StrEnum):
+    """How the payer's bank (or PayPal) decided a chargeback, for the money."""
+
+    WON = "won"  # the seller keeps the money (won, or an inquiry closed without a chargeback)
+    LOST = "lost"  # the payer gets the disputed amount back
+    UNKNOWN = "unknown"  # closed, but the provider did not say which
+
+
 @dataclass(frozen=True)
 class ProviderEvent:
-    """A verified webhook event, translated. `object_id` is the provider id our rows store
-    (intent / order id for payments, transfer / payout item id for payouts, account id)."""
+    """A verified webhook event, translated: every field the domain reads is typed here, in
+    our terms. `data` is the resource as delivered, kept for the audit trail only: no code
+    outside the adapters reads a provider's field names.
+
+    `object_id` is the provider id our rows store (intent / order id for payments, transfer /
+    payout item id for payouts, account id). Amounts are integer minor units."""
 
     provider: str
     event_id: str
-    event_type: str  # the provider's own name, e.g. "payment_intent.succeeded"
+    event_type: str  # the provider's own name, e.g. "payment_intent.succeeded" (for logs)
     kind: EventKind
     object_id: str | None
     data: Mapping[str, Any] = field(default_factory=dict)
+    # PayPal: the delivery's PAYPAL-TRANSMISSION-ID, set when it is received and verified
+    # (about the delivery, not the event: not compared)
+    transmission_id: str | None = field(default=None, compare=False)
     amount: int | None = None
     failure_message: str | None = None
+    # holds: the authorisation, when it lapses, why it was canceled
+    authorization_id: str | None = None
+    capture_by: datetime | None = None
+    cancellation_reason: str | None = None
+    # captures: the capture (Stripe: the charge) and what it took; None when not said
+    capture_id: str | None = None
+    captured_amount: int | None = None
+    # refunds: the capture's running refunded total (Stripe's `amount_refunded`), or one
+    # refund (or reversal) by its own id and amount (PayPal)
+    refunded_total: int | None = None
+    refund_id: str | None = None
+    refund_amount: int | None = None
+    reversal: bool = False  # the provider or the payer's bank took the money back
+    # chargebacks: `dispute_detail` is the provider's word for the outcome, for the notes
     dispute_id: str | None = None
-    dispute_won: bool | None = None
+    dispute_outcome: ChargebackOutcome | None = None
+    dispute_detail: str | None = None
+    # payouts: the batch (PayPal), our own ids echoed back, what the item pays
+    transfer_batch_id: str | None = None
+    payout_id: int | None = None  # ours, from the reference we set ("payout-{id}")
+    batch_key: str | None = None  # ours, the batch's idempotency key
+    currency: str | None = None
+    delayed_reason: str | None = None  # PAYOUT_DELAYED: "unclaimed", "held"
+    # transfer reversals (Stripe Connect)
+    reversed_amount: int | None = None
+    reversed_in_full: bool = False
+    # connected accounts
     payouts_enabled: bool | None = None
 
 

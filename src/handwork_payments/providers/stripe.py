@@ -374,7 +374,8 @@ class StripeProvider:
                     body, signature, secret, self._settings.stripe_webhook_tolerance_seconds
                 )
                 return await self.translate_event(body)
-            except (stripe.SignatureVerificationError, UnicodeDecodeError) as exc:
+            # A malformed header ("t=²", non-ASCII v1=) is a bad signature too, not a 500.
+            except (stripe.SignatureVerificationError, ValueError, TypeError) as exc:
                 error = exc
         raise InvalidSignatureError(str(error)) from error
 

@@ -9,9 +9,18 @@ import hmac
 import json
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from handwork_payments.providers.base import EventKind, InvalidSignatureError, ProviderEvent
+from handwork_payments.providers.base import (
+    ChargebackOutcome,
+    EventKind,
+    InvalidSignatureError,
+    ProviderEvent,
+)
+
+# Stripe card authorisations lapse 7 days after the intent was created.
+AUTHORIZATION_DAYS = 7
 
 # Stripe event type -> what it means to us. Anything else is recorded and ignored.
 KINDS: dict[str, EventKind] = {
@@ -22,7 +31,7 @@ KINDS: dict[str, EventKind] = {
     "charge.refunded": EventKind.REFUNDED,
     "charge.dispute.created": EventKind.DISPUTE_OPENED,
     "charge.dispute.closed": EventKind.DISPUTE_CLOSED,
-    "transfer.reversed": EventKind.PAYOUT_FAILED,
+    "transfer.reversed": EventKind.TRANSFER_REVERSED,
     "transfer.failed": EventKind.PAYOUT_FAILED,
     "transfer.created": EventKind.PAYOUT_SUCCEEDED,
     "account.updated": EventKind.ACCOUNT_UPDATED,
@@ -41,8 +50,9 @@ def verify(payload: bytes, header: str | None, secret: str, tolerance_seconds: i
         raise InvalidSignatureError("missing Stripe-Signature header")
     items = [part.split("=", 1) for part in header.split(",") if "=" in part]
     timestamps = [v for k, v in items if k == "t"]
-    signatures = [v for k, v in items if k == "v1"]
-    if not timestamps or not signatures or not timestamps[0].isdigit():
+    # Only ASCII is compared: compare_digest refuses other text, and "²".isdigit() is True.
+    signatures = [v for k, v in items if k == "v1" and v.isascii()]
+    if not timestamps or not signatures or not _is_ascii_digits(timestamps[0]):
         raise InvalidSignatureError("malformed Stripe-Signature header")
     t = int(timestamps[0])
     expected = hmac.new(secret.encode(), f"{t}.".encode() + payload, hashlib.sha256).hexdigest()
@@ -52,16 +62,112 @@ def verify(payload: bytes, header: str | None, secret: str, tolerance_seconds: i
         raise InvalidSignatureError("Stripe-Signature timestamp is outside the tolerance")
 
 
+def _is_ascii_digits(value: str) -> bool:
+    return value.isascii() and value.isdigit()
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _capture_by(intent: Mapping[str, Any]) -> datetime | None:
+    created = _int(intent.get("created"))
+    if created is None:
+        return None
+    return datetime.fromtimestamp(created, UTC) + timedelta(days=AUTHORIZATION_DAYS)
+
+
+def _charge_id(intent: Mapping[str, Any]) -> str | None:
+    charge = intent.get("latest_charge")
+    if isinstance(charge, Mapping):
+        return _str(charge.get("id"))
+    return _str(charge)
+
+
+def _amount_received(intent: Mapping[str, Any]) -> int | None:
+    """What the intent captured: `amount_received`, else its expanded charge's."""
+    received = _int(intent.get("amount_received"))
+    if received is not None:
+        return received
+    charge = intent.get("latest_charge")
+    return _int(charge.get("amount_captured")) if isinstance(charge, Mapping) else None
+
+
+def _intent_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
+    error = obj.get("last_payment_error")
+    return {
+        "object_id": _str(obj.get("id")),
+        "amount": _int(obj.get("amount_capturable"))
+        or _int(obj.get("amount_received"))
+        or _int(obj.get("amount")),
+        "failure_message": _str(error.get("message")) if isinstance(error, Mapping) else None,
+        "capture_by": _capture_by(obj),
+        "cancellation_reason": _str(obj.get("cancellation_reason")),
+        "capture_id": _charge_id(obj),
+        "captured_amount": _amount_received(obj),
+    }
+
+
+def _refund_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
+    refunded = _int(obj.get("amount_refunded"))
+    return {
+        "object_id": _str(obj.get("payment_intent")),
+        "amount": refunded,
+        "refunded_total": refunded or 0,
+    }
+
+
+def _dispute_fields(obj: Mapping[str, Any], closed: bool) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "object_id": _str(obj.get("payment_intent")),
+        "amount": _int(obj.get("amount")),
+        "dispute_id": _str(obj.get("id")),
+        "failure_message": _str(obj.get("reason")),
+    }
+    if closed:
+        # Only "lost" leaves the money with the payer; "won" and "warning_closed" (an
+        # inquiry closed without a chargeback) leave it with us.
+        status = _str(obj.get("status")) or "lost"
+        fields["dispute_detail"] = status
+        fields["dispute_outcome"] = (
+            ChargebackOutcome.LOST if status == "lost" else ChargebackOutcome.WON
+        )
+    return fields
+
+
+def _transfer_fields(obj: Mapping[str, Any], kind: EventKind) -> dict[str, Any]:
+    amount = _int(obj.get("amount"))
+    reversed_amount = _int(obj.get("amount_reversed")) or 0
+    failed = kind in (EventKind.PAYOUT_FAILED, EventKind.TRANSFER_REVERSED)
+    return {
+        "object_id": _str(obj.get("id")),
+        "amount": amount,
+        "failure_message": "transfer reversed" if failed else None,
+        "reversed_amount": reversed_amount,
+        "reversed_in_full": obj.get("reversed") is True
+        or (bool(amount) and reversed_amount >= (amount or 0)),
+    }
+
+
 def translate(event: Mapping[str, Any]) -> ProviderEvent:
     """A verified Stripe event as a ProviderEvent. The object is applied as delivered:
-    the signature proves Stripe sent it."""
-    try:
-        event_id = str(event["id"])
-        event_type = str(event["type"])
-        obj: Mapping[str, Any] = event["data"]["object"]
-    except (KeyError, TypeError) as exc:
-        raise InvalidSignatureError("not a Stripe event") from exc
+    the signature proves Stripe sent it. An event of another shape is refused."""
+    event_id, event_type, obj = event.get("id"), event.get("type"), None
+    data = event.get("data")
+    if isinstance(data, Mapping):
+        obj = data.get("object")
+    if not (_str(event_id) and _str(event_type) and isinstance(obj, Mapping)):
+        raise InvalidSignatureError("not a Stripe event (id, type and data.object expected)")
+    assert isinstance(event_id, str) and isinstance(event_type, str)
     kind = KINDS.get(event_type, EventKind.IGNORED)
+    if event_type == "charge.refunded" and obj.get("captured") is False:
+        # An uncaptured charge "refunded" is a canceled authorisation:
+        # payment_intent.canceled says so.
+        kind = EventKind.IGNORED
     common: dict[str, Any] = {
         "provider": "stripe",
         "event_id": event_id,
@@ -70,38 +176,20 @@ def translate(event: Mapping[str, Any]) -> ProviderEvent:
         "data": obj,
     }
     if event_type.startswith("payment_intent."):
-        error = obj.get("last_payment_error") or {}
-        return ProviderEvent(
-            **common,
-            object_id=obj.get("id"),
-            amount=obj.get("amount_capturable") or obj.get("amount_received") or obj.get("amount"),
-            failure_message=error.get("message") if isinstance(error, Mapping) else None,
-        )
+        return ProviderEvent(**common, **_intent_fields(obj))
     if event_type == "charge.refunded":
-        return ProviderEvent(
-            **common, object_id=obj.get("payment_intent"), amount=obj.get("amount_refunded")
-        )
+        return ProviderEvent(**common, **_refund_fields(obj))
     if event_type.startswith("charge.dispute."):
-        return ProviderEvent(
-            **common,
-            object_id=obj.get("payment_intent"),
-            amount=obj.get("amount"),
-            dispute_id=obj.get("id"),
-            dispute_won=obj.get("status") == "won" if event_type.endswith("closed") else None,
-            failure_message=obj.get("reason"),
-        )
+        return ProviderEvent(**common, **_dispute_fields(obj, event_type.endswith("closed")))
     if event_type.startswith("transfer."):
-        return ProviderEvent(
-            **common,
-            object_id=obj.get("id"),
-            amount=obj.get("amount"),
-            failure_message="transfer reversed" if kind is EventKind.PAYOUT_FAILED else None,
-        )
+        return ProviderEvent(**common, **_transfer_fields(obj, kind))
     if event_type == "account.updated":
         return ProviderEvent(
-            **common, object_id=obj.get("id"), payouts_enabled=bool(obj.get("payouts_enabled"))
+            **common,
+            object_id=_str(obj.get("id")),
+            payouts_enabled=obj.get("payouts_enabled") is True,
         )
-    return ProviderEvent(**common, object_id=obj.get("id") if isinstance(obj, Mapping) else None)
+    return ProviderEvent(**common, object_id=_str(obj.get("id")))
 
 
 def parse(
@@ -115,8 +203,8 @@ def parse(
 def translate_body(body: bytes) -> ProviderEvent:
     try:
         event = json.loads(body)
-    except ValueError as exc:
-        raise InvalidSignatureError("body is not JSON") from exc
+    except (ValueError, RecursionError) as exc:
+        raise InvalidSignatureError("body is not a JSON event") from exc
     if not isinstance(event, dict):
         raise InvalidSignatureError("not a Stripe event")
     return translate(event)

@@ -10,6 +10,8 @@ import logging
 from collections.abc import Mapping
 from datetime import timedelta
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from handwork_payments.audit.alerts import alert
 from handwork_payments.db import transaction
 from handwork_payments.kit import jobs
@@ -23,11 +25,15 @@ from handwork_payments.providers.base import (
 )
 from handwork_payments.runtime import Runtime
 from handwork_payments.settings import Settings
-from handwork_payments.webhooks import events, repository
+from handwork_payments.webhooks import dispatch, repository
 
 log = logging.getLogger(__name__)
 
 PROCESS_TASK = "hp:process_webhook"
+# What webhook_deliveries' columns hold: a longer value is not an event of ours to store.
+MAX_EVENT_ID_CHARS = 255
+MAX_EVENT_TYPE_CHARS = 120
+MAX_TRANSMISSION_ID_CHARS = 255
 # Only these headers are kept: what verification needs, never credentials.
 KEPT_HEADERS = ("stripe-signature", "content-type", "user-agent")
 
@@ -38,6 +44,24 @@ def _kept(headers: Mapping[str, str]) -> dict[str, str]:
         for k, v in headers.items()
         if k.lower() in KEPT_HEADERS or k.lower().startswith("paypal-")
     }
+
+
+def _check_storable(event: ProviderEvent) -> None:
+    """An event whose ids do not fit our columns (or hold a NUL, which PostgreSQL text
+    cannot) is refused with a 400, before anything is stored."""
+    limits = (
+        ("event id", event.event_id, MAX_EVENT_ID_CHARS),
+        ("event type", event.event_type, MAX_EVENT_TYPE_CHARS),
+        ("transmission id", event.transmission_id, MAX_TRANSMISSION_ID_CHARS),
+        ("object id", event.object_id, None),
+    )
+    for name, value, limit in limits:
+        if value is None:
+            continue
+        if limit is not None and len(value) > limit:
+            raise BadRequest(f"Webhook {name} is longer than {limit} characters")
+        if "\x00" in value:
+            raise BadRequest(f"Webhook {name} contains a NUL character")
 
 
 async def receive(
@@ -54,6 +78,8 @@ async def receive(
     except ProviderUnavailableError as exc:
         # PayPal's verification endpoint did not answer: a 5xx makes PayPal deliver again.
         raise ProviderUnavailable(f"Could not verify the {provider_name} webhook now") from exc
+    _check_storable(event)
+    text = body.decode("utf-8", errors="replace")
     async with transaction(runtime.sessions) as session:
         delivery_id = await repository.insert_once(
             session,
@@ -61,12 +87,14 @@ async def receive(
                 "provider": provider_name,
                 "event_id": event.event_id,
                 "event_type": event.event_type,
+                "transmission_id": event.transmission_id,
                 "headers": _kept(headers),
-                "body": body.decode("utf-8", errors="replace"),
+                "body": text,
                 "signature_valid": True,
             },
         )
         if delivery_id is None:
+            await _refuse_another_body(session, provider_name, event, text)
             return None, False
         await jobs.defer(
             session,
@@ -76,6 +104,24 @@ async def receive(
         )
     async with runtime.sessions() as session:
         return await session.get(WebhookDelivery, delivery_id), True
+
+
+async def _refuse_another_body(
+    session: AsyncSession, provider_name: str, event: ProviderEvent, text: str
+) -> None:
+    """A delivery stored before under the same transmission id must be the same body: the
+    signature headers of one transmission never vouch for a second body (a forged body
+    can match PayPal's CRC32 with a 4-byte pad). The same body is a plain duplicate."""
+    if event.transmission_id is None:
+        return
+    stored = await repository.body_of_transmission(session, provider_name, event.transmission_id)
+    if stored is not None and stored != text:
+        log.warning(
+            "rejected %s webhook: transmission %s was received with another body",
+            provider_name,
+            event.transmission_id,
+        )
+        raise BadRequest("Invalid webhook signature: this transmission was received already")
 
 
 def retry_delay(settings: Settings, attempts: int) -> timedelta:
@@ -98,7 +144,7 @@ async def process(runtime: Runtime, delivery_id: int) -> WebhookDelivery | None:
         # Verified when it arrived: translated again, never re-verified (Stripe's signature
         # tolerance would refuse every retry made more than five minutes later).
         event: ProviderEvent = await provider.translate_event(delivery.body.encode())
-        await events.apply(runtime, event)
+        await dispatch.apply(runtime, event)
     except Exception as exc:
         return await _failed(runtime, delivery_id, exc)
     async with transaction(runtime.sessions) as session:

@@ -1,0 +1,10 @@
+"""PayPal: `client` (HTTP, token, errors), `adapter` (the PaymentProvider), `orders` and
+`payouts` (PayPal resources read as our types), `events` (webhook verification and
+translation)."""
+
+from handwork_payments.providers.paypal.adapter import PayPalProvider
+from handwork_payments.providers.paypal.client import PayPalDeclinedError, PayPalError
+from handwork_payments.providers.paypal.orders import paypal_value
+from handwork_payments.providers.paypal.payouts import transfer_state
+
+__all__ = ["PayPalDeclinedError", "PayPalError", "PayPalProvider", "paypal_value", "transfer_state"]

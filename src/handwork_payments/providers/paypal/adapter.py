@@ -1,0 +1,585 @@
+"""PayPal through its REST API with httpx: Orders v2 (create, authorise), Payments v2
+(capture, void, reauthorise, refund), Payouts v1 and webhook verification.
+
+Each protocol method's calls:
+- create_hold: POST /v2/checkout/orders (intent AUTHORIZE).
+- confirm_hold: POST /v2/checkout/orders/{id}/authorize; on ORDER_ALREADY_AUTHORIZED, GET the
+  order and answer its authorisation; on ORDER_NOT_APPROVED, GET the order and, if the payer
+  has approved since (a refusal replayed for a reused request id), authorise once more.
+- get_hold: GET /v2/checkout/orders/{id} (and GET /v2/payments/authorizations/{id} for a
+  reauthorisation the order does not list).
+- capture: POST /v2/payments/authorizations/{id}/capture (final_capture); on
+  AUTHORIZATION_ALREADY_CAPTURED, GET the order and answer the capture made.
+- cancel: POST /v2/payments/authorizations/{id}/void (GET the order first when no
+  authorisation id is known).
+- refund: POST /v2/payments/captures/{id}/refund.
+- reauthorize: POST /v2/payments/authorizations/{id}/reauthorize.
+- send_payout / send_payout_batch: POST /v1/payments/payouts, then GET
+  /v1/payments/payouts/{batch id} for the item ids and statuses. A reused sender_batch_id
+  refused with a link to its batch (in `links`, or in a detail) answers that batch; refused
+  without one it is ProviderUnavailableError: the batch may be paid, so never a refusal.
+- find_payout: the same POST again (same PayPal-Request-Id and sender_batch_id), or GET the
+  batch when its id is known.
+- parse_event: POST /v1/notifications/verify-webhook-signature ("api") or the offline check,
+  then translate_event.
+- translate_event: no verification; GET the capture / authorisation when the event does not
+  name the order.
+
+Every mutating call carries `PayPal-Request-Id` = our idempotency key: PayPal answers a repeat
+with the first outcome and acts once. Payouts also carry our `sender_batch_id`, which PayPal
+refuses to pay twice within 30 days even when the request id is forgotten. HTTP, tokens and
+error mapping: `client`; reading orders and payout items: `orders`, `payouts`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import httpx
+
+from handwork_payments.kit.money import normalize_currency
+from handwork_payments.providers.base import (
+    EventKind,
+    HoldRef,
+    InvalidSignatureError,
+    PayoutOrder,
+    ProviderCapture,
+    ProviderEvent,
+    ProviderHold,
+    ProviderRefund,
+    ProviderTransfer,
+    ProviderUnavailableError,
+)
+from handwork_payments.providers.paypal.client import (
+    MAX_RATE_LIMIT_RETRIES,
+    PayPalClient,
+    PayPalDeclinedError,
+    PayPalError,
+)
+from handwork_payments.providers.paypal.client import segment as _segment
+from handwork_payments.providers.paypal.events import (
+    AUTH_ALGO,
+    CERT_URL,
+    TRANSMISSION_ID,
+    TRANSMISSION_SIG,
+    TRANSMISSION_TIME,
+    CertFetcher,
+    check_transmission_time,
+    header,
+    load_event,
+    lookup_hint,
+    related_ids,
+    translate,
+    verify_offline,
+)
+from handwork_payments.providers.paypal.orders import (
+    authorization_state,
+    currency_of,
+    hold_from_order,
+    minor,
+    parse_time,
+    payments_of,
+    paypal_money,
+    paypal_value,
+)
+from handwork_payments.providers.paypal.payouts import (
+    MAX_PAYOUT_ITEMS,
+    MAX_PAYOUT_PAGES,
+    PAYOUT_PAGE_SIZE,
+    duplicate_batch_id,
+    is_duplicate_batch,
+    sender_item_id,
+    transfer_of,
+    transfers_for,
+)
+from handwork_payments.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class PayPalProvider:
+    """The PaymentProvider for PayPal's REST API. Construct with the settings; `transport`
+    and `fetch_cert` exist for tests (a validating transport, a throwaway certificate)."""
+
+    name = "paypal"
+    live = True
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        fetch_cert: CertFetcher | None = None,
+        rate_limit_backoff_seconds: float = 0.5,
+        max_rate_limit_retries: int = MAX_RATE_LIMIT_RETRIES,
+    ) -> None:
+        self._settings = settings
+        self.client = PayPalClient(
+            settings,
+            transport=transport,
+            rate_limit_backoff_seconds=rate_limit_backoff_seconds,
+            max_rate_limit_retries=max_rate_limit_retries,
+        )
+        self.api_base = self.client.api_base
+        self._call = self.client.call
+        self._fetch_cert = fetch_cert or self.client.fetch_cert
+
+    @property
+    def token_fetches(self) -> int:
+        return self.client.token_fetches
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def create_hold(
+        self,
+        *,
+        payment_id: int,
+        booking_id: int,
+        amount: int,
+        currency: str,
+        payment_method: str | None,
+        return_url: str | None,
+        cancel_url: str | None,
+        idempotency_key: str,
+    ) -> ProviderHold:
+        assert amount > 0, "a hold is for a positive amount"
+        currency = normalize_currency(currency)
+        # Our payment id, in the form PayPal echoes back on captures, refunds and disputes;
+        # invoice_id must be unique per payment (PayPal may refuse a reused one).
+        reference = f"payment-{payment_id}"
+        experience: dict[str, Any] = {
+            "user_action": "PAY_NOW",
+            "shipping_preference": "NO_SHIPPING",  # a service booking ships nothing
+        }
+        if return_url:
+            experience["return_url"] = return_url
+        if cancel_url:
+            experience["cancel_url"] = cancel_url
+        body = {
+            "intent": "AUTHORIZE",
+            "purchase_units": [
+                {
+                    "reference_id": f"booking-{booking_id}",
+                    "description": f"Booking {booking_id}",
+                    "custom_id": reference,
+                    "invoice_id": reference,
+                    "amount": paypal_money(amount, currency),
+                }
+            ],
+            "payment_source": {"paypal": {"experience_context": experience}},
+        }
+        order = await self._call(
+            "POST",
+            "/v2/checkout/orders",
+            json_body=body,
+            request_id=idempotency_key,
+            representation=True,
+        )
+        return hold_from_order(order, amount=amount, currency=currency)
+
+    async def confirm_hold(
+        self, *, provider_payment_id: str, payer_id: str | None, idempotency_key: str
+    ) -> ProviderHold:
+        path = f"/v2/checkout/orders/{_segment(provider_payment_id)}/authorize"
+        try:
+            order = await self._call(
+                "POST", path, json_body={}, request_id=idempotency_key, representation=True
+            )
+        except PayPalError as exc:
+            # Authorised already (by an earlier call whose answer we lost, under another
+            # key): the order holds the authorisation; answer it rather than fail.
+            if exc.code in ("ORDER_ALREADY_AUTHORIZED", "ORDER_COMPLETED_OR_VOIDED"):
+                return hold_from_order(await self._get_order(provider_payment_id))
+            if exc.code != "ORDER_NOT_APPROVED":
+                raise
+            # PayPal "returns the latest status of the previous request" with a request id:
+            # an execute refused before the payer approved may be refused again from that
+            # memory after they did. The order itself says whether that refusal still holds.
+            current = await self._get_order(provider_payment_id)
+            status = str(current.get("status", "")).upper()
+            if status == "COMPLETED":
+                return hold_from_order(current)
+            if status != "APPROVED":
+                raise
+            order = await self._call(
+                "POST",
+                path,
+                json_body={},
+                request_id=f"{idempotency_key}-approved",
+                representation=True,
+            )
+        if not order.get("purchase_units"):
+            order = await self._get_order(provider_payment_id)
+        payer = order.get("payer")
+        actual_payer = payer.get("payer_id") if isinstance(payer, Mapping) else None
+        if payer_id and actual_payer and payer_id != actual_payer:
+            # Orders v2 binds the payer at approval, so this is only worth a look, not a refusal.
+            log.warning(
+                "PayPal order %s was approved by payer %s, the return URL said %s",
+                provider_payment_id,
+                actual_payer,
+                payer_id,
+            )
+        return hold_from_order(order)
+
+    async def get_hold(self, ref: HoldRef) -> ProviderHold:
+        order = await self._get_order(ref.provider_payment_id)
+        extra: dict[str, Any] | None = None
+        if ref.authorization_id and ref.authorization_id not in {
+            a.get("id") for a in payments_of(order)["authorizations"]
+        }:
+            # A reauthorisation may not be listed on the order: ask for it directly.
+            extra = await self._call(
+                "GET", f"/v2/payments/authorizations/{_segment(ref.authorization_id)}"
+            )
+        return hold_from_order(
+            order, preferred_authorization=ref.authorization_id, extra_authorization=extra
+        )
+
+    async def capture(
+        self, *, ref: HoldRef, amount: int, currency: str, idempotency_key: str
+    ) -> ProviderCapture:
+        assert amount > 0, "a capture is for a positive amount"
+        authorization_id = ref.authorization_id or await self._authorization_id(ref)
+        path = f"/v2/payments/authorizations/{_segment(authorization_id)}/capture"
+        # invoice_id stays on the order: setting it again here would trip DUPLICATE_INVOICE_ID.
+        body = {"amount": paypal_money(amount, currency), "final_capture": True}
+        try:
+            capture = await self._call(
+                "POST", path, json_body=body, request_id=idempotency_key, representation=True
+            )
+        except PayPalError as exc:
+            if exc.code == "AUTHORIZATION_ALREADY_CAPTURED":
+                existing = await self._existing_capture(ref.provider_payment_id)
+                if existing is not None:
+                    return existing
+            raise
+        status = str(capture.get("status", "")).upper()
+        if status in ("DECLINED", "FAILED"):
+            raise PayPalDeclinedError(
+                f"PayPal {status.lower()} the capture of {authorization_id}",
+                code=f"CAPTURE_{status}",
+            )
+        return ProviderCapture(
+            capture_id=str(capture["id"]), amount=minor(capture.get("amount"), amount) or amount
+        )
+
+    async def cancel(self, *, ref: HoldRef, idempotency_key: str) -> None:
+        authorization_id = ref.authorization_id
+        if authorization_id is None:
+            order = await self._get_order(ref.provider_payment_id)
+            active = [
+                a
+                for a in payments_of(order)["authorizations"]
+                if str(a.get("status", "")).upper() in ("CREATED", "PENDING")
+            ]
+            if not active:
+                # Nothing reserved: an unapproved or unauthorised order simply lapses
+                # (Orders v2 has no cancel call).
+                return
+            authorization_id = str(active[-1]["id"])
+        path = f"/v2/payments/authorizations/{_segment(authorization_id)}/void"
+        try:
+            # The Payments v2 spec lists no PayPal-Request-Id for void; PayPal's idempotency
+            # guide says POSTs honour it, and a void is naturally idempotent besides.
+            await self._call("POST", path, request_id=idempotency_key)
+        except PayPalError as exc:
+            if exc.code in ("PREVIOUSLY_VOIDED", "AUTHORIZATION_VOIDED"):
+                return
+            raise
+
+    async def refund(
+        self, *, ref: HoldRef, amount: int, currency: str, idempotency_key: str
+    ) -> ProviderRefund:
+        assert amount > 0, "a refund is for a positive amount"
+        capture_id = ref.capture_id or await self._capture_id(ref)
+        path = f"/v2/payments/captures/{_segment(capture_id)}/refund"
+        refund = await self._call(
+            "POST",
+            path,
+            json_body={"amount": paypal_money(amount, currency)},
+            request_id=idempotency_key,
+            representation=True,
+        )
+        status = str(refund.get("status", "")).upper()
+        if status in ("FAILED", "CANCELLED"):
+            details = refund.get("status_details")
+            reason = details.get("reason") if isinstance(details, Mapping) else None
+            raise PayPalError(
+                f"PayPal refund {refund.get('id')} {status.lower()}"
+                + (f": {reason}" if reason else ""),
+                code=f"REFUND_{status}",
+            )
+        return ProviderRefund(
+            refund_id=str(refund["id"]), amount=minor(refund.get("amount"), amount) or amount
+        )
+
+    async def reauthorize(
+        self, *, ref: HoldRef, amount: int, currency: str, idempotency_key: str
+    ) -> ProviderHold:
+        """A new authorisation for `amount` after the 3-day honour period (PayPal allows it
+        once, days 4-29). The answer carries the new authorisation id, which later captures
+        and voids must use; the 29-day limit of the original still applies (capture_by)."""
+        authorization_id = ref.authorization_id or await self._authorization_id(ref)
+        path = f"/v2/payments/authorizations/{_segment(authorization_id)}/reauthorize"
+        auth = await self._call(
+            "POST",
+            path,
+            json_body={"amount": paypal_money(amount, currency)},
+            request_id=idempotency_key,
+            representation=True,
+        )
+        related = related_ids(auth)
+        state, failure = authorization_state(auth)
+        return ProviderHold(
+            provider_payment_id=str(related.get("order_id") or ref.provider_payment_id),
+            state=state,
+            amount=minor(auth.get("amount"), amount) or amount,
+            currency=currency_of(auth.get("amount"), normalize_currency(currency)),
+            authorization_id=str(auth["id"]),
+            capture_by=parse_time(auth.get("expiration_time")),
+            failure_message=failure,
+        )
+
+    # ----------------------------------------------------------------------- hold helpers
+
+    # ----------------------------------------------------------------------- hold helpers
+
+    async def _get_order(self, order_id: str) -> dict[str, Any]:
+        return await self._call("GET", f"/v2/checkout/orders/{_segment(order_id)}")
+
+    async def _authorization_id(self, ref: HoldRef) -> str:
+        hold = await self.get_hold(ref)
+        if hold.authorization_id is None:
+            raise PayPalError(
+                f"PayPal order {ref.provider_payment_id} has no authorization",
+                code="NO_AUTHORIZATION",
+            )
+        return hold.authorization_id
+
+    async def _capture_id(self, ref: HoldRef) -> str:
+        hold = await self.get_hold(ref)
+        if hold.capture_id is None:
+            raise PayPalError(
+                f"PayPal order {ref.provider_payment_id} has no capture", code="NO_CAPTURE"
+            )
+        return hold.capture_id
+
+    async def _existing_capture(self, order_id: str) -> ProviderCapture | None:
+        """The capture already made on an order (one authorisation per order, final
+        capture): what a capture retried under a new key must answer."""
+        hold = await self.get_hold(HoldRef(provider_payment_id=order_id))
+        if hold.capture_id is None:
+            return None
+        return ProviderCapture(capture_id=hold.capture_id, amount=hold.captured_amount)
+
+    # ----------------------------------------------------------------------- payouts
+
+    async def send_payout(self, order: PayoutOrder) -> ProviderTransfer:
+        """A one-item batch whose sender_batch_id is the payout's own idempotency key, so
+        find_payout can look it up again by re-sending it."""
+        transfers = await self.send_payout_batch([order], batch_key=order.idempotency_key)
+        return transfers[0]
+
+    async def send_payout_batch(
+        self, orders: Sequence[PayoutOrder], batch_key: str
+    ) -> list[ProviderTransfer]:
+        """Pay several workers in one PayPal batch. `batch_key` (our ids, e.g.
+        "payout-batch-{id}") is both the PayPal-Request-Id and the sender_batch_id: sending
+        the same batch again answers the first batch and never pays twice - that is also how
+        a batch whose answer was lost is resolved. Items are matched back to orders by
+        sender_item_id "payout-{id}". An item PayPal has not listed yet comes back PENDING
+        with transfer_id "" (poll get_payout_batch with the batch_id)."""
+        if not orders:
+            return []
+        if len(orders) > MAX_PAYOUT_ITEMS:
+            raise ValueError(f"a PayPal payout batch takes at most {MAX_PAYOUT_ITEMS} items")
+        if len({o.payout_id for o in orders}) != len(orders):
+            raise ValueError("a payout appears twice in one batch")
+        body = {
+            "sender_batch_header": {
+                "sender_batch_id": batch_key,
+                "recipient_type": "EMAIL",
+                "email_subject": "You have a payout from Handwork",
+            },
+            "items": [
+                {
+                    "recipient_type": "EMAIL",
+                    "receiver": order.destination,
+                    "amount": {
+                        "currency": normalize_currency(order.currency),
+                        "value": paypal_value(order.amount, normalize_currency(order.currency)),
+                    },
+                    "sender_item_id": order.idempotency_key,
+                    "note": f"Handwork payout {order.payout_id}",
+                }
+                for order in orders
+            ],
+        }
+        try:
+            created = await self._call(
+                "POST", "/v1/payments/payouts", json_body=body, request_id=batch_key
+            )
+            header = created.get("batch_header") or {}
+            batch_id = str(header["payout_batch_id"])
+        except PayPalError as exc:
+            if not is_duplicate_batch(exc):
+                raise
+            duplicate = duplicate_batch_id(exc)
+            if duplicate is None:
+                # PayPal has this sender_batch_id already - it may have paid it - and did
+                # not say which batch it is (a bare "Duplicate batch request" has been seen
+                # in the wild). Never a refusal, or the caller would hand the money back and
+                # pay it again: the outcome is unknown until the batch's item webhooks (they
+                # name our sender_item_id) or an operator settle it.
+                raise ProviderUnavailableError(
+                    f"PayPal already has payout batch {batch_key} and did not link it: "
+                    f"not sent again ({exc.message})"
+                ) from exc
+            # PayPal forgot the request id but not the sender_batch_id: the batch exists
+            # already and the error links to it.
+            log.info("PayPal payout batch %s already exists as %s", batch_key, duplicate)
+            batch_id = duplicate
+        except KeyError as exc:
+            raise ProviderUnavailableError("PayPal payout answer without a batch id") from exc
+        header, items = await self._get_batch(batch_id)
+        return transfers_for(orders, batch_id, header, items)
+
+    async def find_payout(
+        self, order: PayoutOrder, *, batch_id: str | None = None
+    ) -> ProviderTransfer | None:
+        """The payout made under `order.idempotency_key`.
+
+        With `batch_id` (stored from an earlier answer) it is a pure look-up: GET the batch,
+        None if the item is not in it. Without one, PayPal has no search by sender_batch_id,
+        so the one-item batch is sent again with the same PayPal-Request-Id and
+        sender_batch_id: PayPal answers the batch that exists (or links to it), and only if
+        the lost call never reached PayPal is it made now - what the caller would do next
+        anyway, and never twice. Only for payouts sent with send_payout: a payout sent in a
+        larger batch must be resolved by re-sending that batch (send_payout_batch with the
+        same key) or with its batch_id, never here, or it could be paid twice."""
+        if batch_id is not None:
+            header, items = await self._get_batch(batch_id)
+            item = next((i for i in items if sender_item_id(i) == order.idempotency_key), None)
+            return transfer_of(item, header) if item is not None else None
+        return await self.send_payout(order)
+
+    async def get_payout_batch(self, batch_id: str) -> list[ProviderTransfer]:
+        """Every item of a batch, for polling."""
+        header, items = await self._get_batch(batch_id)
+        return [transfer_of(item, header) for item in items]
+
+    async def get_payout_item(self, payout_item_id: str) -> ProviderTransfer:
+        item = await self._call("GET", f"/v1/payments/payouts-item/{_segment(payout_item_id)}")
+        return transfer_of(item, {})
+
+    async def _get_batch(self, batch_id: str) -> tuple[Mapping[str, Any], list[Mapping[str, Any]]]:
+        header: Mapping[str, Any] = {}
+        items: list[Mapping[str, Any]] = []
+        for page in range(1, MAX_PAYOUT_PAGES + 1):
+            batch = await self._call(
+                "GET",
+                f"/v1/payments/payouts/{_segment(batch_id)}",
+                params={"page": page, "page_size": PAYOUT_PAGE_SIZE, "total_required": "true"},
+            )
+            header = batch.get("batch_header") or header
+            page_items = [i for i in batch.get("items") or () if isinstance(i, Mapping)]
+            items.extend(page_items)
+            total_pages = batch.get("total_pages")
+            if not page_items or not isinstance(total_pages, int) or page >= total_pages:
+                break
+        return header, items
+
+    # ----------------------------------------------------------------------- webhooks
+
+    async def parse_event(self, headers: Mapping[str, str], body: bytes) -> ProviderEvent:
+        """Verified before the body is parsed at all (a parser is attack surface), and only
+        within PAYPAL_WEBHOOK_TOLERANCE_SECONDS of its transmission time. The event carries
+        the transmission id, by which the inbox refuses a second body under the same
+        signature headers (offline, the signature covers only a CRC32 of the body)."""
+        check_transmission_time(headers, self._settings.paypal_webhook_tolerance_seconds)
+        webhook_id = self._settings.paypal_webhook_id or ""
+        if self._settings.paypal_webhook_verification == "offline":
+            await verify_offline(headers, body, webhook_id, self._fetch_cert)
+        else:
+            await self._verify_via_api(headers, body, webhook_id)
+        event = await self.translate_event(body)
+        return replace(event, transmission_id=header(headers, TRANSMISSION_ID))
+
+    async def translate_event(self, body: bytes) -> ProviderEvent:
+        """A delivery verified when it arrived (parse_event), translated again without
+        asking PayPal to verify it: the inbox retries and replays stored deliveries. The
+        order id is still looked up (GET capture / authorisation) when the event does not
+        name it, so this may raise ProviderUnavailableError."""
+        event = load_event(body)
+        return await self._with_order_id(event, translate(event))
+
+    async def _verify_via_api(
+        self, headers: Mapping[str, str], body: bytes, webhook_id: str
+    ) -> None:
+        if not webhook_id:
+            raise InvalidSignatureError(
+                "PAYPAL_WEBHOOK_ID is not set: cannot verify PayPal webhooks"
+            )
+        fields = {
+            "auth_algo": header(headers, AUTH_ALGO),
+            "cert_url": header(headers, CERT_URL),
+            "transmission_id": header(headers, TRANSMISSION_ID),
+            "transmission_sig": header(headers, TRANSMISSION_SIG),
+            "transmission_time": header(headers, TRANSMISSION_TIME),
+            "webhook_id": webhook_id,
+        }
+        if not all(fields.values()):
+            raise InvalidSignatureError("missing PayPal transmission headers")
+        stripped = body.strip()
+        if not (stripped.startswith(b"{") and stripped.endswith(b"}")):
+            raise InvalidSignatureError("not a PayPal webhook event")
+        # The event goes in as the exact bytes PayPal signed, unparsed (PayPal refuses what is
+        # not JSON): re-serialising it could change the CRC32 PayPal computes over it.
+        content = json.dumps(fields)[:-1].encode() + b', "webhook_event": ' + stripped + b"}"
+        try:
+            answer = await self._call(
+                "POST", "/v1/notifications/verify-webhook-signature", content=content
+            )
+        except PayPalError as exc:
+            raise InvalidSignatureError(f"PayPal refused to verify the webhook: {exc}") from exc
+        if answer.get("verification_status") != "SUCCESS":
+            raise InvalidSignatureError(
+                f"PayPal webhook verification: {answer.get('verification_status')}"
+            )
+
+    async def _with_order_id(
+        self, event: Mapping[str, Any], translated: ProviderEvent
+    ) -> ProviderEvent:
+        """Fill in the order id for events whose resource does not name it (refunds,
+        reversals, disputes): one GET of the capture or authorisation they point at."""
+        if translated.object_id is not None or translated.kind is EventKind.IGNORED:
+            return translated
+        hint = lookup_hint(event)
+        if hint is None:
+            return translated
+        kind, resource_id = hint
+        path = (
+            f"/v2/payments/captures/{_segment(resource_id)}"
+            if kind == "capture"
+            else f"/v2/payments/authorizations/{_segment(resource_id)}"
+        )
+        try:
+            resource = await self._call("GET", path)
+        except PayPalError as exc:
+            # Not ours, or gone: the event is recorded against no object, as an unknown one.
+            log.warning(
+                "PayPal event %s: cannot look up %s %s: %s",
+                translated.event_id,
+                kind,
+                resource_id,
+                exc,
+            )
+            return translated
+        order_id = related_ids(resource).get("order_id")
+        return replace(translated, object_id=str(order_id)) if order_id else translated

@@ -1,0 +1,147 @@
+"""What Stripe's events do where Stripe differs from PayPal; holds, captures, payouts and
+accounts go through the shared handlers (`webhooks.handlers`).
+
+- REFUNDED (charge.refunded): Stripe reports the charge's running refunded total; what
+  exceeds our own refunds was refunded outside our API and is recorded as a refund.
+- DISPUTE_OPENED / DISPUTE_CLOSED (charge.dispute.*): chargebacks (disputes.chargebacks).
+- TRANSFER_REVERSED (transfer.reversed): a Connect transfer to a worker reversed at Stripe:
+  returned in full (the payout failed) or in part (recorded as an external reversal).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from handwork_payments.connect import reversals
+from handwork_payments.db import transaction
+from handwork_payments.disputes.chargebacks import close_chargeback, open_chargeback
+from handwork_payments.models import PayoutStatus, ReversalStatus
+from handwork_payments.payouts import repository as payouts
+from handwork_payments.payouts.service import apply_transfer
+from handwork_payments.providers.base import (
+    ChargebackOutcome,
+    EventKind,
+    ProviderEvent,
+    ProviderTransfer,
+    TransferState,
+)
+from handwork_payments.refunds.external import record_external_refund
+from handwork_payments.runtime import Runtime
+from handwork_payments.webhooks.handlers import (
+    RetryLater,
+    ensure_no_call_in_flight,
+    locked_payment,
+    unknown,
+)
+
+log = logging.getLogger(__name__)
+
+
+async def refunded_event(runtime: Runtime, event: ProviderEvent) -> None:
+    assert event.object_id is not None
+    provider_refunded = event.refunded_total or 0
+    cover: int | None = None
+    async with transaction(runtime.sessions) as session:
+        target = await locked_payment(session, event)
+        if target is None:
+            return
+        payment, booking = target
+        ensure_no_call_in_flight(payment, event)
+        row = await record_external_refund(
+            session,
+            payment,
+            booking,
+            provider=event.provider,
+            provider_refunded=provider_refunded,
+            event_id=event.event_id,
+        )
+        if row is not None and not row.before_release:
+            cover = row.id
+    if cover is not None:
+        await reversals.cover_refund(runtime, cover)
+
+
+async def dispute_event(runtime: Runtime, event: ProviderEvent) -> None:
+    assert event.object_id is not None
+    if not event.dispute_id:
+        log.warning("stripe event %s names no dispute: ignored", event.event_id)
+        return
+    cover: int | None = None
+    async with transaction(runtime.sessions) as session:
+        target = await locked_payment(session, event)
+        if target is None:
+            return
+        payment, booking = target
+        ensure_no_call_in_flight(payment, event)
+        # Opened now unless it is already: a `closed` that overtook its `created` opens it
+        # first, so the decision is applied to a dispute either way.
+        dispute = await open_chargeback(
+            session,
+            payment,
+            provider=event.provider,
+            provider_dispute_id=event.dispute_id,
+            amount=event.amount,
+            reason=event.failure_message,
+        )
+        if dispute is not None and event.kind == EventKind.DISPUTE_CLOSED:
+            outcome = event.dispute_outcome or ChargebackOutcome.UNKNOWN
+            row = await close_chargeback(
+                session,
+                payment,
+                booking,
+                dispute,
+                provider=event.provider,
+                outcome=outcome,
+                detail=event.dispute_detail or outcome,
+                amount=event.amount,
+            )
+            if row is not None and not row.before_release:
+                cover = row.id
+    if cover is not None:
+        await reversals.cover_refund(runtime, cover)
+
+
+async def transfer_reversed(runtime: Runtime, event: ProviderEvent) -> None:
+    """A Connect transfer reversed at Stripe (the event comes for ours too). Reversed in
+    full with no reversal of ours: the payout failed (returned), its amount goes back to
+    the worker's available balance. Otherwise what exceeds the reversals we know of was
+    reversed by someone else, and is recorded as such."""
+    assert event.object_id is not None
+    async with transaction(runtime.sessions) as session:
+        found = await payouts.by_transfer_id(session, event.object_id)
+        if found is None:
+            unknown(event)
+            return
+        payout = await payouts.lock(session, found.id)
+        assert payout is not None
+        if payout.status == PayoutStatus.FAILED:
+            return
+        known = await reversals.reversals_of(session, payout.id)
+        if any(r.status == ReversalStatus.PENDING for r in known):
+            raise RetryLater(
+                f"payout {payout.id} has a reversal in flight; {event.event_id} is applied after it"
+            )
+        if event.reversed_in_full and not any(r.status == ReversalStatus.SUCCEEDED for r in known):
+            transfer = ProviderTransfer(
+                event.object_id,
+                TransferState.FAILED,
+                payout.amount,
+                payout.currency,
+                None,
+                event.failure_message or "transfer reversed",
+            )
+            await apply_transfer(session, payout, transfer, actor_kind=event.provider)
+            return
+        if payout.status == PayoutStatus.PROCESSING:
+            # The transfer exists, so it was made: settle it before its reversal.
+            transfer = ProviderTransfer(
+                event.object_id, TransferState.SUCCEEDED, payout.amount, payout.currency
+            )
+            await apply_transfer(session, payout, transfer, actor_kind=event.provider)
+        if payout.status == PayoutStatus.COMPLETED:
+            await reversals.record_external_reversal(
+                session,
+                payout,
+                amount_reversed=event.reversed_amount or 0,
+                actor_kind=event.provider,
+            )
