@@ -51,6 +51,7 @@ def present(payment: Payment, user: User, runtime: Runtime) -> PaymentOut:
 async def create_payment_intent(
     body: StripeIntentCreate, user: ClientUser, runtime: RuntimeDep
 ) -> StripeIntentOut:
+    runtime.providers.ensure_offered(PaymentMethod.STRIPE)
     payment, hold = await service.create_hold(
         runtime,
         user,
@@ -66,6 +67,7 @@ async def create_payment_intent(
 
 @router.post("/stripe/confirm", response_model=PaymentOut, responses=PAYING)
 async def confirm_payment(body: StripeConfirm, user: ClientUser, runtime: RuntimeDep) -> PaymentOut:
+    runtime.providers.ensure_offered(PaymentMethod.STRIPE)
     payment = await service.confirm_hold(
         runtime,
         user,
@@ -85,6 +87,7 @@ async def confirm_payment(body: StripeConfirm, user: ClientUser, runtime: Runtim
 async def create_paypal_payment(
     body: PayPalCreate, user: ClientUser, runtime: RuntimeDep
 ) -> PayPalOrderOut:
+    runtime.providers.ensure_offered(PaymentMethod.PAYPAL)
     payment, hold = await service.create_hold(
         runtime,
         user,
@@ -103,6 +106,7 @@ async def create_paypal_payment(
 async def execute_paypal_payment(
     body: PayPalExecute, user: ClientUser, runtime: RuntimeDep
 ) -> PaymentOut:
+    runtime.providers.ensure_offered(PaymentMethod.PAYPAL)
     payment = await service.confirm_hold(
         runtime,
         user,
