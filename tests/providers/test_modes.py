@@ -137,3 +137,12 @@ async def test_the_mixed_mode_is_announced(
         )
     finally:
         await built.aclose()
+
+
+async def test_background_jobs_skip_a_disabled_provider(paypal_only: Api) -> None:
+    """The periodic payout jobs go over every method: a disabled one is not an error."""
+    from handwork_payments.payments.service import now
+    from handwork_payments.payouts import service as payouts
+
+    assert await payouts.send_batch(paypal_only.runtime, "stripe") == []
+    await payouts.resolve_payouts(paypal_only.runtime, now=now())

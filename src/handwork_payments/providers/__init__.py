@@ -93,6 +93,10 @@ class Providers:
             raise ProviderNotConfigured(provider.name)
         return provider
 
+    def offers(self, method: PaymentMethod | str) -> bool:
+        provider = self.stripe if PaymentMethod(method) is PaymentMethod.STRIPE else self.paypal
+        return not isinstance(provider, DisabledProvider)
+
     def ensure_offered(self, method: PaymentMethod | str) -> None:
         """Refuse (400) a request for a disabled provider before anything is written."""
         self.for_method(method)
