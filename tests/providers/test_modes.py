@@ -110,6 +110,8 @@ async def test_simulated_stripe_money_cannot_reach_live_paypal(paypal_only: Api)
     )
     assert (r.status_code, r.json()) == (400, not_configured)
     assert await count(api.runtime, WorkerPayout) == 0
+    r = await api.client.post("/api/v1/payments/webhooks/stripe", content=b"{}")
+    assert (r.status_code, r.json()) == (400, not_configured)
 
 
 async def test_for_method_refuses_a_disabled_provider(paypal_only: Api) -> None:
@@ -146,3 +148,54 @@ async def test_background_jobs_skip_a_disabled_provider(paypal_only: Api) -> Non
 
     assert await payouts.send_batch(paypal_only.runtime, "stripe") == []
     await payouts.resolve_payouts(paypal_only.runtime, now=now())
+
+
+async def test_a_stripe_only_deployment_refuses_paypal(runtime: Runtime, database_url: str) -> None:
+    settings = make_settings(database_url, stripe_secret_key="sk_test_not_used")
+    built = Runtime.build(settings, database_url)
+    transport = httpx.ASGITransport(app=create_app(built))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            api = Api(http, built)
+            assert (await http.get("/health")).json()["providers"] == {
+                "stripe": "live",
+                "paypal": "disabled",
+            }
+            client, worker = await api.user("client"), await api.user("worker")
+            booking = await api.booking(client, worker)
+            not_configured = (400, {"detail": "paypal is not configured"})
+            r = await api.post(
+                "/payments/paypal/create",
+                client,
+                {
+                    "booking_id": booking["id"],
+                    "amount": "150.00",
+                    "currency": "USD",
+                    "return_url": "https://shop.example/return",
+                    "cancel_url": "https://shop.example/cancel",
+                },
+            )
+            assert (r.status_code, r.json()) == not_configured
+            r = await api.post(
+                "/payments/paypal/execute",
+                client,
+                {"payment_id": "ORDER1", "payer_id": "PAYER1", "booking_id": booking["id"]},
+            )
+            assert (r.status_code, r.json()) == not_configured
+            r = await http.put(
+                "/api/v1/payments/payout-methods",
+                json={"paypal_email": "w@example.com"},
+                headers=worker.headers,
+            )
+            assert (r.status_code, r.json()) == not_configured
+            r = await api.post(
+                "/payments/payouts/request",
+                worker,
+                {"amount": "1.00", "currency": "USD", "payment_method": "paypal"},
+            )
+            assert (r.status_code, r.json()) == not_configured
+            r = await http.post("/api/v1/payments/webhooks/paypal", json={"id": "WH-1"})
+            assert (r.status_code, r.json()) == not_configured
+            assert await count(built, Payment) == 0
+    finally:
+        await built.aclose()
