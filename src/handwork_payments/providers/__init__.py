@@ -22,7 +22,7 @@ Mode = Literal["live", "simulated", "disabled"]
 
 
 class ProviderNotConfigured(BadRequest):
-    """The provider is not offered by this deployment (no credentials)"""
+    """The provider is not offered by this deployment (no credentials)."""
 
     def __init__(self, name: str) -> None:
         super().__init__(f"{name} is not configured")
@@ -86,16 +86,18 @@ class Providers:
     stripe: PaymentProvider
     paypal: PaymentProvider
 
+    def _of(self, method: PaymentMethod | str) -> PaymentProvider:
+        return self.stripe if PaymentMethod(method) is PaymentMethod.STRIPE else self.paypal
+
     def for_method(self, method: PaymentMethod | str) -> PaymentProvider:
         """The provider of `method`; ProviderNotConfigured (400) when it is disabled."""
-        provider = self.stripe if PaymentMethod(method) is PaymentMethod.STRIPE else self.paypal
+        provider = self._of(method)
         if isinstance(provider, DisabledProvider):
             raise ProviderNotConfigured(provider.name)
         return provider
 
     def offers(self, method: PaymentMethod | str) -> bool:
-        provider = self.stripe if PaymentMethod(method) is PaymentMethod.STRIPE else self.paypal
-        return not isinstance(provider, DisabledProvider)
+        return not isinstance(self._of(method), DisabledProvider)
 
     def ensure_offered(self, method: PaymentMethod | str) -> None:
         """Refuse (400) a request for a disabled provider before anything is written."""
