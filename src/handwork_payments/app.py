@@ -15,26 +15,33 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from handwork_payments.http.docs import install_docs
+from handwork_payments.http.headers import SecurityHeaders
+from handwork_payments.http.limits import RequestLimits
 from handwork_payments.kit.errors import DomainError, ErrorBody
 from handwork_payments.kit.idempotency import IdempotencyMiddleware
+from handwork_payments.providers import Mode, provider_modes
 from handwork_payments.runtime import Runtime
 from handwork_payments.settings import get_settings
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
+OPENAPI_URL = "/openapi.json"
 
 # Every 422 is rendered by `validation_error` below as {"detail": "..."}: declared so,
-# in place of FastAPI's default ({"detail": [{"loc", "msg", "type"}]}).
+# in place of FastAPI's default ({"detail": [{"loc", "msg", "type"}]}). 413 and the JSON
+# depth's 422 come from http.limits, before any endpoint.
 MALFORMED: dict[int | str, dict[str, Any]] = {
-    422: {"model": ErrorBody, "description": "Malformed input"}
+    413: {"model": ErrorBody, "description": "Request body larger than MAX_REQUEST_BYTES"},
+    422: {"model": ErrorBody, "description": "Malformed input"},
 }
 
 
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     database: Literal["ok", "unavailable"]
-    providers: dict[str, Literal["live", "simulated"]]
+    providers: dict[str, Mode]
 
 
 def _validation_detail(exc: RequestValidationError) -> str:
@@ -114,19 +121,28 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
             app.state.runtime = built
             yield
 
+    settings = runtime.settings if runtime is not None else get_settings()
     app = FastAPI(
         title="Handwork Payments",
         version="0.1.0",
         description="Escrow payments for services marketplaces: Stripe and PayPal.",
         lifespan=lifespan,
+        openapi_url=OPENAPI_URL if settings.serve_docs else None,
+        docs_url=None,  # http.docs serves its own, from local assets
+        redoc_url=None,
     )
     if runtime is not None:
         app.state.runtime = runtime
+    # The last added runs first: headers on every answer, limits before anything reads.
     app.add_middleware(IdempotencyMiddleware, runtime=lambda: app.state.runtime)
+    app.add_middleware(RequestLimits, max_bytes=settings.max_request_bytes)
+    app.add_middleware(SecurityHeaders, private_prefix=API_PREFIX)
     _install_error_handlers(app)
     app.include_router(api_router())
-    settings = runtime.settings if runtime is not None else get_settings()
-    if not (settings.stripe_live and settings.paypal_live):
+    if settings.serve_docs:
+        install_docs(app, OPENAPI_URL)
+    modes = runtime.providers.modes() if runtime is not None else provider_modes(settings)
+    if "simulated" in modes.values():
         # The buyer's side of the simulators (Stripe.js confirmation, PayPal approval).
         from handwork_payments.providers.simulator_endpoints import router as simulator
 

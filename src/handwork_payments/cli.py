@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import typer
+from pydantic import ValidationError
 
 from handwork_payments.settings import get_settings
 
@@ -45,6 +46,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str)
 
 
+def _deployable() -> None:
+    """Production's refusals as one line and a non-zero exit, before anything starts."""
+    from handwork_payments.startup import StartupRefused, check_deployable
+
+    try:
+        check_deployable(get_settings())
+    except ValidationError as exc:
+        wrong = "; ".join(
+            f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        typer.echo(f"invalid settings: {wrong}", err=True)
+        raise typer.Exit(code=2) from None
+    except StartupRefused as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(code=2) from None
+
+
 def _logging() -> None:
     if get_settings().log_format == "json":
         handler = logging.StreamHandler()
@@ -68,9 +86,11 @@ def serve(
     from handwork_payments import startup
     from handwork_payments.app import create_app
 
+    _deployable()
     _logging()
     startup.run_in_process_worker = not no_worker
-    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    # No `server: uvicorn` banner: it tells an attacker which version's bugs to try.
+    uvicorn.run(create_app(), host=host, port=port, log_level="info", server_header=False)
 
 
 @app.command()
@@ -83,6 +103,7 @@ def worker(
     from handwork_payments import startup
     from handwork_payments.worker import run_forever
 
+    _deployable()
     _logging()
     startup.run_in_process_worker = False
     asyncio.run(run_forever(concurrency, name))

@@ -56,7 +56,13 @@ def database_url(settings: Settings) -> str:
 
 def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
     return create_async_engine(
-        sqlalchemy_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        sqlalchemy_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        # A failed statement's error (logged) must not print its parameters: tokens,
+        # emails, encrypted metadata.
+        hide_parameters=True,
     )
 
 

@@ -13,6 +13,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
+    # Deployment: production refuses simulators and generated secrets (startup.py).
+    handwork_env: Literal["development", "production"] = "development"
+    # Simulate a provider without credentials even while the other one is live (tests and
+    # demos only: simulated payments could be paid out for real through the live one).
+    allow_simulated_providers: bool = False
+    # /docs and /openapi.json; unset: served in development, not in production.
+    docs_enabled: bool | None = None
+    # Every request body, webhooks included, is refused (413) beyond this size.
+    max_request_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+
     # Database: DATABASE_URL, or an embedded PostgreSQL kept in EMBEDDED_PG_DIR.
     database_url: str | None = None
     embedded_pg_dir: str = ".data/postgres"
@@ -116,6 +126,14 @@ class Settings(BaseSettings):
                 "PROVIDER_OPERATION_STALE_SECONDS must be at least twice PROVIDER_TIMEOUT_SECONDS"
             )
         return self
+
+    @property
+    def production(self) -> bool:
+        return self.handwork_env == "production"
+
+    @property
+    def serve_docs(self) -> bool:
+        return self.docs_enabled if self.docs_enabled is not None else not self.production
 
     @property
     def stripe_live(self) -> bool:

@@ -1,5 +1,5 @@
-"""Bringing a process up from the environment: database (embedded when DATABASE_URL is
-unset), migrations, the first admin, the in-process worker."""
+"""Bringing a process up from the environment: the production checks, the database
+(embedded when DATABASE_URL is unset), migrations, the first admin, the in-process worker."""
 
 from __future__ import annotations
 
@@ -11,18 +11,49 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from handwork_payments import migrate
 from handwork_payments.auth.service import ensure_admin
 from handwork_payments.db import database_url
+from handwork_payments.providers import provider_modes
 from handwork_payments.runtime import Runtime
-from handwork_payments.settings import get_settings
+from handwork_payments.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 # Set by `serve --no-worker`.
 run_in_process_worker = True
 
+# HS256 wants a key at least as long as its hash (RFC 7518 3.2).
+MIN_JWT_SECRET_BYTES = 32
+
+
+class StartupRefused(Exception):
+    """Production settings that would simulate money or generate secrets per process."""
+
+
+def refusals(settings: Settings) -> list[str]:
+    """What HANDWORK_ENV=production refuses in these settings (nothing elsewhere)."""
+    if not settings.production:
+        return []
+    problems = [
+        f"{name} would be simulated (set its credentials, or leave the other provider's unset)"
+        for name, mode in provider_modes(settings).items()
+        if mode == "simulated"
+    ]
+    if len((settings.jwt_secret or "").encode()) < MIN_JWT_SECRET_BYTES:
+        problems.append(f"JWT_SECRET must be set, at least {MIN_JWT_SECRET_BYTES} bytes")
+    if not settings.metadata_encryption_keys:
+        problems.append("METADATA_ENCRYPTION_KEYS must be set")
+    return problems
+
+
+def check_deployable(settings: Settings) -> None:
+    problems = refusals(settings)
+    if problems:
+        raise StartupRefused("HANDWORK_ENV=production refuses to start: " + "; ".join(problems))
+
 
 @asynccontextmanager
 async def started_runtime() -> AsyncIterator[Runtime]:
     settings = get_settings()
+    check_deployable(settings)
     url = database_url(settings)
     await asyncio.to_thread(migrate.upgrade, url)
     runtime = Runtime.build(settings, url)

@@ -12,6 +12,7 @@ from handwork_payments.kit.errors import (
     Unauthorized,
     error_responses,
 )
+from handwork_payments.models import PaymentMethod
 
 router = APIRouter(prefix="/payments/stripe/connect", tags=["payouts"])
 
@@ -24,5 +25,6 @@ router = APIRouter(prefix="/payments/stripe/connect", tags=["payouts"])
 async def stripe_connect_onboarding(worker: WorkerUser, runtime: RuntimeDep) -> OnboardingOut:
     """The worker's Stripe Express account (created when missing) and a link to Stripe's
     onboarding. Payouts to it need Stripe to enable them (`account.updated`)."""
+    runtime.providers.ensure_offered(PaymentMethod.STRIPE)
     account_id, url = await service.onboarding_link(runtime, worker)
     return OnboardingOut(account_id=account_id, url=url)

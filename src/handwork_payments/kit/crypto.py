@@ -6,9 +6,13 @@ import json
 import logging
 from typing import Any
 
-from cryptography.fernet import Fernet, MultiFernet
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 log = logging.getLogger(__name__)
+
+
+class UnreadableMetadata(Exception):
+    """No key in METADATA_ENCRYPTION_KEYS opens it (the key that wrote it was dropped)."""
 
 
 class MetadataCipher:
@@ -34,7 +38,10 @@ class MetadataCipher:
     def decrypt(self, token: bytes | None) -> dict[str, Any] | None:
         if token is None:
             return None
-        decoded: dict[str, Any] = json.loads(self._fernet.decrypt(token))
+        try:
+            decoded: dict[str, Any] = json.loads(self._fernet.decrypt(token))
+        except InvalidToken as exc:
+            raise UnreadableMetadata("payment_metadata cannot be decrypted") from exc
         return decoded
 
     def rotate(self, token: bytes) -> bytes:

@@ -19,6 +19,7 @@ from handwork_payments.kit.pagination import Page, PageDep, paginate
 from handwork_payments.kit.schemas import PathId
 from handwork_payments.models import Booking, Payment, PaymentMethod, PaymentStatus, Role, User
 from handwork_payments.payments import repository, service
+from handwork_payments.payments.metadata import readable_metadata
 from handwork_payments.payments.schemas import (
     PaymentOut,
     PayPalCreate,
@@ -37,9 +38,10 @@ PAYING = error_responses(
 )
 
 
-def present(payment: Payment, user: User, runtime: Runtime) -> PaymentOut:
-    cipher = runtime.cipher if user.role == Role.ADMIN else None
-    return PaymentOut.of(payment, cipher=cipher)
+async def present(payment: Payment, user: User, runtime: Runtime) -> PaymentOut:
+    if user.role != Role.ADMIN:
+        return PaymentOut.of(payment)
+    return PaymentOut.of(payment, metadata=await readable_metadata(runtime, payment))
 
 
 @router.post(
@@ -51,6 +53,7 @@ def present(payment: Payment, user: User, runtime: Runtime) -> PaymentOut:
 async def create_payment_intent(
     body: StripeIntentCreate, user: ClientUser, runtime: RuntimeDep
 ) -> StripeIntentOut:
+    runtime.providers.ensure_offered(PaymentMethod.STRIPE)
     payment, hold = await service.create_hold(
         runtime,
         user,
@@ -66,6 +69,7 @@ async def create_payment_intent(
 
 @router.post("/stripe/confirm", response_model=PaymentOut, responses=PAYING)
 async def confirm_payment(body: StripeConfirm, user: ClientUser, runtime: RuntimeDep) -> PaymentOut:
+    runtime.providers.ensure_offered(PaymentMethod.STRIPE)
     payment = await service.confirm_hold(
         runtime,
         user,
@@ -73,7 +77,7 @@ async def confirm_payment(body: StripeConfirm, user: ClientUser, runtime: Runtim
         provider_payment_id=body.payment_intent_id,
         booking_id=body.booking_id,
     )
-    return present(payment, user, runtime)
+    return await present(payment, user, runtime)
 
 
 @router.post(
@@ -85,6 +89,7 @@ async def confirm_payment(body: StripeConfirm, user: ClientUser, runtime: Runtim
 async def create_paypal_payment(
     body: PayPalCreate, user: ClientUser, runtime: RuntimeDep
 ) -> PayPalOrderOut:
+    runtime.providers.ensure_offered(PaymentMethod.PAYPAL)
     payment, hold = await service.create_hold(
         runtime,
         user,
@@ -103,6 +108,7 @@ async def create_paypal_payment(
 async def execute_paypal_payment(
     body: PayPalExecute, user: ClientUser, runtime: RuntimeDep
 ) -> PaymentOut:
+    runtime.providers.ensure_offered(PaymentMethod.PAYPAL)
     payment = await service.confirm_hold(
         runtime,
         user,
@@ -111,7 +117,7 @@ async def execute_paypal_payment(
         booking_id=body.booking_id,
         payer_id=body.payer_id,
     )
-    return present(payment, user, runtime)
+    return await present(payment, user, runtime)
 
 
 @router.get("/", response_model=Page[PaymentOut], responses=error_responses(Unauthorized))
@@ -127,15 +133,19 @@ async def list_payments(
         query = query.where(Payment.status == status)
     items, total = await paginate(session, query, page)
     return Page(
-        items=[present(p, user, runtime) for p in items],
+        items=[await present(p, user, runtime) for p in items],
         total=total,
         skip=page.skip,
         limit=page.limit,
     )
 
 
+# `:int`: only digits match, so GET /payments/refund (a POST-only path) is a 405, not a
+# 422 for an id "refund".
 @router.get(
-    "/{payment_id}", response_model=PaymentOut, responses=error_responses(Unauthorized, NotFound)
+    "/{payment_id:int}",
+    response_model=PaymentOut,
+    responses=error_responses(Unauthorized, NotFound),
 )
 async def get_payment(
     payment_id: PathId, user: CurrentUser, session: SessionDep, runtime: RuntimeDep
@@ -144,13 +154,13 @@ async def get_payment(
     booking = await session.get(Booking, payment.booking_id) if payment else None
     if payment is None or booking is None or not repository.may_see(user, booking):
         raise NotFound("Payment not found")
-    return present(payment, user, runtime)
+    return await present(payment, user, runtime)
 
 
 @router.post(
-    "/{payment_id}/release",
+    "/{payment_id:int}/release",
     response_model=PaymentOut,
     responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict, ProviderUnavailable),
 )
 async def release_payment(payment_id: PathId, user: CurrentUser, runtime: RuntimeDep) -> PaymentOut:
-    return present(await service.release(runtime, payment_id, actor=user), user, runtime)
+    return await present(await service.release(runtime, payment_id, actor=user), user, runtime)

@@ -13,7 +13,6 @@ from pydantic import (
     model_validator,
 )
 
-from handwork_payments.kit.crypto import MetadataCipher
 from handwork_payments.kit.money import format_amount
 from handwork_payments.kit.schemas import AmountIn, CurrencyIn, Id, Strict, minor
 from handwork_payments.models import Payment, PaymentMethod, PaymentStatus
@@ -24,6 +23,16 @@ ProviderId = Annotated[
         strip_whitespace=True, min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_\-]+$"
     ),
 ]
+
+
+# payment_metadata as Stripe bounds it: 50 keys, keys of 40 characters, values of 500.
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=40)]
+MetadataValue = (
+    Annotated[str, StringConstraints(max_length=500)]
+    | Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+    | bool
+    | None
+)
 
 
 def _money(minor_units: int, currency: str) -> Decimal:
@@ -55,7 +64,7 @@ class PaymentOut(BaseModel):
     )
 
     @classmethod
-    def of(cls, payment: Payment, *, cipher: MetadataCipher | None = None) -> PaymentOut:
+    def of(cls, payment: Payment, *, metadata: dict[str, Any] | None = None) -> PaymentOut:
         c = payment.currency
         return cls(
             id=payment.id,
@@ -77,7 +86,7 @@ class PaymentOut(BaseModel):
             auto_release_at=payment.auto_release_at,
             capture_by=payment.capture_by,
             failure_reason=payment.failure_reason,
-            payment_metadata=cipher.decrypt(payment.payment_metadata) if cipher else None,
+            payment_metadata=metadata,
         )
 
 
@@ -93,8 +102,11 @@ class _NewPayment(Strict):
     booking_id: Id
     amount: AmountIn
     currency: CurrencyIn
-    metadata: dict[str, str | int | bool | None] | None = Field(
-        default=None, max_length=50, description="Stored encrypted; shown to admins only"
+    metadata: dict[MetadataKey, MetadataValue] | None = Field(
+        default=None,
+        max_length=50,
+        description="Stored encrypted; shown to admins only. At most 50 keys of up to 40 "
+        "characters, values up to 500 characters",
     )
 
     @model_validator(mode="after")

@@ -13,6 +13,7 @@ from handwork_payments.kit.errors import (
 )
 from handwork_payments.kit.pagination import Page, PageDep, paginate
 from handwork_payments.kit.schemas import PathId
+from handwork_payments.models import PaymentMethod
 from handwork_payments.payouts import repository, service
 from handwork_payments.payouts.schemas import (
     PayoutMethods,
@@ -32,6 +33,10 @@ router = APIRouter(prefix="/payments", tags=["payouts"])
 async def set_payout_methods(
     body: PayoutMethods, worker: WorkerUser, runtime: RuntimeDep
 ) -> PayoutMethodsOut:
+    if body.stripe_account_id is not None:
+        runtime.providers.ensure_offered(PaymentMethod.STRIPE)
+    if body.paypal_email is not None:
+        runtime.providers.ensure_offered(PaymentMethod.PAYPAL)
     user = await service.set_methods(
         runtime, worker, stripe_account_id=body.stripe_account_id, paypal_email=body.paypal_email
     )
@@ -49,6 +54,7 @@ async def set_payout_methods(
     responses=error_responses(BadRequest, Unauthorized, Forbidden),
 )
 async def request_payout(body: PayoutRequest, worker: WorkerUser, runtime: RuntimeDep) -> PayoutOut:
+    runtime.providers.ensure_offered(body.payment_method)
     payout = await service.request(
         runtime,
         worker,

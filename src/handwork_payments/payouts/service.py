@@ -64,6 +64,8 @@ UNRESOLVED_ALERT_ATTEMPTS = 3
 
 def batch_sender(runtime: Runtime, method: PaymentMethod | str) -> PayoutBatchProvider | None:
     """The provider of `method` when it pays in batches (PayPal Payouts), else None."""
+    if not runtime.providers.offers(method):
+        return None  # disabled: the periodic batch jobs have nothing to send
     provider = runtime.providers.for_method(method)
     if provider.name == PaymentMethod.PAYPAL and isinstance(provider, PayoutBatchProvider):
         return provider

@@ -51,4 +51,4 @@ async def refund_payment(body: RefundCreate, user: CurrentUser, runtime: Runtime
     payment = await service.refund(
         runtime, body.payment_id, actor=user, amount=amount, reason=body.reason
     )
-    return present(payment, user, runtime)
+    return await present(payment, user, runtime)
