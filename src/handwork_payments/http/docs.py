@@ -28,21 +28,14 @@ PAGE = f"""<!DOCTYPE html>
 </html>
 """
 
-# swagger-ui-bundle 1.1.0 (the newest) ships Swagger UI 4.15, which renders OpenAPI 3.0
-# only, and FastAPI writes 3.1: the page shows the document as 3.0 (the few 3.1-only forms,
-# such as `type: "null"` in an anyOf, display literally). /openapi.json itself stays 3.1.
-START = """fetch("%s")
-  .then((answer) => answer.json())
-  .then((spec) => {
-    spec.openapi = "3.0.3";
-    window.ui = SwaggerUIBundle({
-      spec: spec,
-      dom_id: "#swagger-ui",
-      deepLinking: true,
-      presets: [SwaggerUIBundle.presets.apis],
-      layout: "BaseLayout",
-    });
-  });
+# Swagger UI 5 (swagger-ui-bundle-v2) renders the OpenAPI 3.1 document FastAPI writes.
+START = """window.ui = SwaggerUIBundle({
+  url: "%s",
+  dom_id: "#swagger-ui",
+  deepLinking: true,
+  presets: [SwaggerUIBundle.presets.apis],
+  layout: "BaseLayout",
+});
 """
 
 
