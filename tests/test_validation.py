@@ -566,8 +566,11 @@ def _with_id(route: str, who: str, i: object, status: int) -> Any:
                 json=json_)
 
 
+# The routes' ids are typed (`{payment_id:int}`): what is no number reaches no route (404);
+# a number out of range is a malformed id (422).
 PATH_ID_CASES = [
-    *(_with_id(route, who, i, 422) for route, who in PATH_IDS for i in MALFORMED_PATH_IDS),
+    *(_with_id(route, who, i, 422 if i.isdigit() else 404)
+      for route, who in PATH_IDS for i in MALFORMED_PATH_IDS),
     *(_with_id(route, who, UNKNOWN, 404) for route, who in PATH_IDS),
 ]
 

@@ -135,7 +135,9 @@ async def list_payments(
 
 
 @router.get(
-    "/{payment_id}", response_model=PaymentOut, responses=error_responses(Unauthorized, NotFound)
+    "/{payment_id:int}",
+    response_model=PaymentOut,
+    responses=error_responses(Unauthorized, NotFound),
 )
 async def get_payment(
     payment_id: PathId, user: CurrentUser, session: SessionDep, runtime: RuntimeDep
@@ -148,7 +150,7 @@ async def get_payment(
 
 
 @router.post(
-    "/{payment_id}/release",
+    "/{payment_id:int}/release",
     response_model=PaymentOut,
     responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict, ProviderUnavailable),
 )
