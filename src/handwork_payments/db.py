@@ -56,7 +56,13 @@ def database_url(settings: Settings) -> str:
 
 def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
     return create_async_engine(
-        sqlalchemy_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        sqlalchemy_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        # A statement's parameters stay out of errors and logs: they carry emails, tokens
+        # and whatever a caller sent.
+        hide_parameters=True,
     )
 
 

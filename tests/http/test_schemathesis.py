@@ -82,6 +82,9 @@ class Tally:
     statuses: Counter[int] = field(default_factory=Counter)
     failures: Counter[str] = field(default_factory=Counter)
     operations: set[str] = field(default_factory=set)
+    # Schema-valid requests answered 422 (malformed): the schema is looser than the code.
+    # Measured, not asserted: one example per operation, for the report.
+    rejected_valid: dict[str, str] = field(default_factory=dict)
 
 
 TALLY = Tally()
@@ -173,6 +176,8 @@ async def test_operation(label: str, world: World, schema: Any) -> None:
                     continue
                 TALLY.requests += 1
                 TALLY.statuses[response.status_code] += 1
+                if response.status_code == 422 and case.meta.generation.mode.is_positive:
+                    TALLY.rejected_valid.setdefault(label, response.text[:200])
                 try:
                     case.validate_response(response, checks=CHECKS)
                 except FailureGroup as group:
@@ -195,3 +200,5 @@ def test_every_operation_is_fuzzed_and_the_figures(world: World) -> None:
         f"({TALLY.unsent} unsendable), statuses {dict(sorted(TALLY.statuses.items()))}, "
         f"failures {dict(TALLY.failures)}"
     )
+    for label, detail in sorted(TALLY.rejected_valid.items()):
+        print(f"  schema-valid input answered 422: {label}: {detail}")
