@@ -143,8 +143,6 @@ def _request(kwargs: dict[str, Any]) -> dict[str, Any]:
         out["data"] = data
     elif data is not None:
         out["content"] = data
-    if kwargs.get("files"):
-        out["files"] = kwargs["files"]
     return out
 
 
