@@ -72,7 +72,7 @@ async def list_webhooks(
 
 
 @router.post(
-    "/webhooks/{delivery_id}/replay",
+    "/webhooks/{delivery_id:int}/replay",
     response_model=DeliveryOut,
     responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict),
 )

@@ -8,7 +8,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from handwork_payments.auth import service
 from handwork_payments.auth.schemas import RegisterRequest, TokenOut, UserOut
 from handwork_payments.deps import CurrentUser, RuntimeDep
-from handwork_payments.kit.errors import Conflict, Unauthorized, error_responses
+from handwork_payments.kit.errors import Conflict, Unauthorized, UnparsableBody, error_responses
 from handwork_payments.models import Role
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/auth", tags=["auth"])
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=UserOut,
-    responses=error_responses(Conflict),
+    responses=error_responses(UnparsableBody, Conflict),
 )
 async def register(body: RegisterRequest, runtime: RuntimeDep) -> UserOut:
     user = await service.register(

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 import jwt
 
 ALGORITHM = "HS256"
+MAX_USER_ID = 2**63 - 1
 
 
 def issue(user_id: int, secret: str, expire_minutes: int) -> str:
@@ -17,6 +18,9 @@ def subject(token: str, secret: str) -> int | None:
     """The user id a valid, unexpired token names; None otherwise."""
     try:
         claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["exp"]})
-        return int(claims["sub"])
-    except (jwt.PyJWTError, KeyError, ValueError):
+        user_id = int(claims["sub"])
+    except (jwt.PyJWTError, KeyError, TypeError, ValueError):
         return None
+    # Only an id the users table could hold (BIGINT identity): another would be a
+    # database error, not an unknown user.
+    return user_id if 0 < user_id <= MAX_USER_ID else None

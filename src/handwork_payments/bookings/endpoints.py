@@ -10,6 +10,7 @@ from handwork_payments.kit.errors import (
     Forbidden,
     NotFound,
     Unauthorized,
+    UnparsableBody,
     error_responses,
 )
 from handwork_payments.kit.pagination import Page, PageDep, paginate
@@ -24,7 +25,7 @@ router = APIRouter(prefix="/bookings", tags=["bookings"])
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=BookingOut,
-    responses=error_responses(Unauthorized, Forbidden, NotFound),
+    responses=error_responses(UnparsableBody, Unauthorized, Forbidden, NotFound),
 )
 async def create_booking(body: BookingCreate, user: ClientUser, runtime: RuntimeDep) -> BookingOut:
     booking = await service.create(
@@ -47,7 +48,9 @@ async def list_bookings(user: CurrentUser, session: SessionDep, page: PageDep) -
 
 
 @router.get(
-    "/{booking_id}", response_model=BookingOut, responses=error_responses(Unauthorized, NotFound)
+    "/{booking_id:int}",
+    response_model=BookingOut,
+    responses=error_responses(Unauthorized, NotFound),
 )
 async def get_booking(booking_id: PathId, user: CurrentUser, session: SessionDep) -> BookingOut:
     booking = await session.get(Booking, booking_id)
@@ -57,7 +60,7 @@ async def get_booking(booking_id: PathId, user: CurrentUser, session: SessionDep
 
 
 @router.post(
-    "/{booking_id}/complete",
+    "/{booking_id:int}/complete",
     response_model=BookingOut,
     responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict),
 )
@@ -68,7 +71,7 @@ async def complete_booking(
 
 
 @router.post(
-    "/{booking_id}/cancel",
+    "/{booking_id:int}/cancel",
     response_model=BookingOut,
     responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict),
 )

@@ -49,7 +49,8 @@ async def complete(runtime: Runtime, worker: User, booking_id: int) -> Booking:
     """The worker marks the job done; the payment's auto-release clock starts."""
     async with transaction(runtime.sessions) as session:
         booking = await session.get(Booking, booking_id)
-        if booking is None or (worker.id != booking.worker_id and worker.id != booking.client_id):
+        # Whoever may see the booking (its parties, admins) learns why not: a 403.
+        if booking is None or not repository.may_see(worker, booking):
             raise NotFound("Booking not found")
         if worker.id != booking.worker_id:
             raise Forbidden("Only the booking's worker can mark it complete")
@@ -93,7 +94,7 @@ async def cancel(runtime: Runtime, client: User, booking_id: int) -> Booking:
     """The client calls it off before completion; a held payment is refunded in full."""
     async with runtime.sessions() as session:
         booking = await session.get(Booking, booking_id)
-        if booking is None or client.id not in (booking.client_id, booking.worker_id):
+        if booking is None or not repository.may_see(client, booking):
             raise NotFound("Booking not found")
         if client.id != booking.client_id:
             raise Forbidden("Only the booking's client can cancel it")

@@ -15,6 +15,7 @@ from handwork_payments.kit.errors import (
     NotFound,
     ProviderUnavailable,
     Unauthorized,
+    UnparsableBody,
     Unprocessable,
     error_responses,
 )
@@ -32,7 +33,7 @@ ClientOrWorker = Annotated[User, require_role(Role.CLIENT, Role.WORKER)]
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=DisputeOut,
-    responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict),
+    responses=error_responses(UnparsableBody, Unauthorized, Forbidden, NotFound, Conflict),
 )
 async def create_dispute(
     body: DisputeCreate, user: ClientOrWorker, runtime: RuntimeDep
@@ -55,7 +56,7 @@ async def list_disputes(user: CurrentUser, session: SessionDep, page: PageDep) -
 
 
 @router.post(
-    "/{dispute_id}/review",
+    "/{dispute_id:int}/review",
     response_model=DisputeOut,
     responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict),
 )
@@ -64,7 +65,7 @@ async def review_dispute(dispute_id: PathId, admin: AdminUser, runtime: RuntimeD
 
 
 @router.post(
-    "/{dispute_id}/resolve",
+    "/{dispute_id:int}/resolve",
     response_model=DisputeOut,
     responses=error_responses(
         BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Unprocessable, ProviderUnavailable

@@ -74,7 +74,7 @@ async def list_payouts(user: CurrentUser, session: SessionDep, page: PageDep) ->
 
 
 @router.post(
-    "/payouts/{payout_id}/process",
+    "/payouts/{payout_id:int}/process",
     response_model=PayoutOut,
     responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict),
 )

@@ -184,6 +184,12 @@ def _transfer_from_json(data: Mapping[str, Any]) -> ProviderTransfer:
     return ProviderTransfer(**{**data, "state": TransferState(data["state"])})
 
 
+def _storable_id(object_id: str) -> bool:
+    """Whether an id from a caller could name a stored object at all: PostgreSQL refuses a
+    NUL in text and the column holds 64 characters (asking would be a database error)."""
+    return "\x00" not in object_id and len(object_id) <= 64
+
+
 def _save(row: SimulatedObject, data: Json) -> None:
     # JSONB is not mutation-tracked: say the column changed.
     row.data = data
@@ -622,6 +628,8 @@ class SimulatedProvider:
     async def object_data(self, object_id: str) -> Json:
         """Any stored object of this provider (intent, charge, refund, transfer, account,
         order, payout item) in the provider's JSON shape."""
+        if not _storable_id(object_id):
+            raise self._missing("object", object_id)
         async with transaction(self.sessions) as session:
             row = await session.get(SimulatedObject, object_id)
             if row is None or row.provider != self.name or row.kind in (IDEMPOTENCY, FAULT):
@@ -888,6 +896,8 @@ class SimulatedProvider:
     async def _load(
         self, session: AsyncSession, object_id: str, kind: str, *, lock: bool = False
     ) -> SimulatedObject:
+        if not _storable_id(object_id):
+            raise self._missing(kind, object_id)
         query = select(SimulatedObject).where(
             SimulatedObject.id == object_id,
             SimulatedObject.provider == self.name,

@@ -20,6 +20,7 @@ from handwork_payments.kit.errors import (
     Conflict,
     DomainError,
     NotFound,
+    UnparsableBody,
     error_responses,
 )
 from handwork_payments.providers.base import HoldState, PaymentDeclinedError, ProviderError
@@ -114,7 +115,7 @@ async def confirm_intent(
 
 @router.post(
     "/stripe/payment_intents/{intent_id}/authenticate",
-    responses=error_responses(NotFound, Conflict),
+    responses=error_responses(UnparsableBody, NotFound, Conflict),
     summary="Complete (or fail) 3-D Secure for a PaymentIntent",
 )
 async def authenticate_intent(

@@ -1,0 +1,359 @@
+"""Who may call what: every route of the app by every kind of caller, with the status each
+must get, kept as data below.
+
+The parties: `anonymous` (no token), `bad_token` (a well-formed JWT signed with another
+secret), `owner` (the party the route's objects belong to, or the role the route is for),
+`other_client` and `other_worker` (users of those roles with no part in the objects), and
+`admin`. The rules (../shared/API_CONTRACT.md): no or a bad token is a 401 wherever a
+token is required; a role that may not do something is a 403; an object the caller may
+not see is a 404, never a 403, so that its existence does not leak; the right party
+succeeds. Routes authenticated otherwise than by a bearer token (the webhooks' signatures,
+the simulator's buyer pages, login, registration, /health and the docs) answer every
+caller alike: a token neither helps nor hurts there.
+
+The table is checked against `app.routes`: a route added without a row, or a row left for
+a route that is gone, fails `test_every_route_has_a_row`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.routing import iter_route_contexts
+from sqlalchemy import text
+
+from handwork_payments.app import create_app
+from handwork_payments.auth import tokens
+from handwork_payments.ledger.verify import verify
+from handwork_payments.providers import stripe_events
+from handwork_payments.providers.simulated import (
+    PAYPAL_SIGNATURE_HEADER,
+    paypal_simulator_signature,
+)
+from handwork_payments.runtime import Runtime
+from tests.conftest import TEST_WEBHOOK_SECRET
+from tests.helpers import PASSWORD, Api
+from tests.http.world import seeded
+from tests.test_validation import World
+
+PARTIES = ("anonymous", "bad_token", "other_client", "other_worker", "admin", "owner")
+_serial = itertools.count(1)
+
+Body = Callable[[World, str], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One route: the party that owns its objects, the status per party, the request."""
+
+    owner: str  # "client" | "worker" | "admin": which of the world's users is the owner
+    expect: dict[str, int]
+    path: dict[str, str] = field(default_factory=dict)  # path parameter -> world id name
+    json: Body | None = None
+    form: Body | None = None
+    params: Body | None = None
+    content: Callable[[World, str], tuple[bytes, dict[str, str]]] | None = None
+
+
+def guarded(
+    owner: str, ok: int, other_client: int, other_worker: int, admin: int, **kw: Any
+) -> Row:
+    """A route behind a bearer token."""
+    expect = {
+        "anonymous": 401,
+        "bad_token": 401,
+        "other_client": other_client,
+        "other_worker": other_worker,
+        "admin": admin,
+        "owner": ok,
+    }
+    return Row(owner, expect, **kw)
+
+
+def everyone(ok: int, **kw: Any) -> Row:
+    """A route that authenticates otherwise (or not at all): one answer for all."""
+    return Row("client", dict.fromkeys(PARTIES, ok), **kw)
+
+
+def _new_user(world: World, who: str) -> dict[str, Any]:
+    return {
+        "email": f"matrix-{who}-{next(_serial)}@example.com",
+        "password": PASSWORD,
+        "full_name": "New User",
+        "role": "client",
+    }
+
+
+def _stripe_event(world: World, who: str) -> tuple[bytes, dict[str, str]]:
+    body = json.dumps(
+        {
+            "id": f"evt_matrix_{who}_{next(_serial)}",
+            "type": "payment_intent.succeeded",
+            "data": {"object": {"id": "pi_nobody_knows"}},
+        }
+    ).encode()
+    return body, {"Stripe-Signature": stripe_events.sign(body, TEST_WEBHOOK_SECRET)}
+
+
+def _paypal_event(world: World, who: str) -> tuple[bytes, dict[str, str]]:
+    body = json.dumps(
+        {
+            "id": f"WH-MATRIX-{who}-{next(_serial)}",
+            "event_type": "PAYMENT.CAPTURE.COMPLETED",
+            "resource": {"id": "NOBODYKNOWS"},
+        }
+    ).encode()
+    return body, {PAYPAL_SIGNATURE_HEADER: paypal_simulator_signature(body)}
+
+
+def _ids(**names: str) -> Body:
+    return lambda w, _: {key: w.ids[name] for key, name in names.items()}
+
+
+def _with(base: Body, **fixed: Any) -> Body:
+    return lambda w, who: {**base(w, who), **fixed}
+
+
+A = "/api/v1"
+OK, CREATED = 200, 201
+# fmt: off
+MATRIX: dict[str, Row] = {
+    # --- authenticated otherwise, or public ---------------------------------------------
+    f"POST {A}/auth/register": everyone(CREATED, json=_new_user),
+    f"POST {A}/auth/token": everyone(
+        OK, form=lambda w, _: {"username": w.ids["client_email"], "password": PASSWORD}),
+    f"POST {A}/payments/webhooks/stripe": everyone(OK, content=_stripe_event),
+    f"POST {A}/payments/webhooks/paypal": everyone(OK, content=_paypal_event),
+    f"GET {A}/simulator/stripe/payment_intents/{{intent_id}}": everyone(
+        OK, path={"intent_id": "intent"}),
+    # The intent is held already: the simulator refuses to confirm it again, to anyone.
+    f"POST {A}/simulator/stripe/payment_intents/{{intent_id}}/confirm": everyone(
+        409, path={"intent_id": "intent"}, json=lambda w, _: {"payment_method": "pm_card_visa"}),
+    f"POST {A}/simulator/stripe/payment_intents/{{intent_id}}/authenticate": everyone(
+        409, path={"intent_id": "intent"}, json=lambda w, _: {"succeed": True}),
+    f"GET {A}/simulator/paypal/checkoutnow": everyone(
+        OK, params=lambda w, _: {"token": w.ids["order"]}),
+    "GET /health": everyone(OK),
+    "GET /openapi.json": everyone(OK),
+    "GET /docs": everyone(OK),
+    "GET /docs/oauth2-redirect": everyone(OK),
+    "GET /redoc": everyone(OK),
+    # --- anyone with a token, each seeing its own ------------------------------------------
+    f"GET {A}/auth/me": guarded("client", OK, OK, OK, OK),
+    f"GET {A}/bookings": guarded("client", OK, OK, OK, OK),
+    f"GET {A}/payments/": guarded("client", OK, OK, OK, OK),
+    f"GET {A}/payments/disputes": guarded("client", OK, OK, OK, OK),
+    f"GET {A}/payments/payouts": guarded("worker", OK, OK, OK, OK),
+    f"GET {A}/payments/transactions": guarded("worker", OK, OK, OK, OK),
+    # --- one object: its parties and admins see it, strangers get a 404 -------------------
+    f"GET {A}/bookings/{{booking_id}}": guarded(
+        "client", OK, 404, 404, OK, path={"booking_id": "held_booking"}),
+    f"GET {A}/payments/{{payment_id}}": guarded(
+        "client", OK, 404, 404, OK, path={"payment_id": "held"}),
+    # --- clients' actions ------------------------------------------------------------------
+    f"POST {A}/bookings": guarded(
+        "client", CREATED, CREATED, 403, 403,
+        json=lambda w, _: {"worker_id": w.ids["worker_id"], "title": "Matrix", "amount": "10.00"}),
+    f"POST {A}/bookings/{{booking_id}}/cancel": guarded(
+        "client", OK, 404, 404, 403, path={"booking_id": "cancel_booking"}),
+    f"POST {A}/payments/stripe/payment-intent": guarded(
+        "client", CREATED, 404, 403, 403,
+        json=_with(_ids(booking_id="unpaid_booking"), amount="150.00", currency="USD",
+                   payment_method="pm_card_visa")),
+    f"POST {A}/payments/stripe/confirm": guarded(
+        "client", OK, 404, 403, 403,
+        json=_ids(payment_intent_id="intent", booking_id="held_booking")),
+    f"POST {A}/payments/paypal/create": guarded(
+        "client", CREATED, 404, 403, 403,
+        json=_with(_ids(booking_id="paypal_unpaid"), amount="150.00", currency="USD",
+                   return_url="https://app.example.com/ok",
+                   cancel_url="https://app.example.com/cancel")),
+    f"POST {A}/payments/paypal/execute": guarded(
+        "client", OK, 404, 403, 403,
+        json=_ids(payment_id="approved_order", booking_id="approved_booking",
+                  payer_id="payer")),
+    f"POST {A}/payments/{{payment_id}}/release": guarded(
+        "client", OK, 404, 404, 403, path={"payment_id": "release_me"}),
+    f"GET {A}/payments/summary/client": guarded("client", OK, OK, 403, 403),
+    # --- either side of the booking --------------------------------------------------------
+    f"POST {A}/payments/disputes": guarded(
+        "client", CREATED, 404, 404, 403,
+        json=_with(_ids(payment_id="dispute_me"), reason="Matrix", description="Who may")),
+    # --- workers' actions ------------------------------------------------------------------
+    f"POST {A}/bookings/{{booking_id}}/complete": guarded(
+        "worker", OK, 404, 404, 403, path={"booking_id": "held_booking"}),
+    f"POST {A}/payments/refund": guarded(
+        "worker", OK, 404, 404, OK,
+        json=_with(_ids(payment_id="held"), amount="1.00", reason="Matrix")),
+    f"PUT {A}/payments/payout-methods": guarded(
+        "worker", OK, 403, OK, 403, json=lambda w, _: {"paypal_email": "matrix@example.com"}),
+    # The other worker has neither a balance nor a payout method: past the role check, a
+    # rule of the domain (400).
+    f"POST {A}/payments/payouts/request": guarded(
+        "worker", CREATED, 403, 400, 403,
+        json=lambda w, _: {"amount": "1.00", "payment_method": "stripe"}),
+    # The owner named an account by hand (acct_1Worker) that Stripe (the simulator) does not
+    # know: Stripe's refusal, a 400; the other worker, with none, gets its own and a link.
+    f"POST {A}/payments/stripe/connect/onboarding": guarded("worker", 400, 403, OK, 403),
+    f"GET {A}/payments/earnings/worker": guarded("worker", OK, 403, OK, 403),
+    # --- admins' actions (the owner is the admin: every other party is refused by role) ----
+    f"POST {A}/payments/disputes/{{dispute_id}}/review": guarded(
+        "admin", OK, 403, 403, OK, path={"dispute_id": "open_dispute"}),
+    f"POST {A}/payments/disputes/{{dispute_id}}/resolve": guarded(
+        "admin", OK, 403, 403, OK, path={"dispute_id": "dispute"},
+        json=lambda w, _: {"outcome": "split", "refund_amount": "1.00",
+                           "resolution_notes": "Matrix"}),
+    f"POST {A}/payments/payouts/{{payout_id}}/process": guarded(
+        "admin", OK, 403, 403, OK, path={"payout_id": "payout"}),
+    f"GET {A}/admin/webhooks": guarded("admin", OK, 403, 403, OK),
+    f"POST {A}/admin/webhooks/{{delivery_id}}/replay": guarded(
+        "admin", OK, 403, 403, OK, path={"delivery_id": "delivery"}),
+    f"GET {A}/admin/alerts": guarded("admin", OK, 403, 403, OK),
+}
+# fmt: on
+# Admin-only rows: the admin acts twice (as `admin` and as `owner`); the second time the
+# object's state may refuse (409), which still proves the admin was let through.
+AGAIN = {
+    f"POST {A}/payments/disputes/{{dispute_id}}/review": 409,
+    f"POST {A}/payments/disputes/{{dispute_id}}/resolve": 409,
+    f"POST {A}/payments/payouts/{{payout_id}}/process": 409,
+}
+
+
+def route_keys(app: Any) -> set[str]:
+    """'METHOD /path' of every route, included routers flattened as FastAPI's own OpenAPI
+    generator does; a mount (no methods) as 'ANY /path'."""
+    keys = set()
+    for route in iter_route_contexts(app.routes):
+        # HEAD is served for every GET by Starlette itself.
+        methods = route.methods - {"HEAD"} if route.methods else {"ANY"}
+        # The path as OpenAPI shows it: `{payment_id}`, not the route's `{payment_id:int}`.
+        keys |= {f"{m} {route.path_format}" for m in methods}
+    return keys
+
+
+async def test_every_route_has_a_row(runtime: Runtime) -> None:
+    routes = route_keys(create_app(runtime))
+    assert sorted(routes - set(MATRIX)) == [], "routes without a row in MATRIX"
+    assert sorted(set(MATRIX) - routes) == [], "rows in MATRIX for routes that are gone"
+
+
+@pytest.fixture(autouse=True)
+def clean_database() -> None:
+    """Overrides conftest's: the rows share one world (refusals change nothing, and each
+    success acts on objects of its own), and the ledger is verified once, at the end."""
+
+
+@pytest.fixture(scope="module")
+async def world(runtime: Runtime) -> AsyncIterator[World]:
+    async with seeded(runtime) as built:
+        await prepare(built)
+        yield built
+    async with runtime.sessions() as session:
+        problems = await verify(session)
+    assert problems == [], "ledger invariants broken:\n" + "\n".join(problems)
+
+
+async def prepare(world: World) -> None:
+    """Objects of their own for the successes that change them, so that no row's success
+    spoils another's; and a delivery processed once (only those may be replayed)."""
+    api = Api(world.http, world.runtime)
+    client, worker = world.parties["client"], world.parties["worker"]
+    for name in ("cancel_booking", "paypal_unpaid"):
+        world.ids[name] = (await api.booking(client, worker))["id"]
+    for name in ("release_me", "dispute_me", "review_me"):
+        booking = await api.booking(client, worker)
+        r = await api.stripe_payment(client, booking)
+        assert r.status_code == 201 and r.json()["status"] == "held", r.text
+        world.ids[name] = r.json()["id"]
+    r = await api.post(
+        "/payments/disputes",
+        client,
+        {"payment_id": world.ids["review_me"], "reason": "Late", "description": "Waiting"},
+    )
+    assert r.status_code == 201, r.text
+    world.ids["open_dispute"] = r.json()["id"]
+    # A PayPal order its payer approved, for the client to execute.
+    booking = await api.booking(client, worker)
+    r = await api.post(
+        "/payments/paypal/create",
+        client,
+        {
+            "booking_id": booking["id"],
+            "amount": booking["amount"],
+            "currency": "USD",
+            "return_url": "https://app.example.com/ok",
+            "cancel_url": "https://app.example.com/cancel",
+        },
+    )
+    assert r.status_code == 201, r.text
+    order = r.json()["paypal_payment_id"]
+    r = await world.http.get(f"{A}/simulator/paypal/checkoutnow", params={"token": order})
+    assert r.status_code == 200, r.text
+    world.ids |= {"approved_order": order, "approved_booking": booking["id"]}
+    world.ids["payer"] = r.json()["payer_id"]
+    async with world.runtime.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE webhook_deliveries SET status = 'failed', attempts = 1 WHERE id = :id"),
+            {"id": world.ids["delivery"]},
+        )
+
+
+def headers_of(world: World, row: Row, party: str) -> dict[str, str]:
+    if party == "anonymous":
+        return {}
+    if party == "bad_token":
+        forged = tokens.issue(world.parties["client"].id, "another-secret-0123456789abcdefgh", 60)
+        return {"Authorization": f"Bearer {forged}"}
+    who = row.owner if party == "owner" else party
+    return dict(world.parties[who].headers)
+
+
+async def call(world: World, key: str, row: Row, party: str) -> httpx.Response:
+    method, template = key.split(" ", 1)
+    url = template.format(**{name: world.ids[ref] for name, ref in row.path.items()})
+    headers = headers_of(world, row, party)
+    kwargs: dict[str, Any] = {}
+    if row.json is not None:
+        kwargs["json"] = row.json(world, party)
+    if row.form is not None:
+        kwargs["data"] = row.form(world, party)
+    if row.params is not None:
+        kwargs["params"] = row.params(world, party)
+    if row.content is not None:
+        kwargs["content"], extra = row.content(world, party)
+        headers |= extra | {"content-type": "application/json"}
+    return await world.http.request(method, url, headers=headers, **kwargs)
+
+
+@pytest.mark.parametrize("key", sorted(MATRIX))
+async def test_route(key: str, world: World) -> None:
+    row = MATRIX[key]
+    got: dict[str, int] = {}
+    for party in PARTIES:  # the owner last: its success may change the objects
+        r = await call(world, key, row, party)
+        got[party] = r.status_code
+        if r.status_code >= 400 and r.headers.get("content-type", "").startswith(
+            "application/json"
+        ):
+            assert isinstance(r.json().get("detail"), str), (party, r.text)
+    expect = dict(row.expect)
+    if key in AGAIN:
+        expect["owner"] = AGAIN[key]
+    assert got == expect
+
+
+async def test_a_route_added_without_a_row_is_caught(runtime: Runtime) -> None:
+    app = create_app(runtime)
+
+    @app.get("/api/v1/added-later")
+    async def added_later() -> dict[str, str]:
+        return {}
+
+    assert route_keys(app) - set(MATRIX) == {"GET /api/v1/added-later"}
