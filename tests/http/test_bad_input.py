@@ -6,9 +6,6 @@ roles, ids, amounts, currencies, text, shapes, lists, rules, webhook signatures,
 run on the same world with the same proof of "nothing changed": every table's rows and
 every ledger balance, before and after. Where the issue names the status (405, 413, 422)
 the case asserts it; elsewhere any 4xx will do, as long as it is one and carries a detail.
-
-Cases whose fix belongs to another change are marked `xfail(strict=True)` naming it: they
-pass once it is merged, and strictness then says the mark must go.
 """
 
 from __future__ import annotations
@@ -35,8 +32,6 @@ from tests.http.world import seeded
 from tests.test_validation import World, snapshot
 
 FOUR_XX = frozenset(range(400, 500))
-WEBHOOKS = "fixed by webhook signature and PayPal verification hardening"
-LIMITS = "fixed by deploy modes/limits/headers"
 
 
 @dataclass(frozen=True)
@@ -51,13 +46,12 @@ class Bad:
     headers: dict[str, Any] = field(default_factory=dict)
 
 
-def bad(id: str, route: str, owner: str | None = None, **kw: Any) -> Any:
+def bad(id: str, route: str, **kw: Any) -> Any:
     method, path = route.split(" ", 1)
     status = kw.pop("status", None)
     if status is not None:
         kw["statuses"] = frozenset({status})
-    marks = [pytest.mark.xfail(strict=True, reason=owner)] if owner else []
-    return pytest.param(Bad(method, path, **kw), id=id, marks=marks)
+    return pytest.param(Bad(method, path, **kw), id=id)
 
 
 NOW = int(time.time())  # collected a moment before the cases run: well within tolerance
@@ -109,41 +103,41 @@ def intent(metadata: Any) -> dict[str, Any]:
 # fmt: off
 CASES = [
     # --- Stripe-Signature ------------------------------------------------------------------
-    bad("stripe: non-ASCII v1", "POST /payments/webhooks/stripe", WEBHOOKS,
+    bad("stripe: non-ASCII v1", "POST /payments/webhooks/stripe",
         content=EVENT, headers={"Stripe-Signature": f"t={NOW},v1=\u00e9\u00e9".encode()}),
     # Header bytes are Latin-1 to the server: 0xB2 is "²", a digit to str.isdigit.
-    bad("stripe: t=superscript two", "POST /payments/webhooks/stripe", WEBHOOKS,
+    bad("stripe: t=superscript two", "POST /payments/webhooks/stripe",
         content=EVENT, headers={"Stripe-Signature": "t=\u00b2,v1=00".encode("latin-1")}),
     bad("stripe: two t, the first bad", "POST /payments/webhooks/stripe",
         content=EVENT, headers={"Stripe-Signature": f"t=x,t={NOW},v1=00"}),
     # --- bodies nested deep (200 kB) -------------------------------------------------------
-    bad("stripe: nested 200 kB, signed", "POST /payments/webhooks/stripe", WEBHOOKS,
+    bad("stripe: nested 200 kB, signed", "POST /payments/webhooks/stripe",
         **stripe(nested())),
     bad("stripe: nested 200 kB, unsigned", "POST /payments/webhooks/stripe",
         content=nested()),
-    bad("paypal: nested 200 kB, signed", "POST /payments/webhooks/paypal", WEBHOOKS,
+    bad("paypal: nested 200 kB, signed", "POST /payments/webhooks/paypal",
         **paypal(nested())),
     bad("paypal: nested 200 kB, unsigned", "POST /payments/webhooks/paypal",
         **paypal(nested(), signed=False)),
     bad("bookings: nested 200 kB", "POST /bookings", who="client", content=nested()),
     # --- signed Stripe events of the wrong shape -------------------------------------------
-    bad("stripe: data.object a list", "POST /payments/webhooks/stripe", WEBHOOKS,
+    bad("stripe: data.object a list", "POST /payments/webhooks/stripe",
         **stripe(event(data={"object": [1, 2]}))),
-    bad("stripe: data.object a string", "POST /payments/webhooks/stripe", WEBHOOKS,
+    bad("stripe: data.object a string", "POST /payments/webhooks/stripe",
         **stripe(event(data={"object": "pi_1"}))),
     bad("stripe: data a list", "POST /payments/webhooks/stripe",
         **stripe(event(data=[1]))),
-    bad("stripe: integer event id", "POST /payments/webhooks/stripe", WEBHOOKS,
+    bad("stripe: integer event id", "POST /payments/webhooks/stripe",
         **stripe(event(id=12345))),
-    bad("stripe: integer object id", "POST /payments/webhooks/stripe", WEBHOOKS,
+    bad("stripe: integer object id", "POST /payments/webhooks/stripe",
         **stripe(event(data={"object": {"id": 12345, "object": "payment_intent"}}))),
-    bad("stripe: null type", "POST /payments/webhooks/stripe", WEBHOOKS,
+    bad("stripe: null type", "POST /payments/webhooks/stripe",
         **stripe(event(type=None))),
-    bad("stripe: event id of 256 characters", "POST /payments/webhooks/stripe", WEBHOOKS,
+    bad("stripe: event id of 256 characters", "POST /payments/webhooks/stripe",
         **stripe(event(id="evt_" + "x" * 252))),
-    bad("stripe: event type of 300 characters", "POST /payments/webhooks/stripe", WEBHOOKS,
+    bad("stripe: event type of 300 characters", "POST /payments/webhooks/stripe",
         **stripe(event(type="payment_intent." + "x" * 285))),
-    bad("paypal: event id of 256 characters", "POST /payments/webhooks/paypal", WEBHOOKS,
+    bad("paypal: event id of 256 characters", "POST /payments/webhooks/paypal",
         **paypal(json.dumps({"id": "WH-" + "x" * 253, "event_type": "PAYMENT.CAPTURE.COMPLETED",
                              "resource": {"id": "X"}}).encode())),
     bad("paypal: resource a list", "POST /payments/webhooks/paypal",
@@ -169,20 +163,20 @@ CASES = [
     bad("GET /payments/payouts/request", "GET /payments/payouts/request", who="worker",
         status=405),
     # --- bodies over MAX_REQUEST_BYTES (1 MiB) ----------------------------------------------
-    bad("bookings: 2 MiB body", "POST /bookings", LIMITS, who="client", status=413,
+    bad("bookings: 2 MiB body", "POST /bookings", who="client", status=413,
         content=b'{"title": "' + b"x" * 2 * MIB + b'"}'),
-    bad("stripe: 2 MiB body", "POST /payments/webhooks/stripe", LIMITS, status=413,
+    bad("stripe: 2 MiB body", "POST /payments/webhooks/stripe", status=413,
         **stripe(b'{"id": "' + b"x" * 2 * MIB + b'"}')),
-    bad("paypal: 2 MiB body", "POST /payments/webhooks/paypal", LIMITS, status=413,
+    bad("paypal: 2 MiB body", "POST /payments/webhooks/paypal", status=413,
         **paypal(b'{"id": "' + b"x" * 2 * MIB + b'"}')),
-    bad("token: 2 MiB form", "POST /auth/token", LIMITS, status=413,
+    bad("token: 2 MiB form", "POST /auth/token", status=413,
         headers={"content-type": "application/x-www-form-urlencoded"},
         content=b"username=a&password=" + b"x" * 2 * MIB),
     # --- payment_metadata beyond Stripe's limits --------------------------------------------
     bad("metadata: 51 keys", INTENT, status=422,
         **intent({f"k{i}": "v" for i in range(51)})),
-    bad("metadata: key of 41 characters", INTENT, LIMITS, status=422, **intent({"k" * 41: "v"})),
-    bad("metadata: value of 501 characters", INTENT, LIMITS, status=422,
+    bad("metadata: key of 41 characters", INTENT, status=422, **intent({"k" * 41: "v"})),
+    bad("metadata: value of 501 characters", INTENT, status=422,
         **intent({"k": "v" * 501})),
     bad("metadata: nested value", INTENT, status=422, **intent({"k": {"a": 1}})),
 ]

@@ -163,6 +163,9 @@ def translate(event: Mapping[str, Any]) -> ProviderEvent:
     if not (_str(event_id) and _str(event_type) and isinstance(obj, Mapping)):
         raise InvalidSignatureError("not a Stripe event (id, type and data.object expected)")
     assert isinstance(event_id, str) and isinstance(event_type, str)
+    if "id" in obj and not _str(obj["id"]):
+        # Every Stripe object's id is a string: anything else names no object of ours.
+        raise InvalidSignatureError("data.object.id must be a string")
     kind = KINDS.get(event_type, EventKind.IGNORED)
     if event_type == "charge.refunded" and obj.get("captured") is False:
         # An uncaptured charge "refunded" is a canceled authorisation:
