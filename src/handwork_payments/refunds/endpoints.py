@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from handwork_payments.deps import CurrentUser, RuntimeDep
+from handwork_payments.http.deps import CurrentUser, RuntimeDep
 from handwork_payments.kit import money
 from handwork_payments.kit.errors import (
     BadRequest,
