@@ -21,11 +21,11 @@ from handwork_payments.models import (
     PaymentStatus,
     User,
 )
+from handwork_payments.payments import refunds
 from handwork_payments.payments import repository as payments
 from handwork_payments.payments import service as payment_service
 from handwork_payments.payments.escrow import ensure_no_operation, locked, snapshot
 from handwork_payments.payments.states import PAYMENT
-from handwork_payments.refunds import service as refunds
 from handwork_payments.runtime import Runtime
 
 

@@ -34,6 +34,7 @@ from handwork_payments.payments.escrow import (
     snapshot,
 )
 from handwork_payments.payments.operations import CAPTURE, REAUTHORIZE, Operation
+from handwork_payments.payments.refunds import finish_refund
 from handwork_payments.providers.base import (
     ProviderError,
     ProviderUnavailableError,
@@ -364,8 +365,6 @@ async def resolve_operations(
 
 
 async def _resume(runtime: Runtime, payment_id: int, operation: str, report: Report) -> None:
-    from handwork_payments.refunds.service import finish_refund
-
     async with transaction(runtime.sessions) as session:
         await record(
             session,

@@ -60,6 +60,7 @@ from handwork_payments.payments.escrow import (
     operation_of,
     snapshot,
 )
+from handwork_payments.payments.external_refunds import record_external_refund
 from handwork_payments.payments.operations import OperationKind
 from handwork_payments.payments.service import void_failed_hold
 from handwork_payments.payouts import repository as payouts
@@ -72,7 +73,6 @@ from handwork_payments.providers.base import (
     ProviderTransfer,
     TransferState,
 )
-from handwork_payments.refunds.external import record_external_refund
 from handwork_payments.runtime import Runtime
 
 log = logging.getLogger(__name__)

@@ -61,6 +61,11 @@ from handwork_payments.models import (
 )
 from handwork_payments.payments import repository as payments
 from handwork_payments.payments.escrow import locked, operation_of
+from handwork_payments.payments.external_refunds import (
+    REFUNDABLE_HERE,
+    record_external_refund,
+    refunded_at_provider_by_us,
+)
 from handwork_payments.payments.operations import REAUTHORIZE
 from handwork_payments.payouts import repository as payouts
 from handwork_payments.payouts.service import apply_transfer
@@ -71,11 +76,6 @@ from handwork_payments.providers.base import (
     TransferState,
 )
 from handwork_payments.providers.paypal_events import minor_amount
-from handwork_payments.refunds.external import (
-    REFUNDABLE_HERE,
-    record_external_refund,
-    refunded_at_provider_by_us,
-)
 from handwork_payments.runtime import Runtime
 from handwork_payments.webhooks import events
 
