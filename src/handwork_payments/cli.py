@@ -83,9 +83,13 @@ def worker(
     from handwork_payments import startup
     from handwork_payments.worker import run_forever
 
+    async def run() -> None:
+        async with startup.started_runtime() as current:
+            await run_forever(current, concurrency, name)
+
     _logging()
     startup.run_in_process_worker = False
-    asyncio.run(run_forever(concurrency, name))
+    asyncio.run(run())
 
 
 @app.command()
