@@ -9,7 +9,7 @@ where `name` is a submodule counts as importing that submodule."""
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 
@@ -170,6 +170,17 @@ def within(name: str, prefix: str) -> bool:
     return name == full or name.startswith(full + ".")
 
 
+def imports_of(prefix: str, forbidden: Callable[[str], bool]) -> list[str]:
+    """`a imports b` for each module a under `prefix` importing a forbidden b."""
+    return [
+        f"{name} imports {target}"
+        for name, targets in graph().items()
+        if within(name, prefix)
+        for target in sorted(targets)
+        if forbidden(target)
+    ]
+
+
 def docstrings(module: ast.Module) -> Iterator[ast.AST]:
     for node in ast.walk(module):
         if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
@@ -224,13 +235,7 @@ def test_no_import_cycles() -> None:
     "(the auth helper)",
 )
 def test_kit_imports_nothing_outside_kit() -> None:
-    wrong = [
-        f"{name} imports {target}"
-        for name, targets in graph().items()
-        if within(name, "kit")
-        for target in sorted(targets)
-        if not within(target, "kit")
-    ]
+    wrong = imports_of("kit", lambda target: not within(target, "kit"))
     assert not wrong, "\n".join(wrong)
 
 
@@ -241,13 +246,7 @@ def test_kit_imports_nothing_outside_kit() -> None:
 )
 def test_providers_import_no_domain() -> None:
     above = {*DOMAINS, *ENTRY_POINTS}
-    wrong = [
-        f"{name} imports {target}"
-        for name, targets in graph().items()
-        if within(name, "providers")
-        for target in sorted(targets)
-        if area(target) in above
-    ]
+    wrong = imports_of("providers", lambda target: area(target) in above)
     assert not wrong, "\n".join(wrong)
 
 
