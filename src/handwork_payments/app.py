@@ -91,8 +91,8 @@ def api_router() -> APIRouter:
     from handwork_payments.connect.endpoints import router as connect
     from handwork_payments.disputes.endpoints import router as disputes
     from handwork_payments.payments.endpoints import router as payments
+    from handwork_payments.payments.refund_endpoints import router as refunds
     from handwork_payments.payouts.endpoints import router as payouts
-    from handwork_payments.refunds.endpoints import router as refunds
     from handwork_payments.webhooks.endpoints import router as webhooks
 
     router = APIRouter(prefix=API_PREFIX, responses=MALFORMED)

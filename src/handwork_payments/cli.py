@@ -104,9 +104,14 @@ def worker(
     from handwork_payments.worker import run_forever
 
     _deployable()
+
+    async def run() -> None:
+        async with startup.started_runtime() as current:
+            await run_forever(current, concurrency, name)
+
     _logging()
     startup.run_in_process_worker = False
-    asyncio.run(run_forever(concurrency, name))
+    asyncio.run(run())
 
 
 @app.command()

@@ -188,23 +188,21 @@ async def run_until_idle(current: Runtime, *, concurrency: int = 4) -> None:
         )
 
 
-async def run_forever(concurrency: int, name: str = "worker") -> None:
-    """The `worker` command: until SIGTERM/SIGINT (see the module's docstring)."""
-    from handwork_payments.startup import started_runtime
-
-    async with started_runtime() as current:
-        set_current_runtime(current)
-        app = app_for(current)
-        async with app.open_async():
-            log.info(
-                "worker %s: concurrency %d, providers %s",
-                name,
-                concurrency,
-                current.providers.modes(),
-            )
-            await app.run_worker_async(
-                concurrency=concurrency,
-                name=name,
-                install_signal_handlers=True,
-                **worker_options(current.settings),
-            )
+async def run_forever(current: Runtime, concurrency: int, name: str = "worker") -> None:
+    """The `worker` command, on a runtime the command started: until SIGTERM/SIGINT (see
+    the module's docstring)."""
+    set_current_runtime(current)
+    app = app_for(current)
+    async with app.open_async():
+        log.info(
+            "worker %s: concurrency %d, providers %s",
+            name,
+            concurrency,
+            current.providers.modes(),
+        )
+        await app.run_worker_async(
+            concurrency=concurrency,
+            name=name,
+            install_signal_handlers=True,
+            **worker_options(current.settings),
+        )

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from handwork_payments.models import Payment
+from handwork_payments.payments.refunds import finish_refund
 from handwork_payments.providers.base import HoldRef
 from handwork_payments.providers.simulated import SimulatedProvider
-from handwork_payments.refunds.service import finish_refund
 from handwork_payments.runtime import Runtime
 from tests.helpers import Api
 

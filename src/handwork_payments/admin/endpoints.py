@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
-from handwork_payments.deps import AdminUser, RuntimeDep, SessionDep
+from handwork_payments.http.deps import AdminUser, RuntimeDep, SessionDep
 from handwork_payments.kit.errors import (
     Conflict,
     Forbidden,

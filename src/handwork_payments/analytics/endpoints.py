@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query
 
 from handwork_payments.analytics import repository
 from handwork_payments.analytics.schemas import ClientSummary, TransactionOut, WorkerEarnings
-from handwork_payments.deps import ClientUser, CurrentUser, SessionDep, WorkerUser
+from handwork_payments.http.deps import ClientUser, CurrentUser, SessionDep, WorkerUser
 from handwork_payments.kit.errors import Forbidden, Unauthorized, error_responses
 from handwork_payments.kit.money import format_amount
 from handwork_payments.kit.pagination import Page, PageDep, paginate

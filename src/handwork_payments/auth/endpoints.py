@@ -7,7 +7,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from handwork_payments.auth import service
 from handwork_payments.auth.schemas import RegisterRequest, TokenOut, UserOut
-from handwork_payments.deps import CurrentUser, RuntimeDep
+from handwork_payments.http.deps import CurrentUser, RuntimeDep
 from handwork_payments.kit.errors import Conflict, Unauthorized, UnparsableBody, error_responses
 from handwork_payments.models import Role
 

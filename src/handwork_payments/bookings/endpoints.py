@@ -4,7 +4,7 @@ from fastapi import APIRouter, status
 
 from handwork_payments.bookings import service
 from handwork_payments.bookings.schemas import BookingCreate, BookingOut
-from handwork_payments.deps import ClientUser, CurrentUser, RuntimeDep, SessionDep
+from handwork_payments.http.deps import ClientUser, CurrentUser, RuntimeDep, SessionDep
 from handwork_payments.kit.errors import (
     Conflict,
     Forbidden,

@@ -8,10 +8,9 @@ from handwork_payments.kit import jobs
 from handwork_payments.kit.clock import now
 from handwork_payments.kit.errors import Conflict, Forbidden, NotFound
 from handwork_payments.models import Booking, BookingStatus, PaymentStatus, Role, User
-from handwork_payments.payments import repository
+from handwork_payments.payments import refunds, repository
 from handwork_payments.payments.escrow import apply_failure, locked, move_booking
 from handwork_payments.payments.service import auto_release_deadline, void_quietly
-from handwork_payments.refunds import service as refunds
 from handwork_payments.runtime import Runtime
 
 AUTO_RELEASE_TASK = "hp:auto_release"

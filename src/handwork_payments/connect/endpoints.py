@@ -4,7 +4,7 @@ from fastapi import APIRouter
 
 from handwork_payments.connect import service
 from handwork_payments.connect.schemas import OnboardingOut
-from handwork_payments.deps import RuntimeDep, WorkerUser
+from handwork_payments.http.deps import RuntimeDep, WorkerUser
 from handwork_payments.kit.errors import (
     BadRequest,
     Forbidden,

@@ -42,10 +42,9 @@ from handwork_payments.models import (
     PaymentStatus,
     RefundStatus,
 )
-from handwork_payments.payments.escrow import snapshot
+from handwork_payments.payments.escrow import apply_refund, snapshot
 from handwork_payments.payments.states import PAYMENT
 from handwork_payments.providers.base import ChargebackOutcome
-from handwork_payments.refunds.service import apply_refund
 
 log = logging.getLogger(__name__)
 

@@ -4,9 +4,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, status
 
-from handwork_payments.deps import AdminUser, CurrentUser, RuntimeDep, SessionDep, require_role
 from handwork_payments.disputes import repository, service
 from handwork_payments.disputes.schemas import DisputeCreate, DisputeOut, DisputeResolve
+from handwork_payments.http.deps import AdminUser, CurrentUser, RuntimeDep, SessionDep, require_role
 from handwork_payments.kit import money
 from handwork_payments.kit.errors import (
     BadRequest,

@@ -21,11 +21,11 @@ from handwork_payments.models import (
     PaymentStatus,
     User,
 )
+from handwork_payments.payments import refunds
 from handwork_payments.payments import repository as payments
 from handwork_payments.payments import service as payment_service
 from handwork_payments.payments.escrow import ensure_no_operation, locked, snapshot
 from handwork_payments.payments.states import PAYMENT
-from handwork_payments.refunds import service as refunds
 from handwork_payments.runtime import Runtime
 
 
@@ -124,42 +124,14 @@ async def resolve(
     so that a resolution interrupted by a provider timeout can be run again and finishes
     what is left without refunding or releasing twice."""
     async with transaction(runtime.sessions) as session:
-        found = await session.get(PaymentDispute, dispute_id)
-        if found is None:
-            raise NotFound("Dispute not found")
-        # Payment before dispute: the order every path that touches both takes locks in.
-        payment, _ = await locked(session, found.payment_id)
-        dispute = await _locked_dispute(session, dispute_id)
-        if dispute.provider_dispute_id is not None:
-            # A chargeback: the card network decides, and its decision arrives as a
-            # webhook (disputes.chargebacks). Refunding or releasing here would move the
-            # money a second time.
-            raise Conflict(
-                f"Dispute #{dispute.id} is chargeback {dispute.provider_dispute_id}: the card "
-                "network decides it; it closes when the provider reports the outcome"
-            )
-        DISPUTE.check(dispute.status, DisputeStatus.RESOLVED)
-        if dispute.outcome is not None and (
-            dispute.outcome != outcome or dispute.refund_amount != refund_amount
-        ):
-            raise Conflict(f"This dispute is already being resolved as {dispute.outcome}")
-        remaining = payment.amount - payment.refunded_amount
-        if outcome == DisputeOutcome.SPLIT:
-            if refund_amount is None:
-                raise BadRequest("A split needs refund_amount")
-            if dispute.outcome is None and not 0 < refund_amount < remaining:
-                raise BadRequest(
-                    "A split's refund_amount must be more than 0 and less than the "
-                    f"{money.format_amount(remaining, payment.currency)} held"
-                )
-        elif refund_amount is not None:
-            raise BadRequest(f"refund_amount goes with a split, not a {outcome}")
-        dispute.outcome = outcome
-        dispute.refund_amount = refund_amount
-        dispute.resolution_notes = resolution_notes
-        dispute.resolved_by = admin.id
-        payment_id = payment.id
-
+        payment_id = await _decide(
+            session,
+            admin,
+            dispute_id,
+            outcome=outcome,
+            refund_amount=refund_amount,
+            resolution_notes=resolution_notes,
+        )
     reason = f"Dispute #{dispute_id} resolved: {resolution_notes}"
     if outcome in (DisputeOutcome.REFUND, DisputeOutcome.SPLIT):
         async with runtime.sessions() as session:
@@ -179,26 +151,78 @@ async def resolve(
             assert current is not None
         if current.status == PaymentStatus.DISPUTED:
             await payment_service.release(runtime, payment_id, actor=admin, from_disputed=True)
-
     async with transaction(runtime.sessions) as session:
-        dispute = await _locked_dispute(session, dispute_id)
-        if dispute.status == DisputeStatus.RESOLVED:
-            return dispute
-        before = {"status": dispute.status}
-        DISPUTE.check(dispute.status, DisputeStatus.RESOLVED)
-        dispute.status = DisputeStatus.RESOLVED
-        dispute.resolved_at = now()
-        await record(
-            session,
-            actor_id=admin.id,
-            action="dispute.resolved",
-            object_type="dispute",
-            object_id=dispute.id,
-            before=before,
-            after={
-                "status": dispute.status,
-                "outcome": outcome,
-                "refund_amount": refund_amount,
-            },
+        return await _mark_resolved(session, admin, dispute_id)
+
+
+async def _decide(
+    session: AsyncSession,
+    admin: User,
+    dispute_id: int,
+    *,
+    outcome: DisputeOutcome,
+    refund_amount: int | None,
+    resolution_notes: str,
+) -> int:
+    """Check and write the admin's decision on the dispute; the disputed payment's id. The
+    same decision again (a resolution resumed after a timeout) passes."""
+    found = await session.get(PaymentDispute, dispute_id)
+    if found is None:
+        raise NotFound("Dispute not found")
+    # Payment before dispute: the order every path that touches both takes locks in.
+    payment, _ = await locked(session, found.payment_id)
+    dispute = await _locked_dispute(session, dispute_id)
+    if dispute.provider_dispute_id is not None:
+        # A chargeback: the card network decides, and its decision arrives as a
+        # webhook (disputes.chargebacks). Refunding or releasing here would move the
+        # money a second time.
+        raise Conflict(
+            f"Dispute #{dispute.id} is chargeback {dispute.provider_dispute_id}: the card "
+            "network decides it; it closes when the provider reports the outcome"
         )
+    DISPUTE.check(dispute.status, DisputeStatus.RESOLVED)
+    if dispute.outcome is not None and (
+        dispute.outcome != outcome or dispute.refund_amount != refund_amount
+    ):
+        raise Conflict(f"This dispute is already being resolved as {dispute.outcome}")
+    remaining = payment.amount - payment.refunded_amount
+    if outcome == DisputeOutcome.SPLIT:
+        if refund_amount is None:
+            raise BadRequest("A split needs refund_amount")
+        if dispute.outcome is None and not 0 < refund_amount < remaining:
+            raise BadRequest(
+                "A split's refund_amount must be more than 0 and less than the "
+                f"{money.format_amount(remaining, payment.currency)} held"
+            )
+    elif refund_amount is not None:
+        raise BadRequest(f"refund_amount goes with a split, not a {outcome}")
+    dispute.outcome = outcome
+    dispute.refund_amount = refund_amount
+    dispute.resolution_notes = resolution_notes
+    dispute.resolved_by = admin.id
+    return payment.id
+
+
+async def _mark_resolved(session: AsyncSession, admin: User, dispute_id: int) -> PaymentDispute:
+    """The money has moved as decided: the dispute is resolved (once)."""
+    dispute = await _locked_dispute(session, dispute_id)
+    if dispute.status == DisputeStatus.RESOLVED:
         return dispute
+    before = {"status": dispute.status}
+    DISPUTE.check(dispute.status, DisputeStatus.RESOLVED)
+    dispute.status = DisputeStatus.RESOLVED
+    dispute.resolved_at = now()
+    await record(
+        session,
+        actor_id=admin.id,
+        action="dispute.resolved",
+        object_type="dispute",
+        object_id=dispute.id,
+        before=before,
+        after={
+            "status": dispute.status,
+            "outcome": dispute.outcome,
+            "refund_amount": dispute.refund_amount,
+        },
+    )
+    return dispute

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.audit.alerts import alert
 from handwork_payments.audit.service import record
@@ -34,6 +35,7 @@ from handwork_payments.payments.escrow import (
     snapshot,
 )
 from handwork_payments.payments.operations import CAPTURE, REAUTHORIZE, Operation
+from handwork_payments.payments.refunds import finish_refund
 from handwork_payments.providers.base import (
     ProviderError,
     ProviderUnavailableError,
@@ -120,53 +122,8 @@ async def guard_holds(runtime: Runtime, *, now: datetime, limit: int = BATCH_LIM
     margin = timedelta(hours=runtime.settings.capture_margin_hours)
     report = Report()
     async with runtime.sessions() as session:
-        due = list(
-            (
-                await session.scalars(
-                    select(Payment.id)
-                    .where(
-                        Payment.hold_kind == HoldKind.AUTHORIZED,
-                        Payment.status.in_(ESCROW),
-                        Payment.provider_operation.is_(None),
-                        Payment.capture_by <= now + margin,
-                    )
-                    .order_by(Payment.capture_by, Payment.id)
-                    .limit(limit)
-                )
-            ).all()
-        )
-        for method, window in AUTHORIZATION_WINDOW.items():
-            # Holds whose provider gave no deadline: counted from when we held them.
-            due += (
-                await session.scalars(
-                    select(Payment.id)
-                    .where(
-                        Payment.hold_kind == HoldKind.AUTHORIZED,
-                        Payment.status.in_(ESCROW),
-                        Payment.provider_operation.is_(None),
-                        Payment.capture_by.is_(None),
-                        Payment.payment_method == method,
-                        Payment.held_at <= now + margin - window,
-                    )
-                    .order_by(Payment.held_at, Payment.id)
-                    .limit(limit)
-                )
-            ).all()
-        honour_over = (
-            await session.scalars(
-                select(Payment.id)
-                .where(
-                    Payment.payment_method == PaymentMethod.PAYPAL,
-                    Payment.hold_kind == HoldKind.AUTHORIZED,
-                    Payment.status.in_(ESCROW),
-                    Payment.provider_operation.is_(None),
-                    Payment.reauthorized_at.is_(None),
-                    Payment.held_at <= now - PAYPAL_HONOUR_PERIOD,
-                )
-                .order_by(Payment.held_at, Payment.id)
-                .limit(limit)
-            )
-        ).all()
+        due = await _lapsing(session, before=now + margin, limit=limit)
+        honour_over = await _honour_period_over(session, now=now, limit=limit)
     for payment_id in due:
         await _guarded(report, payment_id, _capture(runtime, payment_id, now, report))
     for payment_id in honour_over:
@@ -185,6 +142,58 @@ async def guard_holds(runtime: Runtime, *, now: datetime, limit: int = BATCH_LIM
             },
         )
     return report
+
+
+async def _lapsing(session: AsyncSession, *, before: datetime, limit: int) -> list[int]:
+    """Authorisations that lapse before `before` and no provider call is busy with."""
+    due = list(
+        await session.scalars(
+            select(Payment.id)
+            .where(
+                Payment.hold_kind == HoldKind.AUTHORIZED,
+                Payment.status.in_(ESCROW),
+                Payment.provider_operation.is_(None),
+                Payment.capture_by <= before,
+            )
+            .order_by(Payment.capture_by, Payment.id)
+            .limit(limit)
+        )
+    )
+    for method, window in AUTHORIZATION_WINDOW.items():
+        # Holds whose provider gave no deadline: counted from when we held them.
+        due += await session.scalars(
+            select(Payment.id)
+            .where(
+                Payment.hold_kind == HoldKind.AUTHORIZED,
+                Payment.status.in_(ESCROW),
+                Payment.provider_operation.is_(None),
+                Payment.capture_by.is_(None),
+                Payment.payment_method == method,
+                Payment.held_at <= before - window,
+            )
+            .order_by(Payment.held_at, Payment.id)
+            .limit(limit)
+        )
+    return due
+
+
+async def _honour_period_over(session: AsyncSession, *, now: datetime, limit: int) -> list[int]:
+    """PayPal authorisations past their 3-day honour period, never renewed yet."""
+    return list(
+        await session.scalars(
+            select(Payment.id)
+            .where(
+                Payment.payment_method == PaymentMethod.PAYPAL,
+                Payment.hold_kind == HoldKind.AUTHORIZED,
+                Payment.status.in_(ESCROW),
+                Payment.provider_operation.is_(None),
+                Payment.reauthorized_at.is_(None),
+                Payment.held_at <= now - PAYPAL_HONOUR_PERIOD,
+            )
+            .order_by(Payment.held_at, Payment.id)
+            .limit(limit)
+        )
+    )
 
 
 async def _guarded(report: Report, payment_id: int, step: Awaitable[None]) -> None:
@@ -364,8 +373,6 @@ async def resolve_operations(
 
 
 async def _resume(runtime: Runtime, payment_id: int, operation: str, report: Report) -> None:
-    from handwork_payments.refunds.service import finish_refund
-
     async with transaction(runtime.sessions) as session:
         await record(
             session,

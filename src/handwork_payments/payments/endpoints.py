@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from handwork_payments.deps import ClientUser, CurrentUser, RuntimeDep, SessionDep
+from handwork_payments.http.deps import ClientUser, CurrentUser, RuntimeDep, SessionDep
 from handwork_payments.kit.errors import (
     BadRequest,
     Conflict,

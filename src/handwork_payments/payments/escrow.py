@@ -1,6 +1,7 @@
 """The escrow kernel every payment-moving domain shares: the payment and its booking under
 row lock, the in-flight marker of a provider call, audit snapshots, and the appliers that
-move a payment between states with its journal entry.
+move a payment between states with its journal entry (hold, failure, release, capture,
+refund).
 
 Appliers (`apply_*`) run inside the caller's transaction, under the payment's lock, and
 never commit: the command around them owns the transaction (and the provider call that
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.audit.alerts import alert
 from handwork_payments.audit.service import record
+from handwork_payments.kit import money
 from handwork_payments.kit.clock import now
 from handwork_payments.kit.errors import Conflict, NotFound
 from handwork_payments.models import (
@@ -24,10 +26,12 @@ from handwork_payments.models import (
     HoldKind,
     Payment,
     PaymentMethod,
+    PaymentRefund,
     PaymentStatus,
+    RefundStatus,
 )
 from handwork_payments.payments import repository
-from handwork_payments.payments.ledger import post_hold, post_release
+from handwork_payments.payments.ledger import post_hold, post_refund, post_release
 from handwork_payments.payments.operations import Operation
 from handwork_payments.payments.states import BOOKING, PAYMENT
 from handwork_payments.providers.base import HoldRef, HoldState, ProviderHold
@@ -209,3 +213,45 @@ def apply_capture(payment: Payment, capture_id: str, amount: int) -> None:
     payment.captured_amount = amount
     payment.provider_capture_id = capture_id
     payment.capture_by = None
+
+
+async def apply_refund(
+    session: AsyncSession,
+    payment: Payment,
+    booking: Booking,
+    refund: PaymentRefund,
+    *,
+    actor_id: int | None,
+    actor_kind: str | None = None,
+) -> None:
+    """Post a refund whose provider side is done (or not needed): its fee part pro rata,
+    and a payment refunded in full ends refunded (cancelling a booking not yet closed)."""
+    before = snapshot(payment)
+    refunded = payment.refunded_amount + refund.amount
+    assert refunded <= payment.amount
+    fee_total = money.fee_share_of_refunds(refunded, payment.amount, payment.platform_fee)
+    refund.fee_part = fee_total - payment.refunded_fee
+    refund.status = RefundStatus.SUCCEEDED
+    refund.completed_at = now()
+    payment.refunded_amount = refunded
+    payment.refunded_fee = fee_total
+    payment.refund_reason = refund.reason
+    if refunded == payment.amount:
+        PAYMENT.check(payment.status, PaymentStatus.REFUNDED)
+        payment.status = PaymentStatus.REFUNDED
+        payment.refunded_at = refund.completed_at
+        payment.auto_release_at = None
+        if booking.status in (BookingStatus.PAID, BookingStatus.COMPLETED):
+            move_booking(booking, BookingStatus.CANCELLED)
+    end_operation(payment)
+    await post_refund(session, payment, booking, refund)
+    await record(
+        session,
+        actor_id=actor_id,
+        actor_kind=actor_kind,
+        action="payment.refunded",
+        object_type="payment",
+        object_id=payment.id,
+        before=before,
+        after={**snapshot(payment), "refund_id": refund.id, "refund_amount": refund.amount},
+    )

@@ -14,7 +14,7 @@ from pydantic import (
 )
 
 from handwork_payments.kit.money import format_amount
-from handwork_payments.kit.schemas import AmountIn, CurrencyIn, Id, Strict, minor
+from handwork_payments.kit.schemas import AmountIn, CurrencyIn, Id, LongText, Strict, minor
 from handwork_payments.models import Payment, PaymentMethod, PaymentStatus
 
 ProviderId = Annotated[
@@ -144,3 +144,9 @@ class PayPalExecute(Strict):
     payment_id: ProviderId = Field(description="PayPal's order id (paypal_payment_id)")
     payer_id: ProviderId
     booking_id: Id
+
+
+class RefundCreate(Strict):
+    payment_id: Id
+    amount: AmountIn | None = Field(default=None, description="Omitted: all that is left")
+    reason: LongText

@@ -18,6 +18,8 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from handwork_payments.audit.alerts import alert
 from handwork_payments.audit.service import record
 from handwork_payments.db import transaction
@@ -91,46 +93,16 @@ async def create_hold(
     the payment is pending answers the same payment and hold (the provider call repeats
     with the same idempotency key), so a lost answer is safe to retry."""
     async with transaction(runtime.sessions) as session:
-        booking = await repository.lock_booking(session, booking_id)
-        if booking is None or booking.client_id != user.id:
-            raise NotFound("Booking not found")
-        if amount != booking.amount or currency != booking.currency:
-            raise BadRequest(
-                "The amount must equal the booking's: "
-                f"{money.format_amount(booking.amount, booking.currency)} {booking.currency}"
-            )
-        payment = await repository.live_payment(session, booking.id)
-        if payment is not None and (
-            payment.status != PaymentStatus.PENDING or payment.payment_method != method
-        ):
-            raise Conflict(f"Booking #{booking.id} already has a {payment.status} payment")
-        if booking.status != BookingStatus.PENDING_PAYMENT:
-            raise Conflict(f"A {booking.status} booking cannot be paid")
-        if payment is None:
-            fee = money.platform_fee(amount, runtime.settings.platform_fee_percentage)
-            payment = Payment(
-                booking_id=booking.id,
-                amount=amount,
-                platform_fee=fee,
-                worker_amount=amount - fee,
-                refunded_amount=0,
-                refunded_fee=0,
-                captured_amount=0,
-                currency=currency,
-                payment_method=method,
-                status=PaymentStatus.PENDING,
-                payment_metadata=runtime.cipher.encrypt(metadata),
-            )
-            session.add(payment)
-            await session.flush()
-            await record(
-                session,
-                actor_id=user.id,
-                action="payment.created",
-                object_type="payment",
-                object_id=payment.id,
-                after=snapshot(payment),
-            )
+        payment = await _pending_payment(
+            session,
+            runtime,
+            user,
+            method=method,
+            booking_id=booking_id,
+            amount=amount,
+            currency=currency,
+            metadata=metadata,
+        )
     provider = runtime.providers.for_method(method)
     existing = payment.stripe_payment_id or payment.paypal_payment_id
     try:
@@ -166,6 +138,63 @@ async def create_hold(
         ) from exc
     payment = await _apply_hold_state(runtime, payment.id, hold, user.id)
     return payment, hold
+
+
+async def _pending_payment(
+    session: AsyncSession,
+    runtime: Runtime,
+    user: User,
+    *,
+    method: PaymentMethod,
+    booking_id: int,
+    amount: int,
+    currency: str,
+    metadata: dict[str, Any] | None,
+) -> Payment:
+    """Step 1 of create_hold, under the booking's lock: the booking's pending payment by
+    `method`, created on the first request and found again on a retry."""
+    booking = await repository.lock_booking(session, booking_id)
+    if booking is None or booking.client_id != user.id:
+        raise NotFound("Booking not found")
+    if amount != booking.amount or currency != booking.currency:
+        raise BadRequest(
+            "The amount must equal the booking's: "
+            f"{money.format_amount(booking.amount, booking.currency)} {booking.currency}"
+        )
+    payment = await repository.live_payment(session, booking.id)
+    if payment is not None and (
+        payment.status != PaymentStatus.PENDING or payment.payment_method != method
+    ):
+        raise Conflict(f"Booking #{booking.id} already has a {payment.status} payment")
+    if booking.status != BookingStatus.PENDING_PAYMENT:
+        raise Conflict(f"A {booking.status} booking cannot be paid")
+    if payment is not None:
+        return payment
+    fee = money.platform_fee(amount, runtime.settings.platform_fee_percentage)
+    payment = Payment(
+        booking_id=booking.id,
+        amount=amount,
+        platform_fee=fee,
+        worker_amount=amount - fee,
+        refunded_amount=0,
+        refunded_fee=0,
+        captured_amount=0,
+        currency=currency,
+        payment_method=method,
+        status=PaymentStatus.PENDING,
+        payment_metadata=runtime.cipher.encrypt(metadata),
+    )
+    session.add(payment)
+    await session.flush()
+    await record(
+        session,
+        actor_id=user.id,
+        action="payment.created",
+        object_type="payment",
+        object_id=payment.id,
+        after=snapshot(payment),
+    )
+    return payment
 
 
 async def confirm_hold(

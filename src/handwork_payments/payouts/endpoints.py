@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from handwork_payments.deps import AdminUser, CurrentUser, RuntimeDep, SessionDep, WorkerUser
+from handwork_payments.http.deps import AdminUser, CurrentUser, RuntimeDep, SessionDep, WorkerUser
 from handwork_payments.kit.errors import (
     BadRequest,
     Conflict,

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from handwork_payments.deps import RuntimeDep
+from handwork_payments.http.deps import RuntimeDep
 from handwork_payments.kit.errors import (
     BadRequest,
     Conflict,

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from handwork_payments.deps import RuntimeDep
+from handwork_payments.http.deps import RuntimeDep
 from handwork_payments.kit.errors import BadRequest, error_responses
 from handwork_payments.webhooks import service
 

@@ -47,13 +47,13 @@ from handwork_payments.models import (
 )
 from handwork_payments.payments import repository as payments
 from handwork_payments.payments.escrow import locked, operation_of
-from handwork_payments.payments.operations import REAUTHORIZE
-from handwork_payments.providers.base import ChargebackOutcome, EventKind, ProviderEvent
-from handwork_payments.refunds.external import (
+from handwork_payments.payments.external_refunds import (
     REFUNDABLE_HERE,
     record_external_refund,
     refunded_at_provider_by_us,
 )
+from handwork_payments.payments.operations import REAUTHORIZE
+from handwork_payments.providers.base import ChargebackOutcome, EventKind, ProviderEvent
 from handwork_payments.runtime import Runtime
 from handwork_payments.webhooks.handlers import (
     RetryLater,

@@ -16,6 +16,7 @@ from handwork_payments.connect import reversals
 from handwork_payments.db import transaction
 from handwork_payments.disputes.chargebacks import close_chargeback, open_chargeback
 from handwork_payments.models import PayoutStatus, ReversalStatus
+from handwork_payments.payments.external_refunds import record_external_refund
 from handwork_payments.payouts import repository as payouts
 from handwork_payments.payouts.service import apply_transfer
 from handwork_payments.providers.base import (
@@ -25,7 +26,6 @@ from handwork_payments.providers.base import (
     ProviderTransfer,
     TransferState,
 )
-from handwork_payments.refunds.external import record_external_refund
 from handwork_payments.runtime import Runtime
 from handwork_payments.webhooks.handlers import (
     RetryLater,

@@ -20,7 +20,7 @@ from handwork_payments.models import (
     PaymentStatus,
     RefundStatus,
 )
-from handwork_payments.refunds.service import apply_refund
+from handwork_payments.payments.escrow import apply_refund
 
 REFUNDABLE_HERE = (PaymentStatus.HELD, PaymentStatus.DISPUTED, PaymentStatus.RELEASED)
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from handwork_payments.deps import CurrentUser, RuntimeDep
+from handwork_payments.http.deps import CurrentUser, RuntimeDep
 from handwork_payments.kit import money
 from handwork_payments.kit.errors import (
     BadRequest,
@@ -16,10 +16,9 @@ from handwork_payments.kit.errors import (
 )
 from handwork_payments.kit.schemas import minor
 from handwork_payments.models import Booking, Payment
+from handwork_payments.payments import refunds
 from handwork_payments.payments.endpoints import present
-from handwork_payments.payments.schemas import PaymentOut
-from handwork_payments.refunds import service
-from handwork_payments.refunds.schemas import RefundCreate
+from handwork_payments.payments.schemas import PaymentOut, RefundCreate
 
 router = APIRouter(prefix="/payments", tags=["refunds"])
 
@@ -41,14 +40,14 @@ async def refund_payment(body: RefundCreate, user: CurrentUser, runtime: Runtime
             raise NotFound("Payment not found")
         # Before the amount, whose precision depends on the payment's currency: a
         # stranger must learn nothing of the payment, not even that it exists.
-        service.check_may_refund(user, booking)
+        refunds.check_may_refund(user, booking)
         try:
             amount = minor(body.amount, payment.currency)
         except money.MoneyError as exc:
             raise Unprocessable(f"amount: {exc}") from exc
         except ValueError as exc:
             raise BadRequest(f"amount: {exc}") from exc
-    payment = await service.refund(
+    payment = await refunds.refund(
         runtime, body.payment_id, actor=user, amount=amount, reason=body.reason
     )
     return await present(payment, user, runtime)

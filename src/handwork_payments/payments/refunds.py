@@ -7,14 +7,10 @@ the provider. Each refund is a row first, so its id names the provider call
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from handwork_payments.audit.alerts import alert
-from handwork_payments.audit.service import record
 from handwork_payments.connect.reversals import cover_refund
 from handwork_payments.db import transaction
 from handwork_payments.kit import money
-from handwork_payments.kit.clock import now
 from handwork_payments.kit.errors import (
     BadRequest,
     Conflict,
@@ -24,7 +20,6 @@ from handwork_payments.kit.errors import (
 )
 from handwork_payments.models import (
     Booking,
-    BookingStatus,
     HoldKind,
     Payment,
     PaymentRefund,
@@ -35,17 +30,14 @@ from handwork_payments.models import (
 )
 from handwork_payments.payments import operations, repository
 from handwork_payments.payments.escrow import (
+    apply_refund,
     begin_operation,
     end_operation,
     ensure_no_operation,
     hold_ref,
     locked,
-    move_booking,
     operation_of,
-    snapshot,
 )
-from handwork_payments.payments.ledger import post_refund
-from handwork_payments.payments.states import PAYMENT
 from handwork_payments.providers.base import ProviderError, ProviderUnavailableError
 from handwork_payments.runtime import Runtime
 
@@ -56,47 +48,6 @@ def needs_provider(payment: Payment, refund: PaymentRefund) -> bool:
     """A partial refund of an authorisation changes nothing at the provider yet."""
     full = payment.refunded_amount + refund.amount == payment.amount
     return payment.hold_kind == HoldKind.CAPTURED or full
-
-
-async def apply_refund(
-    session: AsyncSession,
-    payment: Payment,
-    booking: Booking,
-    refund: PaymentRefund,
-    *,
-    actor_id: int | None,
-    actor_kind: str | None = None,
-) -> None:
-    """Post a refund whose provider side is done (or not needed)."""
-    before = snapshot(payment)
-    refunded = payment.refunded_amount + refund.amount
-    assert refunded <= payment.amount
-    fee_total = money.fee_share_of_refunds(refunded, payment.amount, payment.platform_fee)
-    refund.fee_part = fee_total - payment.refunded_fee
-    refund.status = RefundStatus.SUCCEEDED
-    refund.completed_at = now()
-    payment.refunded_amount = refunded
-    payment.refunded_fee = fee_total
-    payment.refund_reason = refund.reason
-    if refunded == payment.amount:
-        PAYMENT.check(payment.status, PaymentStatus.REFUNDED)
-        payment.status = PaymentStatus.REFUNDED
-        payment.refunded_at = refund.completed_at
-        payment.auto_release_at = None
-        if booking.status in (BookingStatus.PAID, BookingStatus.COMPLETED):
-            move_booking(booking, BookingStatus.CANCELLED)
-    end_operation(payment)
-    await post_refund(session, payment, booking, refund)
-    await record(
-        session,
-        actor_id=actor_id,
-        actor_kind=actor_kind,
-        action="payment.refunded",
-        object_type="payment",
-        object_id=payment.id,
-        before=before,
-        after={**snapshot(payment), "refund_id": refund.id, "refund_amount": refund.amount},
-    )
 
 
 def check_may_refund(user: User, booking: Booking) -> None:
