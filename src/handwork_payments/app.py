@@ -128,7 +128,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     settings = runtime.settings if runtime is not None else get_settings()
     if not (settings.stripe_live and settings.paypal_live):
         # The buyer's side of the simulators (Stripe.js confirmation, PayPal approval).
-        from handwork_payments.providers.simulator_endpoints import router as simulator
+        from handwork_payments.http.simulator import router as simulator
 
         app.include_router(simulator, prefix=API_PREFIX, responses=MALFORMED)
 

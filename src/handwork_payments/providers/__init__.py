@@ -33,7 +33,7 @@ class Providers:
 
 
 def build_providers(settings: Settings, sessions: Sessions) -> Providers:
-    from handwork_payments.providers.simulated import SimulatedProvider
+    from handwork_payments.providers.simulated import SimulatedPayPal, SimulatedStripe
 
     stripe: PaymentProvider
     paypal: PaymentProvider
@@ -43,12 +43,12 @@ def build_providers(settings: Settings, sessions: Sessions) -> Providers:
         stripe = StripeProvider(settings)
     else:
         log.warning("STRIPE_SECRET_KEY is not set: Stripe payments use the built-in simulator")
-        stripe = SimulatedProvider("stripe", sessions, settings)
+        stripe = SimulatedStripe(sessions, settings)
     if settings.paypal_live:
         from handwork_payments.providers.paypal import PayPalProvider
 
         paypal = PayPalProvider(settings)
     else:
         log.warning("PAYPAL_CLIENT_ID is not set: PayPal payments use the built-in simulator")
-        paypal = SimulatedProvider("paypal", sessions, settings)
+        paypal = SimulatedPayPal(sessions, settings)
     return Providers(stripe=stripe, paypal=paypal)
