@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -50,6 +50,7 @@ from handwork_payments.providers.simulated.store import (
     PAYOUT_ITEM,
     UPPER_ALNUM,
     Json,
+    NewHold,
     SimulatedProvider,
     UnknownObjectError,
     check_same_currency,
@@ -162,18 +163,8 @@ class SimulatedPayPal(SimulatedProvider):
 
     # --- orders: create, authorise, capture, void, refund ---------------------------------
 
-    async def _open_hold(
-        self,
-        session: AsyncSession,
-        payment_id: int,
-        booking_id: int,
-        amount: int,
-        currency: str,
-        payment_method: str | None,
-        return_url: str | None,
-        cancel_url: str | None,
-    ) -> Json:
-        order = new_order(payment_id, booking_id, amount, currency, return_url, cancel_url)
+    async def _open_hold(self, session: AsyncSession, hold: NewHold) -> Json:
+        order = new_order(hold)
         self._insert(session, order["id"], ORDER, order)
         return hold_json(order_hold(order))
 
@@ -314,46 +305,46 @@ class SimulatedPayPal(SimulatedProvider):
         """PayPal's reauthorisation, as the PayPal double models it: a new authorisation
         inside the original's 29 days, the original voided so the money is reserved once.
         The honour-period timing rules are not enforced."""
-        params: Json = {"ref": asdict(ref), "amount": amount, "currency": currency.upper()}
-
-        async def act(session: AsyncSession) -> Json:
-            row = await self._load(session, ref.provider_payment_id, ORDER, lock=True)
-            order = row.data
-            unit = order["purchase_units"][0]
-            authorization = authorization_of(order, ref)
-            if authorization["status"] == "VOIDED":
-                raise ProviderError(
-                    "A voided authorization cannot be reauthorized.", code="AUTHORIZATION_VOIDED"
-                )
-            if authorization["status"] != "CREATED":
-                raise ProviderError(
-                    "A captured authorization cannot be reauthorized.",
-                    code="AUTHORIZATION_ALREADY_CAPTURED",
-                )
-            code = unit["amount"]["currency_code"]
-            check_same_currency(code, currency, "AUTH_CURRENCY_MISMATCH")
-            if amount < 1:
-                raise ProviderError(
-                    "The amount must be positive.", code="CANNOT_BE_ZERO_OR_NEGATIVE"
-                )
-            now = paypal_time(utc_now())
-            renewed: Json = {
-                **authorization,
-                "id": paypal_id(),
-                "status": "CREATED",
-                "amount": money(amount, code),
-                "create_time": now,
-                "update_time": now,
-            }
-            authorization.update(status="VOIDED", update_time=now)
-            unit["payments"]["authorizations"].append(renewed)
-            order["update_time"] = now
-            save(row, order)
-            return hold_json(order_hold(order))
-
         return hold_from_json(
-            await self._call("reauthorize", act, key=idempotency_key, params=params)
+            await self._call_on_hold(
+                "reauthorize", self._reauthorize, ref, amount, currency, idempotency_key
+            )
         )
+
+    async def _reauthorize(
+        self, session: AsyncSession, ref: HoldRef, amount: int, currency: str
+    ) -> Json:
+        row = await self._load(session, ref.provider_payment_id, ORDER, lock=True)
+        order = row.data
+        unit = order["purchase_units"][0]
+        authorization = authorization_of(order, ref)
+        if authorization["status"] == "VOIDED":
+            raise ProviderError(
+                "A voided authorization cannot be reauthorized.", code="AUTHORIZATION_VOIDED"
+            )
+        if authorization["status"] != "CREATED":
+            raise ProviderError(
+                "A captured authorization cannot be reauthorized.",
+                code="AUTHORIZATION_ALREADY_CAPTURED",
+            )
+        code = unit["amount"]["currency_code"]
+        check_same_currency(code, currency, "AUTH_CURRENCY_MISMATCH")
+        if amount < 1:
+            raise ProviderError("The amount must be positive.", code="CANNOT_BE_ZERO_OR_NEGATIVE")
+        now = paypal_time(utc_now())
+        renewed: Json = {
+            **authorization,
+            "id": paypal_id(),
+            "status": "CREATED",
+            "amount": money(amount, code),
+            "create_time": now,
+            "update_time": now,
+        }
+        authorization.update(status="VOIDED", update_time=now)
+        unit["payments"]["authorizations"].append(renewed)
+        order["update_time"] = now
+        save(row, order)
+        return hold_json(order_hold(order))
 
     # --- Payouts (one by one, or in batches: PayoutBatchProvider) --------------------------
 

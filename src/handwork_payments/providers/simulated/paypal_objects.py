@@ -20,6 +20,7 @@ from handwork_payments.providers.base import (
 )
 from handwork_payments.providers.simulated.store import (
     Json,
+    NewHold,
     UnknownObjectError,
     paypal_id,
     paypal_time,
@@ -44,14 +45,7 @@ def _up_link(path: str) -> list[Json]:
 # --- new objects ------------------------------------------------------------------------------
 
 
-def new_order(
-    payment_id: int,
-    booking_id: int,
-    amount: int,
-    currency: str,
-    return_url: str | None,
-    cancel_url: str | None,
-) -> Json:
+def new_order(hold: NewHold) -> Json:
     """An order with intent AUTHORIZE, waiting for the buyer's approval."""
     order_id = paypal_id()
     now = paypal_time(utc_now())
@@ -61,16 +55,18 @@ def new_order(
         "status": "CREATED",
         "purchase_units": [
             {
-                "reference_id": f"booking-{booking_id}",
+                "reference_id": f"booking-{hold.booking_id}",
                 # Our own reference, as the real adapter sets it ("payment-{id}").
-                "custom_id": f"payment-{payment_id}",
-                "invoice_id": f"payment-{payment_id}",
-                "amount": money(amount, currency),
+                "custom_id": f"payment-{hold.payment_id}",
+                "invoice_id": f"payment-{hold.payment_id}",
+                "amount": money(hold.amount, hold.currency),
                 "payments": {"authorizations": [], "captures": [], "refunds": []},
             }
         ],
         "payment_source": {
-            "paypal": {"experience_context": {"return_url": return_url, "cancel_url": cancel_url}}
+            "paypal": {
+                "experience_context": {"return_url": hold.return_url, "cancel_url": hold.cancel_url}
+            }
         },
         "links": [
             {

@@ -20,7 +20,7 @@ import string
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -163,6 +163,23 @@ def check_same_currency(theirs: str, ours: str, code: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class NewHold:
+    """What create_hold asks for: each flavour uses the parts its provider takes (Stripe
+    the payment method, PayPal the redirect URLs)."""
+
+    payment_id: int
+    booking_id: int
+    amount: int
+    currency: str  # checked and normalised
+    payment_method: str | None
+    return_url: str | None
+    cancel_url: str | None
+
+
+OnHold = Callable[[AsyncSession, HoldRef, int, str], Awaitable[Json]]
+
+
 class SimulatedProvider(ABC):
     """A built-in simulator behind the PaymentProvider protocol: the Stripe and PayPal
     flavours (`SimulatedStripe`, `SimulatedPayPal`) share the store, the keys and the
@@ -183,17 +200,7 @@ class SimulatedProvider(ABC):
     # --- what each flavour does in the keyed calls --------------------------------------
 
     @abstractmethod
-    async def _open_hold(
-        self,
-        session: AsyncSession,
-        payment_id: int,
-        booking_id: int,
-        amount: int,
-        currency: str,
-        payment_method: str | None,
-        return_url: str | None,
-        cancel_url: str | None,
-    ) -> Json: ...
+    async def _open_hold(self, session: AsyncSession, hold: NewHold) -> Json: ...
 
     @abstractmethod
     async def _capture(
@@ -240,17 +247,16 @@ class SimulatedProvider(ABC):
 
         async def act(session: AsyncSession) -> Json:
             self._check_amount(amount)
-            code = self._currency(currency)
-            return await self._open_hold(
-                session,
+            hold = NewHold(
                 payment_id,
                 booking_id,
                 amount,
-                code,
+                self._currency(currency),
                 payment_method,
                 return_url,
                 cancel_url,
             )
+            return await self._open_hold(session, hold)
 
         return hold_from_json(
             await self._call("create_hold", act, key=idempotency_key, params=params)
@@ -259,12 +265,9 @@ class SimulatedProvider(ABC):
     async def capture(
         self, *, ref: HoldRef, amount: int, currency: str, idempotency_key: str
     ) -> ProviderCapture:
-        params: Json = {"ref": asdict(ref), "amount": amount, "currency": currency.upper()}
-
-        async def act(session: AsyncSession) -> Json:
-            return await self._capture(session, ref, amount, currency)
-
-        result = await self._call("capture", act, key=idempotency_key, params=params)
+        result = await self._call_on_hold(
+            "capture", self._capture, ref, amount, currency, idempotency_key
+        )
         return ProviderCapture(capture_id=result["capture_id"], amount=result["amount"])
 
     async def cancel(self, *, ref: HoldRef, idempotency_key: str) -> None:
@@ -277,12 +280,9 @@ class SimulatedProvider(ABC):
     async def refund(
         self, *, ref: HoldRef, amount: int, currency: str, idempotency_key: str
     ) -> ProviderRefund:
-        params: Json = {"ref": asdict(ref), "amount": amount, "currency": currency.upper()}
-
-        async def act(session: AsyncSession) -> Json:
-            return await self._refund(session, ref, amount, currency)
-
-        result = await self._call("refund", act, key=idempotency_key, params=params)
+        result = await self._call_on_hold(
+            "refund", self._refund, ref, amount, currency, idempotency_key
+        )
         return ProviderRefund(refund_id=result["refund_id"], amount=result["amount"])
 
     async def send_payout(self, order: PayoutOrder) -> ProviderTransfer:
@@ -415,6 +415,18 @@ class SimulatedProvider(ABC):
         return await self._faulty(
             operation, lambda: self._perform(act, operation=operation, key=key, params=params)
         )
+
+    async def _call_on_hold(
+        self, operation: str, act: OnHold, ref: HoldRef, amount: int, currency: str, key: str
+    ) -> Json:
+        """A keyed call that moves `amount` on the hold `ref` names (capture, refund,
+        reauthorize)."""
+        params: Json = {"ref": asdict(ref), "amount": amount, "currency": currency.upper()}
+
+        async def on_hold(session: AsyncSession) -> Json:
+            return await act(session, ref, amount, currency)
+
+        return await self._call(operation, on_hold, key=key, params=params)
 
     async def _perform(
         self,

@@ -41,6 +41,7 @@ from handwork_payments.providers.simulated.store import (
     TRANSFER,
     TRANSFER_REVERSAL,
     Json,
+    NewHold,
     SimulatedProvider,
     UnknownObjectError,
     check_same_currency,
@@ -134,25 +135,15 @@ class SimulatedStripe(SimulatedProvider):
 
     # --- PaymentIntents ------------------------------------------------------------------
 
-    async def _open_hold(
-        self,
-        session: AsyncSession,
-        payment_id: int,
-        booking_id: int,
-        amount: int,
-        currency: str,
-        payment_method: str | None,
-        return_url: str | None,
-        cancel_url: str | None,
-    ) -> Json:
-        if payment_method is not None:
+    async def _open_hold(self, session: AsyncSession, hold: NewHold) -> Json:
+        if hold.payment_method is not None:
             # Stripe checks the method before it creates anything.
-            check_payment_method(payment_method)
-        intent = new_intent(payment_id, booking_id, amount, currency)
+            check_payment_method(hold.payment_method)
+        intent = new_intent(hold.payment_id, hold.booking_id, hold.amount, hold.currency)
         row = self._insert(session, intent["id"], PAYMENT_INTENT, intent)
         await session.flush()
-        if payment_method is not None:
-            await self._confirm_intent(session, row, payment_method)
+        if hold.payment_method is not None:
+            await self._confirm_intent(session, row, hold.payment_method)
         return await self._intent_hold(session, intent["id"], lock=False)
 
     async def _confirm_intent(
@@ -221,22 +212,28 @@ class SimulatedStripe(SimulatedProvider):
             latest = (await self._load(session, row.data["latest_charge"], CHARGE)).data
         return hold_json(intent_hold(row.data, latest))
 
+    async def _locked_intent(
+        self, session: AsyncSession, ref: HoldRef, status: str, refusal: str
+    ) -> SimulatedObject:
+        """The intent `ref` names, locked, when it has `status`; refused otherwise, in
+        Stripe's words: "This PaymentIntent {refusal} a status of {its status}"."""
+        row = await self._load(session, ref.provider_payment_id, PAYMENT_INTENT, lock=True)
+        if row.data["status"] != status:
+            raise ProviderError(
+                f"This PaymentIntent {refusal} a status of {row.data['status']}.",
+                code="payment_intent_unexpected_state",
+            )
+        return row
+
     async def _capture(
         self, session: AsyncSession, ref: HoldRef, amount: int, currency: str
     ) -> Json:
-        row = await self._load(session, ref.provider_payment_id, PAYMENT_INTENT, lock=True)
+        row = await self._locked_intent(
+            session, ref, "requires_capture", "could not be captured because it has"
+        )
         intent = row.data
-        if intent["status"] != "requires_capture":
-            raise ProviderError(
-                "This PaymentIntent could not be captured because it has a status of "
-                f"{intent['status']}.",
-                code="payment_intent_unexpected_state",
-            )
         check_same_currency(intent["currency"], currency, "parameter_invalid")
-        if amount < 1:
-            raise ProviderError(
-                "Invalid positive integer: amount_to_capture", code="parameter_invalid_integer"
-            )
+        _check_positive(amount, "amount_to_capture")
         if amount > int(intent["amount_capturable"]):
             raise ProviderError(
                 f"The amount_to_capture ({amount}) is greater than the amount capturable "
@@ -274,19 +271,12 @@ class SimulatedStripe(SimulatedProvider):
     async def _refund(
         self, session: AsyncSession, ref: HoldRef, amount: int, currency: str
     ) -> Json:
-        row = await self._load(session, ref.provider_payment_id, PAYMENT_INTENT, lock=True)
+        row = await self._locked_intent(
+            session, ref, "succeeded", "has no captured charge to refund: it has"
+        )
         intent = row.data
-        if intent["status"] != "succeeded":
-            raise ProviderError(
-                "This PaymentIntent has no captured charge to refund: it has a status of "
-                f"{intent['status']}.",
-                code="payment_intent_unexpected_state",
-            )
         check_same_currency(intent["currency"], currency, "parameter_invalid")
-        if amount < 1:
-            raise ProviderError(
-                "Invalid positive integer: amount", code="parameter_invalid_integer"
-            )
+        _check_positive(amount, "amount")
         charge_row = await self._load(session, intent["latest_charge"], CHARGE, lock=True)
         refunded = charge_row.data
         left = int(refunded["amount_captured"]) - int(refunded["amount_refunded"])
@@ -351,10 +341,7 @@ class SimulatedStripe(SimulatedProvider):
         async def act(session: AsyncSession) -> Json:
             row = await self._load(session, transfer_id, TRANSFER, lock=True)
             transfer = row.data
-            if amount < 1:
-                raise ProviderError(
-                    "Invalid positive integer: amount", code="parameter_invalid_integer"
-                )
+            _check_positive(amount, "amount")
             left = int(transfer["amount"]) - int(transfer["amount_reversed"])
             if amount > left:
                 raise ProviderError(
@@ -444,6 +431,11 @@ class SimulatedStripe(SimulatedProvider):
         """A Stripe event about `obj` and the headers Stripe would send it with, signed with
         the webhook secret."""
         return events.stripe_event(event_type, obj, self.webhook_secret)
+
+
+def _check_positive(amount: int, field: str) -> None:
+    if amount < 1:
+        raise ProviderError(f"Invalid positive integer: {field}", code="parameter_invalid_integer")
 
 
 if TYPE_CHECKING:
