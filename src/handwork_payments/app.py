@@ -144,7 +144,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     modes = runtime.providers.modes() if runtime is not None else provider_modes(settings)
     if "simulated" in modes.values():
         # The buyer's side of the simulators (Stripe.js confirmation, PayPal approval).
-        from handwork_payments.providers.simulator_endpoints import router as simulator
+        from handwork_payments.http.simulator import router as simulator
 
         app.include_router(simulator, prefix=API_PREFIX, responses=MALFORMED)
 

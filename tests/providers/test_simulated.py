@@ -7,18 +7,11 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sys
-import types
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 
-from handwork_payments.kit.errors import DomainError
 from handwork_payments.models import SimulatedObject
 from handwork_payments.providers import stripe_events
 from handwork_payments.providers.base import (
@@ -27,36 +20,42 @@ from handwork_payments.providers.base import (
     HoldState,
     InvalidSignatureError,
     PaymentDeclinedError,
+    PayoutBatchProvider,
     PayoutOrder,
     ProviderError,
     ProviderHold,
     ProviderUnavailableError,
+    ReauthorizingProvider,
     TransferState,
 )
 from handwork_payments.providers.simulated import (
     PAYPAL_SIGNATURE_HEADER,
+    SimulatedPayPal,
     SimulatedProvider,
+    SimulatedStripe,
+    UnknownObjectError,
     paypal_simulator_signature,
 )
-from handwork_payments.providers.simulator_endpoints import router
 from handwork_payments.runtime import Runtime
 from tests.conftest import TEST_WEBHOOK_SECRET
 
 STRIPE_INTENT_ID = re.compile(r"^pi_[A-Za-z0-9]{24}$")
 PAYPAL_ID = re.compile(r"^[A-Z0-9]{17}$")
+# How connect/reversals.py tells a ConnectProvider (the protocol is not runtime-checkable).
+CONNECT_METHODS = ("create_connected_account", "create_account_link", "reverse_transfer")
 
 
 @pytest.fixture
-def stripe_sim(runtime: Runtime) -> SimulatedProvider:
+def stripe_sim(runtime: Runtime) -> SimulatedStripe:
     provider = runtime.providers.stripe
-    assert isinstance(provider, SimulatedProvider)
+    assert isinstance(provider, SimulatedStripe)
     return provider
 
 
 @pytest.fixture
-def paypal_sim(runtime: Runtime) -> SimulatedProvider:
+def paypal_sim(runtime: Runtime) -> SimulatedPayPal:
     provider = runtime.providers.paypal
-    assert isinstance(provider, SimulatedProvider)
+    assert isinstance(provider, SimulatedPayPal)
     return provider
 
 
@@ -82,7 +81,7 @@ async def create(
 
 
 async def paypal_authorised(
-    sim: SimulatedProvider, payment_id: int = 1, amount: int = 15_000
+    sim: SimulatedPayPal, payment_id: int = 1, amount: int = 15_000
 ) -> ProviderHold:
     hold = await create(sim, payment_id, amount=amount)
     payer_id = await sim.approve(hold.provider_payment_id)
@@ -113,7 +112,7 @@ def close_to(moment: datetime | None, expected: datetime) -> bool:
 
 
 async def test_visa_authorises_a_manual_capture_intent(
-    stripe_sim: SimulatedProvider,
+    stripe_sim: SimulatedStripe,
 ) -> None:
     hold = await create(stripe_sim, payment_method="pm_card_visa")
 
@@ -137,7 +136,7 @@ async def test_visa_authorises_a_manual_capture_intent(
 
 
 async def test_declined_card_raises_and_leaves_the_intent_waiting(
-    runtime: Runtime, stripe_sim: SimulatedProvider
+    runtime: Runtime, stripe_sim: SimulatedStripe
 ) -> None:
     with pytest.raises(PaymentDeclinedError) as declined:
         await create(stripe_sim, payment_method="pm_card_chargeDeclined")
@@ -161,7 +160,7 @@ async def test_declined_card_raises_and_leaves_the_intent_waiting(
 
 
 async def test_unknown_payment_method_is_refused_before_anything_exists(
-    runtime: Runtime, stripe_sim: SimulatedProvider
+    runtime: Runtime, stripe_sim: SimulatedStripe
 ) -> None:
     with pytest.raises(ProviderError) as refused:
         await create(stripe_sim, payment_method="pm_card_bogus")
@@ -172,7 +171,7 @@ async def test_unknown_payment_method_is_refused_before_anything_exists(
 
 
 async def test_intent_without_a_method_waits_for_the_browser(
-    stripe_sim: SimulatedProvider,
+    stripe_sim: SimulatedStripe,
 ) -> None:
     hold = await create(stripe_sim)
     assert hold.state is HoldState.REQUIRES_PAYMENT_METHOD
@@ -187,7 +186,7 @@ async def test_intent_without_a_method_waits_for_the_browser(
 
 
 async def test_client_confirm_decline_is_stored_on_the_intent(
-    stripe_sim: SimulatedProvider,
+    stripe_sim: SimulatedStripe,
 ) -> None:
     hold = await create(stripe_sim)
     with pytest.raises(PaymentDeclinedError):
@@ -202,7 +201,7 @@ async def test_client_confirm_decline_is_stored_on_the_intent(
 
 
 async def test_three_d_secure_needs_authentication_before_it_is_authorised(
-    stripe_sim: SimulatedProvider,
+    stripe_sim: SimulatedStripe,
 ) -> None:
     hold = await create(stripe_sim, payment_method="pm_card_authenticationRequired")
     assert hold.state is HoldState.REQUIRES_ACTION
@@ -227,7 +226,7 @@ async def test_three_d_secure_needs_authentication_before_it_is_authorised(
     assert again.value.code == "payment_intent_unexpected_state"
 
 
-async def test_failed_three_d_secure_fails_the_hold(stripe_sim: SimulatedProvider) -> None:
+async def test_failed_three_d_secure_fails_the_hold(stripe_sim: SimulatedStripe) -> None:
     hold = await create(stripe_sim, payment_method="pm_card_authenticationRequired")
     failed = await stripe_sim.authenticate(hold.provider_payment_id, succeed=False)
     assert failed.state is HoldState.FAILED
@@ -236,16 +235,55 @@ async def test_failed_three_d_secure_fails_the_hold(stripe_sim: SimulatedProvide
     assert intent["last_payment_error"]["code"] == "payment_intent_authentication_failure"
 
 
-async def test_unknown_intent_is_resource_missing(stripe_sim: SimulatedProvider) -> None:
+async def test_unknown_intent_is_resource_missing(stripe_sim: SimulatedStripe) -> None:
     with pytest.raises(ProviderError) as missing:
         await stripe_sim.get_hold(HoldRef("pi_doesnotexist"))
     assert missing.value.code == "resource_missing"
 
 
+@pytest.mark.parametrize("object_id", ["pi_\x00abc", "pi_" + "a" * 62])
+async def test_an_id_that_cannot_be_stored_is_unknown_not_a_database_error(
+    stripe_sim: SimulatedStripe, paypal_sim: SimulatedPayPal, object_id: str
+) -> None:
+    for read in (
+        stripe_sim.intent_object(object_id),
+        stripe_sim.object_data(object_id),
+        stripe_sim.client_confirm(object_id, "pm_card_visa"),
+        stripe_sim.get_hold(HoldRef(object_id)),
+    ):
+        with pytest.raises(UnknownObjectError) as stripe_missing:
+            await read
+        assert stripe_missing.value.code == "resource_missing"
+    with pytest.raises(UnknownObjectError) as paypal_missing:
+        await paypal_sim.approve(object_id)
+    assert paypal_missing.value.code == "INVALID_RESOURCE_ID"
+
+
+# --- optional capabilities: each simulator has exactly its provider's ------------------
+
+
+def test_the_stripe_simulator_has_connect_and_no_batches_or_reauthorisation(
+    stripe_sim: SimulatedStripe,
+) -> None:
+    assert all(hasattr(stripe_sim, name) for name in CONNECT_METHODS)
+    assert not isinstance(stripe_sim, PayoutBatchProvider)
+    assert not isinstance(stripe_sim, ReauthorizingProvider)
+    assert not hasattr(stripe_sim, "approve")
+
+
+def test_the_paypal_simulator_has_batches_and_reauthorisation_and_no_connect(
+    paypal_sim: SimulatedPayPal,
+) -> None:
+    assert not any(hasattr(paypal_sim, name) for name in CONNECT_METHODS)
+    assert isinstance(paypal_sim, PayoutBatchProvider)
+    assert isinstance(paypal_sim, ReauthorizingProvider)
+    assert not hasattr(paypal_sim, "client_confirm")
+
+
 # --- PayPal approve / authorise ----------------------------------------------------------
 
 
-async def test_paypal_order_is_approved_then_authorised(paypal_sim: SimulatedProvider) -> None:
+async def test_paypal_order_is_approved_then_authorised(paypal_sim: SimulatedPayPal) -> None:
     hold = await create(paypal_sim)
     order_id = hold.provider_payment_id
     assert PAYPAL_ID.match(order_id)
@@ -283,7 +321,7 @@ async def test_paypal_order_is_approved_then_authorised(paypal_sim: SimulatedPro
     assert order["purchase_units"][0]["custom_id"] == "payment-1"
 
 
-async def test_paypal_capture_and_refund(paypal_sim: SimulatedProvider) -> None:
+async def test_paypal_capture_and_refund(paypal_sim: SimulatedPayPal) -> None:
     held = await paypal_authorised(paypal_sim, amount=15_000)
     capture = await paypal_sim.capture(
         ref=ref(held), amount=10_000, currency="USD", idempotency_key="payment-1-capture"
@@ -311,7 +349,7 @@ async def test_paypal_capture_and_refund(paypal_sim: SimulatedProvider) -> None:
     assert again.value.code == "AUTHORIZATION_ALREADY_CAPTURED"
 
 
-async def test_paypal_cancel_voids_the_authorisation(paypal_sim: SimulatedProvider) -> None:
+async def test_paypal_cancel_voids_the_authorisation(paypal_sim: SimulatedPayPal) -> None:
     held = await paypal_authorised(paypal_sim)
     await paypal_sim.cancel(ref=ref(held), idempotency_key="payment-1-cancel")
     hold = await paypal_sim.get_hold(ref(held))
@@ -327,7 +365,7 @@ async def test_paypal_cancel_voids_the_authorisation(paypal_sim: SimulatedProvid
 
 
 async def test_capture_less_than_authorised_releases_the_rest(
-    stripe_sim: SimulatedProvider,
+    stripe_sim: SimulatedStripe,
 ) -> None:
     held = await create(stripe_sim, payment_method="pm_card_visa")
     capture = await stripe_sim.capture(
@@ -346,7 +384,7 @@ async def test_capture_less_than_authorised_releases_the_rest(
 
 
 async def test_capture_repeated_with_its_key_returns_the_same_capture(
-    stripe_sim: SimulatedProvider,
+    stripe_sim: SimulatedStripe,
 ) -> None:
     held = await create(stripe_sim, payment_method="pm_card_visa")
     first = await stripe_sim.capture(
@@ -367,7 +405,7 @@ async def test_capture_repeated_with_its_key_returns_the_same_capture(
 
 
 async def test_capture_beyond_the_authorisation_or_of_nothing_is_refused(
-    stripe_sim: SimulatedProvider,
+    stripe_sim: SimulatedStripe,
 ) -> None:
     held = await create(stripe_sim, payment_method="pm_card_visa")
     with pytest.raises(ProviderError) as too_much:
@@ -390,7 +428,7 @@ async def test_capture_beyond_the_authorisation_or_of_nothing_is_refused(
     assert capture.amount == 15_000
 
 
-async def test_cancel_voids_an_uncaptured_hold_only(stripe_sim: SimulatedProvider) -> None:
+async def test_cancel_voids_an_uncaptured_hold_only(stripe_sim: SimulatedStripe) -> None:
     held = await create(stripe_sim, payment_method="pm_card_visa")
     await stripe_sim.cancel(ref=ref(held), idempotency_key="payment-1-cancel")
     hold = await stripe_sim.get_hold(ref(held))
@@ -413,7 +451,7 @@ async def test_cancel_voids_an_uncaptured_hold_only(stripe_sim: SimulatedProvide
 
 
 async def test_refunds_add_up_to_the_captured_amount_and_not_beyond(
-    stripe_sim: SimulatedProvider,
+    stripe_sim: SimulatedStripe,
 ) -> None:
     held = await create(stripe_sim, payment_method="pm_card_visa")
     with pytest.raises(ProviderError):
@@ -449,7 +487,7 @@ async def test_refunds_add_up_to_the_captured_amount_and_not_beyond(
 
 
 async def test_a_key_reused_with_other_parameters_is_refused(
-    runtime: Runtime, stripe_sim: SimulatedProvider
+    runtime: Runtime, stripe_sim: SimulatedStripe
 ) -> None:
     first = await create(stripe_sim, amount=15_000, key="k-1")
     again = await create(stripe_sim, amount=15_000, key="k-1")
@@ -468,7 +506,7 @@ async def test_a_key_reused_with_other_parameters_is_refused(
 
 
 async def test_stripe_and_paypal_keys_are_separate(
-    stripe_sim: SimulatedProvider, paypal_sim: SimulatedProvider
+    stripe_sim: SimulatedStripe, paypal_sim: SimulatedPayPal
 ) -> None:
     stripe_hold = await create(stripe_sim, key="shared")
     paypal_hold = await create(paypal_sim, key="shared")
@@ -480,7 +518,7 @@ async def test_stripe_and_paypal_keys_are_separate(
 
 
 async def test_stripe_payout_is_a_transfer_found_again_by_its_key(
-    stripe_sim: SimulatedProvider,
+    stripe_sim: SimulatedStripe,
 ) -> None:
     order = PayoutOrder(
         payout_id=7, destination="acct_1Nv0FGQ9RKHgCVdK", amount=9_500, currency="USD"
@@ -505,7 +543,7 @@ async def test_stripe_payout_is_a_transfer_found_again_by_its_key(
     assert bad.value.code == "invalid_destination"
 
 
-async def test_paypal_payout_goes_to_an_email(paypal_sim: SimulatedProvider) -> None:
+async def test_paypal_payout_goes_to_an_email(paypal_sim: SimulatedPayPal) -> None:
     order = PayoutOrder(payout_id=3, destination="worker@example.com", amount=4_750, currency="USD")
     transfer = await paypal_sim.send_payout(order)
     assert re.match(r"^[A-Z0-9]{13}$", transfer.transfer_id)
@@ -527,7 +565,7 @@ async def test_paypal_payout_goes_to_an_email(paypal_sim: SimulatedProvider) -> 
     )
 
 
-async def test_connect_accounts_links_and_reversals(stripe_sim: SimulatedProvider) -> None:
+async def test_connect_accounts_links_and_reversals(stripe_sim: SimulatedStripe) -> None:
     account_id = await stripe_sim.create_connected_account(worker_id=5, email="w@example.com")
     assert account_id.startswith("acct_")
     again = await stripe_sim.create_connected_account(worker_id=5, email="new@example.com")
@@ -566,7 +604,7 @@ async def test_connect_accounts_links_and_reversals(stripe_sim: SimulatedProvide
 
 
 async def test_timeout_acts_not_and_is_consumed(
-    runtime: Runtime, stripe_sim: SimulatedProvider
+    runtime: Runtime, stripe_sim: SimulatedStripe
 ) -> None:
     await stripe_sim.inject_fault("create_hold", "timeout")
     with pytest.raises(ProviderUnavailableError):
@@ -585,7 +623,7 @@ async def test_timeout_acts_not_and_is_consumed(
 
 
 async def test_timeout_after_success_leaves_the_payout_findable(
-    runtime: Runtime, stripe_sim: SimulatedProvider
+    runtime: Runtime, stripe_sim: SimulatedStripe
 ) -> None:
     order = PayoutOrder(payout_id=1, destination="acct_abc", amount=500, currency="USD")
     await stripe_sim.inject_fault("send_payout", "timeout_after_success")
@@ -599,7 +637,7 @@ async def test_timeout_after_success_leaves_the_payout_findable(
 
 
 async def test_timeout_after_success_of_a_capture_shows_in_get_hold(
-    stripe_sim: SimulatedProvider,
+    stripe_sim: SimulatedStripe,
 ) -> None:
     held = await create(stripe_sim, payment_method="pm_card_visa")
     await stripe_sim.inject_fault("capture", "timeout_after_success")
@@ -616,7 +654,7 @@ async def test_timeout_after_success_of_a_capture_shows_in_get_hold(
 
 
 async def test_error_fault_refuses_without_acting_as_often_as_injected(
-    runtime: Runtime, paypal_sim: SimulatedProvider
+    runtime: Runtime, paypal_sim: SimulatedPayPal
 ) -> None:
     await paypal_sim.inject_fault("create_hold", "error", times=2)
     for _ in range(2):
@@ -629,7 +667,7 @@ async def test_error_fault_refuses_without_acting_as_often_as_injected(
 
 
 async def test_faults_are_per_provider_and_per_operation(
-    stripe_sim: SimulatedProvider, paypal_sim: SimulatedProvider
+    stripe_sim: SimulatedStripe, paypal_sim: SimulatedPayPal
 ) -> None:
     await stripe_sim.inject_fault("get_hold", "timeout")
     paypal_hold = await create(paypal_sim)
@@ -647,7 +685,7 @@ async def test_faults_are_per_provider_and_per_operation(
 
 
 async def test_stripe_event_round_trips_through_parse_event(
-    stripe_sim: SimulatedProvider,
+    stripe_sim: SimulatedStripe,
 ) -> None:
     held = await create(stripe_sim, payment_method="pm_card_visa")
     intent = await stripe_sim.intent_object(held.provider_payment_id)
@@ -664,7 +702,7 @@ async def test_stripe_event_round_trips_through_parse_event(
     assert event.event_id == payload["id"]
 
 
-async def test_stripe_event_signature_is_checked(stripe_sim: SimulatedProvider) -> None:
+async def test_stripe_event_signature_is_checked(stripe_sim: SimulatedStripe) -> None:
     body, headers = stripe_sim.stripe_event("payment_intent.payment_failed", {"id": "pi_x"})
     tampered = body.replace(b"pi_x", b"pi_y")
     with pytest.raises(InvalidSignatureError):
@@ -678,7 +716,7 @@ async def test_stripe_event_signature_is_checked(stripe_sim: SimulatedProvider) 
     stripe_events.verify(body, headers["Stripe-Signature"], TEST_WEBHOOK_SECRET, 300)
 
 
-async def test_paypal_event_signature_is_checked(paypal_sim: SimulatedProvider) -> None:
+async def test_paypal_event_signature_is_checked(paypal_sim: SimulatedPayPal) -> None:
     body, headers = paypal_sim.paypal_event("PAYMENT.CAPTURE.COMPLETED", {"id": "CAP1"})
     assert headers[PAYPAL_SIGNATURE_HEADER] == paypal_simulator_signature(body)
     with pytest.raises(InvalidSignatureError):
@@ -687,12 +725,21 @@ async def test_paypal_event_signature_is_checked(paypal_sim: SimulatedProvider) 
         await paypal_sim.parse_event({PAYPAL_SIGNATURE_HEADER: "00" * 32}, body)
     with pytest.raises(InvalidSignatureError):
         await paypal_sim.parse_event({}, body)
+    # A header is Latin-1 text: a non-ASCII signature is a mismatch, not a TypeError.
+    with pytest.raises(InvalidSignatureError):
+        await paypal_sim.parse_event({PAYPAL_SIGNATURE_HEADER: "\u00b2" * 64}, body)
+    # Its signing key is public (a simulator): a signed body nested past the JSON parser's
+    # depth must still be a refusal, not a RecursionError.
+    deep = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
+    with pytest.raises(InvalidSignatureError):
+        await paypal_sim.parse_event(
+            {PAYPAL_SIGNATURE_HEADER: paypal_simulator_signature(deep)}, deep
+        )
 
 
 async def test_paypal_events_round_trip_and_name_the_order(
-    paypal_sim: SimulatedProvider,
+    paypal_sim: SimulatedPayPal,
 ) -> None:
-    pytest.importorskip("handwork_payments.providers.paypal_events")
     held = await paypal_authorised(paypal_sim)
     await paypal_sim.capture(
         ref=ref(held), amount=15_000, currency="USD", idempotency_key="payment-1-capture"
@@ -717,7 +764,7 @@ async def test_paypal_events_round_trip_and_name_the_order(
 
 
 async def test_ten_concurrent_captures_under_one_key_capture_once(
-    runtime: Runtime, stripe_sim: SimulatedProvider
+    runtime: Runtime, stripe_sim: SimulatedStripe
 ) -> None:
     held = await create(stripe_sim, payment_method="pm_card_visa")
     captures = await asyncio.gather(
@@ -736,7 +783,7 @@ async def test_ten_concurrent_captures_under_one_key_capture_once(
 
 
 async def test_concurrent_captures_under_different_keys_capture_once(
-    stripe_sim: SimulatedProvider,
+    stripe_sim: SimulatedStripe,
 ) -> None:
     held = await create(stripe_sim, payment_method="pm_card_visa")
     results = await asyncio.gather(
@@ -752,114 +799,3 @@ async def test_concurrent_captures_under_different_keys_capture_once(
     refused = [r for r in results if isinstance(r, ProviderError)]
     assert len(succeeded) == 1 and len(refused) == 7
     assert (await stripe_sim.get_hold(ref(held))).captured_amount == 15_000
-
-
-# --- the browser-side endpoints ----------------------------------------------------------
-
-
-Delivered = list[tuple[str, dict[str, str], bytes]]
-SimulatorHttp = tuple[httpx.AsyncClient, Delivered]
-
-
-@pytest.fixture
-async def simulator_http(
-    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[SimulatorHttp]:
-    """The simulator router on a bare app, with the webhook inbox replaced by a recorder:
-    these tests are about what the endpoints deliver, not how the inbox stores it."""
-    delivered: Delivered = []
-
-    async def receive(
-        _runtime: Runtime, provider: str, headers: dict[str, str], body: bytes
-    ) -> None:
-        delivered.append((provider, headers, body))
-
-    fake = types.ModuleType("handwork_payments.webhooks.service")
-    fake.receive = receive  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "handwork_payments.webhooks.service", fake)
-    app = FastAPI()
-    app.state.runtime = runtime
-
-    @app.exception_handler(DomainError)
-    async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
-
-    app.include_router(router, prefix="/api/v1")
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-        yield http, delivered
-
-
-async def test_confirm_endpoint_delivers_the_stripe_event(
-    stripe_sim: SimulatedProvider, simulator_http: SimulatorHttp
-) -> None:
-    http, delivered = simulator_http
-    hold = await create(stripe_sim)
-    url = f"/api/v1/simulator/stripe/payment_intents/{hold.provider_payment_id}"
-    r = await http.post(f"{url}/confirm", json={"payment_method": "pm_card_visa"})
-    assert r.status_code == 200, r.text
-    assert r.json()["status"] == "requires_capture"
-    assert len(delivered) == 1
-    provider, headers, body = delivered[0]
-    event = await stripe_sim.parse_event(headers, body)
-    assert provider == "stripe"
-    assert event.kind is EventKind.HOLD_AUTHORIZED and event.amount == 15_000
-
-    r = await http.post(f"{url}/confirm", json={"payment_method": "pm_card_visa"})
-    assert r.status_code == 409
-    r = await http.post(
-        "/api/v1/simulator/stripe/payment_intents/pi_nope/confirm",
-        json={"payment_method": "pm_card_visa"},
-    )
-    assert r.status_code == 404 and "detail" in r.json()
-
-
-async def test_decline_and_three_d_secure_over_http(
-    stripe_sim: SimulatedProvider, simulator_http: SimulatorHttp
-) -> None:
-    http, delivered = simulator_http
-    declined = await create(stripe_sim, 1)
-    r = await http.post(
-        f"/api/v1/simulator/stripe/payment_intents/{declined.provider_payment_id}/confirm",
-        json={"payment_method": "pm_card_chargeDeclined"},
-    )
-    assert r.status_code == 200 and r.json()["last_payment_error"]["code"] == "card_declined"
-    event = await stripe_sim.parse_event(delivered[-1][1], delivered[-1][2])
-    assert event.kind is EventKind.HOLD_FAILED
-    assert event.failure_message == "Your card was declined."
-
-    secure = await create(stripe_sim, 2)
-    url = f"/api/v1/simulator/stripe/payment_intents/{secure.provider_payment_id}"
-    r = await http.post(f"{url}/confirm", json={"payment_method": "pm_card_authenticationRequired"})
-    assert r.status_code == 200 and r.json()["status"] == "requires_action"
-    assert len(delivered) == 1  # nothing for requires_action
-    r = await http.post(f"{url}/authenticate", json={"succeed": True})
-    assert r.status_code == 200 and r.json()["status"] == "requires_capture"
-    event = await stripe_sim.parse_event(delivered[-1][1], delivered[-1][2])
-    assert event.kind is EventKind.HOLD_AUTHORIZED
-
-    r = await http.post(
-        f"/api/v1/simulator/stripe/payment_intents/{declined.provider_payment_id}/confirm",
-        json={"payment_method": "pm_card_bogus"},
-    )
-    assert r.status_code == 400
-
-
-async def test_paypal_checkout_endpoint_approves(
-    paypal_sim: SimulatedProvider, simulator_http: SimulatorHttp
-) -> None:
-    http, _ = simulator_http
-    hold = await create(paypal_sim)
-    assert hold.approval_url is not None
-    r = await http.get(hold.approval_url)
-    assert r.status_code == 200, r.text
-    body = r.json()
-    assert body["order_id"] == hold.provider_payment_id
-    held = await paypal_sim.confirm_hold(
-        provider_payment_id=hold.provider_payment_id,
-        payer_id=body["payer_id"],
-        idempotency_key="payment-1-confirm",
-    )
-    assert held.state is HoldState.AUTHORIZED
-    r = await http.get("/api/v1/simulator/paypal/checkoutnow", params={"token": "NOSUCHORDER"})
-    assert r.status_code == 404

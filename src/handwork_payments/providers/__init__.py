@@ -119,7 +119,7 @@ class Providers:
 
 
 def build_providers(settings: Settings, sessions: Sessions) -> Providers:
-    from handwork_payments.providers.simulated import SimulatedProvider
+    from handwork_payments.providers.simulated import SimulatedPayPal, SimulatedStripe
 
     modes = provider_modes(settings)
     stripe: PaymentProvider
@@ -130,7 +130,7 @@ def build_providers(settings: Settings, sessions: Sessions) -> Providers:
         stripe = StripeProvider(settings)
     elif modes["stripe"] == "simulated":
         log.warning("STRIPE_SECRET_KEY is not set: Stripe payments use the built-in simulator")
-        stripe = SimulatedProvider("stripe", sessions, settings)
+        stripe = SimulatedStripe(sessions, settings)
     else:
         stripe = DisabledProvider("stripe")
     if modes["paypal"] == "live":
@@ -139,7 +139,7 @@ def build_providers(settings: Settings, sessions: Sessions) -> Providers:
         paypal = PayPalProvider(settings)
     elif modes["paypal"] == "simulated":
         log.warning("PAYPAL_CLIENT_ID is not set: PayPal payments use the built-in simulator")
-        paypal = SimulatedProvider("paypal", sessions, settings)
+        paypal = SimulatedPayPal(sessions, settings)
     else:
         paypal = DisabledProvider("paypal")
     _announce(modes)

@@ -5,13 +5,14 @@ No bearer token: at a real provider these are the payer's own actions. Mounted o
 a provider is simulated. A Stripe action is followed by the event Stripe would send,
 delivered to our own webhook inbox exactly as a real delivery (signed, verified, stored,
 processed by the worker): that is how a payment confirmed in the browser reaches us.
+Calling the inbox is why this module sits in http/, above the domains, and not in providers/.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
 from handwork_payments.http.deps import RuntimeDep
@@ -24,10 +25,22 @@ from handwork_payments.kit.errors import (
     error_responses,
 )
 from handwork_payments.providers.base import HoldState, PaymentDeclinedError, ProviderError
-from handwork_payments.providers.simulated import SimulatedProvider, UnknownObjectError
+from handwork_payments.providers.simulated import (
+    SimulatedPayPal,
+    SimulatedStripe,
+    UnknownObjectError,
+)
 from handwork_payments.runtime import Runtime
+from handwork_payments.webhooks.service import receive
 
 router = APIRouter(prefix="/simulator", tags=["simulator"])
+
+# What a simulator's id can be (they are stored in a VARCHAR(64)): anything else, a NUL
+# byte above all, is refused here with a 422 rather than failing in PostgreSQL.
+_ID_PATTERN = r"^[A-Za-z0-9_\-]+$"
+_ID_MAX_LENGTH = 64
+IntentId = Annotated[str, Path(min_length=1, max_length=_ID_MAX_LENGTH, pattern=_ID_PATTERN)]
+OrderToken = Annotated[str, Query(min_length=1, max_length=_ID_MAX_LENGTH, pattern=_ID_PATTERN)]
 
 
 class ConfirmRequest(BaseModel):
@@ -47,10 +60,17 @@ class ApprovalResponse(BaseModel):
     payer_id: str
 
 
-def _simulator(runtime: Runtime, name: str) -> SimulatedProvider:
-    provider = runtime.providers.stripe if name == "stripe" else runtime.providers.paypal
-    if not isinstance(provider, SimulatedProvider):
-        raise NotFound(f"The {name} simulator is not in use: real {name} credentials are set")
+def _stripe(runtime: Runtime) -> SimulatedStripe:
+    provider = runtime.providers.stripe
+    if not isinstance(provider, SimulatedStripe):
+        raise NotFound("The stripe simulator is not in use: real stripe credentials are set")
+    return provider
+
+
+def _paypal(runtime: Runtime) -> SimulatedPayPal:
+    provider = runtime.providers.paypal
+    if not isinstance(provider, SimulatedPayPal):
+        raise NotFound("The paypal simulator is not in use: real paypal credentials are set")
     return provider
 
 
@@ -63,11 +83,8 @@ def _domain_error(exc: ProviderError) -> DomainError:
 
 
 async def _deliver(
-    runtime: Runtime, simulator: SimulatedProvider, event_type: str, obj: dict[str, Any]
+    runtime: Runtime, simulator: SimulatedStripe, event_type: str, obj: dict[str, Any]
 ) -> None:
-    # Imported here: the webhook inbox depends on the providers, not the other way round.
-    from handwork_payments.webhooks.service import receive
-
     body, headers = simulator.stripe_event(event_type, obj)
     await receive(runtime, "stripe", headers, body)
 
@@ -77,8 +94,8 @@ async def _deliver(
     responses=error_responses(NotFound),
     summary="Retrieve a simulated PaymentIntent (Stripe.js retrievePaymentIntent)",
 )
-async def get_intent(intent_id: str, runtime: RuntimeDep) -> dict[str, Any]:
-    simulator = _simulator(runtime, "stripe")
+async def get_intent(intent_id: IntentId, runtime: RuntimeDep) -> dict[str, Any]:
+    simulator = _stripe(runtime)
     try:
         return await simulator.intent_object(intent_id)
     except ProviderError as exc:
@@ -91,12 +108,12 @@ async def get_intent(intent_id: str, runtime: RuntimeDep) -> dict[str, Any]:
     summary="Confirm a PaymentIntent with a test card, as Stripe.js does",
 )
 async def confirm_intent(
-    intent_id: str, body: ConfirmRequest, runtime: RuntimeDep
+    intent_id: IntentId, body: ConfirmRequest, runtime: RuntimeDep
 ) -> dict[str, Any]:
     """Answers the intent as it now is; an authorisation is followed by
     `payment_intent.amount_capturable_updated`, a decline by `payment_intent.payment_failed`
     (the intent shows `last_payment_error`), 3-D Secure by nothing until it is done."""
-    simulator = _simulator(runtime, "stripe")
+    simulator = _stripe(runtime)
     event_type: str | None = None
     try:
         hold = await simulator.client_confirm(intent_id, body.payment_method)
@@ -119,9 +136,9 @@ async def confirm_intent(
     summary="Complete (or fail) 3-D Secure for a PaymentIntent",
 )
 async def authenticate_intent(
-    intent_id: str, runtime: RuntimeDep, body: AuthenticateRequest | None = None
+    intent_id: IntentId, runtime: RuntimeDep, body: AuthenticateRequest | None = None
 ) -> dict[str, Any]:
-    simulator = _simulator(runtime, "stripe")
+    simulator = _stripe(runtime)
     succeed = body.succeed if body is not None else True
     try:
         hold = await simulator.authenticate(intent_id, succeed)
@@ -140,10 +157,8 @@ async def authenticate_intent(
     responses=error_responses(NotFound, Conflict),
     summary="The PayPal buyer approves an order (the order's approval_url)",
 )
-async def approve_order(
-    runtime: RuntimeDep, token: str = Query(min_length=1, max_length=64)
-) -> ApprovalResponse:
-    simulator = _simulator(runtime, "paypal")
+async def approve_order(runtime: RuntimeDep, token: OrderToken) -> ApprovalResponse:
+    simulator = _paypal(runtime)
     try:
         payer_id = await simulator.approve(token)
     except ProviderError as exc:

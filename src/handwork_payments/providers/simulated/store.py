@@ -1,0 +1,578 @@
+"""What both simulators share: their rows in `simulated_objects`, Stripe-style idempotency
+keys, fault injection, the keyed protocol calls, ids, and amount and currency checks.
+
+State is read and written in the simulator's own short transactions, never the caller's:
+like a remote provider's, it is independent of our rows and shared by every process on the
+database.
+
+Idempotency works like Stripe's: the first call under a key stores its result (and a
+decline, which changes the intent), a repeat returns it without acting, and the same key
+with another operation or other parameters is `idempotency_key_in_use`. Refusals that change
+nothing (bad state, amount too large, unknown id) are not stored, as Stripe stores nothing
+for requests that fail validation, so a retry after the state has changed can succeed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import string
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import flag_modified
+
+from handwork_payments.db import Sessions, transaction
+from handwork_payments.kit.money import MAX_AMOUNT_MINOR, MoneyError, normalize_currency
+from handwork_payments.models import SimulatedObject
+from handwork_payments.providers.base import (
+    HoldRef,
+    HoldState,
+    PaymentDeclinedError,
+    PayoutOrder,
+    ProviderCapture,
+    ProviderError,
+    ProviderHold,
+    ProviderRefund,
+    ProviderTransfer,
+    ProviderUnavailableError,
+    TransferState,
+)
+from handwork_payments.settings import Settings
+
+T = TypeVar("T")
+Json = dict[str, Any]
+
+# The protocol's methods a fault can be injected into.
+FAULT_OPERATIONS = frozenset(
+    {
+        "create_hold",
+        "confirm_hold",
+        "get_hold",
+        "capture",
+        "cancel",
+        "refund",
+        "send_payout",
+        "send_payout_batch",
+        "find_payout",
+        "reauthorize",
+        "parse_event",
+        "create_connected_account",
+        "create_account_link",
+        "reverse_transfer",
+    }
+)
+FAULT_MODES = frozenset({"timeout", "timeout_after_success", "error", "delay"})
+
+# Row kinds in simulated_objects.
+IDEMPOTENCY = "idempotency"
+FAULT = "fault"
+PAYMENT_INTENT = "payment_intent"
+CHARGE = "charge"
+REFUND = "refund"
+TRANSFER = "transfer"
+TRANSFER_REVERSAL = "transfer_reversal"
+ACCOUNT = "account"
+ORDER = "order"
+PAYOUT_ITEM = "payout_item"
+
+ALNUM = string.ascii_letters + string.digits
+UPPER_ALNUM = string.ascii_uppercase + string.digits
+# The unique idempotency_key column holds "{provider}:{key}".
+_MAX_KEY_LENGTH = 200
+# simulated_objects.id is a VARCHAR(64); PostgreSQL text cannot hold NUL.
+_MAX_ID_LENGTH = 64
+
+
+class UnknownObjectError(ProviderError):
+    """The id names no object at the provider (a 404 there)."""
+
+
+# --- ids and times ---------------------------------------------------------------------------
+
+
+def random_string(alphabet: str, length: int) -> str:
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def stripe_id(prefix: str, length: int = 24) -> str:
+    return f"{prefix}_{random_string(ALNUM, length)}"
+
+
+def paypal_id(length: int = 17) -> str:
+    return random_string(UPPER_ALNUM, length)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def paypal_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- stored answers (JSON) -------------------------------------------------------------------
+
+
+def hold_json(hold: ProviderHold) -> Json:
+    data = asdict(hold)
+    data["state"] = hold.state.value
+    data["capture_by"] = hold.capture_by.isoformat() if hold.capture_by else None
+    return data
+
+
+def hold_from_json(data: Mapping[str, Any]) -> ProviderHold:
+    capture_by = data.get("capture_by")
+    return ProviderHold(
+        **{
+            **data,
+            "state": HoldState(data["state"]),
+            "capture_by": datetime.fromisoformat(capture_by) if capture_by else None,
+        }
+    )
+
+
+def transfer_json(transfer: ProviderTransfer) -> Json:
+    data = asdict(transfer)
+    data["state"] = transfer.state.value
+    return data
+
+
+def transfer_from_json(data: Mapping[str, Any]) -> ProviderTransfer:
+    return ProviderTransfer(**{**data, "state": TransferState(data["state"])})
+
+
+def save(row: SimulatedObject, data: Json) -> None:
+    # JSONB is not mutation-tracked: say the column changed.
+    row.data = data
+    flag_modified(row, "data")
+
+
+def check_same_currency(theirs: str, ours: str, code: str) -> None:
+    if theirs.upper() != ours.upper():
+        raise ProviderError(
+            f"The currency {ours.upper()} does not match the payment's {theirs.upper()}.",
+            code=code,
+        )
+
+
+@dataclass(frozen=True)
+class NewHold:
+    """What create_hold asks for: each flavour uses the parts its provider takes (Stripe
+    the payment method, PayPal the redirect URLs)."""
+
+    payment_id: int
+    booking_id: int
+    amount: int
+    currency: str  # checked and normalised
+    payment_method: str | None
+    return_url: str | None
+    cancel_url: str | None
+
+
+OnHold = Callable[[AsyncSession, HoldRef, int, str], Awaitable[Json]]
+
+
+class SimulatedProvider(ABC):
+    """A built-in simulator behind the PaymentProvider protocol: the Stripe and PayPal
+    flavours (`SimulatedStripe`, `SimulatedPayPal`) share the store, the keys and the
+    faults, and the keyed calls whose shape is the same at both providers; each flavour
+    implements the rest, and only the optional capabilities its provider has."""
+
+    name: str
+    live = False
+    # The provider's own codes for the refusals every call makes.
+    amount_not_positive_code: str
+    amount_too_large_code: str
+    currency_invalid_code: str
+
+    def __init__(self, sessions: Sessions, settings: Settings) -> None:
+        self.sessions = sessions
+        self.settings = settings
+
+    # --- what each flavour does in the keyed calls --------------------------------------
+
+    @abstractmethod
+    async def _open_hold(self, session: AsyncSession, hold: NewHold) -> Json: ...
+
+    @abstractmethod
+    async def _capture(
+        self, session: AsyncSession, ref: HoldRef, amount: int, currency: str
+    ) -> Json: ...
+
+    @abstractmethod
+    async def _cancel(self, session: AsyncSession, ref: HoldRef) -> None: ...
+
+    @abstractmethod
+    async def _refund(
+        self, session: AsyncSession, ref: HoldRef, amount: int, currency: str
+    ) -> Json: ...
+
+    @abstractmethod
+    async def _pay_out(self, session: AsyncSession, order: PayoutOrder, currency: str) -> Json: ...
+
+    @abstractmethod
+    def _missing(self, kind: str, object_id: str) -> UnknownObjectError: ...
+
+    # --- the keyed calls of the PaymentProvider protocol ---------------------------------
+
+    async def create_hold(
+        self,
+        *,
+        payment_id: int,
+        booking_id: int,
+        amount: int,
+        currency: str,
+        payment_method: str | None,
+        return_url: str | None,
+        cancel_url: str | None,
+        idempotency_key: str,
+    ) -> ProviderHold:
+        params: Json = {
+            "payment_id": payment_id,
+            "booking_id": booking_id,
+            "amount": amount,
+            "currency": currency.upper(),
+            "payment_method": payment_method,
+            "return_url": return_url,
+            "cancel_url": cancel_url,
+        }
+
+        async def act(session: AsyncSession) -> Json:
+            self._check_amount(amount)
+            hold = NewHold(
+                payment_id,
+                booking_id,
+                amount,
+                self._currency(currency),
+                payment_method,
+                return_url,
+                cancel_url,
+            )
+            return await self._open_hold(session, hold)
+
+        return hold_from_json(
+            await self._call("create_hold", act, key=idempotency_key, params=params)
+        )
+
+    async def capture(
+        self, *, ref: HoldRef, amount: int, currency: str, idempotency_key: str
+    ) -> ProviderCapture:
+        result = await self._call_on_hold(
+            "capture", self._capture, ref, amount, currency, idempotency_key
+        )
+        return ProviderCapture(capture_id=result["capture_id"], amount=result["amount"])
+
+    async def cancel(self, *, ref: HoldRef, idempotency_key: str) -> None:
+        async def act(session: AsyncSession) -> Json:
+            await self._cancel(session, ref)
+            return {}
+
+        await self._call("cancel", act, key=idempotency_key, params={"ref": asdict(ref)})
+
+    async def refund(
+        self, *, ref: HoldRef, amount: int, currency: str, idempotency_key: str
+    ) -> ProviderRefund:
+        result = await self._call_on_hold(
+            "refund", self._refund, ref, amount, currency, idempotency_key
+        )
+        return ProviderRefund(refund_id=result["refund_id"], amount=result["amount"])
+
+    async def send_payout(self, order: PayoutOrder) -> ProviderTransfer:
+        params: Json = {
+            "payout_id": order.payout_id,
+            "destination": order.destination,
+            "amount": order.amount,
+            "currency": order.currency.upper(),
+        }
+
+        async def act(session: AsyncSession) -> Json:
+            self._check_amount(order.amount)
+            return await self._pay_out(session, order, self._currency(order.currency))
+
+        result = await self._call("send_payout", act, key=order.idempotency_key, params=params)
+        return transfer_from_json(result)
+
+    # --- objects ---------------------------------------------------------------------------
+
+    async def object_data(self, object_id: str) -> Json:
+        """Any stored object of this provider (intent, charge, refund, transfer, account,
+        order, payout item) in the provider's JSON shape."""
+        if not _storable(object_id):
+            raise self._missing("object", object_id)
+        async with transaction(self.sessions) as session:
+            row = await session.get(SimulatedObject, object_id)
+            if row is None or row.provider != self.name or row.kind in (IDEMPOTENCY, FAULT):
+                raise self._missing("object", object_id)
+            return dict(row.data)
+
+    # --- fault injection ------------------------------------------------------------------
+
+    async def inject_fault(
+        self, operation: str, mode: str, times: int = 1, *, delay_seconds: float = 0.0
+    ) -> None:
+        """Make the next `times` calls of `operation` fail: "timeout" (nothing done),
+        "timeout_after_success" (done and stored under its idempotency key, the answer
+        lost), "error" (refused, nothing done) or "delay" (done and committed, the answer
+        `delay_seconds` late: a slow provider, or a caller killed while it waits). Stored
+        in the table so every process sees it."""
+        if operation not in FAULT_OPERATIONS:
+            raise ValueError(f"unknown operation {operation!r}")
+        if mode not in FAULT_MODES:
+            raise ValueError(f"unknown fault mode {mode!r}")
+        if times < 1:
+            raise ValueError("times must be at least 1")
+        if delay_seconds < 0 or (delay_seconds > 0) != (mode == "delay"):
+            raise ValueError("delay_seconds (positive) goes with the delay mode only")
+        # A time-ordered id: faults for one operation are consumed oldest first.
+        fault_id = f"fault_{time.time_ns():020d}_{random_string(ALNUM, 8)}"
+        data: Json = {"operation": operation, "mode": mode, "times": times}
+        if mode == "delay":
+            data["delay_seconds"] = delay_seconds
+        async with transaction(self.sessions) as session:
+            self._insert(session, fault_id, FAULT, data)
+
+    async def clear_faults(self) -> None:
+        async with transaction(self.sessions) as session:
+            rows = await session.scalars(
+                select(SimulatedObject).where(
+                    SimulatedObject.provider == self.name, SimulatedObject.kind == FAULT
+                )
+            )
+            for row in rows:
+                await session.delete(row)
+
+    async def _take_fault(self, operation: str) -> tuple[str, float] | None:
+        async with transaction(self.sessions) as session:
+            # FOR UPDATE (not SKIP LOCKED): two concurrent calls must not both use up one
+            # remaining fault, nor skip one that is still there.
+            row = await session.scalar(
+                select(SimulatedObject)
+                .where(
+                    SimulatedObject.provider == self.name,
+                    SimulatedObject.kind == FAULT,
+                    SimulatedObject.data.contains({"operation": operation}),
+                )
+                .order_by(SimulatedObject.id)
+                .limit(1)
+                .with_for_update()
+            )
+            if row is None:
+                return None
+            mode = str(row.data["mode"])
+            delay = float(row.data.get("delay_seconds", 0.0))
+            remaining = int(row.data["times"]) - 1
+            if remaining <= 0:
+                await session.delete(row)
+            else:
+                save(row, {**row.data, "times": remaining})
+            return mode, delay
+
+    async def _faulty(self, operation: str, act: Callable[[], Awaitable[T]]) -> T:
+        fault = await self._take_fault(operation)
+        mode, delay = fault if fault is not None else (None, 0.0)
+        if mode == "timeout":
+            raise ProviderUnavailableError(
+                f"simulated timeout: {self.name} {operation} was not performed"
+            )
+        if mode == "error":
+            raise ProviderError(
+                f"Simulated failure of {self.name} {operation}", code="simulated_failure"
+            )
+        try:
+            result = await act()
+        except ProviderError:
+            if mode == "timeout_after_success":
+                raise ProviderUnavailableError(
+                    f"simulated timeout: the answer to {self.name} {operation} was lost"
+                ) from None
+            raise
+        if mode == "timeout_after_success":
+            raise ProviderUnavailableError(
+                f"simulated timeout: {self.name} {operation} was performed, the answer lost"
+            )
+        if mode == "delay":
+            await asyncio.sleep(delay)
+        return result
+
+    # --- transactions and idempotency -----------------------------------------------------
+
+    async def _call(
+        self,
+        operation: str,
+        act: Callable[[AsyncSession], Awaitable[Json]],
+        *,
+        key: str | None = None,
+        params: Json | None = None,
+    ) -> Json:
+        return await self._faulty(
+            operation, lambda: self._perform(act, operation=operation, key=key, params=params)
+        )
+
+    async def _call_on_hold(
+        self, operation: str, act: OnHold, ref: HoldRef, amount: int, currency: str, key: str
+    ) -> Json:
+        """A keyed call that moves `amount` on the hold `ref` names (capture, refund,
+        reauthorize)."""
+        params: Json = {"ref": asdict(ref), "amount": amount, "currency": currency.upper()}
+
+        async def on_hold(session: AsyncSession) -> Json:
+            return await act(session, ref, amount, currency)
+
+        return await self._call(operation, on_hold, key=key, params=params)
+
+    async def _perform(
+        self,
+        act: Callable[[AsyncSession], Awaitable[Json]],
+        *,
+        operation: str | None = None,
+        key: str | None = None,
+        params: Json | None = None,
+    ) -> Json:
+        """Run `act` in one transaction of the simulator's own, under the idempotency key
+        when there is one. A decline is committed (the intent keeps its error, the key its
+        answer) and raised after; any other error rolls everything back."""
+        declined: PaymentDeclinedError | None = None
+        async with transaction(self.sessions) as session:
+            record = None
+            if key is not None:
+                assert operation is not None
+                record = await self._claim_key(session, operation, key, params or {})
+                stored = record.data
+                if "result" in stored:
+                    return dict(stored["result"])
+                if "declined" in stored:
+                    declined = PaymentDeclinedError(
+                        stored["declined"]["message"], code=stored["declined"]["code"]
+                    )
+            if declined is None:
+                try:
+                    result = await act(session)
+                except PaymentDeclinedError as exc:
+                    declined = exc
+                    if record is not None:
+                        save(
+                            record,
+                            {**record.data, "declined": {"message": exc.message, "code": exc.code}},
+                        )
+                else:
+                    if record is not None:
+                        save(record, {**record.data, "result": result})
+                    return result
+        assert declined is not None
+        raise declined
+
+    async def _claim_key(
+        self, session: AsyncSession, operation: str, key: str, params: Json
+    ) -> SimulatedObject:
+        if not key or len(key) > _MAX_KEY_LENGTH:
+            raise ProviderError(
+                f"Idempotency keys are 1 to {_MAX_KEY_LENGTH} characters", code="parameter_invalid"
+            )
+        scoped = f"{self.name}:{key}"
+        # A concurrent call with the same key waits here until the first commits (or rolls
+        # back), then finds its stored answer: one key, one action, across processes.
+        await session.execute(
+            pg_insert(SimulatedObject)
+            .values(
+                id=f"idem_{random_string(ALNUM, 24)}",
+                provider=self.name,
+                kind=IDEMPOTENCY,
+                idempotency_key=scoped,
+                data={"operation": operation, "params": params},
+            )
+            .on_conflict_do_nothing()
+        )
+        record = await session.scalar(
+            select(SimulatedObject)
+            .where(SimulatedObject.idempotency_key == scoped)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        assert record is not None
+        if record.data.get("operation") != operation or record.data.get("params") != params:
+            raise ProviderError(
+                "Keys for idempotent requests can only be used with the same parameters they "
+                f"were first used with. Try using a key other than '{key}' if you meant to "
+                "execute a different request.",
+                code="idempotency_key_in_use",
+            )
+        return record
+
+    async def _key_record(self, session: AsyncSession, key: str) -> SimulatedObject | None:
+        return await session.scalar(
+            select(SimulatedObject).where(SimulatedObject.idempotency_key == f"{self.name}:{key}")
+        )
+
+    # --- rows ------------------------------------------------------------------------------
+
+    def _insert(
+        self, session: AsyncSession, object_id: str, kind: str, data: Json
+    ) -> SimulatedObject:
+        row = SimulatedObject(id=object_id, provider=self.name, kind=kind, data=data)
+        session.add(row)
+        return row
+
+    async def _load(
+        self, session: AsyncSession, object_id: str, kind: str, *, lock: bool = False
+    ) -> SimulatedObject:
+        if not _storable(object_id):
+            # Could never have been stored: unknown, as the provider would answer, rather
+            # than a database error.
+            raise self._missing(kind, object_id)
+        query = select(SimulatedObject).where(
+            SimulatedObject.id == object_id,
+            SimulatedObject.provider == self.name,
+            SimulatedObject.kind == kind,
+        )
+        if lock:
+            # Serialises changes to one object across every process on the database.
+            query = query.with_for_update().execution_options(populate_existing=True)
+        row = await session.scalar(query)
+        if row is None:
+            raise self._missing(kind, object_id)
+        return row
+
+    async def _find(self, session: AsyncSession, kind: str, nested: Json) -> SimulatedObject | None:
+        """The first object of `kind` whose JSON contains `nested`."""
+        return await session.scalar(
+            select(SimulatedObject).where(
+                SimulatedObject.provider == self.name,
+                SimulatedObject.kind == kind,
+                SimulatedObject.data.contains(nested),
+            )
+        )
+
+    # --- checks ----------------------------------------------------------------------------
+
+    def _check_amount(self, amount: int) -> None:
+        if isinstance(amount, bool) or not isinstance(amount, int):
+            raise ProviderError("Amounts are integers in minor units", code="parameter_invalid")
+        if amount < 1:
+            raise ProviderError(
+                "The amount must be a positive integer.", code=self.amount_not_positive_code
+            )
+        if amount > MAX_AMOUNT_MINOR:
+            raise ProviderError(
+                f"The amount must be no more than {MAX_AMOUNT_MINOR} minor units.",
+                code=self.amount_too_large_code,
+            )
+
+    def _currency(self, currency: str) -> str:
+        try:
+            return normalize_currency(currency)
+        except MoneyError as exc:
+            raise ProviderError(
+                f"Invalid currency: {currency}", code=self.currency_invalid_code
+            ) from exc
+
+
+def _storable(object_id: str) -> bool:
+    return 0 < len(object_id) <= _MAX_ID_LENGTH and "\x00" not in object_id

@@ -1,0 +1,445 @@
+"""The Stripe simulator: manual-capture PaymentIntents with their charges and refunds,
+transfers to connected accounts, Stripe Connect (ConnectProvider), and what Stripe.js does
+in the buyer's browser (confirming with a test card, 3-D Secure).
+
+Test payment methods: `pm_card_visa` (authorised), `pm_card_chargeDeclined` (declined) and
+`pm_card_authenticationRequired` (3-D Secure, see `authenticate`). Objects are stored in
+Stripe's JSON shape (stripe_objects.py) so that events built from them look like the real
+ones.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handwork_payments.db import transaction
+from handwork_payments.models import SimulatedObject
+from handwork_payments.providers import stripe_events
+from handwork_payments.providers.base import (
+    ConnectProvider,
+    HoldRef,
+    PaymentDeclinedError,
+    PaymentProvider,
+    PayoutOrder,
+    ProviderError,
+    ProviderEvent,
+    ProviderHold,
+    ProviderRefund,
+    ProviderTransfer,
+)
+from handwork_payments.providers.simulated import events
+from handwork_payments.providers.simulated.events import SIMULATOR_WEBHOOK_SECRET, Delivery
+from handwork_payments.providers.simulated.store import (
+    ACCOUNT,
+    CHARGE,
+    PAYMENT_INTENT,
+    REFUND,
+    TRANSFER,
+    TRANSFER_REVERSAL,
+    Json,
+    NewHold,
+    SimulatedProvider,
+    UnknownObjectError,
+    check_same_currency,
+    hold_from_json,
+    hold_json,
+    save,
+    stripe_id,
+    transfer_from_json,
+    transfer_json,
+)
+from handwork_payments.providers.simulated.stripe_objects import (
+    PM_AUTHENTICATION_REQUIRED,
+    PM_DECLINED,
+    PM_VISA,
+    STRIPE_CONNECT_LINK_BASE,
+    charge,
+    check_payment_method,
+    connected_account,
+    declined_error,
+    intent_hold,
+    new_intent,
+    new_refund,
+    new_reversal,
+    new_transfer,
+    stripe_transfer,
+)
+
+
+class SimulatedStripe(SimulatedProvider):
+    """Stripe behind the PaymentProvider and ConnectProvider protocols, plus the buyer's
+    side (`client_confirm`, `authenticate`) and event building. No payout batches and no
+    reauthorisation: Stripe has neither."""
+
+    name = "stripe"
+    amount_not_positive_code = "parameter_invalid_integer"
+    amount_too_large_code = "amount_too_large"
+    currency_invalid_code = "parameter_invalid"
+
+    @property
+    def webhook_secret(self) -> str:
+        return self.settings.stripe_webhook_secret or SIMULATOR_WEBHOOK_SECRET
+
+    def _missing(self, kind: str, object_id: str) -> UnknownObjectError:
+        return UnknownObjectError(f"No such {kind}: '{object_id}'", code="resource_missing")
+
+    # --- the PaymentProvider protocol ---------------------------------------------------
+
+    async def confirm_hold(
+        self, *, provider_payment_id: str, payer_id: str | None, idempotency_key: str
+    ) -> ProviderHold:
+        # Retrieving the intent is a read (Stripe applies no idempotency to GETs): what the
+        # browser did since (confirm, 3-D Secure) must show, never a stored answer.
+        async def read(session: AsyncSession) -> Json:
+            return await self._intent_hold(session, provider_payment_id, lock=False)
+
+        return hold_from_json(await self._call("confirm_hold", read))
+
+    async def get_hold(self, ref: HoldRef) -> ProviderHold:
+        async def read(session: AsyncSession) -> Json:
+            return await self._intent_hold(session, ref.provider_payment_id, lock=False)
+
+        return hold_from_json(await self._call("get_hold", read))
+
+    async def find_payout(self, order: PayoutOrder) -> ProviderTransfer | None:
+        """A pure look-up by the payout's own key, reporting the transfer as it is now (a
+        reversal may have followed)."""
+
+        async def read(session: AsyncSession) -> Json:
+            record = await self._key_record(session, order.idempotency_key)
+            if record is None or record.data.get("operation") != "send_payout":
+                return {}
+            result = record.data.get("result")
+            if result is None:
+                return {}
+            row = await self._load(session, result["transfer_id"], TRANSFER)
+            return transfer_json(stripe_transfer(row.data))
+
+        found = await self._call("find_payout", read)
+        return transfer_from_json(found) if found else None
+
+    async def parse_event(self, headers: Mapping[str, str], body: bytes) -> ProviderEvent:
+        async def parse() -> ProviderEvent:
+            return stripe_events.parse(
+                headers, body, self.webhook_secret, self.settings.stripe_webhook_tolerance_seconds
+            )
+
+        return await self._faulty("parse_event", parse)
+
+    async def translate_event(self, body: bytes) -> ProviderEvent:
+        return stripe_events.translate_body(body)
+
+    # --- PaymentIntents ------------------------------------------------------------------
+
+    async def _open_hold(self, session: AsyncSession, hold: NewHold) -> Json:
+        if hold.payment_method is not None:
+            # Stripe checks the method before it creates anything.
+            check_payment_method(hold.payment_method)
+        intent = new_intent(hold.payment_id, hold.booking_id, hold.amount, hold.currency)
+        row = self._insert(session, intent["id"], PAYMENT_INTENT, intent)
+        await session.flush()
+        if hold.payment_method is not None:
+            await self._confirm_intent(session, row, hold.payment_method)
+        return await self._intent_hold(session, intent["id"], lock=False)
+
+    async def _confirm_intent(
+        self, session: AsyncSession, row: SimulatedObject, payment_method: str
+    ) -> None:
+        intent = row.data
+        check_payment_method(payment_method)
+        if intent["status"] not in ("requires_payment_method", "requires_confirmation"):
+            raise ProviderError(
+                "You cannot confirm this PaymentIntent because it has a status of "
+                f"{intent['status']}.",
+                code="payment_intent_unexpected_state",
+            )
+        intent["payment_method"] = payment_method
+        intent["last_payment_error"] = None
+        if payment_method == PM_VISA:
+            await self._authorise_intent(session, row)
+        elif payment_method == PM_AUTHENTICATION_REQUIRED:
+            intent["status"] = "requires_action"
+            intent["next_action"] = {
+                "type": "use_stripe_sdk",
+                "use_stripe_sdk": {"type": "three_d_secure_redirect", "source": "src_simulated"},
+            }
+            save(row, intent)
+        else:
+            assert payment_method == PM_DECLINED
+            self._decline_intent(session, row)
+
+    def _decline_intent(self, session: AsyncSession, row: SimulatedObject) -> None:
+        """The card is declined: a failed charge, the error kept on the intent (committed
+        with it, as Stripe keeps it) and PaymentDeclinedError raised."""
+        intent = row.data
+        charge_id = stripe_id("ch")
+        self._insert(
+            session,
+            charge_id,
+            CHARGE,
+            charge(intent, charge_id, status="failed", failure_code="card_declined"),
+        )
+        intent.update(
+            status="requires_payment_method",
+            last_payment_error=declined_error(charge_id, str(intent["payment_method"])),
+            latest_charge=charge_id,
+        )
+        save(row, intent)
+        raise PaymentDeclinedError("Your card was declined.", code="card_declined")
+
+    async def _authorise_intent(self, session: AsyncSession, row: SimulatedObject) -> None:
+        intent = row.data
+        charge_id = stripe_id("ch")
+        self._insert(session, charge_id, CHARGE, charge(intent, charge_id, status="succeeded"))
+        intent.update(
+            status="requires_capture",
+            amount_capturable=intent["amount"],
+            latest_charge=charge_id,
+            last_payment_error=None,
+            next_action=None,
+        )
+        save(row, intent)
+        await session.flush()
+
+    async def _intent_hold(self, session: AsyncSession, intent_id: str, *, lock: bool) -> Json:
+        row = await self._load(session, intent_id, PAYMENT_INTENT, lock=lock)
+        latest: Json = {}
+        if row.data.get("latest_charge"):
+            latest = (await self._load(session, row.data["latest_charge"], CHARGE)).data
+        return hold_json(intent_hold(row.data, latest))
+
+    async def _locked_intent(
+        self, session: AsyncSession, ref: HoldRef, status: str, refusal: str
+    ) -> SimulatedObject:
+        """The intent `ref` names, locked, when it has `status`; refused otherwise, in
+        Stripe's words: "This PaymentIntent {refusal} a status of {its status}"."""
+        row = await self._load(session, ref.provider_payment_id, PAYMENT_INTENT, lock=True)
+        if row.data["status"] != status:
+            raise ProviderError(
+                f"This PaymentIntent {refusal} a status of {row.data['status']}.",
+                code="payment_intent_unexpected_state",
+            )
+        return row
+
+    async def _capture(
+        self, session: AsyncSession, ref: HoldRef, amount: int, currency: str
+    ) -> Json:
+        row = await self._locked_intent(
+            session, ref, "requires_capture", "could not be captured because it has"
+        )
+        intent = row.data
+        check_same_currency(intent["currency"], currency, "parameter_invalid")
+        _check_positive(amount, "amount_to_capture")
+        if amount > int(intent["amount_capturable"]):
+            raise ProviderError(
+                f"The amount_to_capture ({amount}) is greater than the amount capturable "
+                f"({intent['amount_capturable']}).",
+                code="amount_too_large",
+            )
+        charge_row = await self._load(session, intent["latest_charge"], CHARGE, lock=True)
+        captured = charge_row.data
+        captured.update(captured=True, amount_captured=amount)
+        save(charge_row, captured)
+        # Capturing less than authorised releases the rest: nothing stays capturable.
+        intent.update(status="succeeded", amount_received=amount, amount_capturable=0)
+        save(row, intent)
+        return {"capture_id": captured["id"], "amount": amount}
+
+    async def _cancel(self, session: AsyncSession, ref: HoldRef) -> None:
+        row = await self._load(session, ref.provider_payment_id, PAYMENT_INTENT, lock=True)
+        intent = row.data
+        if intent["status"] == "canceled":
+            return  # already void: the outcome asked for
+        if intent["status"] == "succeeded":
+            raise ProviderError(
+                "You cannot cancel this PaymentIntent because it has a status of succeeded.",
+                code="payment_intent_unexpected_state",
+            )
+        intent.update(
+            status="canceled",
+            canceled_at=int(time.time()),
+            cancellation_reason="requested_by_customer",
+            amount_capturable=0,
+            next_action=None,
+        )
+        save(row, intent)
+
+    async def _refund(
+        self, session: AsyncSession, ref: HoldRef, amount: int, currency: str
+    ) -> Json:
+        row = await self._locked_intent(
+            session, ref, "succeeded", "has no captured charge to refund: it has"
+        )
+        intent = row.data
+        check_same_currency(intent["currency"], currency, "parameter_invalid")
+        _check_positive(amount, "amount")
+        charge_row = await self._load(session, intent["latest_charge"], CHARGE, lock=True)
+        refunded = charge_row.data
+        left = int(refunded["amount_captured"]) - int(refunded["amount_refunded"])
+        if left == 0:
+            raise ProviderError(
+                f"Charge {refunded['id']} has already been refunded.",
+                code="charge_already_refunded",
+            )
+        if amount > left:
+            raise ProviderError(
+                f"Refund amount ({amount}) is greater than unrefunded amount on charge ({left})",
+                code="amount_too_large",
+            )
+        refund = new_refund(intent, str(refunded["id"]), amount)
+        self._insert(session, refund["id"], REFUND, refund)
+        refunded["amount_refunded"] = int(refunded["amount_refunded"]) + amount
+        refunded["refunded"] = refunded["amount_refunded"] == refunded["amount_captured"]
+        save(charge_row, refunded)
+        return {"refund_id": refund["id"], "amount": amount}
+
+    # --- transfers (payouts to connected accounts) ----------------------------------------
+
+    async def _pay_out(self, session: AsyncSession, order: PayoutOrder, currency: str) -> Json:
+        if not order.destination.startswith("acct_"):
+            raise ProviderError(
+                f"No such destination: '{order.destination}'", code="invalid_destination"
+            )
+        transfer = new_transfer(order, currency)
+        self._insert(session, transfer["id"], TRANSFER, transfer)
+        return transfer_json(stripe_transfer(transfer))
+
+    # --- Stripe Connect (ConnectProvider) -----------------------------------------------
+
+    async def create_connected_account(self, *, worker_id: int, email: str) -> str:
+        async def act(session: AsyncSession) -> Json:
+            account = connected_account(worker_id, email)
+            self._insert(session, account["id"], ACCOUNT, account)
+            return {"account_id": account["id"]}
+
+        # The key names the worker only, so a changed email still finds the one account.
+        result = await self._call(
+            "create_connected_account",
+            act,
+            key=f"connect-account-{worker_id}",
+            params={"worker_id": worker_id},
+        )
+        return str(result["account_id"])
+
+    async def create_account_link(
+        self, *, account_id: str, refresh_url: str, return_url: str
+    ) -> str:
+        async def act(session: AsyncSession) -> Json:
+            await self._load(session, account_id, ACCOUNT)
+            return {"url": f"{STRIPE_CONNECT_LINK_BASE}/{account_id}"}
+
+        result = await self._call("create_account_link", act)
+        return str(result["url"])
+
+    async def reverse_transfer(
+        self, *, transfer_id: str, amount: int, idempotency_key: str
+    ) -> ProviderRefund:
+        async def act(session: AsyncSession) -> Json:
+            row = await self._load(session, transfer_id, TRANSFER, lock=True)
+            transfer = row.data
+            _check_positive(amount, "amount")
+            left = int(transfer["amount"]) - int(transfer["amount_reversed"])
+            if amount > left:
+                raise ProviderError(
+                    f"The reversal amount ({amount}) exceeds what is left of transfer "
+                    f"{transfer_id} ({left}).",
+                    code="insufficient_funds",
+                )
+            reversal = new_reversal(transfer, amount)
+            self._insert(session, reversal["id"], TRANSFER_REVERSAL, reversal)
+            transfer["amount_reversed"] = int(transfer["amount_reversed"]) + amount
+            transfer["reversed"] = transfer["amount_reversed"] == transfer["amount"]
+            reversals = transfer["reversals"]
+            reversals["data"].append(reversal)
+            reversals["total_count"] = len(reversals["data"])
+            save(row, transfer)
+            return {"refund_id": reversal["id"], "amount": amount}
+
+        params: Json = {"transfer_id": transfer_id, "amount": amount}
+        result = await self._call("reverse_transfer", act, key=idempotency_key, params=params)
+        return ProviderRefund(refund_id=result["refund_id"], amount=result["amount"])
+
+    async def complete_onboarding(self, account_id: str) -> Json:
+        """The worker finished Stripe's onboarding form: payouts are enabled. Returns the
+        account object, ready for `stripe_event("account.updated", ...)`."""
+        async with transaction(self.sessions) as session:
+            row = await self._load(session, account_id, ACCOUNT, lock=True)
+            account = row.data
+            account.update(charges_enabled=True, payouts_enabled=True, details_submitted=True)
+            save(row, account)
+            return dict(account)
+
+    # --- what the buyer's browser does (Stripe.js) ----------------------------------------
+
+    async def client_confirm(self, provider_payment_id: str, payment_method: str) -> ProviderHold:
+        """Stripe.js confirming the intent with a card. A decline raises
+        PaymentDeclinedError (after storing it on the intent, as Stripe does)."""
+
+        async def act(session: AsyncSession) -> Json:
+            row = await self._load(session, provider_payment_id, PAYMENT_INTENT, lock=True)
+            await self._confirm_intent(session, row, payment_method)
+            return await self._intent_hold(session, provider_payment_id, lock=False)
+
+        return hold_from_json(await self._perform(act))
+
+    async def authenticate(self, provider_payment_id: str, succeed: bool = True) -> ProviderHold:
+        """3-D Secure done in the browser: the intent becomes authorised, or, when the
+        cardholder failed it, goes back to requires_payment_method with an error (FAILED)."""
+
+        async def act(session: AsyncSession) -> Json:
+            row = await self._load(session, provider_payment_id, PAYMENT_INTENT, lock=True)
+            intent = row.data
+            if intent["status"] != "requires_action":
+                raise ProviderError(
+                    "This PaymentIntent does not need authentication: it has a status of "
+                    f"{intent['status']}.",
+                    code="payment_intent_unexpected_state",
+                )
+            if succeed:
+                await self._authorise_intent(session, row)
+            else:
+                intent.update(
+                    status="requires_payment_method",
+                    next_action=None,
+                    last_payment_error={
+                        "type": "card_error",
+                        "code": "payment_intent_authentication_failure",
+                        "message": "The provided PaymentMethod has failed authentication. "
+                        "You can provide payment_method_data or a new PaymentMethod to "
+                        "attempt to fulfill this PaymentIntent again.",
+                        "payment_method": {"id": intent["payment_method"]},
+                    },
+                )
+                save(row, intent)
+            return await self._intent_hold(session, provider_payment_id, lock=False)
+
+        return hold_from_json(await self._perform(act))
+
+    # --- objects and events ---------------------------------------------------------------
+
+    async def intent_object(self, provider_payment_id: str) -> Json:
+        """The stored PaymentIntent, as Stripe would put it in an event."""
+        async with transaction(self.sessions) as session:
+            row = await self._load(session, provider_payment_id, PAYMENT_INTENT)
+            return dict(row.data)
+
+    def stripe_event(self, event_type: str, obj: Mapping[str, Any]) -> Delivery:
+        """A Stripe event about `obj` and the headers Stripe would send it with, signed with
+        the webhook secret."""
+        return events.stripe_event(event_type, obj, self.webhook_secret)
+
+
+def _check_positive(amount: int, field: str) -> None:
+    if amount < 1:
+        raise ProviderError(f"Invalid positive integer: {field}", code="parameter_invalid_integer")
+
+
+if TYPE_CHECKING:
+
+    def _implements(provider: SimulatedStripe) -> tuple[PaymentProvider, ConnectProvider]:
+        # mypy checks here that the simulator satisfies both protocols.
+        return provider, provider

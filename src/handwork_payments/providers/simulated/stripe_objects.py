@@ -1,0 +1,241 @@
+"""Stripe's objects as the simulator stores them (PaymentIntents, charges, refunds,
+transfers and their reversals, Express accounts) and their translation into the protocol's
+types, done as the real Stripe adapter does it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from handwork_payments.providers.base import (
+    HoldState,
+    PayoutOrder,
+    ProviderError,
+    ProviderHold,
+    ProviderTransfer,
+    TransferState,
+)
+from handwork_payments.providers.simulated.store import (
+    ALNUM,
+    Json,
+    random_string,
+    stripe_id,
+    utc_now,
+)
+
+STRIPE_CONNECT_LINK_BASE = "https://connect.stripe.com/setup/s/simulated"
+# Card authorisations lapse after about 7 days at Stripe.
+STRIPE_AUTHORIZATION_WINDOW = timedelta(days=7)
+
+PM_VISA = "pm_card_visa"
+PM_DECLINED = "pm_card_chargeDeclined"
+PM_AUTHENTICATION_REQUIRED = "pm_card_authenticationRequired"
+_TEST_CARDS: dict[str, str] = {
+    PM_VISA: "4242",
+    PM_DECLINED: "0002",
+    PM_AUTHENTICATION_REQUIRED: "3155",
+}
+
+
+def check_payment_method(payment_method: str) -> None:
+    if payment_method not in _TEST_CARDS:
+        raise ProviderError(f"No such PaymentMethod: '{payment_method}'", code="resource_missing")
+
+
+# --- new objects ------------------------------------------------------------------------------
+
+
+def new_intent(payment_id: int, booking_id: int, amount: int, currency: str) -> Json:
+    """A manual-capture PaymentIntent waiting for its payment method."""
+    intent_id = stripe_id("pi")
+    return {
+        "id": intent_id,
+        "object": "payment_intent",
+        "amount": amount,
+        "amount_capturable": 0,
+        "amount_received": 0,
+        "canceled_at": None,
+        "cancellation_reason": None,
+        "capture_method": "manual",
+        "client_secret": f"{intent_id}_secret_{random_string(ALNUM, 25)}",
+        "confirmation_method": "automatic",
+        "created": int(time.time()),
+        "currency": currency.lower(),
+        "description": None,
+        "last_payment_error": None,
+        "latest_charge": None,
+        "livemode": False,
+        "metadata": {"payment_id": str(payment_id), "booking_id": str(booking_id)},
+        "next_action": None,
+        "payment_method": None,
+        "payment_method_types": ["card"],
+        "status": "requires_payment_method",
+    }
+
+
+def charge(
+    intent: Mapping[str, Any], charge_id: str, *, status: str, failure_code: str | None = None
+) -> Json:
+    pm = str(intent["payment_method"])
+    return {
+        "id": charge_id,
+        "object": "charge",
+        "amount": intent["amount"],
+        "amount_captured": 0,
+        "amount_refunded": 0,
+        "captured": False,
+        "created": int(time.time()),
+        "currency": intent["currency"],
+        "failure_code": failure_code,
+        "failure_message": "Your card was declined." if failure_code else None,
+        "metadata": dict(intent["metadata"]),
+        "paid": status == "succeeded",
+        "payment_intent": intent["id"],
+        "payment_method": pm,
+        "payment_method_details": {
+            "type": "card",
+            "card": {
+                "brand": "visa",
+                "last4": _TEST_CARDS.get(pm, "0000"),
+                "capture_before": int((utc_now() + STRIPE_AUTHORIZATION_WINDOW).timestamp()),
+            },
+        },
+        "refunded": False,
+        "status": status,
+    }
+
+
+def declined_error(charge_id: str, payment_method: str) -> Json:
+    """The intent's `last_payment_error` after a declined card."""
+    return {
+        "type": "card_error",
+        "code": "card_declined",
+        "decline_code": "generic_decline",
+        "message": "Your card was declined.",
+        "charge": charge_id,
+        "payment_method": {"id": payment_method},
+    }
+
+
+def new_refund(intent: Mapping[str, Any], charge_id: str, amount: int) -> Json:
+    return {
+        "id": stripe_id("re"),
+        "object": "refund",
+        "amount": amount,
+        "charge": charge_id,
+        "created": int(time.time()),
+        "currency": intent["currency"],
+        "metadata": {},
+        "payment_intent": intent["id"],
+        "reason": None,
+        "status": "succeeded",
+    }
+
+
+def new_transfer(order: PayoutOrder, currency: str) -> Json:
+    transfer_id = stripe_id("tr")
+    return {
+        "id": transfer_id,
+        "object": "transfer",
+        "amount": order.amount,
+        "amount_reversed": 0,
+        "created": int(time.time()),
+        "currency": currency.lower(),
+        "description": None,
+        "destination": order.destination,
+        "livemode": False,
+        "metadata": {"payout_id": str(order.payout_id)},
+        "reversals": {
+            "object": "list",
+            "data": [],
+            "has_more": False,
+            "total_count": 0,
+            "url": f"/v1/transfers/{transfer_id}/reversals",
+        },
+        "reversed": False,
+        "transfer_group": f"payout-{order.payout_id}",
+    }
+
+
+def new_reversal(transfer: Mapping[str, Any], amount: int) -> Json:
+    return {
+        "id": stripe_id("trr"),
+        "object": "transfer_reversal",
+        "amount": amount,
+        "currency": transfer["currency"],
+        "created": int(time.time()),
+        "metadata": {},
+        "transfer": transfer["id"],
+    }
+
+
+def connected_account(worker_id: int, email: str) -> Json:
+    """An Express account whose onboarding is not done yet."""
+    return {
+        "id": stripe_id("acct", 16),
+        "object": "account",
+        "type": "express",
+        "email": email,
+        "country": "US",
+        "charges_enabled": False,
+        "payouts_enabled": False,
+        "details_submitted": False,
+        "metadata": {"worker_id": str(worker_id)},
+        "created": int(time.time()),
+    }
+
+
+# --- translations -----------------------------------------------------------------------------
+
+
+def intent_hold(intent: Mapping[str, Any], charge: Mapping[str, Any]) -> ProviderHold:
+    """A PaymentIntent (and its latest charge) as a ProviderHold."""
+    status = intent["status"]
+    capture_by: datetime | None = None
+    failure_message: str | None = None
+    capture_id: str | None = None
+    if status == "requires_capture":
+        state = HoldState.AUTHORIZED
+        card = charge["payment_method_details"]["card"]
+        capture_by = datetime.fromtimestamp(int(card["capture_before"]), tz=UTC)
+    elif status == "succeeded":
+        state = HoldState.CAPTURED
+        capture_id = str(charge["id"])
+    elif status == "requires_payment_method":
+        error = intent.get("last_payment_error")
+        # A failed attempt: for us the hold failed (a new attempt is a new payment).
+        state = HoldState.FAILED if error else HoldState.REQUIRES_PAYMENT_METHOD
+        failure_message = str(error["message"]) if error else None
+    elif status == "requires_action":
+        state = HoldState.REQUIRES_ACTION
+    elif status == "canceled":
+        state = HoldState.CANCELED
+        failure_message = intent.get("cancellation_reason")
+    else:
+        raise AssertionError(f"the simulator never sets status {status!r}")
+    return ProviderHold(
+        provider_payment_id=str(intent["id"]),
+        state=state,
+        amount=int(intent["amount"]),
+        currency=str(intent["currency"]).upper(),
+        client_secret=intent["client_secret"],
+        capture_id=capture_id,
+        captured_amount=int(intent["amount_received"]),
+        refunded_amount=int(charge.get("amount_refunded") or 0),
+        capture_by=capture_by,
+        failure_message=failure_message,
+    )
+
+
+def stripe_transfer(transfer: Mapping[str, Any]) -> ProviderTransfer:
+    amount = int(transfer["amount"])
+    reversed_in_full = int(transfer["amount_reversed"]) >= amount
+    return ProviderTransfer(
+        transfer_id=str(transfer["id"]),
+        state=TransferState.FAILED if reversed_in_full else TransferState.SUCCEEDED,
+        amount=amount,
+        currency=str(transfer["currency"]).upper(),
+        failure_reason="transfer reversed" if reversed_in_full else None,
+    )
