@@ -15,8 +15,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from handwork_payments.http.idempotency import IdempotencyMiddleware
 from handwork_payments.kit.errors import DomainError, ErrorBody
-from handwork_payments.kit.idempotency import IdempotencyMiddleware
 from handwork_payments.runtime import Runtime
 from handwork_payments.settings import get_settings
 
