@@ -8,11 +8,15 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import psycopg
 import pytest
+from alembic import command
 from sqlalchemy import select
 
+from handwork_payments import migrate
 from handwork_payments.models import User
 from handwork_payments.runtime import Runtime
+from tests.database import fresh_database
 from tests.helpers import Api, Party
 
 URL = "/api/v1/payments/payout-methods"
@@ -79,3 +83,29 @@ async def test_with_live_stripe_only_the_onboarded_account_is_accepted(
     other = await api.user("worker")
     assert (await put(api, other, onboarded)).status_code == 400
     assert await accounts(runtime) == {pro.id: onboarded, other.id: None}
+
+
+def test_the_migration_clears_an_account_several_workers_named() -> None:
+    """Before the unique index, several workers may name one account: none of them can be
+    known to own it, so migration 0005 clears it from all of them (and their payouts
+    flag); an account named once is kept. Downgrading and upgrading again works."""
+    with fresh_database() as url:
+        migrate.upgrade(url, "0004")
+        with psycopg.connect(url, autocommit=True) as conn:
+            for n, account in enumerate(("acct_1Shared", "acct_1Shared", "acct_1Own"), 1):
+                conn.execute(
+                    "INSERT INTO users (email, password_hash, full_name, role,"
+                    " stripe_account_id, stripe_payouts_enabled)"
+                    " VALUES (%s, 'x', 'W', 'worker', %s, true)",
+                    (f"w{n}@example.com", account),
+                )
+        migrate.upgrade(url)
+        command.downgrade(migrate.alembic_config(url), "0004")
+        migrate.upgrade(url)
+        with psycopg.connect(url) as conn:
+            rows = conn.execute(
+                "SELECT stripe_account_id, stripe_payouts_enabled FROM users ORDER BY id"
+            ).fetchall()
+            assert rows == [(None, False), (None, False), ("acct_1Own", True)]
+            with pytest.raises(psycopg.errors.UniqueViolation):
+                conn.execute("UPDATE users SET stripe_account_id = 'acct_1Own'")
