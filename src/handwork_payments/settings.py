@@ -123,10 +123,10 @@ class Settings(BaseSettings):
     def paypal_live(self) -> bool:
         return bool(self.paypal_client_id and self.paypal_client_secret)
 
-    # Logins and registrations (issue 9, High 1): argon2 runs in a pool of this many threads
-    # (default: one per CPU), so hashing never stalls the event loop and a burst of logins
-    # queues rather than taking every core and all memory (each hash takes
-    # PASSWORD_HASH_MEMORY_KIB).
+    # Logins and registrations (issue 9, High 1): argon2 runs in a pool of this many
+    # threads (default: one per CPU), at a lower scheduling priority, so hashing never
+    # stalls the event loop, and a burst of logins queues rather than taking all memory
+    # (each hash takes PASSWORD_HASH_MEMORY_KIB).
     password_hash_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
     # Failed logins per account (email) in a fixed window before it answers 429.
     login_max_failures_per_account: int = Field(default=5, ge=1, le=10_000)

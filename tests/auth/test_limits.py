@@ -125,7 +125,8 @@ async def test_counters_keep_no_email_or_address_and_ended_windows_are_purged(
 @pytest.fixture
 async def costly_hashing(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     """An app whose argon2 has the production cost (time 3, 64 MiB): the cost at which
-    hashing on the event loop stalled every other request."""
+    hashing on the event loop stalled every other request. As many hashing threads as
+    CPUs (the default)."""
     settings = make_settings(
         database_url, password_hash_time_cost=3, password_hash_memory_kib=65536
     )

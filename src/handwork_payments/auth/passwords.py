@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from argon2 import PasswordHasher
@@ -17,7 +20,9 @@ class Passwords:
 
     def __init__(self, time_cost: int, memory_cost_kib: int, concurrency: int = 1) -> None:
         self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_cost_kib)
-        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="argon2")
+        self._pool = ThreadPoolExecutor(
+            max_workers=concurrency, thread_name_prefix="argon2", initializer=_lower_priority
+        )
         # Verified against when the email is unknown, so a login costs the same either way.
         self._dummy = self._hasher.hash("not a password")
 
@@ -36,3 +41,14 @@ class Passwords:
             )
         except (VerificationError, InvalidHashError):
             return False
+
+
+# How much nicer than the rest of the process a hashing thread runs (Linux schedules
+# threads apart): when the CPUs are busy, the event loop and the database get them first
+# and logins wait a little longer, rather than every request waiting for logins.
+HASHING_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICENESS)
