@@ -75,6 +75,10 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         # Cheap argon2 parameters: the tests exercise the real hashing, not its cost.
         "password_hash_time_cost": 1,
         "password_hash_memory_kib": 1024,
+        # Tests log in and register far more often than people; the limits' own tests
+        # lower these again.
+        "login_max_attempts_per_ip_per_minute": 100_000,
+        "registrations_per_ip_per_hour": 100_000,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

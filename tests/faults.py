@@ -66,7 +66,10 @@ async def earner(api: Api, amount: str = "100.00") -> tuple[Party, Party]:
     assert r.status_code == 200, r.text
     r = await api.client.put(
         "/api/v1/payments/payout-methods",
-        json={"stripe_account_id": "acct_1Worker", "paypal_email": f"w{worker.id}@example.com"},
+        json={
+            "stripe_account_id": f"acct_1Worker{worker.id}",
+            "paypal_email": f"w{worker.id}@example.com",
+        },
         headers=worker.headers,
     )
     assert r.status_code == 200, r.text

@@ -13,8 +13,6 @@ from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 
-import pytest
-
 PACKAGE = "handwork_payments"
 SOURCE = Path(__file__).resolve().parents[1] / "src" / PACKAGE
 
@@ -227,11 +225,6 @@ def test_no_import_cycles() -> None:
     assert not found, "import cycles:\n" + "\n".join(found)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kit/idempotency.py imports auth, db, models, runtime: it moves to http/ "
-    "(the auth helper)",
-)
 def test_kit_imports_nothing_outside_kit() -> None:
     wrong = imports_of("kit", lambda target: not within(target, "kit"))
     assert not wrong, "\n".join(wrong)

@@ -1,7 +1,7 @@
 """webhook transmission ids: a PayPal delivery's PAYPAL-TRANSMISSION-ID, unique per provider
 
 Revision ID: 0006
-Revises: 0004 (re-chained after 0005 at merge)
+Revises: 0005
 Create Date: 2026-11-27
 
 - webhook_deliveries.transmission_id: offline, PayPal's signature covers only a CRC32 of
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

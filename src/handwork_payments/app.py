@@ -17,9 +17,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from handwork_payments.http.docs import install_docs
 from handwork_payments.http.headers import SecurityHeaders
+from handwork_payments.http.idempotency import IdempotencyMiddleware
 from handwork_payments.http.limits import RequestLimits
 from handwork_payments.kit.errors import DomainError, ErrorBody
-from handwork_payments.kit.idempotency import IdempotencyMiddleware
 from handwork_payments.providers import Mode, provider_modes
 from handwork_payments.runtime import Runtime
 from handwork_payments.settings import get_settings

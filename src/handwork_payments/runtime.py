@@ -48,7 +48,9 @@ class Runtime:
             cipher=MetadataCipher(settings.metadata_encryption_keys),
             jwt_secret=jwt_secret,
             passwords=Passwords(
-                settings.password_hash_time_cost, settings.password_hash_memory_kib
+                settings.password_hash_time_cost,
+                settings.password_hash_memory_kib,
+                settings.password_hash_concurrency,
             ),
         )
 

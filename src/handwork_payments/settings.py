@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from decimal import Decimal
 from functools import lru_cache
 from typing import Literal
@@ -142,6 +143,25 @@ class Settings(BaseSettings):
     @property
     def paypal_live(self) -> bool:
         return bool(self.paypal_client_id and self.paypal_client_secret)
+
+    # Logins and registrations (issue 9, High 1): argon2 runs in a pool of this many
+    # threads (default: one per CPU), at a lower scheduling priority, so hashing never
+    # stalls the event loop, and a burst of logins queues rather than taking all memory
+    # (each hash takes PASSWORD_HASH_MEMORY_KIB).
+    password_hash_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
+    # Failed logins per account (email) in a fixed window before it answers 429.
+    login_max_failures_per_account: int = Field(default=5, ge=1, le=10_000)
+    login_failure_window_seconds: int = Field(default=900, ge=1, le=86_400)
+    # Login attempts per client IP per minute, and registrations per client IP per hour.
+    login_max_attempts_per_ip_per_minute: int = Field(default=30, ge=1, le=1_000_000)
+    registrations_per_ip_per_hour: int = Field(default=10, ge=1, le=1_000_000)
+
+    # Idempotency-Key records (issue 9, High 2): kept this long, then purged.
+    idempotency_ttl_hours: int = Field(default=24, ge=1, le=24 * 30)
+    # A first request still marked in flight after this long died (a crash, a lost
+    # connection): a retry with its key takes it over instead of a 409. Above the longest
+    # request (a few provider calls of PROVIDER_TIMEOUT_SECONDS each).
+    idempotency_in_flight_timeout_seconds: int = Field(default=120, ge=10, le=86_400)
 
 
 @lru_cache

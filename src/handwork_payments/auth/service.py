@@ -5,7 +5,7 @@ import logging
 from sqlalchemy.exc import IntegrityError
 
 from handwork_payments.audit.service import record
-from handwork_payments.auth import repository, tokens
+from handwork_payments.auth import limits, repository, tokens
 from handwork_payments.db import transaction
 from handwork_payments.kit.errors import Conflict, Unauthorized
 from handwork_payments.models import Role, User
@@ -15,15 +15,17 @@ log = logging.getLogger(__name__)
 
 
 async def register(
-    runtime: Runtime, *, email: str, password: str, full_name: str, role: Role
+    runtime: Runtime, *, email: str, password: str, full_name: str, role: Role, client_ip: str
 ) -> User:
+    await limits.count_registration(runtime, client_ip)
+    password_hash = await runtime.passwords.hash(password)
     try:
         async with transaction(runtime.sessions) as session:
             if await repository.by_email(session, email):
                 raise Conflict("A user with this email already exists")
             user = User(
                 email=email.lower(),
-                password_hash=runtime.passwords.hash(password),
+                password_hash=password_hash,
                 full_name=full_name,
                 role=role,
             )
@@ -42,25 +44,33 @@ async def register(
     return user
 
 
-async def login(runtime: Runtime, *, email: str, password: str) -> str:
+async def login(runtime: Runtime, *, email: str, password: str, client_ip: str) -> str:
+    # Both limits are checked before argon2 runs: a refused attempt costs no hashing.
+    await limits.count_login(runtime, client_ip)
+    await limits.check_account(runtime, email)
     user = None
     if "\x00" not in email:  # no stored email has one, and PostgreSQL cannot compare it
         async with runtime.sessions() as session:
             user = await repository.by_email(session, email)
-    if not runtime.passwords.verify(user.password_hash if user else None, password) or user is None:
+    verified = await runtime.passwords.verify(user.password_hash if user else None, password)
+    if not verified or user is None:
+        # Unknown emails count too: the answers must not tell which accounts exist.
+        await limits.count_failure(runtime, email)
         raise Unauthorized("Incorrect email or password")
     return tokens.issue(user.id, runtime.jwt_secret, runtime.settings.jwt_expire_minutes)
 
 
 async def ensure_admin(runtime: Runtime, *, email: str, password: str, full_name: str) -> bool:
     """Create an admin unless a user with that email exists; True when one was created."""
+    async with runtime.sessions() as session:
+        if await repository.by_email(session, email):
+            return False
+    password_hash = await runtime.passwords.hash(password)
     try:
         async with transaction(runtime.sessions) as session:
-            if await repository.by_email(session, email):
-                return False
             user = User(
                 email=email.lower(),
-                password_hash=runtime.passwords.hash(password),
+                password_hash=password_hash,
                 full_name=full_name,
                 role=Role.ADMIN,
             )

@@ -11,6 +11,7 @@ from handwork_payments.models.ledger import (
     Posting,
     TransactionType,
 )
+from handwork_payments.models.limits import RateLimitCounter
 from handwork_payments.models.operations import (
     Alert,
     AuditLog,
@@ -56,6 +57,7 @@ __all__ = [
     "PayoutReversal",
     "PayoutStatus",
     "Posting",
+    "RateLimitCounter",
     "RefundStatus",
     "ReversalStatus",
     "Role",

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import enum
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    DateTime,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     SmallInteger,
     String,
     Text,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -88,20 +92,26 @@ class Alert(Base):
 
 
 class IdempotencyRecord(Base):
-    """A POST's Idempotency-Key: the request's hash and, once done, its response."""
+    """An authenticated POST's Idempotency-Key: an HMAC of the request and, once done, its
+    response, encrypted (a response may carry decrypted payment_metadata)."""
 
     __tablename__ = "idempotency_records"
     __table_args__ = (UniqueConstraint("scope", "key", name="uq_idempotency_records_scope_key"),)
 
     id: Mapped[IdPk]
-    # "user:7" for an authenticated caller, "anonymous" otherwise.
+    # "user:7": only authenticated callers' requests are kept.
     scope: Mapped[str] = mapped_column(String(64))
     key: Mapped[str] = mapped_column(String(255))
+    # HMAC-SHA256 (hex) of method, path, query and body under a server-side key.
     request_hash: Mapped[str] = mapped_column(String(64))
     # Null while the first request is still running.
     status_code: Mapped[int | None] = mapped_column(SmallInteger)
-    response_body: Mapped[str | None] = mapped_column(Text)
+    # The response body encrypted with the metadata keys (Fernet).
+    response_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[CreatedAt]
+    # When the request in flight started (a takeover restarts it).
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
 class SimulatedObject(Base):

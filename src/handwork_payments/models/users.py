@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import enum
 
-from sqlalchemy import Boolean, CheckConstraint, String
+from sqlalchemy import Boolean, CheckConstraint, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from handwork_payments.models.base import Base, CreatedAt, IdPk, enum_check
@@ -16,7 +16,17 @@ class Role(enum.StrEnum):
 
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = (CheckConstraint(enum_check("role", Role), name="role"),)
+    __table_args__ = (
+        CheckConstraint(enum_check("role", Role), name="role"),
+        # A Stripe account pays out to one worker only: account.updated enables the payouts
+        # of the one worker naming it, never of another who typed its id.
+        Index(
+            "uq_users_stripe_account_id",
+            "stripe_account_id",
+            unique=True,
+            postgresql_where=text("stripe_account_id IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[IdPk]
     email: Mapped[str] = mapped_column(String(320), unique=True)

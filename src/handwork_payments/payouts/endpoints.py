@@ -14,7 +14,7 @@ from handwork_payments.kit.errors import (
 from handwork_payments.kit.pagination import Page, PageDep, paginate
 from handwork_payments.kit.schemas import PathId
 from handwork_payments.models import PaymentMethod
-from handwork_payments.payouts import repository, service
+from handwork_payments.payouts import methods, repository, service
 from handwork_payments.payouts.schemas import (
     PayoutMethods,
     PayoutMethodsOut,
@@ -28,7 +28,7 @@ router = APIRouter(prefix="/payments", tags=["payouts"])
 @router.put(
     "/payout-methods",
     response_model=PayoutMethodsOut,
-    responses=error_responses(BadRequest, Unauthorized, Forbidden),
+    responses=error_responses(BadRequest, Unauthorized, Forbidden, Conflict),
 )
 async def set_payout_methods(
     body: PayoutMethods, worker: WorkerUser, runtime: RuntimeDep
@@ -37,7 +37,7 @@ async def set_payout_methods(
         runtime.providers.ensure_offered(PaymentMethod.STRIPE)
     if body.paypal_email is not None:
         runtime.providers.ensure_offered(PaymentMethod.PAYPAL)
-    user = await service.set_methods(
+    user = await methods.set_methods(
         runtime, worker, stripe_account_id=body.stripe_account_id, paypal_email=body.paypal_email
     )
     return PayoutMethodsOut(

@@ -14,7 +14,6 @@ memory of its sender_batch_id may have lapsed (BATCH_RESEND_WINDOW): an operator
 from __future__ import annotations
 
 import logging
-import re
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select
@@ -51,8 +50,6 @@ from handwork_payments.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-STRIPE_ACCOUNT = re.compile(r"^acct_[A-Za-z0-9]{1,64}$")
 SEND_TASK = "hp:send_payout"
 SEND_BATCH_TASK = "hp:send_payout_batch"
 # A batch whose answer was lost is sent again under its key only within this time of its
@@ -70,36 +67,6 @@ def batch_sender(runtime: Runtime, method: PaymentMethod | str) -> PayoutBatchPr
     if provider.name == PaymentMethod.PAYPAL and isinstance(provider, PayoutBatchProvider):
         return provider
     return None
-
-
-async def set_methods(
-    runtime: Runtime, worker: User, *, stripe_account_id: str | None, paypal_email: str | None
-) -> User:
-    if stripe_account_id is not None and not STRIPE_ACCOUNT.match(stripe_account_id):
-        raise BadRequest("stripe_account_id must be a Stripe connected account id (acct_...)")
-    if paypal_email is not None and not EMAIL.match(paypal_email):
-        raise BadRequest("paypal_email must be an email address")
-    async with transaction(runtime.sessions) as session:
-        user = await session.get(User, worker.id, with_for_update=True)
-        assert user is not None
-        before = {"stripe_account_id": user.stripe_account_id, "paypal_email": user.paypal_email}
-        if stripe_account_id is not None and stripe_account_id != user.stripe_account_id:
-            user.stripe_account_id = stripe_account_id
-            # What Stripe said of the previous account says nothing of this one: payouts
-            # wait for its account.updated (live Stripe; see `request`).
-            user.stripe_payouts_enabled = False
-        if paypal_email is not None:
-            user.paypal_email = paypal_email
-        await record(
-            session,
-            actor_id=worker.id,
-            action="payout_methods.updated",
-            object_type="user",
-            object_id=worker.id,
-            before=before,
-            after={"stripe_account_id": user.stripe_account_id, "paypal_email": user.paypal_email},
-        )
-    return user
 
 
 async def request(

@@ -1,4 +1,4 @@
-"""Idempotency-Key (kit/idempotency.py), as API_CONTRACT.md says: the same key and body
+"""Idempotency-Key (http/idempotency.py), as API_CONTRACT.md says: the same key and body
 answer the first response again without acting twice; the same key with another body is a
 422; a key whose first request still runs is a 409; keys belong to their user; an answer
 of 5xx is not kept, so the retry acts."""
@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from handwork_payments.app import create_app
-from handwork_payments.kit.idempotency import MAX_KEY_LENGTH
+from handwork_payments.http.idempotency import MAX_KEY_LENGTH
 from handwork_payments.models import (
     IdempotencyRecord,
     JournalEntry,
@@ -54,7 +54,7 @@ async def worker_with_balance(api: Api, amount: str = "100.00") -> tuple[Party, 
     assert r.status_code == 200, r.text
     r = await api.client.put(
         "/api/v1/payments/payout-methods",
-        json={"stripe_account_id": "acct_1Idem"},
+        json={"stripe_account_id": f"acct_1Idem{worker.id}"},
         headers=worker.headers,
     )
     assert r.status_code == 200, r.text
