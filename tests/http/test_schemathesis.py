@@ -40,7 +40,7 @@ from handwork_payments.app import create_app
 from handwork_payments.ledger.verify import verify
 from handwork_payments.runtime import Runtime
 from tests.http.world import seeded
-from tests.test_validation import World
+from tests.http.test_validation import World
 
 pytestmark = pytest.mark.schemathesis
 

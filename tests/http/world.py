@@ -12,7 +12,7 @@ import httpx
 from handwork_payments.app import create_app
 from handwork_payments.runtime import Runtime
 from tests.conftest import empty_tables
-from tests.test_validation import World, build_world
+from tests.http.test_validation import World, build_world
 
 
 @asynccontextmanager
