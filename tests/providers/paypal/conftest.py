@@ -19,11 +19,7 @@ import pytest
 from handwork_payments.providers.paypal import PayPalProvider
 from handwork_payments.runtime import Runtime
 from tests.helpers import Api
-from tests.peers.paypal_double import (
-    PayPalDouble,
-    SpecValidator,
-    iter_paypal_double,
-)
+from tests.peers.paypal_double import PayPalDouble, SpecValidator, iter_paypal_double
 from tests.providers.paypal.harness import (
     CLIENT_TIMEOUT_SECONDS,
     _say,

@@ -23,20 +23,14 @@ from sqlalchemy import select
 
 from handwork_payments.app import create_app
 from handwork_payments.kit.clock import now
-from handwork_payments.models import (
-    Alert,
-    DeliveryStatus,
-    WebhookDelivery,
-)
+from handwork_payments.models import Alert, DeliveryStatus, WebhookDelivery
 from handwork_payments.providers.paypal import PayPalProvider
 from handwork_payments.providers.paypal import events as paypal_events
 from handwork_payments.runtime import Runtime
 from handwork_payments.webhooks import service as webhooks
 from tests.conftest import make_settings
 from tests.helpers import Api, Party
-from tests.peers.paypal_double import (
-    PayPalDouble,
-)
+from tests.peers.paypal_double import PayPalDouble
 
 CLIENT_TIMEOUT_SECONDS = 1.0
 PAYER_ID = "QYR5Z8XDVJNXQ"

@@ -12,21 +12,14 @@ from typing import Any
 from sqlalchemy import select
 
 from handwork_payments.kit.clock import now
-from handwork_payments.models import (
-    PaymentDispute,
-    PaymentRefund,
-    WebhookDelivery,
-)
+from handwork_payments.models import PaymentDispute, PaymentRefund, WebhookDelivery
 from handwork_payments.payments import background
 from handwork_payments.providers.base import HoldRef
 from handwork_payments.runtime import Runtime
 from handwork_payments.webhooks import service as webhooks
 from tests.faults import audit_actions, payment_row
 from tests.helpers import Api, Party
-from tests.peers.paypal_double import (
-    PayPalDouble,
-    SpecValidator,
-)
+from tests.peers.paypal_double import PayPalDouble, SpecValidator
 from tests.providers.paypal.harness import (
     alerts_of,
     assert_spec_checked,

@@ -12,17 +12,11 @@ import pytest
 from sqlalchemy import select
 
 from handwork_payments.kit.clock import now
-from handwork_payments.models import (
-    Alert,
-    HoldKind,
-    PaymentRefund,
-)
+from handwork_payments.models import Alert, HoldKind, PaymentRefund
 from handwork_payments.payments import background
 from tests.faults import audit_actions, payment_row
 from tests.helpers import Api
-from tests.peers.paypal_double import (
-    PayPalDouble,
-)
+from tests.peers.paypal_double import PayPalDouble
 from tests.providers.paypal.harness import (
     CANCEL_URL,
     PAYER_ID,

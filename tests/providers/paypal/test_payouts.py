@@ -11,18 +11,13 @@ from typing import Any, Literal
 import pytest
 
 from handwork_payments.kit.clock import now
-from handwork_payments.models import (
-    DeliveryStatus,
-    WorkerPayout,
-)
+from handwork_payments.models import DeliveryStatus, WorkerPayout
 from handwork_payments.payouts import service as payouts
 from handwork_payments.providers.base import ProviderUnavailableError
 from handwork_payments.worker import running_worker
 from tests.faults import audit_actions, payout_row
 from tests.helpers import Api, Party, eventually
-from tests.peers.paypal_double import (
-    PayPalDouble,
-)
+from tests.peers.paypal_double import PayPalDouble
 from tests.providers.paypal.harness import (
     alerts_of,
     assert_spec_checked,

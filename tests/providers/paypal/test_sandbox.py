@@ -20,10 +20,7 @@ from handwork_payments.runtime import Runtime
 from tests.conftest import make_settings
 from tests.faults import payout_row
 from tests.helpers import Api
-from tests.peers.paypal_double import (
-    SpecValidator,
-    ValidatingTransport,
-)
+from tests.peers.paypal_double import SpecValidator, ValidatingTransport
 from tests.providers.paypal.harness import (
     CANCEL_URL,
     CERT_URL,

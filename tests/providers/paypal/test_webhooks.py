@@ -10,10 +10,7 @@ from datetime import timedelta
 import httpx
 
 from handwork_payments.kit.clock import now
-from handwork_payments.models import (
-    DeliveryStatus,
-    HoldKind,
-)
+from handwork_payments.models import DeliveryStatus, HoldKind
 from handwork_payments.payments import background
 from handwork_payments.providers.base import HoldRef
 from handwork_payments.providers.paypal import PayPalProvider
@@ -21,9 +18,7 @@ from handwork_payments.runtime import Runtime
 from handwork_payments.webhooks import service as webhooks
 from tests.faults import payment_row
 from tests.helpers import Api
-from tests.peers.paypal_double import (
-    PayPalDouble,
-)
+from tests.peers.paypal_double import PayPalDouble
 from tests.providers.paypal.harness import (
     CERT_URL,
     PAYER_ID,

@@ -17,13 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from handwork_payments.app import create_app
-from handwork_payments.models import (
-    Alert,
-    JournalEntry,
-    Payment,
-    PayoutReversal,
-    WebhookDelivery,
-)
+from handwork_payments.models import Alert, JournalEntry, Payment, PayoutReversal, WebhookDelivery
 from handwork_payments.payouts import service as payouts_service
 from handwork_payments.providers import stripe_events
 from handwork_payments.runtime import Runtime

@@ -9,10 +9,7 @@ import pytest
 import stripe
 from sqlalchemy import func, select
 
-from handwork_payments.models import (
-    JournalEntry,
-    PaymentDispute,
-)
+from handwork_payments.models import JournalEntry, PaymentDispute
 from tests.helpers import Api
 from tests.peers.stripe_double import StripeDouble
 from tests.providers.stripe.harness import (

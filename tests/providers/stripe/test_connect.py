@@ -8,19 +8,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from handwork_payments.models import (
-    User,
-    WebhookDelivery,
-)
+from handwork_payments.models import User, WebhookDelivery
 from handwork_payments.webhooks import service as inbox
 from tests.helpers import Api
 from tests.peers.stripe_double import StripeDouble
-from tests.providers.stripe.harness import (
-    CONNECT_WEBHOOK_SECRET,
-    deliver,
-    paid_out,
-    signed,
-)
+from tests.providers.stripe.harness import CONNECT_WEBHOOK_SECRET, deliver, paid_out, signed
 
 # The SDK hands httpx its encoded form as `data=`, which httpx 0.28 deprecates; not ours.
 pytestmark = pytest.mark.filterwarnings(

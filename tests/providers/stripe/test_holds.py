@@ -8,9 +8,7 @@ from __future__ import annotations
 import pytest
 import stripe
 
-from handwork_payments.models import (
-    Payment,
-)
+from handwork_payments.models import Payment
 from handwork_payments.webhooks import service as inbox
 from tests.helpers import Api
 from tests.peers.stripe_double import StripeDouble

@@ -20,9 +20,7 @@ import uvicorn
 from sqlalchemy import select
 
 from handwork_payments.app import create_app
-from handwork_payments.models import (
-    PaymentRefund,
-)
+from handwork_payments.models import PaymentRefund
 from handwork_payments.worker import running_worker
 from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.helpers import Api, eventually
