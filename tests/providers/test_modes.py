@@ -143,7 +143,7 @@ async def test_the_mixed_mode_is_announced(
 
 async def test_background_jobs_skip_a_disabled_provider(paypal_only: Api) -> None:
     """The periodic payout jobs go over every method: a disabled one is not an error."""
-    from handwork_payments.payments.service import now
+    from handwork_payments.kit.clock import now
     from handwork_payments.payouts import service as payouts
 
     assert await payouts.send_batch(paypal_only.runtime, "stripe") == []
