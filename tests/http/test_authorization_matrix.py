@@ -39,8 +39,7 @@ from handwork_payments.providers.simulated import (
 from handwork_payments.runtime import Runtime
 from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.helpers import PASSWORD, Api
-from tests.http.world import seeded
-from tests.test_validation import World
+from tests.http.world import World, seeded
 
 PARTIES = ("anonymous", "bad_token", "other_client", "other_worker", "admin", "owner")
 _serial = itertools.count(1)

@@ -1,7 +1,7 @@
 """The malformed requests of the security review (issue 9): each answers a 4xx with
 `{"detail": "..."}` and changes nothing in the database.
 
-The corpus is this module's cases and those of tests/test_validation.py (authentication,
+The corpus is this module's cases and those of tests/http/validation_cases.py (authentication,
 roles, ids, amounts, currencies, text, shapes, lists, rules, webhook signatures, routes),
 run on the same world with the same proof of "nothing changed": every table's rows and
 every ledger balance, before and after. Where the issue names the status (405, 413, 422)
@@ -28,8 +28,7 @@ from handwork_payments.providers.simulated import (
 )
 from handwork_payments.runtime import Runtime
 from tests.conftest import TEST_WEBHOOK_SECRET
-from tests.http.world import seeded
-from tests.test_validation import World, snapshot
+from tests.http.world import World, seeded, snapshot
 
 FOUR_XX = frozenset(range(400, 500))
 

@@ -39,8 +39,7 @@ from schemathesis.specs.openapi.checks import (
 from handwork_payments.app import create_app
 from handwork_payments.ledger.verify import verify
 from handwork_payments.runtime import Runtime
-from tests.http.world import seeded
-from tests.test_validation import World
+from tests.http.world import World, seeded
 
 pytestmark = pytest.mark.schemathesis
 

@@ -21,7 +21,7 @@ from handwork_payments.reconcile import service
 from handwork_payments.runtime import Runtime
 from tests.faults import earner, payment_row, payout_row, requested, simulator
 from tests.helpers import Api
-from tests.test_payments import paypal_held
+from tests.payments.flows import paypal_held
 
 
 def run_cli(database_url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

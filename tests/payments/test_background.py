@@ -22,7 +22,7 @@ from handwork_payments.worker import running_worker
 from tests.conftest import make_settings
 from tests.faults import audit_actions, payment_row, simulator
 from tests.helpers import Api, Party, eventually
-from tests.test_payments import paypal_held
+from tests.payments.flows import paypal_held
 
 
 @pytest.fixture
