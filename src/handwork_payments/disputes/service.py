@@ -26,7 +26,7 @@ from handwork_payments.models import (
 from handwork_payments.payments import refunds
 from handwork_payments.payments import repository as payments
 from handwork_payments.payments import service as payment_service
-from handwork_payments.payments.escrow import ensure_no_operation, locked, snapshot
+from handwork_payments.payments.escrow import audit_payment, ensure_no_operation, locked, snapshot
 from handwork_payments.payments.states import PAYMENT
 from handwork_payments.runtime import Runtime
 
@@ -87,15 +87,14 @@ async def add_open_dispute(
     )
     session.add(dispute)
     await session.flush()
-    await record(
+    await audit_payment(
         session,
+        payment,
+        "dispute.opened",
         actor_id=initiated_by,
         actor_kind=actor_kind,
-        action="dispute.opened",
-        object_type="payment",
-        object_id=payment.id,
         before=before,
-        after={**snapshot(payment), "dispute_id": dispute.id},
+        dispute_id=dispute.id,
     )
     return dispute
 
