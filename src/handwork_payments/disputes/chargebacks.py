@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from handwork_payments.audit.alerts import alert
 from handwork_payments.audit.service import record
 from handwork_payments.disputes import repository
-from handwork_payments.disputes.service import freeze
+from handwork_payments.disputes.service import add_open_dispute, freeze
 from handwork_payments.disputes.states import DISPUTE
 from handwork_payments.kit import money
 from handwork_payments.kit.clock import now
@@ -106,25 +106,15 @@ async def _record_open(
     disputed: str,
 ) -> PaymentDispute:
     """A chargeback on a payment whose money left escrow: on record, the payment unmoved."""
-    dispute = PaymentDispute(
-        payment_id=payment.id,
+    dispute = await add_open_dispute(
+        session,
+        payment,
+        snapshot(payment),
         initiated_by=None,
+        actor_kind=provider,
         reason=reason,
         description=description,
-        status=DisputeStatus.OPEN,
         provider_dispute_id=provider_dispute_id,
-    )
-    session.add(dispute)
-    await session.flush()
-    await record(
-        session,
-        actor_id=None,
-        actor_kind=provider,
-        action="dispute.opened",
-        object_type="payment",
-        object_id=payment.id,
-        before=snapshot(payment),
-        after={**snapshot(payment), "dispute_id": dispute.id},
     )
     await alert(
         session,

@@ -3,6 +3,8 @@ release and refunds), reviewed and resolved by admins: release, refund, or split
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.audit.alerts import alert
@@ -24,7 +26,7 @@ from handwork_payments.models import (
 from handwork_payments.payments import refunds
 from handwork_payments.payments import repository as payments
 from handwork_payments.payments import service as payment_service
-from handwork_payments.payments.escrow import ensure_no_operation, locked, snapshot
+from handwork_payments.payments.escrow import audit_payment, ensure_no_operation, locked, snapshot
 from handwork_payments.payments.states import PAYMENT
 from handwork_payments.runtime import Runtime
 
@@ -43,6 +45,38 @@ async def freeze(
     before = snapshot(payment)
     PAYMENT.check(payment.status, PaymentStatus.DISPUTED)
     payment.status = PaymentStatus.DISPUTED
+    dispute = await add_open_dispute(
+        session,
+        payment,
+        before,
+        initiated_by=initiated_by,
+        actor_kind=None if initiated_by else "provider",
+        reason=reason,
+        description=description,
+        provider_dispute_id=provider_dispute_id,
+    )
+    await alert(
+        session,
+        "dispute_opened",
+        f"Dispute #{dispute.id} opened on payment #{payment.id}: {reason}",
+        "dispute",
+        dispute.id,
+    )
+    return dispute
+
+
+async def add_open_dispute(
+    session: AsyncSession,
+    payment: Payment,
+    before: dict[str, Any],
+    *,
+    initiated_by: int | None,
+    actor_kind: str | None,
+    reason: str,
+    description: str,
+    provider_dispute_id: str | None,
+) -> PaymentDispute:
+    """The open dispute row and its audit entry (the payment as it was, and is now)."""
     dispute = PaymentDispute(
         payment_id=payment.id,
         initiated_by=initiated_by,
@@ -53,22 +87,14 @@ async def freeze(
     )
     session.add(dispute)
     await session.flush()
-    await record(
+    await audit_payment(
         session,
+        payment,
+        "dispute.opened",
         actor_id=initiated_by,
-        actor_kind=None if initiated_by else "provider",
-        action="dispute.opened",
-        object_type="payment",
-        object_id=payment.id,
+        actor_kind=actor_kind,
         before=before,
-        after={**snapshot(payment), "dispute_id": dispute.id},
-    )
-    await alert(
-        session,
-        "dispute_opened",
-        f"Dispute #{dispute.id} opened on payment #{payment.id}: {reason}",
-        "dispute",
-        dispute.id,
+        dispute_id=dispute.id,
     )
     return dispute
 

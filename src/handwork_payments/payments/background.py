@@ -27,6 +27,7 @@ from handwork_payments.kit.errors import DomainError
 from handwork_payments.models import HoldKind, Payment, PaymentMethod, PaymentStatus
 from handwork_payments.payments import service
 from handwork_payments.payments.escrow import (
+    audit_payment,
     begin_operation,
     end_operation,
     hold_ref,
@@ -319,15 +320,14 @@ async def finish_reauthorization(runtime: Runtime, payment_id: int) -> bool:
             payment.capture_by = hold.capture_by
         payment.reauthorized_at = now()
         end_operation(payment)
-        await record(
+        await audit_payment(
             session,
+            payment,
+            "hold_guard.reauthorized",
             actor_id=None,
             actor_kind="system",
-            action="hold_guard.reauthorized",
-            object_type="payment",
-            object_id=payment.id,
             before=before,
-            after={**snapshot(payment), "authorization_id": hold.authorization_id},
+            authorization_id=hold.authorization_id,
         )
     return True
 

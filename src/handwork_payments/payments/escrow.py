@@ -49,6 +49,30 @@ def snapshot(payment: Payment) -> dict[str, Any]:
     }
 
 
+async def audit_payment(
+    session: AsyncSession,
+    payment: Payment,
+    action: str,
+    *,
+    actor_id: int | None,
+    actor_kind: str | None = None,
+    before: dict[str, Any] | None = None,
+    **extra: Any,
+) -> None:
+    """The audit row of a change of the payment: `before` as given, after as it is now
+    (its snapshot and what else the change is about)."""
+    await record(
+        session,
+        actor_id=actor_id,
+        actor_kind=actor_kind,
+        action=action,
+        object_type="payment",
+        object_id=payment.id,
+        before=before,
+        after={**snapshot(payment), **extra},
+    )
+
+
 def hold_ref(payment: Payment) -> HoldRef:
     provider_id = payment.stripe_payment_id or payment.paypal_payment_id
     assert provider_id, f"payment {payment.id} has no provider id"
@@ -133,15 +157,8 @@ async def apply_hold(
     payment.provider_authorization_id = hold.authorization_id or payment.provider_authorization_id
     move_booking(booking, BookingStatus.PAID)
     await post_hold(session, payment, booking)
-    await record(
-        session,
-        actor_id=actor_id,
-        actor_kind=actor_kind,
-        action="payment.held",
-        object_type="payment",
-        object_id=payment.id,
-        before=before,
-        after=snapshot(payment),
+    await audit_payment(
+        session, payment, "payment.held", actor_id=actor_id, actor_kind=actor_kind, before=before
     )
     return True
 
@@ -162,15 +179,14 @@ async def apply_failure(
     payment.status = PaymentStatus.FAILED
     payment.failure_reason = reason
     end_operation(payment)
-    await record(
+    await audit_payment(
         session,
+        payment,
+        "payment.failed",
         actor_id=actor_id,
         actor_kind=actor_kind,
-        action="payment.failed",
-        object_type="payment",
-        object_id=payment.id,
         before=before,
-        after={**snapshot(payment), "reason": reason},
+        reason=reason,
     )
     await alert(
         session, "payment_failed", f"Payment #{payment.id} failed: {reason}", "payment", payment.id
@@ -194,15 +210,13 @@ async def apply_release(
     end_operation(payment)
     move_booking(booking, BookingStatus.CLOSED)
     await post_release(session, payment, booking)
-    await record(
+    await audit_payment(
         session,
+        payment,
+        "payment.released",
         actor_id=actor_id,
         actor_kind=actor_kind,
-        action="payment.released",
-        object_type="payment",
-        object_id=payment.id,
         before=before,
-        after=snapshot(payment),
     )
 
 
@@ -245,13 +259,13 @@ async def apply_refund(
             move_booking(booking, BookingStatus.CANCELLED)
     end_operation(payment)
     await post_refund(session, payment, booking, refund)
-    await record(
+    await audit_payment(
         session,
+        payment,
+        "payment.refunded",
         actor_id=actor_id,
         actor_kind=actor_kind,
-        action="payment.refunded",
-        object_type="payment",
-        object_id=payment.id,
         before=before,
-        after={**snapshot(payment), "refund_id": refund.id, "refund_amount": refund.amount},
+        refund_id=refund.id,
+        refund_amount=refund.amount,
     )

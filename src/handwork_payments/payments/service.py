@@ -21,7 +21,6 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.audit.alerts import alert
-from handwork_payments.audit.service import record
 from handwork_payments.db import transaction
 from handwork_payments.kit import money
 from handwork_payments.kit.errors import (
@@ -48,6 +47,7 @@ from handwork_payments.payments.escrow import (
     apply_failure,
     apply_hold,
     apply_release,
+    audit_payment,
     begin_operation,
     end_operation,
     hold_ref,
@@ -186,14 +186,7 @@ async def _pending_payment(
     )
     session.add(payment)
     await session.flush()
-    await record(
-        session,
-        actor_id=user.id,
-        action="payment.created",
-        object_type="payment",
-        object_id=payment.id,
-        after=snapshot(payment),
-    )
+    await audit_payment(session, payment, "payment.created", actor_id=user.id)
     return payment
 
 
@@ -412,15 +405,13 @@ async def finish_capture(
             await apply_release(session, payment, booking, actor_id=actor_id, actor_kind=actor_kind)
         else:
             end_operation(payment)
-            await record(
+            await audit_payment(
                 session,
+                payment,
+                "payment.captured",
                 actor_id=actor_id,
                 actor_kind=actor_kind,
-                action="payment.captured",
-                object_type="payment",
-                object_id=payment.id,
                 before=before,
-                after=snapshot(payment),
             )
     return payment
 

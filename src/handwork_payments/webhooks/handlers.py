@@ -51,6 +51,7 @@ from handwork_payments.payments.escrow import (
     apply_capture,
     apply_failure,
     apply_hold,
+    audit_payment,
     hold_ref,
     locked,
     operation_of,
@@ -226,15 +227,14 @@ async def _authorization_lapsed(
     the escrow holds nothing real. An operator must act: refund it here (which voids
     nothing more at the provider and empties the escrow), or have the client pay again."""
     why = event.cancellation_reason or event.failure_message or "unknown"
-    await record(
+    await audit_payment(
         session,
+        payment,
+        "payment.authorization_lapsed",
         actor_id=None,
         actor_kind=event.provider,
-        action="payment.authorization_lapsed",
-        object_type="payment",
-        object_id=payment.id,
         before=snapshot(payment),
-        after={**snapshot(payment), "cancellation_reason": why},
+        cancellation_reason=why,
     )
     await alert_once(
         session,
@@ -259,15 +259,13 @@ async def _mark_captured(
         return False
     before = snapshot(payment)
     apply_capture(payment, event.capture_id or payment.provider_capture_id or "", received)
-    await record(
+    await audit_payment(
         session,
+        payment,
+        "payment.captured",
         actor_id=None,
         actor_kind=event.provider,
-        action="payment.captured",
-        object_type="payment",
-        object_id=payment.id,
         before=before,
-        after=snapshot(payment),
     )
     return True
 
