@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from handwork_payments.auth import service
@@ -33,11 +33,17 @@ async def register(body: RegisterRequest, runtime: RuntimeDep) -> UserOut:
 
 @router.post("/token", response_model=TokenOut, responses=error_responses(Unauthorized))
 async def token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], runtime: RuntimeDep
+    form: Annotated[OAuth2PasswordRequestForm, Depends()], runtime: RuntimeDep, request: Request
 ) -> TokenOut:
-    return TokenOut(
-        access_token=await service.login(runtime, email=form.username, password=form.password)
+    access_token = await service.login(
+        runtime, email=form.username, password=form.password, client_ip=client_ip(request)
     )
+    return TokenOut(access_token=access_token)
+
+
+def client_ip(request: Request) -> str:
+    """The TCP peer's address (X-Forwarded-For is not read: any client can set it)."""
+    return request.client.host if request.client else "unknown"
 
 
 @router.get("/me", response_model=UserOut, responses=error_responses(Unauthorized))

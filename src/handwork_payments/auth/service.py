@@ -6,9 +6,10 @@ from sqlalchemy.exc import IntegrityError
 
 from handwork_payments.audit.service import record
 from handwork_payments.auth import repository, tokens
+from handwork_payments.auth.attempts import record_login
 from handwork_payments.db import transaction
 from handwork_payments.kit.errors import Conflict, Unauthorized
-from handwork_payments.models import Role, User
+from handwork_payments.models import Role, User, UserStatus
 from handwork_payments.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -42,13 +43,18 @@ async def register(
     return user
 
 
-async def login(runtime: Runtime, *, email: str, password: str) -> str:
+async def login(runtime: Runtime, *, email: str, password: str, client_ip: str) -> str:
     user = None
     if "\x00" not in email:  # no stored email has one, and PostgreSQL cannot compare it
         async with runtime.sessions() as session:
             user = await repository.by_email(session, email)
     if not runtime.passwords.verify(user.password_hash if user else None, password) or user is None:
+        await record_login(runtime, "auth.login_failed", user, email, client_ip)
         raise Unauthorized("Incorrect email or password")
+    if user.status != UserStatus.ACTIVE:
+        await record_login(runtime, "auth.login_refused", user, email, client_ip)
+        raise Unauthorized(f"This account is {user.status}")
+    await record_login(runtime, "auth.login", user, email, client_ip)
     return tokens.issue(user.id, runtime.jwt_secret, runtime.settings.jwt_expire_minutes)
 
 

@@ -14,9 +14,18 @@ class Role(enum.StrEnum):
     ADMIN = "admin"
 
 
+class UserStatus(enum.StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"  # tokens refused, login refused, money left where it is
+    ERASED = "erased"  # pseudonymised (privacy/erasure.py); never active again
+
+
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = (CheckConstraint(enum_check("role", Role), name="role"),)
+    __table_args__ = (
+        CheckConstraint(enum_check("role", Role), name="role"),
+        CheckConstraint(enum_check("status", UserStatus), name="status"),
+    )
 
     id: Mapped[IdPk]
     email: Mapped[str] = mapped_column(String(320), unique=True)
@@ -28,3 +37,6 @@ class User(Base):
     stripe_payouts_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     paypal_email: Mapped[str | None] = mapped_column(String(320))
     created_at: Mapped[CreatedAt]
+    status: Mapped[UserStatus] = mapped_column(
+        String(16), default=UserStatus.ACTIVE, server_default=UserStatus.ACTIVE.value
+    )
