@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 
-
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -60,7 +59,7 @@ async def test_rows_are_sealed_in_order_and_verify(runtime: Runtime) -> None:
 @pytest.mark.parametrize(
     "sql",
     [
-        "UPDATE audit_log SET after = '{\"amount\": 1, \"status\": \"held\"}' WHERE id = 3",
+        'UPDATE audit_log SET after = \'{"amount": 1, "status": "held"}\' WHERE id = 3',
         "UPDATE audit_log SET actor_kind = 'user' WHERE id = 3",
         "DELETE FROM audit_log WHERE id = 3",
     ],
@@ -86,7 +85,7 @@ async def test_sealed_links_cannot_be_rewritten(runtime: Runtime) -> None:
     [
         # Edited with triggers disabled.
         (
-            "UPDATE audit_log SET after = '{\"amount\": 1, \"status\": \"held\"}' WHERE id = 3",
+            'UPDATE audit_log SET after = \'{"amount": 1, "status": "held"}\' WHERE id = 3',
             "audit row id 3 (chain #3): its content",
         ),
         # Deleted in the middle.
@@ -102,7 +101,7 @@ async def test_sealed_links_cannot_be_rewritten(runtime: Runtime) -> None:
         ),
         # Personal data rewritten.
         (
-            "UPDATE audit_log SET personal = '{\"nonce\": \"x\"}' WHERE id = 1",
+            'UPDATE audit_log SET personal = \'{"nonce": "x"}\' WHERE id = 1',
             "audit row id 1 (chain #1): its personal data does not match",
         ),
         # Personal data dropped for someone who was not erased.
@@ -159,9 +158,7 @@ async def test_a_write_costs_one_insert_and_no_lock(runtime: Runtime) -> None:
     event.listen(runtime.engine.sync_engine, "before_cursor_execute", count)
     try:
         async with transaction(runtime.sessions) as session:
-            await record(
-                session, actor_id=None, action="t", object_type="payment", object_id=1
-            )
+            await record(session, actor_id=None, action="t", object_type="payment", object_id=1)
     finally:
         event.remove(runtime.engine.sync_engine, "before_cursor_execute", count)
     assert [s.split()[0] for s in statements] == ["INSERT"]
@@ -190,5 +187,3 @@ async def test_the_command_exits_non_zero_naming_the_row(
     assert broken.returncode == 1
     assert "BROKEN audit row id 2 (chain #2)" in broken.stderr
     await _tamper(runtime, "DELETE FROM audit_log; DELETE FROM audit_chain_head")
-
-
