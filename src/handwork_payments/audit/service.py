@@ -31,7 +31,8 @@ async def record(
     whom they are about; by default the user the entry is about, else the actor."""
     before, after, apart = personal_data.split(before, after, personal)
     if subject_id is None and apart is not None:
-        subject_id = object_id if object_type == "user" else actor_id
+        # object_id 0: a failed login naming no user.
+        subject_id = object_id if object_type == "user" and object_id > 0 else actor_id
     session.add(
         AuditLog(
             actor_id=actor_id,
