@@ -12,6 +12,7 @@ Create Date: 2026-11-27
   erasing it leaves the chain intact. `audit_chain_head`: the last sealed link (a deleted
   tail is a head that no row matches).
 - users.status: active | suspended | erased.
+- journal_entries: completed payouts' descriptions no longer name the destination.
 - webhook_deliveries: `body` nullable and `body_digest`: retention reduces an old
   processed delivery to its digest and event id.
 """
@@ -87,6 +88,14 @@ def upgrade() -> None:
     )
     _move_personal_data()
     op.execute(APPEND_ONLY)
+    # Payout entries named their destination (a PayPal email) until now; the append-only
+    # ledger must keep no personal data, so the old descriptions lose it (only them).
+    op.execute("ALTER TABLE journal_entries DISABLE TRIGGER journal_entries_append_only")
+    op.execute(
+        "UPDATE journal_entries SET description = regexp_replace(description, "
+        "' sent to .*$', ' sent') WHERE kind = 'payout_complete' AND description LIKE '% sent to %'"
+    )
+    op.execute("ALTER TABLE journal_entries ENABLE TRIGGER journal_entries_append_only")
 
     op.add_column(
         "users",

@@ -8,8 +8,8 @@ the simulators' state, alert messages and failure texts; their Idempotency-Key c
 Kept: bookings, payments, refunds, disputes, payouts, the ledger and the audit entries
 themselves, with every amount, for FINANCIAL_RETENTION_YEARS.
 
-Refused (409) while the person still has money moving: a payment pending, held or
-disputed, an open dispute, a payout pending or processing, or a non-zero balance."""
+Refused (409) while the person still has money moving: an open dispute, a payment
+pending, held or disputed, a payout pending or processing, or a non-zero balance."""
 
 from __future__ import annotations
 
@@ -77,7 +77,10 @@ async def erase(runtime: Runtime, admin: User, user_id: int) -> User:
             action="user.erased",
             object_type="user",
             object_id=user.id,
-            after={"status": user.status, "financial_records_kept_until": kept_until.date()},
+            after={
+                "status": user.status,
+                "financial_records_kept_until": kept_until.date().isoformat(),
+            },
         )
     return user
 
@@ -87,19 +90,19 @@ async def _refuse_money_in_motion(session: AsyncSession, user_id: int) -> None:
     of_user = select(Payment.id).join(Booking, Booking.id == Payment.booking_id).where(parties)
     checks: list[tuple[Any, str]] = [
         (
+            select(PaymentDispute.id).where(
+                PaymentDispute.payment_id.in_(of_user),
+                PaymentDispute.status.in_([DisputeStatus.OPEN, DisputeStatus.UNDER_REVIEW]),
+            ),
+            "The user has an open dispute",
+        ),
+        (
             of_user.where(
                 Payment.status.in_(
                     [PaymentStatus.PENDING, PaymentStatus.HELD, PaymentStatus.DISPUTED]
                 )
             ),
             "The user has money in escrow (a payment pending, held or disputed)",
-        ),
-        (
-            select(PaymentDispute.id).where(
-                PaymentDispute.payment_id.in_(of_user),
-                PaymentDispute.status.in_([DisputeStatus.OPEN, DisputeStatus.UNDER_REVIEW]),
-            ),
-            "The user has an open dispute",
         ),
         (
             select(WorkerPayout.id).where(
@@ -158,6 +161,7 @@ MENTIONS = (
     ("alerts", "message", False),
     ("webhook_deliveries", "last_error", False),
     ("payments", "failure_reason", False),
+    ("payment_transactions", "description", False),
     ("worker_payouts", "failure_reason", False),
 )
 
