@@ -24,5 +24,10 @@ async def record_login(
             object_type="user",
             object_id=user.id if user else NO_USER,
             # The email tried is kept only when it names nobody (the user's id says it).
-            personal={"client_ip": client_ip} | ({} if user else {"email": email[:320]}),
+            personal={"client_ip": client_ip} | ({} if user else {"email": _storable(email)}),
         )
+
+
+def _storable(email: str) -> str:
+    """What jsonb can hold of what was typed: at most 320 characters, no NUL."""
+    return email[:320].replace("\x00", "\ufffd")
