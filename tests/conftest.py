@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from handwork_payments import migrate
 from handwork_payments.app import create_app
+from handwork_payments.audit import chain
 from handwork_payments.ledger.verify import verify
 from handwork_payments.models import Base
 from handwork_payments.runtime import Runtime
@@ -94,7 +95,8 @@ async def runtime(database_url: str) -> AsyncIterator[Runtime]:
 @pytest.fixture(autouse=True)
 async def clean_database(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     """Empty tables before each test that uses the database; after it, the ledger's
-    invariants must hold whatever the test did."""
+    invariants must hold and the audit chain (sealed now) must be intact, whatever the
+    test did."""
     if "runtime" not in request.fixturenames:
         yield
         return
@@ -104,6 +106,10 @@ async def clean_database(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     async with current.sessions() as session:
         problems = await verify(session)
     assert problems == [], "ledger invariants broken:\n" + "\n".join(problems)
+    await chain.seal(current.sessions)
+    async with current.sessions() as session:
+        verdict = await chain.verify(session)
+    assert verdict.problems == [], "audit chain broken:\n" + "\n".join(verdict.problems)
 
 
 @pytest.fixture

@@ -84,6 +84,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def api_router() -> APIRouter:
+    from handwork_payments.accounts.endpoints import router as accounts
     from handwork_payments.admin.endpoints import router as admin
     from handwork_payments.analytics.endpoints import router as analytics
     from handwork_payments.auth.endpoints import router as auth
@@ -93,6 +94,7 @@ def api_router() -> APIRouter:
     from handwork_payments.payments.endpoints import router as payments
     from handwork_payments.payments.refund_endpoints import router as refunds
     from handwork_payments.payouts.endpoints import router as payouts
+    from handwork_payments.privacy.endpoints import router as privacy
     from handwork_payments.webhooks.endpoints import router as webhooks
 
     router = APIRouter(prefix=API_PREFIX, responses=MALFORMED)
@@ -102,6 +104,8 @@ def api_router() -> APIRouter:
     # before the payments router's /payments/{payment_id}.
     for sub in (disputes, payouts, connect, refunds, analytics, webhooks, payments, admin):
         router.include_router(sub)
+    router.include_router(privacy)
+    router.include_router(accounts)
     return router
 
 

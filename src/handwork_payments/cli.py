@@ -1,4 +1,5 @@
-"""`handwork-payments`: serve, worker, db upgrade, ledger verify, reconcile, create-admin."""
+"""`handwork-payments`: serve, worker, db upgrade, ledger verify, audit seal|verify,
+crypto rotate, reconcile, create-admin."""
 
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ db_app = typer.Typer(help="Database schema.")
 ledger_app = typer.Typer(help="The double-entry ledger.")
 app.add_typer(db_app, name="db")
 app.add_typer(ledger_app, name="ledger")
+audit_app = typer.Typer(help="The hash-chained audit trail.")
+crypto_app = typer.Typer(help="Encryption keys of stored secrets.")
+app.add_typer(audit_app, name="audit")
+app.add_typer(crypto_app, name="crypto")
 
 
 # What every LogRecord has: anything else was passed in `extra` and is kept in JSON logs.
@@ -188,6 +193,71 @@ def ledger_verify() -> None:
     if problems:
         raise typer.Exit(code=1)
     typer.echo(f"ledger ok: {len(CHECKS)} invariants hold")
+
+
+@audit_app.command("seal")
+def audit_seal() -> None:
+    """Seal the audit rows written since the last seal into the chain."""
+    from handwork_payments.audit.chain import seal
+    from handwork_payments.db import database_url, make_engine, make_sessions
+
+    async def run() -> int:
+        engine = make_engine(database_url(get_settings()), pool_size=1)
+        try:
+            return await seal(make_sessions(engine))
+        finally:
+            await engine.dispose()
+
+    typer.echo(f"sealed {asyncio.run(run())} audit rows")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    seal_first: bool = typer.Option(False, "--seal", help="Seal unsealed rows first"),
+) -> None:
+    """Walk the audit chain; non-zero exit naming the first row that does not match."""
+    from handwork_payments.audit.chain import Verdict, seal, verify
+    from handwork_payments.db import database_url, make_engine, make_sessions
+
+    async def run() -> Verdict:
+        engine = make_engine(database_url(get_settings()), pool_size=1)
+        try:
+            sessions = make_sessions(engine)
+            if seal_first:
+                await seal(sessions)
+            async with sessions() as session:
+                return await verify(session)
+        finally:
+            await engine.dispose()
+
+    verdict = asyncio.run(run())
+    for problem in verdict.problems:
+        typer.echo(f"BROKEN {problem}", err=True)
+    if verdict.problems:
+        raise typer.Exit(code=1)
+    typer.echo(f"audit chain ok: {verdict.sealed} rows sealed, {verdict.unsealed} not sealed yet")
+
+
+@crypto_app.command("rotate")
+def crypto_rotate(
+    batch: int = typer.Option(500, min=1, max=10000, help="Rows re-encrypted per transaction"),
+) -> None:
+    """Re-encrypt every stored secret with the newest key of METADATA_ENCRYPTION_KEYS, in
+    batches (resumable, safe while the service runs); then older keys can be removed."""
+    from handwork_payments.db import database_url
+    from handwork_payments.privacy.rotation import rotate
+    from handwork_payments.runtime import Runtime
+
+    async def run() -> dict[str, int]:
+        settings = get_settings()
+        runtime = Runtime.build(settings, database_url(settings))
+        try:
+            return await rotate(runtime, batch=batch)
+        finally:
+            await runtime.aclose()
+
+    for column, count in asyncio.run(run()).items():
+        typer.echo(f"{column}: {count} re-encrypted")
 
 
 @app.command("create-admin")

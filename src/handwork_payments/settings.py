@@ -104,6 +104,16 @@ class Settings(BaseSettings):
     # Logs: "text" for people, "json" (one object per line, extra fields kept) for machines.
     log_format: Literal["text", "json"] = "text"
 
+    # Compliance (issue 10): retention and erasure.
+    # Processed webhook bodies older than this are reduced to their digest and event id.
+    webhook_retention_days: int = Field(default=90, ge=1, le=3650)
+    # How long financial records (payments, ledger, payouts, audit) are kept: the legal
+    # retention period. Nothing deletes them; erasure pseudonymises the person instead.
+    financial_retention_years: int = Field(default=10, ge=1, le=100)
+    # Keys the hashes that replace an erased person's identifiers; derived from
+    # JWT_SECRET when unset (set it to keep pseudonyms stable across a JWT_SECRET change).
+    pseudonym_key: str | None = None
+
     @field_validator("platform_fee_percentage")
     @classmethod
     def _fee_precision(cls, value: Decimal) -> Decimal:

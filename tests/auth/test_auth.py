@@ -61,7 +61,7 @@ async def test_register_answers_the_user(api: Api, runtime: Runtime) -> None:
         assert r.status_code == 201, r.text
         user = r.json()
         assert user == {"id": user["id"], "email": address.lower(), "full_name": "Ann",
-                        "role": role}  # fmt: skip
+                        "role": role, "status": "active"}  # fmt: skip
     assert await users(runtime) == [("ann@example.com", "client"), ("bob@example.com", "worker")]
     async with runtime.sessions() as session:
         hashes = list(await session.scalars(select(User.password_hash)))
@@ -268,6 +268,6 @@ async def test_the_create_admin_command(
     assert r.status_code == 200, r.text
     me = await api.client.get(ME, headers=bearer(r.json()["access_token"]))
     assert me.json() == {"id": me.json()["id"], "email": "ops@example.com", "full_name": "Ops",
-                         "role": "admin"}  # fmt: skip
+                         "role": "admin", "status": "active"}  # fmt: skip
     async with runtime.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(User)) == 1

@@ -215,6 +215,18 @@ MATRIX: dict[str, Row] = {
     f"POST {A}/admin/webhooks/{{delivery_id}}/replay": guarded(
         "admin", OK, 403, 403, OK, path={"delivery_id": "delivery"}),
     f"GET {A}/admin/alerts": guarded("admin", OK, 403, 403, OK),
+    f"GET {A}/admin/audit": guarded("admin", OK, 403, 403, OK),
+    f"GET {A}/admin/users": guarded("admin", OK, 403, 403, OK),
+    # Users of their own, with no money: suspending, reactivating or erasing them spoils
+    # no other row (a second call finds them so already: the same answer).
+    f"POST {A}/admin/users/{{user_id}}/suspend": guarded(
+        "admin", OK, 403, 403, OK, path={"user_id": "suspend_me"},
+        json=lambda w, _: {"reason": "Matrix"}),
+    f"POST {A}/admin/users/{{user_id}}/reactivate": guarded(
+        "admin", OK, 403, 403, OK, path={"user_id": "suspend_me"}),
+    f"POST {A}/admin/users/{{user_id}}/erase": guarded(
+        "admin", OK, 403, 403, OK, path={"user_id": "erase_me"}),
+    f"GET {A}/auth/me/export": guarded("client", OK, OK, OK, OK),
 }
 # fmt: on
 # Admin-only rows: the admin acts twice (as `admin` and as `owner`); the second time the
@@ -266,6 +278,8 @@ async def prepare(world: World) -> None:
     api = Api(world.http, world.runtime)
     client, worker = world.parties["client"], world.parties["worker"]
     world.ids["docs_asset"] = "swagger-ui.css"
+    for name in ("suspend_me", "erase_me"):
+        world.ids[name] = (await api.user("client")).id
     for name in ("cancel_booking", "paypal_unpaid"):
         world.ids[name] = (await api.booking(client, worker))["id"]
     for name in ("release_me", "dispute_me", "review_me"):

@@ -76,8 +76,8 @@ async def list_webhooks(
     response_model=DeliveryOut,
     responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict),
 )
-async def replay_webhook(delivery_id: PathId, _: AdminUser, runtime: RuntimeDep) -> DeliveryOut:
-    return DeliveryOut.model_validate(await webhooks.replay(runtime, delivery_id))
+async def replay_webhook(delivery_id: PathId, admin: AdminUser, runtime: RuntimeDep) -> DeliveryOut:
+    return DeliveryOut.model_validate(await webhooks.replay(runtime, delivery_id, admin.id))
 
 
 @router.get("/alerts", response_model=Page[AlertOut], responses=ADMIN)

@@ -5,7 +5,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from handwork_payments.kit.schemas import ShortText
-from handwork_payments.models import Role
+from handwork_payments.models import Role, UserStatus
 
 
 class RegisterRequest(BaseModel):
@@ -27,6 +27,7 @@ class UserOut(BaseModel):
     email: str
     full_name: str
     role: Role
+    status: UserStatus
 
 
 class TokenOut(BaseModel):

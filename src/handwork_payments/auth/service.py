@@ -6,9 +6,10 @@ from sqlalchemy.exc import IntegrityError
 
 from handwork_payments.audit.service import record
 from handwork_payments.auth import limits, repository, tokens
+from handwork_payments.auth.attempts import record_login
 from handwork_payments.db import transaction
 from handwork_payments.kit.errors import Conflict, Unauthorized
-from handwork_payments.models import Role, User
+from handwork_payments.models import Role, User, UserStatus
 from handwork_payments.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,12 @@ async def login(runtime: Runtime, *, email: str, password: str, client_ip: str) 
     if not verified or user is None:
         # Unknown emails count too: the answers must not tell which accounts exist.
         await limits.count_failure(runtime, email)
+        await record_login(runtime, "auth.login_failed", user, email, client_ip)
         raise Unauthorized("Incorrect email or password")
+    if user.status != UserStatus.ACTIVE:
+        await record_login(runtime, "auth.login_refused", user, email, client_ip)
+        raise Unauthorized(f"This account is {user.status}")
+    await record_login(runtime, "auth.login", user, email, client_ip)
     return tokens.issue(user.id, runtime.jwt_secret, runtime.settings.jwt_expire_minutes)
 
 

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from handwork_payments.accounts.status import refuse_inactive
 from handwork_payments.auth import tokens
 from handwork_payments.kit.errors import Forbidden, Unauthorized
 from handwork_payments.models import Role, User
@@ -51,6 +52,7 @@ async def get_current_user(
             user = await session.get(User, user_id)
     if user is None:
         raise Unauthorized("Invalid or expired token")
+    await refuse_inactive(runtime, user)
     return user
 
 

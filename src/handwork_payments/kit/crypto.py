@@ -18,17 +18,19 @@ class UnreadableMetadata(Exception):
 class MetadataCipher:
     def __init__(self, keys: str | None) -> None:
         if keys:
-            self._fernet = MultiFernet([Fernet(k.strip()) for k in keys.split(",") if k.strip()])
+            fernets = [Fernet(k.strip()) for k in keys.split(",") if k.strip()]
             self.generated = False
         else:
             # A throwaway key: fine for the embedded development mode, fatal for production
             # (metadata written now is unreadable after a restart), hence the warning.
-            self._fernet = MultiFernet([Fernet(Fernet.generate_key())])
+            fernets = [Fernet(Fernet.generate_key())]
             self.generated = True
             log.warning(
                 "METADATA_ENCRYPTION_KEYS is not set: payment_metadata is encrypted with a "
                 "generated development key that is lost when the process stops"
             )
+        self._newest = fernets[0]
+        self._fernet = MultiFernet(fernets)
 
     def encrypt(self, value: dict[str, Any] | None) -> bytes | None:
         if value is None:
@@ -45,4 +47,16 @@ class MetadataCipher:
         return decoded
 
     def rotate(self, token: bytes) -> bytes:
-        return self._fernet.rotate(token)
+        """`token` encrypted with the newest key (UnreadableMetadata if no key opens it)."""
+        try:
+            return self._fernet.rotate(token)
+        except InvalidToken as exc:
+            raise UnreadableMetadata("cannot be decrypted with any configured key") from exc
+
+    def is_newest(self, token: bytes) -> bool:
+        """Whether the newest key wrote it (rotation skips it: a rerun resumes)."""
+        try:
+            self._newest.decrypt(token)
+        except InvalidToken:
+            return False
+        return True

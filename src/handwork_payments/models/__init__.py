@@ -14,6 +14,7 @@ from handwork_payments.models.ledger import (
 from handwork_payments.models.limits import RateLimitCounter
 from handwork_payments.models.operations import (
     Alert,
+    AuditChainHead,
     AuditLog,
     DeliveryStatus,
     IdempotencyRecord,
@@ -32,11 +33,12 @@ from handwork_payments.models.payments import (
     RefundStatus,
 )
 from handwork_payments.models.payouts import PayoutStatus, WorkerPayout
-from handwork_payments.models.users import Role, User
+from handwork_payments.models.users import Role, User, UserStatus
 
 __all__ = [
     "AccountKind",
     "Alert",
+    "AuditChainHead",
     "AuditLog",
     "Base",
     "Booking",
@@ -64,6 +66,7 @@ __all__ = [
     "SimulatedObject",
     "TransactionType",
     "User",
+    "UserStatus",
     "WebhookDelivery",
     "WorkerPayout",
 ]

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -42,6 +43,11 @@ class WebhookDelivery(Base):
             "provider", "transmission_id", name="uq_webhook_deliveries_provider_transmission"
         ),
         CheckConstraint(enum_check("status", DeliveryStatus), name="status"),
+        Index(
+            "ix_webhook_deliveries_retained",
+            "received_at",
+            postgresql_where=text("body IS NOT NULL AND status = 'processed'"),
+        ),
     )
 
     id: Mapped[IdPk]
@@ -56,7 +62,9 @@ class WebhookDelivery(Base):
     # When a failed delivery is tried again (exponential backoff); null when none is due.
     next_attempt_at: Mapped[When]
     headers: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    body: Mapped[str] = mapped_column(Text)
+    # Null once retention reduced a processed delivery to `body_digest` (sha256 hex).
+    body: Mapped[str | None] = mapped_column(Text)
+    body_digest: Mapped[str | None] = mapped_column(String(64))
     signature_valid: Mapped[bool] = mapped_column(Boolean)
     received_at: Mapped[CreatedAt]
     processed_at: Mapped[When]
@@ -66,7 +74,12 @@ class AuditLog(Base):
     """One row per state change and money movement: who, what, on which object, before/after."""
 
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_object", "object_type", "object_id"),)
+    __table_args__ = (
+        Index("ix_audit_log_object", "object_type", "object_id"),
+        Index("ix_audit_log_subject_id", "subject_id"),
+        Index("ix_audit_log_actor_id", "actor_id"),
+        Index("ix_audit_log_unsealed", "id", postgresql_where=text("chain_seq IS NULL")),
+    )
 
     id: Mapped[IdPk]
     actor_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
@@ -78,6 +91,28 @@ class AuditLog(Base):
     before: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[CreatedAt]
+    # The user the personal data is about (erasure finds the rows by it).
+    subject_id: Mapped[int | None] = mapped_column(BigInteger)
+    # Personal data apart from before/after, with a random nonce; the chain covers it by
+    # `personal_digest` only, so erasure (personal -> null) keeps the chain intact.
+    personal: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    personal_digest: Mapped[str | None] = mapped_column(String(64))
+    # Set once by the sealer (audit/chain.py): the row's place in the chain and
+    # sha256(previous row_hash + canonical content). Null until sealed.
+    chain_seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    row_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditChainHead(Base):
+    """The last sealed link: a deleted tail of the chain is a head no row matches."""
+
+    __tablename__ = "audit_chain_head"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    chain_seq: Mapped[int] = mapped_column(BigInteger)
+    row_hash: Mapped[str] = mapped_column(String(64))
+    sealed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Alert(Base):

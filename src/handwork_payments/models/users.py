@@ -14,6 +14,12 @@ class Role(enum.StrEnum):
     ADMIN = "admin"
 
 
+class UserStatus(enum.StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"  # tokens refused, login refused, money left where it is
+    ERASED = "erased"  # pseudonymised (privacy/erasure.py); never active again
+
+
 class User(Base):
     __tablename__ = "users"
     __table_args__ = (
@@ -26,6 +32,7 @@ class User(Base):
             unique=True,
             postgresql_where=text("stripe_account_id IS NOT NULL"),
         ),
+        CheckConstraint(enum_check("status", UserStatus), name="status"),
     )
 
     id: Mapped[IdPk]
@@ -38,3 +45,6 @@ class User(Base):
     stripe_payouts_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     paypal_email: Mapped[str | None] = mapped_column(String(320))
     created_at: Mapped[CreatedAt]
+    status: Mapped[UserStatus] = mapped_column(
+        String(16), default=UserStatus.ACTIVE, server_default=UserStatus.ACTIVE.value
+    )

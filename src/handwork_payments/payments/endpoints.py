@@ -41,7 +41,7 @@ PAYING = error_responses(
 async def present(payment: Payment, user: User, runtime: Runtime) -> PaymentOut:
     if user.role != Role.ADMIN:
         return PaymentOut.of(payment)
-    return PaymentOut.of(payment, metadata=await readable_metadata(runtime, payment))
+    return PaymentOut.of(payment, metadata=await readable_metadata(runtime, payment, user))
 
 
 @router.post(

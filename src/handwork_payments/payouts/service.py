@@ -467,7 +467,8 @@ async def _complete(session: AsyncSession, payout: WorkerPayout, actor_kind: str
         session,
         key=f"payout-{payout.id}-complete",
         kind="payout_complete",
-        description=f"Payout #{payout.id} sent to {payout.destination}",
+        # Not the destination (a PayPal email): the append-only ledger keeps no personal data.
+        description=f"Payout #{payout.id} sent by {payout.payment_method}",
         lines=[(reserved, -payout.amount), (clearing, payout.amount)],
         payout_id=payout.id,
     )

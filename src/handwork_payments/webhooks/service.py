@@ -13,6 +13,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.audit.alerts import alert
+from handwork_payments.audit.service import record
 from handwork_payments.db import transaction
 from handwork_payments.kit import jobs
 from handwork_payments.kit.clock import now
@@ -143,6 +144,8 @@ async def process(runtime: Runtime, delivery_id: int) -> WebhookDelivery | None:
     try:
         # Verified when it arrived: translated again, never re-verified (Stripe's signature
         # tolerance would refuse every retry made more than five minutes later).
+        # Retention empties only processed bodies, and replay refuses those.
+        assert delivery.body is not None, f"delivery {delivery_id} has no body any more"
         event: ProviderEvent = await provider.translate_event(delivery.body.encode())
         await dispatch.apply(runtime, event)
     except Exception as exc:
@@ -206,15 +209,27 @@ async def _failed(runtime: Runtime, delivery_id: int, exc: Exception) -> Webhook
     return row
 
 
-async def replay(runtime: Runtime, delivery_id: int) -> WebhookDelivery:
+async def replay(
+    runtime: Runtime, delivery_id: int, actor_id: int | None = None
+) -> WebhookDelivery:
     """An admin sends a delivery through processing again (idempotent: applying an event
-    twice changes nothing)."""
+    twice changes nothing). Audited."""
     async with transaction(runtime.sessions) as session:
         row = await repository.lock(session, delivery_id)
         if row is None:
             raise NotFound("Webhook delivery not found")
         if row.status == DeliveryStatus.RECEIVED and row.attempts == 0:
             raise Conflict("This delivery has not been processed yet")
+        if row.body is None:
+            raise Conflict("This delivery's body is no longer kept (WEBHOOK_RETENTION_DAYS)")
+        await record(
+            session,
+            actor_id=actor_id,
+            action="webhook.replayed",
+            object_type="webhook",
+            object_id=row.id,
+            before={"status": row.status, "attempts": row.attempts},
+        )
         row.status = DeliveryStatus.RECEIVED
         row.next_attempt_at = now()
         await jobs.defer(session, PROCESS_TASK, args={"delivery_id": row.id})

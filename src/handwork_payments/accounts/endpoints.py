@@ -1,0 +1,93 @@
+"""Admins' account management and the audit trail: /admin/users, /admin/audit."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from handwork_payments.accounts import service
+from handwork_payments.accounts.schemas import AccountOut, AuditEntryOut, SuspendRequest
+from handwork_payments.http.deps import AdminUser, RuntimeDep, SessionDep
+from handwork_payments.kit.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+    UnparsableBody,
+    error_responses,
+)
+from handwork_payments.kit.pagination import Page, PageDep, paginate
+from handwork_payments.kit.schemas import PathId
+from handwork_payments.models import Role
+from handwork_payments.privacy import erasure
+
+router = APIRouter(prefix="/admin", tags=["administration"])
+
+ACTING = error_responses(Unauthorized, Forbidden, NotFound, Conflict)
+MAX_QUERY_CHARS = 200
+
+
+@router.get(
+    "/users", response_model=Page[AccountOut], responses=error_responses(Unauthorized, Forbidden)
+)
+async def list_users(
+    _: AdminUser,
+    session: SessionDep,
+    page: PageDep,
+    role: Annotated[Role | None, Query()] = None,
+    q: Annotated[str | None, Query(max_length=MAX_QUERY_CHARS, pattern=r"^[^\x00]*$")] = None,
+) -> Page[AccountOut]:
+    items, total = await paginate(session, service.users_query(role, q), page)
+    return Page(
+        items=[AccountOut.model_validate(u) for u in items],
+        total=total,
+        skip=page.skip,
+        limit=page.limit,
+    )
+
+
+@router.post(
+    "/users/{user_id:int}/suspend",
+    response_model=AccountOut,
+    responses=error_responses(UnparsableBody, Unauthorized, Forbidden, NotFound, Conflict),
+)
+async def suspend_user(
+    user_id: PathId, body: SuspendRequest, admin: AdminUser, runtime: RuntimeDep
+) -> AccountOut:
+    return AccountOut.model_validate(await service.suspend(runtime, admin, user_id, body.reason))
+
+
+@router.post("/users/{user_id:int}/reactivate", response_model=AccountOut, responses=ACTING)
+async def reactivate_user(user_id: PathId, admin: AdminUser, runtime: RuntimeDep) -> AccountOut:
+    return AccountOut.model_validate(await service.reactivate(runtime, admin, user_id))
+
+
+@router.post("/users/{user_id:int}/erase", response_model=AccountOut, responses=ACTING)
+async def erase_user(user_id: PathId, admin: AdminUser, runtime: RuntimeDep) -> AccountOut:
+    return AccountOut.model_validate(await erasure.erase(runtime, admin, user_id))
+
+
+@router.get(
+    "/audit",
+    response_model=Page[AuditEntryOut],
+    responses=error_responses(Unauthorized, Forbidden),
+)
+async def list_audit(
+    _: AdminUser,
+    session: SessionDep,
+    page: PageDep,
+    object_type: Annotated[str | None, Query(max_length=32, pattern=r"^[a-z_]+$")] = None,
+    object_id: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
+    actor_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+) -> Page[AuditEntryOut]:
+    """Audit entries, newest first."""
+    items, total = await paginate(
+        session, service.audit_query(object_type, object_id, actor_id), page
+    )
+    return Page(
+        items=[AuditEntryOut.model_validate(e) for e in items],
+        total=total,
+        skip=page.skip,
+        limit=page.limit,
+    )

@@ -1,0 +1,137 @@
+"""GET /auth/me/export: everything we hold about the caller, as one JSON document."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handwork_payments.accounts.schemas import AccountOut, AuditEntryOut
+from handwork_payments.analytics.schemas import TransactionOut
+from handwork_payments.bookings.schemas import BookingOut
+from handwork_payments.disputes.schemas import DisputeOut
+from handwork_payments.kit.clock import now
+from handwork_payments.kit.money import format_amount
+from handwork_payments.models import (
+    AuditLog,
+    Booking,
+    Payment,
+    PaymentDispute,
+    PaymentTransaction,
+    User,
+    WorkerPayout,
+)
+from handwork_payments.payments.schemas import PaymentOut
+from handwork_payments.payouts.schemas import PayoutMethodsOut, PayoutOut
+
+
+class ExportOut(BaseModel):
+    exported_at: datetime
+    profile: AccountOut
+    payout_methods: PayoutMethodsOut
+    bookings: list[BookingOut]
+    # payment_metadata is shown to admins only, as everywhere: null here.
+    payments: list[PaymentOut]
+    disputes: list[DisputeOut]
+    payouts: list[PayoutOut]
+    transactions: list[TransactionOut]
+    audit_entries: list[AuditEntryOut]
+
+
+async def export(session: AsyncSession, user: User) -> ExportOut:
+    bookings = await _all(
+        session,
+        select(Booking)
+        .where(or_(Booking.client_id == user.id, Booking.worker_id == user.id))
+        .order_by(Booking.id),
+    )
+    booking_ids = [b.id for b in bookings]
+    payments = await _all(
+        session, select(Payment).where(Payment.booking_id.in_(booking_ids)).order_by(Payment.id)
+    )
+    payment_ids = [p.id for p in payments]
+    return ExportOut(
+        exported_at=now(),
+        profile=AccountOut.model_validate(user),
+        payout_methods=PayoutMethodsOut(
+            stripe_account_id=user.stripe_account_id,
+            paypal_email=user.paypal_email,
+            stripe_payouts_enabled=user.stripe_payouts_enabled,
+        ),
+        bookings=[BookingOut.of(b) for b in bookings],
+        payments=[PaymentOut.of(p) for p in payments],
+        disputes=[
+            DisputeOut.model_validate(d)
+            for d in await _all(
+                session,
+                select(PaymentDispute)
+                .where(PaymentDispute.payment_id.in_(payment_ids))
+                .order_by(PaymentDispute.id),
+            )
+        ],
+        payouts=[
+            PayoutOut.of(p)
+            for p in await _all(
+                session,
+                select(WorkerPayout)
+                .where(WorkerPayout.worker_id == user.id)
+                .order_by(WorkerPayout.id),
+            )
+        ],
+        transactions=[
+            _transaction(t)
+            for t in await _all(
+                session,
+                select(PaymentTransaction)
+                .where(PaymentTransaction.user_id == user.id)
+                .order_by(PaymentTransaction.id),
+            )
+        ],
+        audit_entries=await _audit(session, user.id),
+    )
+
+
+async def _all(session: AsyncSession, query: Any) -> list[Any]:
+    return list((await session.scalars(query)).all())
+
+
+def _transaction(t: PaymentTransaction) -> TransactionOut:
+    return TransactionOut(
+        id=t.id,
+        transaction_type=t.transaction_type,
+        amount=Decimal(format_amount(t.amount, t.currency)),
+        currency=t.currency,
+        description=t.description,
+        reference_id=t.reference_id,
+        payment_id=t.payment_id,
+        payout_id=t.payout_id,
+        created_at=t.created_at,
+    )
+
+
+async def _audit(session: AsyncSession, user_id: int) -> list[AuditEntryOut]:
+    """Entries about the user or by the user; personal details only where they are the
+    user's own (an admin's entries about others keep those others' details out)."""
+    rows = await _all(
+        session,
+        select(AuditLog)
+        .where(
+            or_(
+                AuditLog.subject_id == user_id,
+                AuditLog.actor_id == user_id,
+                (AuditLog.object_type == "user") & (AuditLog.object_id == user_id),
+            )
+        )
+        .order_by(AuditLog.id),
+    )
+    entries = []
+    for row in rows:
+        entry = AuditEntryOut.model_validate(row)
+        if row.subject_id != user_id:
+            entry.personal = None
+        entries.append(entry)
+    return entries
