@@ -216,6 +216,9 @@ MATRIX: dict[str, Row] = {
     f"POST {A}/admin/webhooks/{{delivery_id}}/replay": guarded(
         "admin", OK, 403, 403, OK, path={"delivery_id": "delivery"}),
     f"GET {A}/admin/alerts": guarded("admin", OK, 403, 403, OK),
+    f"GET {A}/admin/events": guarded("admin", OK, 403, 403, OK),
+    f"POST {A}/admin/events/{{event_id}}/redeliver": guarded(
+        "admin", OK, 403, 403, OK, path={"event_id": "event"}),
 }
 # fmt: on
 # Admin-only rows: the admin acts twice (as `admin` and as `owner`); the second time the
@@ -267,6 +270,10 @@ async def prepare(world: World) -> None:
     api = Api(world.http, world.runtime)
     client, worker = world.parties["client"], world.parties["worker"]
     world.ids["docs_asset"] = "swagger-ui.css"
+    async with world.runtime.sessions() as session:
+        world.ids["event"] = (
+            await session.execute(text("SELECT min(id) FROM marketplace_events"))
+        ).scalar_one()
     for name in ("cancel_booking", "paypal_unpaid"):
         world.ids[name] = (await api.booking(client, worker))["id"]
     for name in ("release_me", "dispute_me", "review_me"):

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.audit.alerts import alert
 from handwork_payments.audit.service import record
+from handwork_payments.events import outbox
 from handwork_payments.kit import money
 from handwork_payments.kit.clock import now
 from handwork_payments.kit.errors import Conflict, NotFound
@@ -143,6 +144,7 @@ async def apply_hold(
         before=before,
         after=snapshot(payment),
     )
+    await outbox.payment_event(session, "payment.held", payment)
     return True
 
 
@@ -175,6 +177,7 @@ async def apply_failure(
     await alert(
         session, "payment_failed", f"Payment #{payment.id} failed: {reason}", "payment", payment.id
     )
+    await outbox.payment_event(session, "payment.failed", payment)
     return True
 
 
@@ -204,6 +207,7 @@ async def apply_release(
         before=before,
         after=snapshot(payment),
     )
+    await outbox.released(session, payment, booking.worker_id)
 
 
 def apply_capture(payment: Payment, capture_id: str, amount: int) -> None:
@@ -255,3 +259,4 @@ async def apply_refund(
         before=before,
         after={**snapshot(payment), "refund_id": refund.id, "refund_amount": refund.amount},
     )
+    await outbox.payment_event(session, "payment.refunded", payment, refund=refund)
