@@ -85,6 +85,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 def api_router() -> APIRouter:
     from handwork_payments.admin.endpoints import router as admin
+    from handwork_payments.admin.story import router as story
     from handwork_payments.analytics.endpoints import router as analytics
     from handwork_payments.auth.endpoints import router as auth
     from handwork_payments.bookings.endpoints import router as bookings
@@ -101,7 +102,7 @@ def api_router() -> APIRouter:
     router.include_router(bookings)
     # Fixed paths under /payments (disputes, payouts, refund, summary, webhooks) come
     # before the payments router's /payments/{payment_id}.
-    for sub in (disputes, payouts, connect, refunds, analytics, webhooks, payments, admin, events):
+    for sub in (disputes, payouts, connect, refunds, analytics, webhooks, payments, admin, events, story):
         router.include_router(sub)
     return router
 

@@ -217,6 +217,8 @@ MATRIX: dict[str, Row] = {
         "admin", OK, 403, 403, OK, path={"delivery_id": "delivery"}),
     f"GET {A}/admin/alerts": guarded("admin", OK, 403, 403, OK),
     f"GET {A}/admin/events": guarded("admin", OK, 403, 403, OK),
+    f"GET {A}/admin/payments/{{payment_id}}/story": guarded(
+        "admin", OK, 403, 403, OK, path={"payment_id": "held"}),
     f"POST {A}/admin/events/{{event_id}}/redeliver": guarded(
         "admin", OK, 403, 403, OK, path={"event_id": "event"}),
 }
