@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from handwork_payments.dashboard.pages import install_dashboard
 from handwork_payments.http.docs import install_docs
 from handwork_payments.http.headers import SecurityHeaders
 from handwork_payments.http.limits import RequestLimits
@@ -143,6 +144,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.include_router(api_router())
     if settings.serve_docs:
         install_docs(app, OPENAPI_URL)
+    install_dashboard(app)
     modes = runtime.providers.modes() if runtime is not None else provider_modes(settings)
     if "simulated" in modes.values():
         # The buyer's side of the simulators (Stripe.js confirmation, PayPal approval).
