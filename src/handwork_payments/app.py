@@ -103,7 +103,8 @@ def api_router() -> APIRouter:
     router.include_router(bookings)
     # Fixed paths under /payments (disputes, payouts, refund, summary, webhooks) come
     # before the payments router's /payments/{payment_id}.
-    for sub in (disputes, payouts, connect, refunds, analytics, webhooks, payments, admin, events, story):
+    routers = (disputes, payouts, connect, refunds, analytics, webhooks, payments, admin)
+    for sub in (*routers, events, story):
         router.include_router(sub)
     return router
 

@@ -59,7 +59,6 @@ def colours(path: Path, *, sample_every: int = 4) -> int:
     assert depth == 8 and colour_type in (2, 6), f"unexpected PNG format {header}"
     bpp = 3 if colour_type == 2 else 4
     rows = _unfilter(zlib.decompress(idat), width, height, bpp)
-    seen = {
-        row[x : x + bpp] for row in rows[::sample_every] for x in range(0, len(row), bpp * sample_every)
-    }
+    step = bpp * sample_every
+    seen = {row[x : x + bpp] for row in rows[::sample_every] for x in range(0, len(row), step)}
     return len(seen)

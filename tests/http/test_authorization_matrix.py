@@ -145,6 +145,15 @@ MATRIX: dict[str, Row] = {
     "GET /docs/start.js": everyone(OK),
     # Swagger UI's own files, served by the service (no CDN).
     "ANY /docs/assets/{path}": everyone(OK, path={"path": "docs_asset"}),
+    # The dashboard's pages are shells: their data comes from the API, with its checks.
+    "GET /dashboard": everyone(OK),
+    "GET /dashboard/login": everyone(OK),
+    "GET /dashboard/queues": everyone(OK),
+    "GET /dashboard/payments": everyone(OK),
+    "GET /dashboard/payments/{payment_id}": everyone(OK, path={"payment_id": "held"}),
+    "GET /dashboard/users": everyone(OK),
+    "GET /dashboard/me": everyone(OK),
+    "ANY /dashboard/static/{path}": everyone(OK, path={"path": "dashboard_asset"}),
     # --- anyone with a token, each seeing its own ------------------------------------------
     f"GET {A}/auth/me": guarded("client", OK, OK, OK, OK),
     f"GET {A}/bookings": guarded("client", OK, OK, OK, OK),
@@ -272,6 +281,7 @@ async def prepare(world: World) -> None:
     api = Api(world.http, world.runtime)
     client, worker = world.parties["client"], world.parties["worker"]
     world.ids["docs_asset"] = "swagger-ui.css"
+    world.ids["dashboard_asset"] = "dashboard.css"
     async with world.runtime.sessions() as session:
         world.ids["event"] = (
             await session.execute(text("SELECT min(id) FROM marketplace_events"))

@@ -10,17 +10,22 @@ function s(tag, attrs = {}, text) {
   return el;
 }
 
-function niceMax(value) {
-  if (value <= 0) return 1;
-  const step = 10 ** Math.floor(Math.log10(value));
-  return Math.ceil(value / step) * step;
+// The top of the axis: four equal steps of 1, 2, 2.5 or 5 times a power of ten (whole
+// steps for counts), so that every gridline has a round label.
+function niceMax(value, integer) {
+  if (value <= 0) return 4;
+  const raw = value / 4;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  const factors = integer ? [1, 2, 5, 10] : [1, 2, 2.5, 5, 10];
+  const step = Math.max(integer ? 1 : 0, factors.map((f) => f * power).find((s) => s >= raw));
+  return step * 4;
 }
 
 // series: [{label, values: [numbers], class}] over the same `labels` (dates).
-export function barChart(labels, series, { format = (v) => String(v) } = {}) {
+export function barChart(labels, series, { format = (v) => String(v), integer = false } = {}) {
   const width = 560, height = 220, left = 56, bottom = 26, top = 10;
   const plotW = width - left - 8, plotH = height - top - bottom;
-  const max = niceMax(Math.max(0, ...series.flatMap((x) => x.values)));
+  const max = niceMax(Math.max(0, ...series.flatMap((x) => x.values)), integer);
   const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, class: "bars", role: "img" });
   for (let i = 0; i <= 4; i++) {
     const y = top + plotH - (plotH * i) / 4;

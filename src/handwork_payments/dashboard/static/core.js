@@ -1,4 +1,4 @@
-// What every page shares: the token, the API, building DOM without innerHTML.
+// What every page shares: the token, the API, building DOM nodes (never HTML strings).
 const TOKEN = "handwork.token";
 const ME = "handwork.me";
 export const API = "/api/v1";
@@ -76,7 +76,7 @@ export function h(tag, attrs = {}, ...children) {
     else if (k === "class") el.className = v;
     else el.setAttribute(k, v === true ? "" : v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -85,7 +85,7 @@ export function h(tag, attrs = {}, ...children) {
 
 export function fill(target, ...children) {
   const el = typeof target === "string" ? document.querySelector(target) : target;
-  el.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined));
+  el.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined));
   return el;
 }
 

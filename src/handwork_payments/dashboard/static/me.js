@@ -65,9 +65,12 @@ async function refresh(user) {
   await Promise.all([balances(user), lists(user)]);
 }
 
+// A description starting with = + - @ would be a formula to a spreadsheet: a leading
+// apostrophe keeps it text (amounts, plain numbers, stay numbers).
 function csvCell(value) {
-  const text = value === null || value === undefined ? "" : String(value);
-  return /[",\n\r]/.test(text) || /^[=+\-@]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+  let text = value === null || value === undefined ? "" : String(value);
+  if (/^[=+\-@]/.test(text) && !/^-?\d+(\.\d+)?$/.test(text)) text = "'" + text;
+  return /[",\n\r]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
 async function exportCsv() {

@@ -78,13 +78,13 @@ function render(a) {
     stat("Refunded", a.refunded === null ? "—" : money(a.refunded, c), a.losses !== undefined ? `losses ${money(a.losses, c)}` : null),
   );
   const labels = a.daily.map((d) => d.date);
-  const amount = (v) => (v >= 1000 ? `${(v / 1000).toFixed(1)}k` : String(Math.round(v)));
+  const amount = (v) => (v >= 1000 ? `${+(v / 1000).toFixed(2)}k` : String(+v.toFixed(2)));
   fill("#chart-volume", barChart(labels, [{ label: "volume", values: a.daily.map((d) => Number(d.volume)), class: "primary" }], { format: amount }));
   fill("#chart-fees", barChart(labels, [{ label: "fee revenue", values: a.daily.map((d) => Number(d.fee_revenue)), class: "green" }], { format: amount }));
   fill("#chart-payments", barChart(labels, [
     { label: "held", values: a.daily.map((d) => d.payments), class: "primary" },
     { label: "failed", values: a.daily.map((d) => d.failed), class: "red" },
-  ], { format: (v) => String(Math.round(v)) }));
+  ], { format: (v) => String(v), integer: true }));
   fill("#times", h("dl", { class: "facts" },
     h("dt", {}, "Disputes opened / resolved"), h("dd", {}, `${a.disputes.opened} / ${a.disputes.resolved}`),
     h("dt", {}, "Median time to resolve a dispute"), h("dd", {}, hrs(a.disputes.median_resolution_hours)),

@@ -9,16 +9,21 @@ function card(title, ...content) {
   return h("section", { class: "card" }, h("h2", {}, title), ...content);
 }
 
-function change(before, after) {
+// The audit log keeps amounts in minor units: shown in the payment's currency here.
+const AMOUNTS = new Set(["amount", "refunded_amount", "captured_amount", "refund_amount"]);
+
+function change(before, after, decimals) {
   if (!after) return "";
+  const show = (k, v) => (v === null || v === undefined ? "—" : AMOUNTS.has(k) && typeof v === "number" ? (v / 10 ** decimals).toFixed(decimals) : String(v));
   const keys = Object.keys(after).filter((k) => !before || JSON.stringify(before[k]) !== JSON.stringify(after[k]));
-  return h("span", { class: "small" }, keys.map((k) => h("span", { class: "change" }, `${k}: `, before && k in before ? `${before[k] ?? "—"} → ` : "", h("strong", {}, String(after[k] ?? "—")))));
+  return h("span", { class: "small" }, keys.map((k) => h("span", { class: "change" }, `${k.replace(/_/g, " ")}: `, before && k in before ? `${show(k, before[k])} → ` : "", h("strong", {}, show(k, after[k])))));
 }
 
 function render(s) {
   const p = s.payment, c = p.currency;
+  const decimals = (String(p.amount).split(".")[1] || "").length;
   const journal = s.journal.map((e) => h("div", { class: "entry" },
-    h("div", { class: "entry-head" }, h("strong", {}, e.kind.replace(/_/g, " ")), h("span", { class: "muted small" }, ` ${e.key} · ${when(e.created_at)}`)),
+    h("div", { class: "entry-head" }, h("strong", {}, e.kind.replace(/_/g, " ")), h("span", { class: "muted small" }, ` · ${e.key} · ${when(e.created_at)}`)),
     h("div", { class: "muted small" }, e.description),
     table([
       { label: "Account", cell: (x) => h("code", {}, x.account) },
@@ -55,7 +60,7 @@ function render(s) {
       { label: "When", cell: (a) => when(a.created_at) },
       { label: "Action", cell: (a) => h("strong", {}, a.action) },
       { label: "By", cell: (a) => a.actor_id ? `user #${a.actor_id}` : a.actor_kind },
-      { label: "Change", cell: (a) => change(a.before, a.after) },
+      { label: "Change", cell: (a) => change(a.before, a.after, decimals) },
     ], s.audit)),
     s.refunds.length ? card("Refunds", table([
       { label: "Refund", cell: (r) => `#${r.id}` },
