@@ -4,7 +4,9 @@ the same id, dead after the last attempt and redelivered by an admin."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -250,3 +252,17 @@ async def test_a_refused_change_writes_no_event(api: Api, runtime: Runtime) -> N
         "payment.released",
         "balance.available",
     ]
+
+
+def test_the_readme_receiver_snippet_verifies_a_delivery() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Events to the marketplace", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(code.strip().splitlines()) <= 10
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)
+    body = b'{"id":"evt_1","type":"payment.held"}'
+    header = signature(body, SECRET, int(time.time()))
+    assert namespace["verify"](body, header, SECRET)
+    assert not namespace["verify"](body + b" ", header, SECRET)
+    assert not namespace["verify"](body, signature(body, SECRET, int(time.time()) - 600), SECRET)
