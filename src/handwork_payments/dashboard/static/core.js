@@ -123,7 +123,7 @@ export function table(columns, rows, empty = "Nothing here.") {
     "table",
     {},
     h("thead", {}, h("tr", {}, columns.map((c) => h("th", { class: c.num ? "num" : null }, c.label)))),
-    h("tbody", {}, rows.map((row) => h("tr", { "data-id": row.id }, columns.map((c) => h("td", { class: c.num ? "num" : null }, c.cell(row)))))),
+    h("tbody", {}, rows.map((row) => h("tr", { "data-id": row.id }, columns.map((c) => h("td", { class: [c.num && "num", c.nowrap && "nowrap"].filter(Boolean).join(" ") || null }, c.cell(row)))))),
   );
 }
 

@@ -58,8 +58,8 @@ function render(s) {
       ]))),
     card("State changes (audit trail)", table([
       { label: "When", cell: (a) => when(a.created_at) },
-      { label: "Action", cell: (a) => h("strong", {}, a.action) },
-      { label: "By", cell: (a) => a.actor_id ? `user #${a.actor_id}` : a.actor_kind },
+      { label: "Action", nowrap: true, cell: (a) => h("strong", {}, a.action) },
+      { label: "By", nowrap: true, cell: (a) => a.actor_id ? `user #${a.actor_id}` : a.actor_kind },
       { label: "Change", cell: (a) => change(a.before, a.after, decimals) },
     ], s.audit)),
     s.refunds.length ? card("Refunds", table([
