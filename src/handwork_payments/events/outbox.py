@@ -63,10 +63,13 @@ async def emit(session: AsyncSession, event_type: str, data: dict[str, Any]) -> 
 
 
 async def _loaded(session: AsyncSession, row: object) -> None:
-    """Columns the database filled or refreshed at the last flush (created_at) are
-    expired; reading one lazily is impossible in async code, so load them now."""
-    if inspect(row).expired_attributes:
-        await session.refresh(row)
+    """Columns the database filled at the last flush (created_at) are expired; reading one
+    lazily is impossible in async code, so load them now: after a flush, so that no
+    change made since is lost, and only those columns."""
+    expired = inspect(row).expired_attributes
+    if expired:
+        await session.flush()
+        await session.refresh(row, attribute_names=list(expired))
 
 
 def _json(model: PaymentOut | DisputeOut | PayoutOut) -> dict[str, Any]:
