@@ -271,3 +271,54 @@ async def test_the_sign_in_page_refuses_a_wrong_password(page: Page) -> None:
     await page.click("button[type=submit]")
     await expect(page.locator("#login-error")).to_be_visible()
     await shot(page, "sign-in")
+
+
+# /admin/analytics as issue 12 documents it (another branch serves it; until the merge the
+# browser is handed this answer, so the page is tested against the documented shape).
+ANALYTICS = {
+    "currency": "USD",
+    "from": "2026-11-01",
+    "to": "2026-11-03",
+    "payments": {"created": 12, "held": 9, "failed": 3, "success_rate": 0.75},
+    "volume": "1350.00",
+    "fee_revenue": "61.25",
+    "refunded": "40.00",
+    "provider_fees": "12.10",
+    "losses": "0.00",
+    "net_revenue": "49.15",
+    "disputes": {"opened": 2, "resolved": 1, "median_resolution_hours": 5.5},
+    "payouts": {"requested": 4, "completed": 3, "failed": 1, "median_processing_hours": 0.25},
+    "daily": [
+        {"date": "2026-11-01", "volume": "300.00", "fee_revenue": "10.00", "payments": 2,
+         "failed": 1, "refunded": "0.00"},
+        {"date": "2026-11-02", "volume": "450.00", "fee_revenue": "22.50", "payments": 3,
+         "failed": 0, "refunded": "40.00"},
+        {"date": "2026-11-03", "volume": "600.00", "fee_revenue": "28.75", "payments": 4,
+         "failed": 2, "refunded": "0.00"},
+    ],
+}  # fmt: skip
+
+
+async def test_the_overview_draws_the_documented_analytics(page: Page, api: Api) -> None:
+    import json
+
+    admin = await api.admin()
+    asked: list[str] = []
+
+    async def answer(route: Any) -> None:
+        asked.append(route.request.url)
+        await route.fulfill(status=200, content_type="application/json", body=json.dumps(ANALYTICS))
+
+    await page.route("**/api/v1/admin/analytics?*", answer)
+    await sign_in(page, admin.email)
+    assert "currency=USD" in asked[0]
+    await expect(page.locator("#analytics-notice")).to_be_hidden()
+    stats = page.locator("#stats")
+    for text in ("1,350.00 USD", "61.25 USD", "net 49.15 USD", "75.0%", "40.00 USD"):
+        await expect(stats).to_contain_text(text)
+    await expect(page.locator("#chart-volume rect.bar")).to_have_count(3)
+    await expect(page.locator("#chart-payments rect.bar")).to_have_count(6)
+    await expect(page.locator("#times")).to_contain_text("5.5 h")
+    await expect(page.locator("#times")).to_contain_text("15 min")
+    await expect(page.locator("#times")).to_contain_text("12.10 USD")
+    await shot(page, "overview-analytics")
