@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from handwork_payments.dashboard.pages import install_dashboard
 from handwork_payments.http.docs import install_docs
 from handwork_payments.http.headers import SecurityHeaders
 from handwork_payments.http.idempotency import IdempotencyMiddleware
@@ -86,11 +87,13 @@ def _install_error_handlers(app: FastAPI) -> None:
 def api_router() -> APIRouter:
     from handwork_payments.accounts.endpoints import router as accounts
     from handwork_payments.admin.endpoints import router as admin
+    from handwork_payments.admin.story import router as story
     from handwork_payments.analytics.endpoints import router as analytics
     from handwork_payments.auth.endpoints import router as auth
     from handwork_payments.bookings.endpoints import router as bookings
     from handwork_payments.connect.endpoints import router as connect
     from handwork_payments.disputes.endpoints import router as disputes
+    from handwork_payments.events.endpoints import router as events
     from handwork_payments.payments.endpoints import router as payments
     from handwork_payments.payments.refund_endpoints import router as refunds
     from handwork_payments.payouts.endpoints import router as payouts
@@ -102,7 +105,8 @@ def api_router() -> APIRouter:
     router.include_router(bookings)
     # Fixed paths under /payments (disputes, payouts, refund, summary, webhooks) come
     # before the payments router's /payments/{payment_id}.
-    for sub in (disputes, payouts, connect, refunds, analytics, webhooks, payments, admin):
+    routers = (disputes, payouts, connect, refunds, analytics, webhooks, payments, admin)
+    for sub in (*routers, events, story):
         router.include_router(sub)
     router.include_router(privacy)
     router.include_router(accounts)
@@ -145,6 +149,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.include_router(api_router())
     if settings.serve_docs:
         install_docs(app, OPENAPI_URL)
+    install_dashboard(app)
     modes = runtime.providers.modes() if runtime is not None else provider_modes(settings)
     if "simulated" in modes.values():
         # The buyer's side of the simulators (Stripe.js confirmation, PayPal approval).

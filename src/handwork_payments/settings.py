@@ -113,6 +113,15 @@ class Settings(BaseSettings):
     # Keys the hashes that replace an erased person's identifiers; derived from
     # JWT_SECRET when unset (set it to keep pseudonyms stable across a JWT_SECRET change).
     pseudonym_key: str | None = None
+    # --- Events to the marketplace (events/): the outbox's deliveries -----------------
+    # Where every event is POSTed, signed with the secret; unset: events are kept (and
+    # listed at /admin/events) but not sent.
+    marketplace_webhook_url: str | None = None
+    marketplace_webhook_secret: str | None = None
+    marketplace_webhook_retry_base_seconds: float = Field(default=30.0, gt=0, le=86400)
+    marketplace_webhook_retry_max_seconds: float = Field(default=3600.0, gt=0, le=7 * 86400)
+    marketplace_webhook_max_attempts: int = Field(default=10, ge=1, le=100)
+    marketplace_webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
 
     @field_validator("platform_fee_percentage")
     @classmethod

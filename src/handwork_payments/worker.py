@@ -92,6 +92,7 @@ async def prune_jobs(context: JobContext, timestamp: int) -> None:
 
 def blueprints() -> list[procrastinate.Blueprint]:
     from handwork_payments.audit.tasks import blueprint as audit
+    from handwork_payments.events.tasks import blueprint as events
     from handwork_payments.http.tasks import blueprint as housekeeping
     from handwork_payments.payments.tasks import blueprint as payments
     from handwork_payments.payouts.tasks import blueprint as payouts
@@ -99,7 +100,17 @@ def blueprints() -> list[procrastinate.Blueprint]:
     from handwork_payments.reconcile.tasks import blueprint as reconcile
     from handwork_payments.webhooks.tasks import blueprint as webhooks
 
-    return [maintenance, payments, payouts, webhooks, reconcile, housekeeping, audit, privacy]
+    return [
+        maintenance,
+        payments,
+        payouts,
+        webhooks,
+        reconcile,
+        housekeeping,
+        audit,
+        privacy,
+        events,
+    ]
 
 
 def sweep_cron(seconds: int) -> str:

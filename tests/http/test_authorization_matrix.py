@@ -144,6 +144,15 @@ MATRIX: dict[str, Row] = {
     "GET /docs/start.js": everyone(OK),
     # Swagger UI's own files, served by the service (no CDN).
     "ANY /docs/assets/{path}": everyone(OK, path={"path": "docs_asset"}),
+    # The dashboard's pages are shells: their data comes from the API, with its checks.
+    "GET /dashboard": everyone(OK),
+    "GET /dashboard/login": everyone(OK),
+    "GET /dashboard/queues": everyone(OK),
+    "GET /dashboard/payments": everyone(OK),
+    "GET /dashboard/payments/{payment_id}": everyone(OK, path={"payment_id": "held"}),
+    "GET /dashboard/users": everyone(OK),
+    "GET /dashboard/me": everyone(OK),
+    "ANY /dashboard/static/{path}": everyone(OK, path={"path": "dashboard_asset"}),
     # --- anyone with a token, each seeing its own ------------------------------------------
     f"GET {A}/auth/me": guarded("client", OK, OK, OK, OK),
     f"GET {A}/bookings": guarded("client", OK, OK, OK, OK),
@@ -227,6 +236,11 @@ MATRIX: dict[str, Row] = {
     f"POST {A}/admin/users/{{user_id}}/erase": guarded(
         "admin", OK, 403, 403, OK, path={"user_id": "erase_me"}),
     f"GET {A}/auth/me/export": guarded("client", OK, OK, OK, OK),
+    f"GET {A}/admin/events": guarded("admin", OK, 403, 403, OK),
+    f"GET {A}/admin/payments/{{payment_id}}/story": guarded(
+        "admin", OK, 403, 403, OK, path={"payment_id": "held"}),
+    f"POST {A}/admin/events/{{event_id}}/redeliver": guarded(
+        "admin", OK, 403, 403, OK, path={"event_id": "event"}),
 }
 # fmt: on
 # Admin-only rows: the admin acts twice (as `admin` and as `owner`); the second time the
@@ -280,6 +294,11 @@ async def prepare(world: World) -> None:
     world.ids["docs_asset"] = "swagger-ui.css"
     for name in ("suspend_me", "erase_me"):
         world.ids[name] = (await api.user("client")).id
+    world.ids["dashboard_asset"] = "dashboard.css"
+    async with world.runtime.sessions() as session:
+        world.ids["event"] = (
+            await session.execute(text("SELECT min(id) FROM marketplace_events"))
+        ).scalar_one()
     for name in ("cancel_booking", "paypal_unpaid"):
         world.ids[name] = (await api.booking(client, worker))["id"]
     for name in ("release_me", "dispute_me", "review_me"):

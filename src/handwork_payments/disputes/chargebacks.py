@@ -30,6 +30,7 @@ from handwork_payments.audit.service import record
 from handwork_payments.disputes import repository
 from handwork_payments.disputes.service import add_open_dispute, freeze
 from handwork_payments.disputes.states import DISPUTE
+from handwork_payments.events import outbox
 from handwork_payments.kit import money
 from handwork_payments.kit.clock import now
 from handwork_payments.models import (
@@ -125,6 +126,7 @@ async def _record_open(
         "dispute",
         dispute.id,
     )
+    await outbox.dispute_event(session, "dispute.opened", dispute)
     return dispute
 
 
@@ -308,4 +310,5 @@ async def close_chargeback(
     )
     if lost:
         await _alert_loss(session, payment, dispute, row)
+    await outbox.dispute_event(session, "dispute.resolved", dispute)
     return row

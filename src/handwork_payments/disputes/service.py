@@ -12,6 +12,7 @@ from handwork_payments.audit.service import record
 from handwork_payments.db import transaction
 from handwork_payments.disputes import repository
 from handwork_payments.disputes.states import DISPUTE
+from handwork_payments.events import outbox
 from handwork_payments.kit import money
 from handwork_payments.kit.clock import now
 from handwork_payments.kit.errors import BadRequest, Conflict, NotFound
@@ -96,6 +97,7 @@ async def add_open_dispute(
         before=before,
         dispute_id=dispute.id,
     )
+    await outbox.dispute_event(session, "dispute.opened", dispute)
     return dispute
 
 
@@ -251,4 +253,5 @@ async def _mark_resolved(session: AsyncSession, admin: User, dispute_id: int) ->
             "refund_amount": dispute.refund_amount,
         },
     )
+    await outbox.dispute_event(session, "dispute.resolved", dispute)
     return dispute

@@ -3,6 +3,7 @@
 from handwork_payments.models.base import Base
 from handwork_payments.models.bookings import Booking, BookingStatus
 from handwork_payments.models.connect import PayoutReversal, ReversalStatus
+from handwork_payments.models.events import EventStatus, MarketplaceEvent
 from handwork_payments.models.ledger import (
     AccountKind,
     JournalEntry,
@@ -46,10 +47,12 @@ __all__ = [
     "DeliveryStatus",
     "DisputeOutcome",
     "DisputeStatus",
+    "EventStatus",
     "HoldKind",
     "IdempotencyRecord",
     "JournalEntry",
     "LedgerAccount",
+    "MarketplaceEvent",
     "Payment",
     "PaymentDispute",
     "PaymentMethod",

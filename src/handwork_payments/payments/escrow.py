@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.audit.alerts import alert
 from handwork_payments.audit.service import record
+from handwork_payments.events import outbox
 from handwork_payments.kit import money
 from handwork_payments.kit.clock import now
 from handwork_payments.kit.errors import Conflict, NotFound
@@ -160,6 +161,7 @@ async def apply_hold(
     await audit_payment(
         session, payment, "payment.held", actor_id=actor_id, actor_kind=actor_kind, before=before
     )
+    await outbox.payment_event(session, "payment.held", payment)
     return True
 
 
@@ -191,6 +193,7 @@ async def apply_failure(
     await alert(
         session, "payment_failed", f"Payment #{payment.id} failed: {reason}", "payment", payment.id
     )
+    await outbox.payment_event(session, "payment.failed", payment)
     return True
 
 
@@ -218,6 +221,7 @@ async def apply_release(
         actor_kind=actor_kind,
         before=before,
     )
+    await outbox.released(session, payment, booking.worker_id)
 
 
 def apply_capture(payment: Payment, capture_id: str, amount: int) -> None:
@@ -269,3 +273,4 @@ async def apply_refund(
         refund_id=refund.id,
         refund_amount=refund.amount,
     )
+    await outbox.payment_event(session, "payment.refunded", payment, refund=refund)

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from handwork_payments.audit.alerts import alert
 from handwork_payments.audit.service import record
 from handwork_payments.db import transaction
+from handwork_payments.events import outbox
 from handwork_payments.kit import jobs, money
 from handwork_payments.kit.clock import now
 from handwork_payments.kit.errors import BadRequest, NotFound
@@ -482,6 +483,7 @@ async def _complete(session: AsyncSession, payout: WorkerPayout, actor_kind: str
         before=before,
         after={"status": payout.status},
     )
+    await outbox.payout_event(session, "payout.completed", payout)
 
 
 async def _fail(session: AsyncSession, payout: WorkerPayout, reason: str, actor_kind: str) -> None:
@@ -526,3 +528,4 @@ async def _fail(session: AsyncSession, payout: WorkerPayout, reason: str, actor_
     await alert(
         session, "payout_failed", f"Payout #{payout.id} failed: {reason}", "payout", payout.id
     )
+    await outbox.payout_failed(session, payout)

@@ -1,0 +1,150 @@
+"""Delivering the outbox: one POST per event to MARKETPLACE_WEBHOOK_URL, at least once.
+
+The event is read, the POST made with no transaction open (no pooled connection or row
+lock across the network), then the outcome written under the event's lock. A failure
+schedules the next attempt (exponential backoff from MARKETPLACE_WEBHOOK_RETRY_BASE_SECONDS)
+in the same transaction; after MARKETPLACE_WEBHOOK_MAX_ATTEMPTS the event is dead, with an
+alert, until an admin redelivers it. The event's id is the same in every delivery: the
+receiver deduplicates on it (a delivery whose answer was lost is sent again)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handwork_payments.audit.alerts import alert
+from handwork_payments.db import transaction
+from handwork_payments.events.outbox import DELIVER_TASK
+from handwork_payments.events.signing import SIGNATURE_HEADER, signature
+from handwork_payments.kit import jobs
+from handwork_payments.kit.clock import now
+from handwork_payments.kit.errors import NotFound
+from handwork_payments.models import EventStatus, MarketplaceEvent
+from handwork_payments.runtime import Runtime
+from handwork_payments.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SETTLED = (EventStatus.DELIVERED, EventStatus.DEAD)
+
+
+def payload(event: MarketplaceEvent) -> bytes:
+    body: dict[str, Any] = {
+        "id": event.public_id,
+        "type": event.type,
+        "created": int(event.created_at.timestamp()),
+        "data": event.data,
+    }
+    return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+
+
+def retry_delay(settings: Settings, attempts: int) -> timedelta:
+    seconds = settings.marketplace_webhook_retry_base_seconds * 2 ** min(attempts - 1, 30)
+    return timedelta(seconds=min(seconds, settings.marketplace_webhook_retry_max_seconds))
+
+
+async def _lock(session: AsyncSession, event_id: int) -> MarketplaceEvent | None:
+    return (
+        await session.execute(
+            select(MarketplaceEvent)
+            .where(MarketplaceEvent.id == event_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
+
+
+async def _post(settings: Settings, event: MarketplaceEvent) -> str | None:
+    """POST the event; None when the receiver took it (2xx), else what went wrong."""
+    if not settings.marketplace_webhook_url or not settings.marketplace_webhook_secret:
+        return "MARKETPLACE_WEBHOOK_URL or MARKETPLACE_WEBHOOK_SECRET is not set"
+    body = payload(event)
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "handwork-payments",
+        SIGNATURE_HEADER: signature(
+            body, settings.marketplace_webhook_secret, int(now().timestamp())
+        ),
+    }
+    url, timeout = settings.marketplace_webhook_url, settings.marketplace_webhook_timeout_seconds
+    try:
+        async with httpx.AsyncClient(timeout=timeout) as http:
+            answer = await http.post(url, content=body, headers=headers)
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}: {exc}"[:2000]
+    if 200 <= answer.status_code < 300:
+        return None
+    return f"HTTP {answer.status_code}: {answer.text[:500]}"
+
+
+async def deliver(runtime: Runtime, event_id: int) -> MarketplaceEvent | None:
+    settings = runtime.settings
+    async with runtime.sessions() as session:
+        event = await session.get(MarketplaceEvent, event_id)
+    if event is None or event.status in SETTLED:
+        return event
+    if not settings.marketplace_webhook_url:
+        return event  # kept, listed, not sent: nobody to send it to (see the README)
+    error = await _post(settings, event)
+    async with transaction(runtime.sessions) as session:
+        row = await _lock(session, event_id)
+        assert row is not None
+        if row.status in SETTLED:
+            return row  # settled by a concurrent delivery (a redelivery)
+        row.attempts += 1
+        if error is None:
+            row.status = EventStatus.DELIVERED
+            row.delivered_at = now()
+            row.next_attempt_at = None
+            row.last_error = None
+            return row
+        await _failed(session, settings, row, error)
+    return row
+
+
+async def _failed(
+    session: AsyncSession, settings: Settings, row: MarketplaceEvent, error: str
+) -> None:
+    row.last_error = error
+    if row.attempts >= settings.marketplace_webhook_max_attempts:
+        row.status = EventStatus.DEAD
+        row.next_attempt_at = None
+        await alert(
+            session,
+            "event_dead",
+            f"Event {row.public_id} ({row.type}) undelivered after {row.attempts} attempts: "
+            f"{error}",
+            "event",
+            row.id,
+        )
+    else:
+        row.status = EventStatus.FAILED
+        row.next_attempt_at = now() + retry_delay(settings, row.attempts)
+        await jobs.defer(
+            session, DELIVER_TASK, args={"event_id": row.id}, scheduled_at=row.next_attempt_at
+        )
+    log.warning(
+        "event %s delivery failed (attempt %s): %s",
+        row.public_id,
+        row.attempts,
+        error,
+        extra={"event": "marketplace_event_failed", "event_id": row.public_id},
+    )
+
+
+async def redeliver(runtime: Runtime, event_id: int) -> MarketplaceEvent:
+    """An admin sends an event again, whatever its status (the receiver deduplicates)."""
+    async with transaction(runtime.sessions) as session:
+        row = await _lock(session, event_id)
+        if row is None:
+            raise NotFound("Event not found")
+        row.status = EventStatus.PENDING
+        row.next_attempt_at = now()
+        await jobs.defer(session, DELIVER_TASK, args={"event_id": row.id})
+    return row

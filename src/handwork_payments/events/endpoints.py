@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select
+
+from handwork_payments.events import delivery
+from handwork_payments.http.deps import AdminUser, RuntimeDep, SessionDep
+from handwork_payments.kit.errors import Forbidden, NotFound, Unauthorized, error_responses
+from handwork_payments.kit.pagination import Page, PageDep, paginate
+from handwork_payments.kit.schemas import PathId
+from handwork_payments.models import EventStatus, MarketplaceEvent
+
+router = APIRouter(prefix="/admin", tags=["administration"])
+
+
+class EventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    # The id the marketplace receives (and deduplicates on).
+    public_id: str
+    type: str
+    status: EventStatus
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime | None
+    created_at: datetime
+    delivered_at: datetime | None
+    data: dict[str, Any]
+
+
+@router.get(
+    "/events", response_model=Page[EventOut], responses=error_responses(Unauthorized, Forbidden)
+)
+async def list_events(
+    _: AdminUser,
+    session: SessionDep,
+    page: PageDep,
+    status: Annotated[EventStatus | None, Query()] = None,
+) -> Page[EventOut]:
+    query = select(MarketplaceEvent).order_by(MarketplaceEvent.id.desc())
+    if status is not None:
+        query = query.where(MarketplaceEvent.status == status)
+    items, total = await paginate(session, query, page)
+    return Page(
+        items=[EventOut.model_validate(e) for e in items],
+        total=total,
+        skip=page.skip,
+        limit=page.limit,
+    )
+
+
+@router.post(
+    "/events/{event_id:int}/redeliver",
+    response_model=EventOut,
+    responses=error_responses(Unauthorized, Forbidden, NotFound),
+)
+async def redeliver_event(event_id: PathId, _: AdminUser, runtime: RuntimeDep) -> EventOut:
+    return EventOut.model_validate(await delivery.redeliver(runtime, event_id))

@@ -1,0 +1,143 @@
+"""Writing events to the outbox. Each function runs inside the caller's transaction, next
+to the state change it reports, and never commits: the event exists exactly when the change
+does. Its delivery job is enqueued in the same transaction.
+
+`data` is the object as the API shows it to its parties (PaymentOut, DisputeOut,
+PayoutOut; never the admins' decrypted metadata)."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import inspect
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handwork_payments.disputes.schemas import DisputeOut
+from handwork_payments.kit import jobs
+from handwork_payments.kit.clock import now
+from handwork_payments.kit.money import format_amount
+from handwork_payments.ledger.repository import balance_of
+from handwork_payments.ledger.service import available_code
+from handwork_payments.models import (
+    EventStatus,
+    MarketplaceEvent,
+    Payment,
+    PaymentDispute,
+    PaymentRefund,
+    WorkerPayout,
+)
+from handwork_payments.payments.schemas import PaymentOut
+from handwork_payments.payouts.schemas import PayoutOut
+
+DELIVER_TASK = "hp:deliver_event"
+
+EVENT_TYPES = (
+    "payment.held",
+    "payment.failed",
+    "payment.released",
+    "payment.refunded",
+    "dispute.opened",
+    "dispute.resolved",
+    "payout.completed",
+    "payout.failed",
+    "balance.available",
+)
+
+
+async def emit(session: AsyncSession, event_type: str, data: dict[str, Any]) -> MarketplaceEvent:
+    assert event_type in EVENT_TYPES, event_type
+    event = MarketplaceEvent(
+        public_id=f"evt_{uuid.uuid4().hex}",
+        type=event_type,
+        data=data,
+        status=EventStatus.PENDING,
+        attempts=0,
+        created_at=now(),
+    )
+    session.add(event)
+    await session.flush()
+    await jobs.defer(session, DELIVER_TASK, args={"event_id": event.id}, lock=f"event-{event.id}")
+    return event
+
+
+async def _loaded(session: AsyncSession, row: object) -> None:
+    """Columns the database filled at the last flush (created_at) are expired; reading one
+    lazily is impossible in async code, so load them now: after a flush, so that no
+    change made since is lost, and only those columns."""
+    expired = inspect(row).expired_attributes
+    if expired:
+        await session.flush()
+        await session.refresh(row, attribute_names=list(expired))
+
+
+def _json(model: PaymentOut | DisputeOut | PayoutOut) -> dict[str, Any]:
+    return model.model_dump(mode="json")
+
+
+async def payment_event(
+    session: AsyncSession, event_type: str, payment: Payment, *, refund: PaymentRefund | None = None
+) -> None:
+    await _loaded(session, payment)
+    data = _json(PaymentOut.of(payment))
+    if refund is not None:
+        # A partial refund is a payment.refunded too: the refund says how much this time.
+        data["refund"] = {
+            "id": refund.id,
+            "amount": format_amount(refund.amount, payment.currency),
+            "reason": refund.reason,
+        }
+    await emit(session, event_type, data)
+
+
+async def released(session: AsyncSession, payment: Payment, worker_id: int) -> None:
+    """payment.released, then balance.available: the worker's share (net of refunds made
+    before release) is now on their available balance."""
+    await payment_event(session, "payment.released", payment)
+    share = (payment.amount - payment.refunded_amount) - (
+        payment.platform_fee - payment.refunded_fee
+    )
+    await balance_event(session, worker_id, payment.currency, share, payment_id=payment.id)
+
+
+async def balance_event(
+    session: AsyncSession,
+    worker_id: int,
+    currency: str,
+    amount: int,
+    *,
+    payment_id: int | None = None,
+    payout_id: int | None = None,
+) -> None:
+    balance = await balance_of(session, available_code(worker_id, currency))
+    await emit(
+        session,
+        "balance.available",
+        {
+            "worker_id": worker_id,
+            "currency": currency,
+            "amount": str(Decimal(format_amount(amount, currency))),
+            "available_balance": str(Decimal(format_amount(balance, currency))),
+            "payment_id": payment_id,
+            "payout_id": payout_id,
+        },
+    )
+
+
+async def dispute_event(session: AsyncSession, event_type: str, dispute: PaymentDispute) -> None:
+    await _loaded(session, dispute)
+    await emit(session, event_type, _json(DisputeOut.model_validate(dispute)))
+
+
+async def payout_event(session: AsyncSession, event_type: str, payout: WorkerPayout) -> None:
+    await _loaded(session, payout)
+    await emit(session, event_type, _json(PayoutOut.of(payout)))
+
+
+async def payout_failed(session: AsyncSession, payout: WorkerPayout) -> None:
+    """payout.failed, then balance.available: the amount went back to the balance."""
+    await payout_event(session, "payout.failed", payout)
+    await balance_event(
+        session, payout.worker_id, payout.currency, payout.amount, payout_id=payout.id
+    )

@@ -1,0 +1,50 @@
+"""A payment's story for admins: every state change, journal entry, provider id and event."""
+
+from __future__ import annotations
+
+from handwork_payments.runtime import Runtime
+from tests.helpers import Api
+
+
+async def test_the_story_of_a_refunded_then_released_payment(api: Api, runtime: Runtime) -> None:
+    client, worker, paid = await api.held_payment("100.00")
+    r = await api.post(
+        "/payments/refund", worker, {"payment_id": paid["id"], "amount": "10.00", "reason": "Oops"}
+    )
+    assert r.status_code == 200, r.text
+    assert (await api.post(f"/payments/{paid['id']}/release", client)).status_code == 200
+    admin = await api.admin()
+
+    story = await api.get(f"/admin/payments/{paid['id']}/story", admin)
+
+    assert story["payment"]["status"] == "released"
+    assert story["provider"]["stripe_payment_id"] == paid["stripe_payment_id"]
+    assert story["provider"]["hold_kind"] == "captured"
+    assert story["booking"]["worker_id"] == worker.id
+    assert [(r["amount"], r["fee_part"], r["status"]) for r in story["refunds"]] == [
+        ("10.00", "0.50", "succeeded")
+    ]
+    assert [e["kind"] for e in story["journal"]] == [
+        "payment_hold",
+        "payment_refund",
+        "payment_release",
+    ]
+    for entry in story["journal"]:
+        assert sum(float(p["amount"]) for p in entry["postings"]) == 0
+    release = story["journal"][2]
+    assert sorted(p["amount"] for p in release["postings"]) == ["-90.00", "4.50", "85.50"]
+    assert [a["action"] for a in story["audit"]] == [
+        "payment.created",
+        "payment.held",
+        "payment.refunded",
+        "payment.released",
+    ]
+    assert [e["type"] for e in story["events"]] == [
+        "payment.held",
+        "payment.refunded",
+        "payment.released",
+    ]
+    r = await api.client.get("/api/v1/admin/payments/999999/story", headers=admin.headers)
+    assert r.status_code == 404
+    r = await api.client.get(f"/api/v1/admin/payments/{paid['id']}/story", headers=client.headers)
+    assert r.status_code == 403
