@@ -11,6 +11,7 @@ from handwork_payments.models.ledger import (
     Posting,
     TransactionType,
 )
+from handwork_payments.models.losses import WorkerWriteOff
 from handwork_payments.models.operations import (
     Alert,
     AuditLog,
@@ -64,4 +65,5 @@ __all__ = [
     "User",
     "WebhookDelivery",
     "WorkerPayout",
+    "WorkerWriteOff",
 ]
