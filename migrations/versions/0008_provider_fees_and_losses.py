@@ -34,12 +34,12 @@ def upgrade() -> None:
     op.add_column("payments", sa.Column("provider_fee", sa.BigInteger(), nullable=True))
     for table in ("payment_refunds", "payment_disputes"):
         column = "provider_fee_refunded" if table == "payment_refunds" else "provider_fee"
-        op.add_column(
-            table, sa.Column(column, sa.BigInteger(), nullable=False, server_default="0")
-        )
+        op.add_column(table, sa.Column(column, sa.BigInteger(), nullable=False, server_default="0"))
         op.alter_column(table, column, server_default=None)
     op.drop_constraint("ck_ledger_accounts_kind", "ledger_accounts", type_="check")
-    op.create_check_constraint("ck_ledger_accounts_kind", "ledger_accounts", f"kind IN ({NEW_KINDS})")
+    op.create_check_constraint(
+        "ck_ledger_accounts_kind", "ledger_accounts", f"kind IN ({NEW_KINDS})"
+    )
     op.create_table(
         "worker_write_offs",
         sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
@@ -49,7 +49,10 @@ def upgrade() -> None:
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("admin_id", sa.BigInteger(), nullable=False),
         sa.Column(
-            "created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
         ),
         sa.CheckConstraint("amount > 0", name=op.f("ck_worker_write_offs_amount_positive")),
         sa.ForeignKeyConstraint(
@@ -69,7 +72,9 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_worker_write_offs_worker_id"), table_name="worker_write_offs")
     op.drop_table("worker_write_offs")
     op.drop_constraint("ck_ledger_accounts_kind", "ledger_accounts", type_="check")
-    op.create_check_constraint("ck_ledger_accounts_kind", "ledger_accounts", f"kind IN ({OLD_KINDS})")
+    op.create_check_constraint(
+        "ck_ledger_accounts_kind", "ledger_accounts", f"kind IN ({OLD_KINDS})"
+    )
     op.drop_column("payment_disputes", "provider_fee")
     op.drop_column("payment_refunds", "provider_fee_refunded")
     op.drop_column("payments", "provider_fee")

@@ -19,7 +19,7 @@ class FeeRule:
 
 
 def parse(text: str) -> dict[str, FeeRule]:
-    """"CUR:percent:fixed" or "CUR:fixed" items; raises ValueError naming a bad one."""
+    """ "CUR:percent:fixed" or "CUR:fixed" items; raises ValueError naming a bad one."""
     rules: dict[str, FeeRule] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         parts = item.split(":")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.db import transaction
+from handwork_payments.kit import fee_rules
 from handwork_payments.kit.money import to_minor
 from handwork_payments.providers.base import (
     HoldRef,
@@ -219,13 +220,15 @@ class SimulatedPayPal(SimulatedProvider):
                 code="MAX_CAPTURE_AMOUNT_EXCEEDED",
             )
         now = paypal_time(utc_now())
-        capture = new_capture(order, authorization, amount, now)
+        # PayPal's standard commercial rate on what was captured (SIMULATOR_PAYPAL_FEES).
+        fee = fee_rules.fee(self.settings.simulator_paypal_fees, amount, code)
+        capture = new_capture(order, authorization, amount, fee, now)
         unit["payments"]["captures"].append(capture)
         # A final capture releases whatever was authorised beyond it.
         authorization.update(status="CAPTURED", update_time=now)
         order["update_time"] = now
         save(row, order)
-        return {"capture_id": capture["id"], "amount": amount}
+        return {"capture_id": capture["id"], "amount": amount, "fee": fee}
 
     async def _cancel(self, session: AsyncSession, ref: HoldRef) -> None:
         """Void the authorisation, or the order itself before it has one."""
@@ -288,7 +291,7 @@ class SimulatedPayPal(SimulatedProvider):
         capture["update_time"] = now
         order["update_time"] = now
         save(row, order)
-        return {"refund_id": refund["id"], "amount": amount}
+        return {"refund_id": refund["id"], "amount": amount, "fee_refunded": 0}
 
     # --- reauthorisation (ReauthorizingProvider) ------------------------------------------
 

@@ -102,7 +102,7 @@ def new_authorization(order: Mapping[str, Any], now: datetime) -> Json:
 
 
 def new_capture(
-    order: Mapping[str, Any], authorization: Mapping[str, Any], amount: int, now: str
+    order: Mapping[str, Any], authorization: Mapping[str, Any], amount: int, fee: int, now: str
 ) -> Json:
     unit = order["purchase_units"][0]
     code = unit["amount"]["currency_code"]
@@ -110,6 +110,11 @@ def new_capture(
         "id": paypal_id(),
         "status": "COMPLETED",
         "amount": money(amount, code),
+        "seller_receivable_breakdown": {
+            "gross_amount": money(amount, code),
+            "paypal_fee": money(fee, code),
+            "net_amount": money(amount - fee, code),
+        },
         "final_capture": True,
         "custom_id": unit["custom_id"],
         "invoice_id": unit["invoice_id"],
@@ -134,8 +139,14 @@ def new_refund(
         "amount": money(amount, code),
         "custom_id": unit["custom_id"],
         "invoice_id": unit["invoice_id"],
-        # Cumulative, as PayPal reports it: what the capture has had refunded so far.
-        "seller_payable_breakdown": {"total_refunded_amount": money(refunded + amount, code)},
+        # PayPal keeps its fee on a refund (provider_fees.py): paypal_fee is 0. The total
+        # is cumulative, as PayPal reports it: what the capture has had refunded so far.
+        "seller_payable_breakdown": {
+            "gross_amount": money(amount, code),
+            "paypal_fee": money(0, code),
+            "net_amount": money(amount, code),
+            "total_refunded_amount": money(refunded + amount, code),
+        },
         "create_time": now,
         "update_time": now,
         "links": _up_link(f"/v2/payments/captures/{capture['id']}"),
@@ -215,10 +226,16 @@ def order_hold(order: Mapping[str, Any]) -> ProviderHold:
         authorization_id=authorization["id"] if authorization else None,
         capture_id=capture["id"] if capture else None,
         captured_amount=to_minor(capture["amount"]["value"], currency) if capture else 0,
+        fee=capture_fee(capture) if capture else None,
         refunded_amount=sum(to_minor(r["amount"]["value"], currency) for r in payments["refunds"]),
         capture_by=capture_by,
         failure_message=failure_message,
     )
+
+
+def capture_fee(capture: Mapping[str, Any]) -> int:
+    code = str(capture["amount"]["currency_code"])
+    return to_minor(capture["seller_receivable_breakdown"]["paypal_fee"]["value"], code)
 
 
 def item_transfer(item: Mapping[str, Any]) -> ProviderTransfer:

@@ -82,6 +82,8 @@ TRANSFER_REVERSAL = "transfer_reversal"
 ACCOUNT = "account"
 ORDER = "order"
 PAYOUT_ITEM = "payout_item"
+BALANCE_TRANSACTION = "balance_transaction"  # Stripe's statement lines
+STATEMENT_LINE = "statement_line"  # PayPal's (Transaction Search)
 
 ALNUM = string.ascii_letters + string.digits
 UPPER_ALNUM = string.ascii_uppercase + string.digits
@@ -268,7 +270,9 @@ class SimulatedProvider(ABC):
         result = await self._call_on_hold(
             "capture", self._capture, ref, amount, currency, idempotency_key
         )
-        return ProviderCapture(capture_id=result["capture_id"], amount=result["amount"])
+        return ProviderCapture(
+            capture_id=result["capture_id"], amount=result["amount"], fee=result.get("fee")
+        )
 
     async def cancel(self, *, ref: HoldRef, idempotency_key: str) -> None:
         async def act(session: AsyncSession) -> Json:
@@ -283,7 +287,11 @@ class SimulatedProvider(ABC):
         result = await self._call_on_hold(
             "refund", self._refund, ref, amount, currency, idempotency_key
         )
-        return ProviderRefund(refund_id=result["refund_id"], amount=result["amount"])
+        return ProviderRefund(
+            refund_id=result["refund_id"],
+            amount=result["amount"],
+            fee_refunded=result.get("fee_refunded", 0),
+        )
 
     async def send_payout(self, order: PayoutOrder) -> ProviderTransfer:
         params: Json = {

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.db import transaction
+from handwork_payments.kit import fee_rules
 from handwork_payments.models import SimulatedObject
 from handwork_payments.providers import stripe_events
 from handwork_payments.providers.base import (
@@ -35,6 +36,7 @@ from handwork_payments.providers.simulated import events
 from handwork_payments.providers.simulated.events import SIMULATOR_WEBHOOK_SECRET, Delivery
 from handwork_payments.providers.simulated.store import (
     ACCOUNT,
+    BALANCE_TRANSACTION,
     CHARGE,
     PAYMENT_INTENT,
     REFUND,
@@ -57,6 +59,7 @@ from handwork_payments.providers.simulated.stripe_objects import (
     PM_DECLINED,
     PM_VISA,
     STRIPE_CONNECT_LINK_BASE,
+    balance_transaction,
     charge,
     check_payment_method,
     connected_account,
@@ -208,9 +211,21 @@ class SimulatedStripe(SimulatedProvider):
     async def _intent_hold(self, session: AsyncSession, intent_id: str, *, lock: bool) -> Json:
         row = await self._load(session, intent_id, PAYMENT_INTENT, lock=lock)
         latest: Json = {}
+        fee: int | None = None
         if row.data.get("latest_charge"):
             latest = (await self._load(session, row.data["latest_charge"], CHARGE)).data
-        return hold_json(intent_hold(row.data, latest))
+        if latest.get("balance_transaction"):
+            txn = await self._load(session, latest["balance_transaction"], BALANCE_TRANSACTION)
+            fee = int(txn.data["fee"])
+        return hold_json(intent_hold(row.data, latest, fee))
+
+    def _book(
+        self, session: AsyncSession, kind: str, source: str, amount: int, fee: int, currency: str
+    ) -> str:
+        """A line of the platform's balance (its statement); returns its id."""
+        txn = balance_transaction(kind, source, amount, fee, currency, "Stripe processing fees")
+        self._insert(session, txn["id"], BALANCE_TRANSACTION, txn)
+        return str(txn["id"])
 
     async def _locked_intent(
         self, session: AsyncSession, ref: HoldRef, status: str, refusal: str
@@ -242,12 +257,15 @@ class SimulatedStripe(SimulatedProvider):
             )
         charge_row = await self._load(session, intent["latest_charge"], CHARGE, lock=True)
         captured = charge_row.data
-        captured.update(captured=True, amount_captured=amount)
+        # Stripe's standard pricing, charged on what was captured (SIMULATOR_STRIPE_FEES).
+        fee = fee_rules.fee(self.settings.simulator_stripe_fees, amount, currency)
+        txn_id = self._book(session, "charge", captured["id"], amount, fee, currency)
+        captured.update(captured=True, amount_captured=amount, balance_transaction=txn_id)
         save(charge_row, captured)
         # Capturing less than authorised releases the rest: nothing stays capturable.
         intent.update(status="succeeded", amount_received=amount, amount_capturable=0)
         save(row, intent)
-        return {"capture_id": captured["id"], "amount": amount}
+        return {"capture_id": captured["id"], "amount": amount, "fee": fee}
 
     async def _cancel(self, session: AsyncSession, ref: HoldRef) -> None:
         row = await self._load(session, ref.provider_payment_id, PAYMENT_INTENT, lock=True)
@@ -291,11 +309,15 @@ class SimulatedStripe(SimulatedProvider):
                 code="amount_too_large",
             )
         refund = new_refund(intent, str(refunded["id"]), amount)
+        # Stripe returns none of its processing fee on a refund (provider_fees.py).
+        refund["balance_transaction"] = self._book(
+            session, "refund", refund["id"], -amount, 0, currency
+        )
         self._insert(session, refund["id"], REFUND, refund)
         refunded["amount_refunded"] = int(refunded["amount_refunded"]) + amount
         refunded["refunded"] = refunded["amount_refunded"] == refunded["amount_captured"]
         save(charge_row, refunded)
-        return {"refund_id": refund["id"], "amount": amount}
+        return {"refund_id": refund["id"], "amount": amount, "fee_refunded": 0}
 
     # --- transfers (payouts to connected accounts) ----------------------------------------
 
@@ -305,6 +327,9 @@ class SimulatedStripe(SimulatedProvider):
                 f"No such destination: '{order.destination}'", code="invalid_destination"
             )
         transfer = new_transfer(order, currency)
+        transfer["balance_transaction"] = self._book(
+            session, "transfer", transfer["id"], -order.amount, 0, currency
+        )
         self._insert(session, transfer["id"], TRANSFER, transfer)
         return transfer_json(stripe_transfer(transfer))
 
@@ -350,6 +375,9 @@ class SimulatedStripe(SimulatedProvider):
                     code="insufficient_funds",
                 )
             reversal = new_reversal(transfer, amount)
+            reversal["balance_transaction"] = self._book(
+                session, "transfer_refund", reversal["id"], amount, 0, transfer["currency"]
+            )
             self._insert(session, reversal["id"], TRANSFER_REVERSAL, reversal)
             transfer["amount_reversed"] = int(transfer["amount_reversed"]) + amount
             transfer["reversed"] = transfer["amount_reversed"] == transfer["amount"]
