@@ -36,7 +36,7 @@ def upgrade() -> None:
         column = "provider_fee_refunded" if table == "payment_refunds" else "provider_fee"
         op.add_column(table, sa.Column(column, sa.BigInteger(), nullable=False, server_default="0"))
         op.alter_column(table, column, server_default=None)
-    op.drop_constraint("ck_ledger_accounts_kind", "ledger_accounts", type_="check")
+    op.drop_constraint(op.f("ck_ledger_accounts_kind"), "ledger_accounts", type_="check")
     op.create_check_constraint(
         "ck_ledger_accounts_kind", "ledger_accounts", f"kind IN ({NEW_KINDS})"
     )
@@ -71,7 +71,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index(op.f("ix_worker_write_offs_worker_id"), table_name="worker_write_offs")
     op.drop_table("worker_write_offs")
-    op.drop_constraint("ck_ledger_accounts_kind", "ledger_accounts", type_="check")
+    op.drop_constraint(op.f("ck_ledger_accounts_kind"), "ledger_accounts", type_="check")
     op.create_check_constraint(
         "ck_ledger_accounts_kind", "ledger_accounts", f"kind IN ({OLD_KINDS})"
     )

@@ -90,6 +90,7 @@ def api_router() -> APIRouter:
     from handwork_payments.bookings.endpoints import router as bookings
     from handwork_payments.connect.endpoints import router as connect
     from handwork_payments.disputes.endpoints import router as disputes
+    from handwork_payments.losses.endpoints import router as losses
     from handwork_payments.payments.endpoints import router as payments
     from handwork_payments.payments.refund_endpoints import router as refunds
     from handwork_payments.payouts.endpoints import router as payouts
@@ -100,7 +101,7 @@ def api_router() -> APIRouter:
     router.include_router(bookings)
     # Fixed paths under /payments (disputes, payouts, refund, summary, webhooks) come
     # before the payments router's /payments/{payment_id}.
-    for sub in (disputes, payouts, connect, refunds, analytics, webhooks, payments, admin):
+    for sub in (disputes, payouts, connect, refunds, analytics, webhooks, payments, admin, losses):
         router.include_router(sub)
     return router
 

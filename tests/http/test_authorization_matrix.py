@@ -216,6 +216,10 @@ MATRIX: dict[str, Row] = {
     f"POST {A}/admin/webhooks/{{delivery_id}}/replay": guarded(
         "admin", OK, 403, 403, OK, path={"delivery_id": "delivery"}),
     f"GET {A}/admin/alerts": guarded("admin", OK, 403, 403, OK),
+    # The world's worker owes nothing: the admin is let through and refused by state.
+    f"POST {A}/admin/users/{{user_id}}/write-off": guarded(
+        "admin", 409, 403, 403, 409, path={"user_id": "worker_id"},
+        json=lambda w, _: {"reason": "Matrix"}),
 }
 # fmt: on
 # Admin-only rows: the admin acts twice (as `admin` and as `owner`); the second time the

@@ -55,6 +55,7 @@ REAL_IDS = {
     "payout_id": "payout",
     "delivery_id": "delivery",
     "intent_id": "intent",
+    "user_id": "worker_id",
 }
 GENERATION = settings(
     max_examples=EXAMPLES,
