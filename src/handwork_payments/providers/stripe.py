@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import stripe
 
-from handwork_payments.providers import stripe_events
+from handwork_payments.providers import stripe_events, stripe_statements
 from handwork_payments.providers.base import (
     ConnectProvider,
     HoldRef,
@@ -37,6 +37,7 @@ from handwork_payments.providers.base import (
     ProviderRefund,
     ProviderTransfer,
     ProviderUnavailableError,
+    StatementLine,
     TransferState,
 )
 from handwork_payments.settings import Settings
@@ -404,6 +405,25 @@ class StripeProvider:
                 intent_id, {"expand": _EXPAND_CHARGE}
             ),
         )
+
+    # --- statements (StatementProvider) ---------------------------------------------
+
+    async def statement(self, since: datetime, until: datetime) -> list[StatementLine]:
+        """Balance transactions created in [since, until), every page."""
+        lines: list[StatementLine] = []
+        after: str | None = None
+        while True:
+            params = stripe_statements.list_params(since, until, after)
+            page = await self._call(
+                "balance_transactions.list",
+                lambda: self._client.v1.balance_transactions.list_async(params),  # type: ignore[arg-type]  # noqa: B023
+            )
+            data = page.to_dict()
+            items = data.get("data") or []
+            lines += [stripe_statements.line(txn) for txn in items]
+            if not data.get("has_more") or not items:
+                return lines
+            after = str(items[-1]["id"])
 
     async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
         """One Stripe call: 429s retried with backoff, errors translated to base's."""

@@ -172,6 +172,32 @@ def new_payout_item(order: PayoutOrder, currency: str, batch_id: str) -> Json:
     }
 
 
+def statement_line(
+    code: str,
+    transaction_id: str,
+    amount: int,
+    fee: int,
+    currency: str,
+    reference: str | None = None,
+) -> Json:
+    """A Transaction Search `transaction_details` item: `amount` signed from the
+    platform's side, `fee` what PayPal kept (shown negative, as PayPal does)."""
+    moment = paypal_time(utc_now())
+    info: Json = {
+        "transaction_id": transaction_id,
+        "transaction_event_code": code,
+        "transaction_initiation_date": moment,
+        "transaction_updated_date": moment,
+        "transaction_amount": money(amount, currency),
+        "fee_amount": money(-fee, currency),
+        "transaction_status": "S",
+    }
+    if reference is not None:
+        info["paypal_reference_id"] = reference
+        info["paypal_reference_id_type"] = "TXN"
+    return {"transaction_info": info}
+
+
 # --- look-ups and translations ----------------------------------------------------------------
 
 

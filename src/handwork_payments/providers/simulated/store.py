@@ -43,6 +43,7 @@ from handwork_payments.providers.base import (
     ProviderRefund,
     ProviderTransfer,
     ProviderUnavailableError,
+    StatementLine,
     TransferState,
 )
 from handwork_payments.settings import Settings
@@ -67,6 +68,7 @@ FAULT_OPERATIONS = frozenset(
         "create_connected_account",
         "create_account_link",
         "reverse_transfer",
+        "statement",
     }
 )
 FAULT_MODES = frozenset({"timeout", "timeout_after_success", "error", "delay"})
@@ -222,6 +224,33 @@ class SimulatedProvider(ABC):
 
     @abstractmethod
     def _missing(self, kind: str, object_id: str) -> UnknownObjectError: ...
+
+    # Statements: the row kind holding the flavour's statement lines, and their reading.
+    statement_kind: str
+
+    @abstractmethod
+    def _statement_line(self, data: Mapping[str, Any]) -> StatementLine: ...
+
+    # --- statements (StatementProvider) ---------------------------------------------------
+
+    async def statement(self, since: datetime, until: datetime) -> list[StatementLine]:
+        """Every line created in [since, until), oldest first."""
+
+        async def read(session: AsyncSession) -> Json:
+            rows = await session.scalars(
+                select(SimulatedObject).where(
+                    SimulatedObject.provider == self.name,
+                    SimulatedObject.kind == self.statement_kind,
+                )
+            )
+            return {"lines": [row.data for row in rows]}
+
+        found = await self._call("statement", read)
+        lines = [self._statement_line(data) for data in found["lines"]]
+        return sorted(
+            (line for line in lines if since <= line.created < until),
+            key=lambda line: (line.created, line.line_id),
+        )
 
     # --- the keyed calls of the PaymentProvider protocol ---------------------------------
 

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from handwork_payments.db import transaction
 from handwork_payments.kit import fee_rules
 from handwork_payments.models import SimulatedObject
-from handwork_payments.providers import stripe_events
+from handwork_payments.providers import stripe_events, stripe_statements
 from handwork_payments.providers.base import (
     ConnectProvider,
     HoldRef,
@@ -31,6 +31,7 @@ from handwork_payments.providers.base import (
     ProviderHold,
     ProviderRefund,
     ProviderTransfer,
+    StatementLine,
 )
 from handwork_payments.providers.simulated import events
 from handwork_payments.providers.simulated.events import SIMULATOR_WEBHOOK_SECRET, Delivery
@@ -82,6 +83,7 @@ class SimulatedStripe(SimulatedProvider):
     amount_not_positive_code = "parameter_invalid_integer"
     amount_too_large_code = "amount_too_large"
     currency_invalid_code = "parameter_invalid"
+    statement_kind = BALANCE_TRANSACTION
 
     @property
     def webhook_secret(self) -> str:
@@ -89,6 +91,9 @@ class SimulatedStripe(SimulatedProvider):
 
     def _missing(self, kind: str, object_id: str) -> UnknownObjectError:
         return UnknownObjectError(f"No such {kind}: '{object_id}'", code="resource_missing")
+
+    def _statement_line(self, data: Mapping[str, Any]) -> StatementLine:
+        return stripe_statements.line(data)
 
     # --- the PaymentProvider protocol ---------------------------------------------------
 
