@@ -5,11 +5,14 @@ invariants after each test."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
 
+from handwork_payments.kit.clock import now
 from handwork_payments.models import LedgerAccount, Payment
+from handwork_payments.providers.base import StatementKind
 from handwork_payments.providers.simulated.stripe import SimulatedStripe
 from handwork_payments.runtime import Runtime
 from handwork_payments.webhooks import service as webhooks
@@ -198,13 +201,10 @@ async def test_dispute_fee_is_a_loss_returned_when_won(api: Api) -> None:
     await api.post(f"/payments/{payment['id']}/release", client)
     sim = simulator(api.runtime)
     assert isinstance(sim, SimulatedStripe)
-    row = await payment_row(api.runtime, payment["id"])
-    await send(
-        api, sim, "charge.dispute.created", await dispute(sim, row, "needs_response", [1500])
-    )
+    opened = await sim.open_dispute(payment["stripe_payment_id"])
+    await send(api, sim, "charge.dispute.created", opened)
     assert (await balances(api.runtime, "USD"))["platform_losses"] == -1500
-    won = await dispute(sim, row, "won", [1500, -1500])
-    await send(api, sim, "charge.dispute.closed", won)
+    await send(api, sim, "charge.dispute.closed", await sim.close_dispute(opened["id"], won=True))
     found = await balances(api.runtime, "USD")
     # 40.00: Stripe fee 1.16 + 0.30 = 1.46; platform fee 2.00; the dispute fee came back.
     assert found == {
@@ -213,6 +213,11 @@ async def test_dispute_fee_is_a_loss_returned_when_won(api: Api) -> None:
         "platform_fee_revenue": 200,
         "platform_losses": 0,
     }
+    lines = await sim.statement(now() - timedelta(hours=1), now() + timedelta(seconds=5))
+    assert sorted((x.kind, x.amount, x.fee) for x in lines if x.reference == opened["id"]) == [
+        (StatementKind.DISPUTE, -4000, 1500),
+        (StatementKind.DISPUTE, 4000, -1500),
+    ]
 
 
 async def test_chargeback_lost_on_a_refunded_payment_is_the_platforms_loss(api: Api) -> None:

@@ -84,6 +84,7 @@ TRANSFER_REVERSAL = "transfer_reversal"
 ACCOUNT = "account"
 ORDER = "order"
 PAYOUT_ITEM = "payout_item"
+DISPUTE = "dispute"
 BALANCE_TRANSACTION = "balance_transaction"  # Stripe's statement lines
 STATEMENT_LINE = "statement_line"  # PayPal's (Transaction Search)
 

@@ -39,6 +39,7 @@ from handwork_payments.providers.simulated.store import (
     ACCOUNT,
     BALANCE_TRANSACTION,
     CHARGE,
+    DISPUTE,
     PAYMENT_INTENT,
     REFUND,
     TRANSFER,
@@ -66,6 +67,7 @@ from handwork_payments.providers.simulated.stripe_objects import (
     connected_account,
     declined_error,
     intent_hold,
+    new_dispute,
     new_intent,
     new_refund,
     new_reversal,
@@ -452,6 +454,56 @@ class SimulatedStripe(SimulatedProvider):
 
         return hold_from_json(await self._perform(act))
 
+    # --- chargebacks (what the payer's bank does) -----------------------------------------
+
+    async def open_dispute(self, provider_payment_id: str, amount: int | None = None) -> Json:
+        """The payer's bank disputes the captured charge: Stripe takes the amount and its
+        dispute fee (SIMULATOR_STRIPE_DISPUTE_FEES) from the balance in one balance
+        transaction. Returns the dispute, ready for `stripe_event("charge.dispute.created")`."""
+
+        async def act(session: AsyncSession) -> Json:
+            row = await self._load(session, provider_payment_id, PAYMENT_INTENT, lock=True)
+            intent = row.data
+            taken = amount if amount is not None else int(intent["amount_received"])
+            dispute = new_dispute(intent, str(intent["latest_charge"]), taken)
+            fee = fee_rules.fee(
+                self.settings.simulator_stripe_dispute_fees, taken, currency(intent)
+            )
+            txn = balance_transaction(
+                "adjustment", dispute["id"], -taken, fee, currency(intent), "Dispute fee"
+            )
+            self._insert(session, txn["id"], BALANCE_TRANSACTION, txn)
+            dispute["balance_transactions"].append(txn)
+            self._insert(session, dispute["id"], DISPUTE, dispute)
+            return dispute
+
+        return await self._perform(act)
+
+    async def close_dispute(self, dispute_id: str, *, won: bool) -> Json:
+        """The network decides. Won: the amount comes back and, as Stripe's dispute FAQ says,
+        the dispute fee too (a reinstating balance transaction with a negative fee)."""
+
+        async def act(session: AsyncSession) -> Json:
+            row = await self._load(session, dispute_id, DISPUTE, lock=True)
+            dispute = row.data
+            if won:
+                taken = dispute["balance_transactions"][0]
+                txn = balance_transaction(
+                    "adjustment",
+                    dispute_id,
+                    -int(taken["amount"]),
+                    -int(taken["fee"]),
+                    str(dispute["currency"]),
+                    "Dispute fee returned",
+                )
+                self._insert(session, txn["id"], BALANCE_TRANSACTION, txn)
+                dispute["balance_transactions"].append(txn)
+            dispute["status"] = "won" if won else "lost"
+            save(row, dispute)
+            return dict(dispute)
+
+        return await self._perform(act)
+
     # --- objects and events ---------------------------------------------------------------
 
     async def intent_object(self, provider_payment_id: str) -> Json:
@@ -464,6 +516,10 @@ class SimulatedStripe(SimulatedProvider):
         """A Stripe event about `obj` and the headers Stripe would send it with, signed with
         the webhook secret."""
         return events.stripe_event(event_type, obj, self.webhook_secret)
+
+
+def currency(obj: Mapping[str, Any]) -> str:
+    return str(obj["currency"]).upper()
 
 
 def _check_positive(amount: int, field: str) -> None:

@@ -203,6 +203,21 @@ def balance_transaction(
     }
 
 
+def new_dispute(intent: Mapping[str, Any], charge_id: str, amount: int) -> Json:
+    return {
+        "id": stripe_id("du"),
+        "object": "dispute",
+        "amount": amount,
+        "balance_transactions": [],
+        "charge": charge_id,
+        "created": int(time.time()),
+        "currency": intent["currency"],
+        "payment_intent": intent["id"],
+        "reason": "fraudulent",
+        "status": "needs_response",
+    }
+
+
 def connected_account(worker_id: int, email: str) -> Json:
     """An Express account whose onboarding is not done yet."""
     return {
