@@ -870,7 +870,11 @@ async def test_partial_capture_sends_what_is_left(dbl: Api, double: StripeDouble
     (capture,) = double.requests(
         "POST", f"/v1/payment_intents/{payment['stripe_payment_id']}/capture"
     )
-    assert capture.form == {"amount_to_capture": "7500", "expand[0]": "latest_charge"}
+    assert capture.form == {
+        "amount_to_capture": "7500",
+        "expand[0]": "latest_charge",
+        "expand[1]": "latest_charge.balance_transaction",
+    }
     assert capture.idempotency_key == f"payment-{payment['id']}-capture"
     # 75.00 released: fee 5.00 - 1.25 = 3.75, worker 95.00 - 23.75 = 71.25.
     assert (await api.earnings(pro))["available_balance"] == "71.25"

@@ -573,6 +573,7 @@ async def test_create_hold_sends_manual_capture_intent_with_wallets(
         "metadata[payment_id]": "41",
         "metadata[booking_id]": "7",
         "expand[0]": "latest_charge",
+        "expand[1]": "latest_charge.balance_transaction",
         "payment_method": "pm_card_visa",
         "confirm": "true",
         "automatic_payment_methods[enabled]": "true",
@@ -586,6 +587,7 @@ async def test_create_hold_sends_manual_capture_intent_with_wallets(
         "metadata[payment_id]": "42",
         "metadata[booking_id]": "8",
         "expand[0]": "latest_charge",
+        "expand[1]": "latest_charge.balance_transaction",
         "automatic_payment_methods[enabled]": "true",
     }
     assert client_side.idempotency_key == "payment-42-hold"
@@ -652,7 +654,10 @@ async def test_requires_confirmation_is_confirmed_with_the_key(
     assert hold.state is HoldState.AUTHORIZED
     (confirm,) = double.requests("POST", f"/v1/payment_intents/{intent_id}/confirm")
     assert confirm.idempotency_key == "payment-9-confirm"
-    assert confirm.form == {"expand[0]": "latest_charge"}
+    assert confirm.form == {
+        "expand[0]": "latest_charge",
+        "expand[1]": "latest_charge.balance_transaction",
+    }
 
 
 async def test_status_translation_of_pending_and_lapsed_intents(
@@ -683,7 +688,11 @@ async def test_partial_capture_sends_amount_to_capture(
     )
 
     (request,) = double.requests("POST", f"/v1/payment_intents/{hold.provider_payment_id}/capture")
-    assert request.form == {"amount_to_capture": "6500", "expand[0]": "latest_charge"}
+    assert request.form == {
+        "amount_to_capture": "6500",
+        "expand[0]": "latest_charge",
+        "expand[1]": "latest_charge.balance_transaction",
+    }
     assert request.idempotency_key == "payment-77-capture"
     charge_id = double.intents[hold.provider_payment_id]["latest_charge"]
     assert (capture.capture_id, capture.amount) == (charge_id, 6500)
@@ -742,7 +751,11 @@ async def test_refund_sends_payment_intent_and_amount(
     )
 
     (request,) = double.requests("POST", "/v1/refunds")
-    assert request.form == {"payment_intent": hold.provider_payment_id, "amount": "1250"}
+    assert request.form == {
+        "payment_intent": hold.provider_payment_id,
+        "amount": "1250",
+        "expand[0]": "balance_transaction",
+    }
     assert request.idempotency_key == "refund-1"
     assert refund.amount == 1250
     assert refund.refund_id in double.refunds
