@@ -75,6 +75,11 @@ SPEC_FILES = {
 # The spec servers: requests are validated as if sent to the sandbox, whatever port the
 # double listens on.
 SPEC_HOST = "https://api-m.sandbox.paypal.com"
+# reporting_transactions_v1.json lists only the live server, and as
+# "https://api-m.paypal.com/v1/reporting" while its paths repeat "/v1/reporting": the real
+# "/v1/reporting/transactions" is matched by putting that prefix before it (a known
+# deviation of the spec, counted).
+SPEC_PREFIXES = {"reporting": ("https://api-m.paypal.com", "/v1/reporting")}
 CERT_URL = "https://api.sandbox.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-double"
 
 
@@ -138,6 +143,8 @@ class SpecValidator:
     - customer_disputes_v1.json is not valid OpenAPI 3.0 itself (the `dispute_state`
       parameter carries an `enum` outside its schema); it is loaded without the spec check
       and the failure is kept in `spec_errors`.
+    - reporting_transactions_v1.json: its server URL ends in /v1/reporting and its paths
+      start with /v1/reporting too; requests are matched with the base path doubled.
     - OAuth2 security: openapi-core cannot check oauth2 schemes, so a provider here checks
       for a Bearer token instead of warning "Unsupported scheme type".
     """
@@ -207,13 +214,17 @@ class SpecValidator:
         spec = self._specs[key]
         request_body = body or None
         deviations: list[str] = []
+        host, prefix = SPEC_PREFIXES.get(key, (SPEC_HOST, ""))
+        if prefix:
+            deviations.append(f"{key}: server URL and paths both carry the base path")
         if operation == "webhooks.verify" and body:
             request_body, event_problems = self._split_verify_request(spec, body)
             problems += event_problems
             deviations.append("verify-webhook-signature: webhook_event validated as read-only")
         request = _SpecRequest(
+            host_url=host,
             method=method.lower(),
-            path=path,
+            path=prefix + path,
             body=request_body,
             content_type=(headers.get("content-type") or "").lower(),
             parameters=RequestParameters(
@@ -648,13 +659,12 @@ class PayPalDouble:
                     item["time_processed"] = self.now()
                     if status == "SUCCESS":
                         item["transaction_id"] = _id(17)
-                        amount = item["payout_item"]["amount"]
                         self._transaction(
                             "T0001",
                             item["transaction_id"],
-                            -to_minor(amount["value"], amount["currency"]),
+                            -item["amount"],
                             0,
-                            amount["currency"],
+                            item["currency"],
                             item["time_processed"],
                             reference=item_id,
                         )
@@ -779,7 +789,14 @@ class PayPalDouble:
                 "page": page,
                 "total_items": len(found),
                 "total_pages": pages,
-                "links": [],
+                "links": [
+                    self._link(f"/v1/reporting/transactions?page={page}", "self"),
+                    *(
+                        [self._link(f"/v1/reporting/transactions?page={page + 1}", "next")]
+                        if page < pages
+                        else []
+                    ),
+                ],
             },
         )
 
