@@ -898,7 +898,9 @@ async def test_capture_made_outside_a_release_is_applied_once(
     row = await payment_row(api, payment["id"])
     assert (row.status, row.hold_kind, row.captured_amount) == ("held", "captured", 12000)
     assert row.provider_capture_id == double.intents[intent_id]["latest_charge"]
-    assert await entry_kinds(api, payment["id"]) == ["payment_hold"]
+    assert await entry_kinds(api, payment["id"]) == ["payment_hold", "provider_fee"]
+    # Stripe's fee on 120.00 (2.9% + 30c), booked once though the event came twice.
+    assert row.provider_fee == 378
 
     r = await api.post(f"/payments/{payment['id']}/release", client)
     assert r.status_code == 200, r.text
@@ -906,7 +908,11 @@ async def test_capture_made_outside_a_release_is_applied_once(
     assert len(double.requests("POST", f"/v1/payment_intents/{intent_id}/capture")) == 1
     # Our own capture's event after the release changes nothing.
     await deliver(api, "payment_intent.succeeded", intent_event(double, intent_id))
-    assert await entry_kinds(api, payment["id"]) == ["payment_hold", "payment_release"]
+    assert await entry_kinds(api, payment["id"]) == [
+        "payment_hold",
+        "provider_fee",
+        "payment_release",
+    ]
     assert (await api.earnings(pro))["available_balance"] == "114.00"
     assert await alerts(api, "capture_mismatch") == []
 
@@ -1067,7 +1073,7 @@ async def test_chargeback_on_a_held_payment_freezes_it_until_won(
     assert (await payment_row(api, payment["id"])).status == "held"
     (closed,) = (await api.get("/payments/disputes", client))["items"]
     assert closed["status"] == "closed" and "won" in closed["resolution_notes"]
-    assert await entry_kinds(api, payment["id"]) == ["payment_hold"]
+    assert await entry_kinds(api, payment["id"]) == ["payment_hold", "provider_fee"]
 
     r = await api.post(f"/payments/{payment['id']}/release", client)
     assert r.status_code == 200 and r.json()["status"] == "released", r.text
@@ -1095,7 +1101,11 @@ async def test_chargeback_lost_on_a_held_payment_refunds_from_escrow(
     async with api.runtime.sessions() as session:
         dispute = (await session.scalars(select(PaymentDispute))).one()
     assert (dispute.status, dispute.outcome, dispute.refund_amount) == ("closed", "split", 4000)
-    assert await entry_kinds(api, payment["id"]) == ["payment_hold", "payment_refund"]
+    assert await entry_kinds(api, payment["id"]) == [
+        "payment_hold",
+        "provider_fee",
+        "payment_refund",
+    ]
     assert len(await alerts(api, "chargeback_lost")) == 1
 
     r = await api.post(f"/payments/{payment['id']}/release", client)
@@ -1144,6 +1154,7 @@ async def test_chargeback_lost_after_release_and_payout_reverses_the_transfer(
     ]
     assert await entry_kinds(api, payment["id"]) == [
         "payment_hold",
+        "provider_fee",
         "payment_release",
         "payment_refund",
     ]
