@@ -12,6 +12,7 @@ from handwork_payments.kit.errors import (
     Forbidden,
     NotFound,
     Unauthorized,
+    UnparsableBody,
     Unprocessable,
     error_responses,
 )
@@ -42,7 +43,9 @@ class WriteOffOut(BaseModel):
     "/users/{user_id:int}/write-off",
     status_code=status.HTTP_201_CREATED,
     response_model=WriteOffOut,
-    responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict, Unprocessable),
+    responses=error_responses(
+        UnparsableBody, Unauthorized, Forbidden, NotFound, Conflict, Unprocessable
+    ),
 )
 async def write_off(
     user_id: PathId, body: WriteOffIn, admin: AdminUser, runtime: RuntimeDep
