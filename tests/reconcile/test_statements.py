@@ -15,8 +15,10 @@ from handwork_payments.kit.clock import now
 from handwork_payments.models import SimulatedObject
 from handwork_payments.providers.base import HoldRef, StatementKind
 from handwork_payments.providers.simulated.store import save
+from handwork_payments.providers.simulated.stripe import SimulatedStripe
 from handwork_payments.reconcile import statements
 from handwork_payments.runtime import Runtime
+from handwork_payments.webhooks import service as webhooks
 from tests.faults import payment_row, payout_row, simulator
 from tests.helpers import Api
 from tests.reconcile.test_reconcile import books, run_cli
@@ -107,3 +109,25 @@ async def test_each_seeded_difference_is_named(
         ("payout", ids["stripe_payout"]),
     ):
         assert subject in named
+
+
+async def test_a_payout_returned_by_a_full_reversal_matches_both_its_lines(
+    api: Api, runtime: Runtime
+) -> None:
+    ids = await books(api, runtime)
+    stripe = simulator(runtime)
+    assert isinstance(stripe, SimulatedStripe)
+    transfer_id = (await payout_row(runtime, ids["stripe_payout"])).stripe_transfer_id
+    assert transfer_id is not None
+    await stripe.reverse_transfer(transfer_id=transfer_id, amount=3000, idempotency_key="ret-1")
+    body, headers = stripe.stripe_event("transfer.reversed", await stripe.object_data(transfer_id))
+    stored, _ = await webhooks.receive(runtime, "stripe", headers, body)
+    assert stored is not None
+    await webhooks.process(runtime, stored.id)
+    assert (await payout_row(runtime, ids["stripe_payout"])).status == "failed"
+
+    result = await run(runtime)
+    assert result.differences == []
+    lines = await stripe.statement(now() - timedelta(days=1), now() + timedelta(seconds=5))
+    (reversal,) = [x for x in lines if x.kind is StatementKind.TRANSFER_REVERSAL]
+    assert (reversal.parent, reversal.amount) == (transfer_id, 3000)

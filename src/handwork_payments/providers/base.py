@@ -341,6 +341,9 @@ class StatementLine:
     fee: int
     currency: str
     created: datetime
+    # The object the line's object belongs to, when the provider says (a transfer
+    # reversal's transfer, a refund's capture).
+    parent: str | None = None
 
 
 @runtime_checkable

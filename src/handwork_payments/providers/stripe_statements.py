@@ -28,7 +28,9 @@ PAGE_SIZE = 100
 
 def line(txn: Mapping[str, Any]) -> StatementLine:
     source = txn.get("source")
-    if isinstance(source, Mapping):  # expanded
+    parent = None
+    if isinstance(source, Mapping):  # expanded (data.source)
+        parent = source.get("transfer") or source.get("charge")
         source = source.get("id")
     kind = KINDS.get(str(txn.get("type")), StatementKind.OTHER)
     if kind is StatementKind.DISPUTE and not str(source or "").startswith("du_"):
@@ -41,6 +43,7 @@ def line(txn: Mapping[str, Any]) -> StatementLine:
         fee=int(txn.get("fee") or 0),
         currency=str(txn["currency"]).upper(),
         created=datetime.fromtimestamp(int(txn["created"]), tz=UTC),
+        parent=str(parent) if isinstance(parent, str) else None,
     )
 
 
@@ -48,6 +51,8 @@ def list_params(since: datetime, until: datetime, after: str | None) -> dict[str
     params: dict[str, Any] = {
         "created": {"gte": int(since.timestamp()), "lt": int(until.timestamp())},
         "limit": PAGE_SIZE,
+        # The source objects name their parents (a transfer reversal its transfer).
+        "expand": ["data.source"],
     }
     if after is not None:
         params["starting_after"] = after

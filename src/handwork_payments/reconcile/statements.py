@@ -25,7 +25,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.audit.alerts import alert
@@ -137,10 +137,15 @@ async def _ours(runtime: Runtime, provider: str, since: datetime) -> list[Ours]:
 
 async def _payouts(session: AsyncSession, provider: str, since: datetime) -> list[Ours]:
     found: list[Ours] = []
+    # A Stripe payout that failed after its transfer (returned: reversed in full) has both
+    # lines, the transfer and its reversal; a failed PayPal item has none.
     payouts = await session.scalars(
         select(WorkerPayout).where(
             WorkerPayout.payment_method == provider,
-            WorkerPayout.status.in_((PayoutStatus.PROCESSING, PayoutStatus.COMPLETED)),
+            or_(
+                WorkerPayout.status.in_((PayoutStatus.PROCESSING, PayoutStatus.COMPLETED)),
+                WorkerPayout.stripe_transfer_id.is_not(None),
+            ),
             func.coalesce(WorkerPayout.completed_at, WorkerPayout.processed_at) >= since,
         )
     )
@@ -151,6 +156,12 @@ async def _payouts(session: AsyncSession, provider: str, since: datetime) -> lis
                 Ours(K.TRANSFER, reference, -w.amount, 0, w.currency, "payout", w.id,
                      w.completed_at or w.processed_at)
             )  # fmt: skip
+            if w.status == PayoutStatus.FAILED:
+                # Its reversal, known by the transfer it reverses (the line's parent).
+                found.append(
+                    Ours(K.TRANSFER_REVERSAL, f"of:{reference}", w.amount, 0, w.currency,
+                         "payout", w.id, None)
+                )  # fmt: skip
     reversals = await session.scalars(
         select(PayoutReversal).where(
             PayoutReversal.status == ReversalStatus.SUCCEEDED,
@@ -180,6 +191,8 @@ def _compare(
     found: list[StatementDifference] = []
     for key, group in grouped.items():
         mine = by_ref.get(key)
+        if mine is None and key[0] is K.TRANSFER_REVERSAL and group[0].parent:
+            mine = by_ref.get((key[0], f"of:{group[0].parent}"))
         if key[0] is K.DISPUTE:
             # Only the fees: the dispute's withdrawal is not in our journal (docstring).
             fee = sum(line.fee for line in group)

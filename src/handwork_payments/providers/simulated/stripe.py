@@ -227,10 +227,20 @@ class SimulatedStripe(SimulatedProvider):
         return hold_json(intent_hold(row.data, latest, fee))
 
     def _book(
-        self, session: AsyncSession, kind: str, source: str, amount: int, fee: int, currency: str
+        self,
+        session: AsyncSession,
+        kind: str,
+        source: str,
+        amount: int,
+        fee: int,
+        currency: str,
+        parent: Json | None = None,
     ) -> str:
-        """A line of the platform's balance (its statement); returns its id."""
+        """A line of the platform's balance (its statement); returns its id. `parent`
+        ({"transfer": id} or {"charge": id}) is kept as the expanded source would show it."""
         txn = balance_transaction(kind, source, amount, fee, currency, "Stripe processing fees")
+        if parent is not None:
+            txn["source"] = {"id": source, **parent}
         self._insert(session, txn["id"], BALANCE_TRANSACTION, txn)
         return str(txn["id"])
 
@@ -318,7 +328,7 @@ class SimulatedStripe(SimulatedProvider):
         refund = new_refund(intent, str(refunded["id"]), amount)
         # Stripe returns none of its processing fee on a refund (provider_fees.py).
         refund["balance_transaction"] = self._book(
-            session, "refund", refund["id"], -amount, 0, currency
+            session, "refund", refund["id"], -amount, 0, currency, {"charge": refunded["id"]}
         )
         self._insert(session, refund["id"], REFUND, refund)
         refunded["amount_refunded"] = int(refunded["amount_refunded"]) + amount
@@ -383,7 +393,13 @@ class SimulatedStripe(SimulatedProvider):
                 )
             reversal = new_reversal(transfer, amount)
             reversal["balance_transaction"] = self._book(
-                session, "transfer_refund", reversal["id"], amount, 0, transfer["currency"]
+                session,
+                "transfer_refund",
+                reversal["id"],
+                amount,
+                0,
+                transfer["currency"],
+                {"transfer": transfer_id},
             )
             self._insert(session, reversal["id"], TRANSFER_REVERSAL, reversal)
             transfer["amount_reversed"] = int(transfer["amount_reversed"]) + amount
