@@ -88,6 +88,35 @@ class Demo:
             print(f"     {code:<40} {balance:>10}")
         print(f"   ledger invariants: {problems or 'all hold'}")
 
+    async def net_revenue(self) -> None:
+        """Per payment: the platform's gross fee, what the provider kept, and the net."""
+        say("What the platform earned: gross fee, provider fee, net (minor units)")
+        async with self.runtime.sessions() as session:
+            rows = (
+                await session.execute(
+                    text(
+                        "SELECT id, payment_method, currency, platform_fee - refunded_fee,"
+                        " coalesce(provider_fee, 0) FROM payments ORDER BY id"
+                    )
+                )
+            ).all()
+            totals = (
+                await session.execute(
+                    text(
+                        "SELECT currency, kind, sum(balance) FROM ledger_accounts WHERE kind IN"
+                        " ('platform_fee_revenue', 'provider_fees', 'platform_losses')"
+                        " GROUP BY 1, 2 ORDER BY 1, 2"
+                    )
+                )
+            ).all()
+        for payment_id, method, currency, gross, provider_fee in rows:
+            print(
+                f"   payment #{payment_id} ({method}, {currency}): gross fee {gross:>6}, "
+                f"{method} fee {provider_fee:>6}, net {gross - provider_fee:>6}"
+            )
+        for currency, kind, balance in totals:
+            print(f"   ledger {currency} {kind:<22} {balance:>8}")
+
     async def until(self, path: str, who: dict[str, str], field: str, value: str) -> Any:
         for _ in range(200):
             item = (await self.call("GET", path, who))["items"][0]
@@ -255,6 +284,8 @@ async def story(demo: Demo) -> None:
     )
     print(f"   dispute {resolved['status']}: 100.00 back to Carla, 100.00 released (Wes 95.00)")
     await demo.show(worker)
+
+    await demo.net_revenue()
 
     say("Carla's summary and Wes's history")
     summary = await demo.call("GET", "/payments/summary/client", client)

@@ -130,10 +130,20 @@ def reconcile(
     record_alerts: bool = typer.Option(
         False, "--alert", help="Also record each difference as an alert"
     ),
+    statements: bool = typer.Option(
+        False,
+        "--statements",
+        help="Match the providers' statements (Stripe balance transactions, PayPal "
+        "Transaction Search) line by line against our books instead (--since-days: 1 unset)",
+    ),
 ) -> None:
     """Compare our held, captured, refunded and paid-out amounts with what Stripe and
     PayPal report, object by object; print every difference, non-zero exit if any."""
     from datetime import timedelta
+
+    if statements:
+        _reconcile_statements(since_days if since_days is not None else 1.0, record_alerts)
+        return
 
     from handwork_payments.db import database_url
     from handwork_payments.reconcile import service
@@ -160,6 +170,37 @@ def reconcile(
         f"{len(result.differences or ())} differences"
     )
     if not result.clean:
+        raise typer.Exit(code=1)
+
+
+def _reconcile_statements(since_days: float, record_alerts: bool) -> None:
+    from datetime import timedelta
+
+    from handwork_payments.db import database_url
+    from handwork_payments.reconcile import statements
+    from handwork_payments.runtime import Runtime
+
+    async def run() -> statements.StatementResult:
+        settings = get_settings()
+        runtime = Runtime.build(settings, database_url(settings))
+        try:
+            moment = datetime.now(UTC)
+            since = moment - timedelta(days=since_days)
+            result = await statements.reconcile_statements(runtime, now=moment, since=since)
+            if record_alerts:
+                await statements.alert_statement_differences(runtime, result)
+            return result
+        finally:
+            await runtime.aclose()
+
+    result = asyncio.run(run())
+    for difference in result.differences or ():
+        typer.echo(f"DIFFERENCE {difference}")
+    typer.echo(
+        f"matched {result.lines_checked} statement lines and {result.objects_checked} objects "
+        f"of ours: {len(result.differences or ())} differences"
+    )
+    if result.differences:
         raise typer.Exit(code=1)
 
 

@@ -10,6 +10,8 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from handwork_payments.kit import fee_rules
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
@@ -122,12 +124,29 @@ class Settings(BaseSettings):
     marketplace_webhook_retry_max_seconds: float = Field(default=3600.0, gt=0, le=7 * 86400)
     marketplace_webhook_max_attempts: int = Field(default=10, ge=1, le=100)
     marketplace_webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # --- provider fees (issue 15): what the simulators charge, per currency -----------
+    # "CUR:percent:fixed" rules, comma-separated; the fixed part in the currency's minor
+    # units; "*" for any other currency. Stripe's standard card pricing (US 2.9% + 30c,
+    # Japan 3.6%) and PayPal's standard commercial rate (US 3.49% + 49c, JPY 49 yen);
+    # KWD, which neither lists, at the US rate with the fixed part's local equivalent.
+    simulator_stripe_fees: str = "USD:2.9:30,JPY:3.6:0,KWD:2.9:90,*:2.9:30"
+    simulator_paypal_fees: str = "USD:3.49:49,JPY:3.49:49,KWD:3.49:150,*:3.49:49"
+    # Stripe's dispute fee ($15.00 or local equivalent), "CUR:fixed"; returned when won.
+    simulator_stripe_dispute_fees: str = "USD:1500,JPY:2000,KWD:4600,*:1500"
 
     @field_validator("platform_fee_percentage")
     @classmethod
     def _fee_precision(cls, value: Decimal) -> Decimal:
         if value.as_tuple().exponent < -4:  # type: ignore[operator]
             raise ValueError("PLATFORM_FEE_PERCENTAGE takes at most 4 decimal places")
+        return value
+
+    @field_validator(
+        "simulator_stripe_fees", "simulator_paypal_fees", "simulator_stripe_dispute_fees"
+    )
+    @classmethod
+    def _fee_rules(cls, value: str) -> str:
+        fee_rules.parse(value)
         return value
 
     @field_validator("worker_stalled_sweep_seconds")

@@ -241,6 +241,10 @@ MATRIX: dict[str, Row] = {
         "admin", OK, 403, 403, OK, path={"payment_id": "held"}),
     f"POST {A}/admin/events/{{event_id}}/redeliver": guarded(
         "admin", OK, 403, 403, OK, path={"event_id": "event"}),
+    # The world's worker owes nothing: the admin is let through and refused by state.
+    f"POST {A}/admin/users/{{user_id}}/write-off": guarded(
+        "admin", 409, 403, 403, 409, path={"user_id": "worker_id"},
+        json=lambda w, _: {"reason": "Matrix"}),
 }
 # fmt: on
 # Admin-only rows: the admin acts twice (as `admin` and as `owner`); the second time the

@@ -55,6 +55,7 @@ REAL_IDS = {
     "payout_id": "payout",
     "delivery_id": "delivery",
     "intent_id": "intent",
+    "user_id": "worker_id",
 }
 # Path parameter -> the world's object it always names: the account routes (suspend,
 # reactivate, erase) must never act on the parties whose tokens the fuzzing sends.

@@ -70,10 +70,16 @@ SPEC_FILES = {
     "payouts": "payments_payouts_batch_v1.json",
     "webhooks": "notifications_webhooks_v1.json",
     "disputes": "customer_disputes_v1.json",
+    "reporting": "reporting_transactions_v1.json",
 }
 # The spec servers: requests are validated as if sent to the sandbox, whatever port the
 # double listens on.
 SPEC_HOST = "https://api-m.sandbox.paypal.com"
+# reporting_transactions_v1.json lists only the live server, and as
+# "https://api-m.paypal.com/v1/reporting" while its paths repeat "/v1/reporting": the real
+# "/v1/reporting/transactions" is matched by putting that prefix before it (a known
+# deviation of the spec, counted).
+SPEC_PREFIXES = {"reporting": ("https://api-m.paypal.com", "/v1/reporting")}
 CERT_URL = "https://api.sandbox.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-double"
 
 
@@ -86,6 +92,8 @@ def _spec_for(path: str) -> str | None:
         return "payouts"
     if path.startswith("/v1/notifications/"):
         return "webhooks"
+    if path.startswith("/v1/reporting/"):
+        return "reporting"
     return None  # /v1/oauth2/token: PayPal publishes no OpenAPI spec for it
 
 
@@ -135,6 +143,8 @@ class SpecValidator:
     - customer_disputes_v1.json is not valid OpenAPI 3.0 itself (the `dispute_state`
       parameter carries an `enum` outside its schema); it is loaded without the spec check
       and the failure is kept in `spec_errors`.
+    - reporting_transactions_v1.json: its server URL ends in /v1/reporting and its paths
+      start with /v1/reporting too; requests are matched with the base path doubled.
     - OAuth2 security: openapi-core cannot check oauth2 schemes, so a provider here checks
       for a Bearer token instead of warning "Unsupported scheme type".
     """
@@ -204,13 +214,17 @@ class SpecValidator:
         spec = self._specs[key]
         request_body = body or None
         deviations: list[str] = []
+        host, prefix = SPEC_PREFIXES.get(key, (SPEC_HOST, ""))
+        if prefix:
+            deviations.append(f"{key}: server URL and paths both carry the base path")
         if operation == "webhooks.verify" and body:
             request_body, event_problems = self._split_verify_request(spec, body)
             problems += event_problems
             deviations.append("verify-webhook-signature: webhook_event validated as read-only")
         request = _SpecRequest(
+            host_url=host,
             method=method.lower(),
-            path=path,
+            path=prefix + path,
             body=request_body,
             content_type=(headers.get("content-type") or "").lower(),
             parameters=RequestParameters(
@@ -485,6 +499,8 @@ class PayPalDouble:
         self.refunds: dict[str, dict[str, Any]] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self.items: dict[str, dict[str, Any]] = {}
+        # Transaction Search: the account's lines (transaction_details), oldest first.
+        self.transactions: list[dict[str, Any]] = []
         self.sender_batch_ids: dict[str, str] = {}
         self.tokens: dict[str, float] = {}
         self.tokens_issued = 0
@@ -643,6 +659,15 @@ class PayPalDouble:
                     item["time_processed"] = self.now()
                     if status == "SUCCESS":
                         item["transaction_id"] = _id(17)
+                        self._transaction(
+                            "T0001",
+                            item["transaction_id"],
+                            -item["amount"],
+                            0,
+                            item["currency"],
+                            item["time_processed"],
+                            reference=item_id,
+                        )
                 batch["batch_status"] = "SUCCESS"
                 batch["time_completed"] = self.now()
 
@@ -709,6 +734,72 @@ class PayPalDouble:
         with self.lock:
             return self._payout_item(self.items[payout_item_id], with_sender_batch=True)
 
+    # ------------------------------------------------------------------- Transaction Search
+
+    def _transaction(
+        self,
+        code: str,
+        transaction_id: str,
+        amount: int,
+        fee: int,
+        currency: str,
+        when: datetime,
+        *,
+        reference: str | None = None,
+    ) -> None:
+        info: dict[str, Any] = {
+            "transaction_id": transaction_id,
+            "transaction_event_code": code,
+            "transaction_initiation_date": _stamp(when),
+            "transaction_updated_date": _stamp(when),
+            "transaction_amount": self._money(amount, currency),
+            "fee_amount": self._money(-fee, currency),
+            "transaction_status": "S",
+        }
+        if reference is not None:
+            info["paypal_reference_id"] = reference
+            info["paypal_reference_id_type"] = "TXN"
+        self.transactions.append({"transaction_info": info, "_when": when})
+
+    def op_transactions(self, ctx: _Ctx) -> Reply:
+        """GET /v1/reporting/transactions: lines in [start_date, end_date], paged."""
+        try:
+            start = datetime.fromisoformat(ctx.query["start_date"].replace("Z", "+00:00"))
+            end = datetime.fromisoformat(ctx.query["end_date"].replace("Z", "+00:00"))
+        except (KeyError, ValueError):
+            raise self._fail(400, "INVALID_REQUEST") from None
+        if end - start > timedelta(days=31):
+            raise self._fail(400, "INVALID_REQUEST")
+        size = int(ctx.query.get("page_size", "100"))
+        page = int(ctx.query.get("page", "1"))
+        found = [
+            {"transaction_info": t["transaction_info"]}
+            for t in self.transactions
+            if start <= t["_when"] <= end
+        ]
+        pages = max(1, -(-len(found) // size))
+        return Reply(
+            200,
+            {
+                "transaction_details": found[(page - 1) * size : page * size],
+                "account_number": "DOUBLE1234567",
+                "start_date": _stamp(start),
+                "end_date": _stamp(end),
+                "last_refreshed_datetime": _stamp(self.now()),
+                "page": page,
+                "total_items": len(found),
+                "total_pages": pages,
+                "links": [
+                    self._link(f"/v1/reporting/transactions?page={page}", "self"),
+                    *(
+                        [self._link(f"/v1/reporting/transactions?page={page + 1}", "next")]
+                        if page < pages
+                        else []
+                    ),
+                ],
+            },
+        )
+
     # ------------------------------------------------------------------- HTTP plumbing
 
     def _routes(self) -> list[tuple[str, str, str, Callable[[_Ctx], Reply]]]:
@@ -737,6 +828,7 @@ class PayPalDouble:
             ("POST", "/v1/payments/payouts", "payouts.create", self.op_payout_create),
             ("GET", "/v1/payments/payouts/{id}", "payouts.get", self.op_payout_get),
             ("GET", "/v1/payments/payouts-item/{id}", "payouts_item.get", self.op_item_get),
+            ("GET", "/v1/reporting/transactions", "reporting.transactions", self.op_transactions),
             (
                 "POST",
                 "/v1/notifications/verify-webhook-signature",
@@ -1149,6 +1241,9 @@ class PayPalDouble:
         final = bool(body.get("final_capture", False))
         now = self.now()
         capture_id = _id()
+        # PayPal's standard commercial rate: 3.49% (rounded half up) + a 49 fixed fee.
+        fee = (amount * 349 + 5000) // 10000 + 49
+        self._transaction("T0006", capture_id, amount, fee, currency, now)
         self.captures[capture_id] = {
             "id": capture_id,
             "authorization_id": auth["id"],
@@ -1159,6 +1254,7 @@ class PayPalDouble:
             "refunded": 0,
             "refund_ids": [],
             "final_capture": final,
+            "paypal_fee": fee,
             "custom_id": auth.get("custom_id"),
             "invoice_id": auth.get("invoice_id"),
             "create_time": now,
@@ -1241,6 +1337,13 @@ class PayPalDouble:
             "amount": self._money(capture["amount"], capture["currency"]),
             "final_capture": capture["final_capture"],
             "seller_protection": {"status": "ELIGIBLE"},
+            "seller_receivable_breakdown": {
+                "gross_amount": self._money(capture["amount"], capture["currency"]),
+                "paypal_fee": self._money(capture["paypal_fee"], capture["currency"]),
+                "net_amount": self._money(
+                    capture["amount"] - capture["paypal_fee"], capture["currency"]
+                ),
+            },
             "create_time": _stamp(capture["create_time"]),
             "update_time": _stamp(capture["update_time"]),
             "links": links,
@@ -1298,6 +1401,10 @@ class PayPalDouble:
         }
         capture["refunded"] += amount
         capture["refund_ids"].append(refund_id)
+        # PayPal keeps its fee on a refund: the line gives none back.
+        self._transaction(
+            "T1107", refund_id, -amount, 0, capture["currency"], now, reference=capture["id"]
+        )
         capture["status"] = (
             "REFUNDED" if capture["refunded"] == capture["amount"] else "PARTIALLY_REFUNDED"
         )
@@ -1323,6 +1430,7 @@ class PayPalDouble:
         if not in_order:
             result["seller_payable_breakdown"] = {
                 "gross_amount": self._money(refund["amount"], refund["currency"]),
+                "paypal_fee": self._money(0, refund["currency"]),
                 "net_amount": self._money(refund["amount"], refund["currency"]),
                 "total_refunded_amount": self._money(capture["refunded"], capture["currency"]),
             }

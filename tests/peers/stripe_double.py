@@ -141,6 +141,8 @@ class StripeDouble:
         self.charges: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
         self.transfers: dict[str, dict[str, Any]] = {}
+        # The platform's statement, oldest first (Stripe lists it newest first).
+        self.balance_transactions: dict[str, dict[str, Any]] = {}
         self.accounts: dict[str, dict[str, Any]] = {}
         self.account_links: list[dict[str, Any]] = []
         # What each connected account holds (transfers in, reversals and payouts out).
@@ -168,6 +170,7 @@ class StripeDouble:
             ("POST", re.compile(r"/v1/refunds"), self._create_refund),
             ("POST", re.compile(r"/v1/transfers"), self._create_transfer),
             ("GET", re.compile(r"/v1/transfers"), self._list_transfers),
+            ("GET", re.compile(r"/v1/balance_transactions"), self._list_balance_transactions),
             ("GET", re.compile(r"/v1/transfers/(?P<id>[^/]+)"), self._get_transfer),
             ("POST", re.compile(r"/v1/transfers/(?P<id>[^/]+)/reversals"), self._reverse),
             ("POST", re.compile(r"/v1/accounts"), self._create_account),
@@ -417,9 +420,64 @@ class StripeDouble:
 
     def _intent_view(self, intent: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         view = dict(intent)
-        if "latest_charge" in _values(params.get("expand")) and intent["latest_charge"]:
-            view["latest_charge"] = dict(self.charges[intent["latest_charge"]])
+        expand = _values(params.get("expand"))
+        if "latest_charge" in expand and intent["latest_charge"]:
+            charge = dict(self.charges[intent["latest_charge"]])
+            txn = charge.get("balance_transaction")
+            if "latest_charge.balance_transaction" in expand and txn:
+                charge["balance_transaction"] = dict(self.balance_transactions[txn])
+            view["latest_charge"] = charge
         return view
+
+    # --- the platform's balance transactions (its statement) ------------------------------
+
+    def _book(self, kind: str, source: str, amount: int, fee: int, obj: dict[str, Any]) -> str:
+        txn_id = _new_id("txn")
+        self.balance_transactions[txn_id] = {
+            "id": txn_id,
+            "object": "balance_transaction",
+            "amount": amount,
+            "created": int(time.time()),
+            "currency": obj["currency"],
+            "fee": fee,
+            "fee_details": (
+                [{"amount": fee, "currency": obj["currency"], "type": "stripe_fee",
+                  "description": "Stripe processing fees", "application": None}]
+                if fee else []
+            ),
+            "net": amount - fee,
+            "source": source,
+            "status": "available",
+            "type": kind,
+        }  # fmt: skip
+        return txn_id
+
+    def _book_charge(self, charge_id: str, amount: int, intent: dict[str, Any]) -> str:
+        """Stripe's standard US card pricing: 2.9% (rounded half up) + 30 cents."""
+        fee = (amount * 29 + 500) // 1000 + 30
+        return self._book("charge", charge_id, amount, fee, intent)
+
+    def _list_balance_transactions(
+        self, params: dict[str, Any], _: dict[str, str]
+    ) -> tuple[int, dict[str, Any]]:
+        """Newest first, `created[gte]` / `created[lt]`, paged by `starting_after`."""
+        limit = _int(params, "limit", required=False) or 10
+        created = params.get("created") or {}
+        gte, lt = int(created.get("gte", 0)), int(created.get("lt", 2**62))
+        found = [
+            t for t in reversed(list(self.balance_transactions.values()))
+            if gte <= t["created"] < lt
+        ]  # fmt: skip
+        after = params.get("starting_after")
+        if after is not None:
+            ids = [t["id"] for t in found]
+            found = found[ids.index(after) + 1 :] if after in ids else []
+        return 200, {
+            "object": "list",
+            "data": found[:limit],
+            "has_more": len(found) > limit,
+            "url": "/v1/balance_transactions",
+        }
 
     def _intent(self, intent_id: str) -> dict[str, Any]:
         try:
@@ -551,7 +609,11 @@ class StripeDouble:
         if intent["capture_method"] == "manual":
             intent.update(status="requires_capture", amount_capturable=intent["amount"])
         else:
-            self.charges[charge_id].update(captured=True, amount_captured=intent["amount"])
+            self.charges[charge_id].update(
+                captured=True,
+                amount_captured=intent["amount"],
+                balance_transaction=self._book_charge(charge_id, intent["amount"], intent),
+            )
             intent.update(status="succeeded", amount_received=intent["amount"])
 
     def _capture(self, params: dict[str, Any], match: dict[str, str]) -> tuple[int, dict[str, Any]]:
@@ -565,7 +627,12 @@ class StripeDouble:
                 "amount_too_large",
                 "amount_to_capture",
             )
-        self.charges[intent["latest_charge"]].update(captured=True, amount_captured=amount)
+        charge_id = intent["latest_charge"]
+        self.charges[charge_id].update(
+            captured=True,
+            amount_captured=amount,
+            balance_transaction=self._book_charge(charge_id, amount, intent),
+        )
         # The rest of the authorisation is released, not refunded.
         intent.update(status="succeeded", amount_received=amount, amount_capturable=0)
         return 200, self._intent_view(intent, params)
@@ -626,7 +693,16 @@ class StripeDouble:
             "payment_intent": intent["id"],
             "status": "succeeded",
         }
+        # Stripe keeps its fee: the refund's line gives none back.
+        refund["balance_transaction"] = self._book("refund", refund["id"], -amount, 0, intent)
         self.refunds[refund["id"]] = refund
+        if "balance_transaction" in _values(params.get("expand")):
+            return 200, {
+                **refund,
+                "balance_transaction": dict(
+                    self.balance_transactions[refund["balance_transaction"]]
+                ),
+            }
         return 200, refund
 
     # --- Connect ---------------------------------------------------------------------------
@@ -722,6 +798,7 @@ class StripeDouble:
             "reversed": False,
             "transfer_group": params.get("transfer_group"),
         }
+        transfer["balance_transaction"] = self._book("transfer", transfer_id, -amount, 0, transfer)
         self.transfers[transfer_id] = transfer
         return 200, transfer
 

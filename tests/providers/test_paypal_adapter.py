@@ -13,6 +13,7 @@ import secrets
 import time
 import warnings
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,6 +34,7 @@ from handwork_payments.providers.base import (
     PayoutOrder,
     ProviderError,
     ProviderUnavailableError,
+    StatementKind,
     TransferState,
 )
 from handwork_payments.providers.paypal import (
@@ -43,6 +45,7 @@ from handwork_payments.providers.paypal import (
     transfer_state,
 )
 from handwork_payments.providers.paypal import events as paypal_events
+from handwork_payments.providers.paypal import statements as paypal_statements
 from handwork_payments.settings import Settings
 from tests.peers.paypal_double import (
     PayPalDouble,
@@ -1273,3 +1276,38 @@ async def test_against_the_paypal_sandbox(paypal_specs: SpecValidator) -> None:
         await adapter.aclose()
     assert transport.exchanges >= 4
     assert transport.violations == [], "\n".join(transport.violations)
+
+
+async def test_fees_from_the_breakdowns_and_transaction_search_paged(
+    provider: PayPalProvider, double: PayPalDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The capture's fee is `seller_receivable_breakdown.paypal_fee`, a refund's fee given
+    back `seller_payable_breakdown.paypal_fee` (0: PayPal keeps it); the statement reads
+    every page of Transaction Search, validated against reporting_transactions_v1.json."""
+    ref = await authorized_hold(provider, double, 61, 10000)
+    captured = await provider.capture(
+        ref=ref, amount=10000, currency="USD", idempotency_key="payment-61-capture"
+    )
+    # 3.49% of 100.00 + 0.49.
+    assert captured.fee == 398
+    assert (await provider.get_hold(ref)).fee == 398
+    refund = await provider.refund(
+        ref=replace(ref, capture_id=captured.capture_id),
+        amount=2500,
+        currency="USD",
+        idempotency_key="payment-61-refund-1",
+    )
+    assert refund.fee_refunded == 0
+
+    monkeypatch.setattr(paypal_statements, "PAGE_SIZE", 1)
+    now = datetime.now(UTC)
+    lines = await provider.statement(now - timedelta(minutes=5), now + timedelta(minutes=1))
+    assert sorted((x.kind, x.reference, x.amount, x.fee, x.currency) for x in lines) == sorted(
+        [
+            (StatementKind.CAPTURE, captured.capture_id, 10000, 398, "USD"),
+            (StatementKind.REFUND, refund.refund_id, -2500, 0, "USD"),
+        ]
+    )
+    searches = [c for c in double.calls if c.operation == "reporting.transactions"]
+    assert len(searches) == 2  # one line a page
+    assert_spec_checked(double, "reporting.transactions", "authorizations.capture")

@@ -27,7 +27,7 @@ import pytest
 import stripe
 from aiohttp import web
 
-from handwork_payments.providers import stripe_events
+from handwork_payments.providers import stripe_events, stripe_statements
 from handwork_payments.providers.base import (
     EventKind,
     HoldRef,
@@ -37,6 +37,7 @@ from handwork_payments.providers.base import (
     PayoutOrder,
     ProviderError,
     ProviderUnavailableError,
+    StatementKind,
     TransferState,
 )
 from handwork_payments.providers.stripe import StripeProvider
@@ -573,6 +574,7 @@ async def test_create_hold_sends_manual_capture_intent_with_wallets(
         "metadata[payment_id]": "41",
         "metadata[booking_id]": "7",
         "expand[0]": "latest_charge",
+        "expand[1]": "latest_charge.balance_transaction",
         "payment_method": "pm_card_visa",
         "confirm": "true",
         "automatic_payment_methods[enabled]": "true",
@@ -586,6 +588,7 @@ async def test_create_hold_sends_manual_capture_intent_with_wallets(
         "metadata[payment_id]": "42",
         "metadata[booking_id]": "8",
         "expand[0]": "latest_charge",
+        "expand[1]": "latest_charge.balance_transaction",
         "automatic_payment_methods[enabled]": "true",
     }
     assert client_side.idempotency_key == "payment-42-hold"
@@ -652,7 +655,10 @@ async def test_requires_confirmation_is_confirmed_with_the_key(
     assert hold.state is HoldState.AUTHORIZED
     (confirm,) = double.requests("POST", f"/v1/payment_intents/{intent_id}/confirm")
     assert confirm.idempotency_key == "payment-9-confirm"
-    assert confirm.form == {"expand[0]": "latest_charge"}
+    assert confirm.form == {
+        "expand[0]": "latest_charge",
+        "expand[1]": "latest_charge.balance_transaction",
+    }
 
 
 async def test_status_translation_of_pending_and_lapsed_intents(
@@ -683,7 +689,11 @@ async def test_partial_capture_sends_amount_to_capture(
     )
 
     (request,) = double.requests("POST", f"/v1/payment_intents/{hold.provider_payment_id}/capture")
-    assert request.form == {"amount_to_capture": "6500", "expand[0]": "latest_charge"}
+    assert request.form == {
+        "amount_to_capture": "6500",
+        "expand[0]": "latest_charge",
+        "expand[1]": "latest_charge.balance_transaction",
+    }
     assert request.idempotency_key == "payment-77-capture"
     charge_id = double.intents[hold.provider_payment_id]["latest_charge"]
     assert (capture.capture_id, capture.amount) == (charge_id, 6500)
@@ -742,7 +752,11 @@ async def test_refund_sends_payment_intent_and_amount(
     )
 
     (request,) = double.requests("POST", "/v1/refunds")
-    assert request.form == {"payment_intent": hold.provider_payment_id, "amount": "1250"}
+    assert request.form == {
+        "payment_intent": hold.provider_payment_id,
+        "amount": "1250",
+        "expand[0]": "balance_transaction",
+    }
     assert request.idempotency_key == "refund-1"
     assert refund.amount == 1250
     assert refund.refund_id in double.refunds
@@ -996,3 +1010,44 @@ async def test_timeout_is_unavailable(double: StripeDouble) -> None:
         assert double.intents == {}
     finally:
         await adapter.aclose()
+
+
+async def test_fees_come_from_the_balance_transactions_and_the_statement_is_paged(
+    on_double: StripeProvider, double: StripeDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The capture's fee is its charge's balance transaction `fee` (expanded), the refund's
+    fee given back is minus its own; the statement reads every page of
+    GET /v1/balance_transactions."""
+    _, hold = await hold_with(on_double, "pm_card_visa", amount=10000)
+    ref = HoldRef(hold.provider_payment_id)
+    capture = await on_double.capture(
+        ref=ref, amount=10000, currency="USD", idempotency_key="payment-9-capture"
+    )
+    # 2.9% of 100.00 + 0.30.
+    assert capture.fee == 320
+    assert (await on_double.get_hold(ref)).fee == 320
+    refund = await on_double.refund(
+        ref=ref, amount=4000, currency="USD", idempotency_key="payment-9-refund-1"
+    )
+    assert refund.fee_refunded == 0
+
+    monkeypatch.setattr(stripe_statements, "PAGE_SIZE", 1)
+    since = datetime.now(UTC) - timedelta(minutes=5)
+    lines = await on_double.statement(since, datetime.now(UTC) + timedelta(minutes=1))
+    charge_id = double.intents[hold.provider_payment_id]["latest_charge"]
+    mine = sorted(
+        (x.kind, x.reference, x.amount, x.fee, x.currency)
+        for x in lines
+        if x.reference in (charge_id, refund.refund_id)
+    )
+    assert mine == sorted(
+        [
+            (StatementKind.CAPTURE, charge_id, 10000, 320, "USD"),
+            (StatementKind.REFUND, refund.refund_id, -4000, 0, "USD"),
+        ]
+    )
+    # One line a page: as many requests as lines, each after the first from the last id.
+    pages = double.requests("GET", "/v1/balance_transactions")
+    assert len(pages) == len(lines) >= 2
+    assert "starting_after[0]" not in pages[0].query and "starting_after" not in pages[0].query
+    assert [p.query.get("starting_after") for p in pages[1:]] == [x.line_id for x in lines[:-1]]

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from handwork_payments.audit.alerts import alert
 from handwork_payments.audit.service import record
 from handwork_payments.disputes import repository
+from handwork_payments.disputes.losses import book_unrecovered_chargeback
 from handwork_payments.disputes.service import add_open_dispute, freeze
 from handwork_payments.disputes.states import DISPUTE
 from handwork_payments.events import outbox
@@ -206,17 +207,21 @@ async def _book_loss(
     left of the payment); None, with an alert, when nothing is left."""
     remaining = payment.amount - payment.refunded_amount
     taken = min(amount if amount is not None else remaining, remaining)
-    if taken <= 0:
+    unrecovered = (amount or 0) - max(taken, 0)
+    if unrecovered > 0:
+        # The payer was refunded already and the bank takes it again: the platform's loss.
+        await book_unrecovered_chargeback(session, payment, dispute, unrecovered)
         await alert(
             session,
             "chargeback_unbooked",
             f"Chargeback {dispute.provider_dispute_id} lost on payment #{payment.id}, which "
-            f"was already refunded in full: the platform bears "
-            f"{money.format_amount(amount or 0, payment.currency)} {payment.currency} "
-            "(not in the ledger)",
+            f"was already refunded: the platform bears "
+            f"{money.format_amount(unrecovered, payment.currency)} {payment.currency} "
+            "(booked to platform losses)",
             "dispute",
             dispute.id,
         )
+    if taken <= 0:
         return None
     row = PaymentRefund(
         payment_id=payment.id,

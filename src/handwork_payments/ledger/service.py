@@ -38,6 +38,14 @@ def fee_revenue_code(currency: str) -> str:
     return f"{AccountKind.PLATFORM_FEE_REVENUE}:{currency}"
 
 
+def provider_fees_code(provider: str, currency: str) -> str:
+    return f"{AccountKind.PROVIDER_FEES}:{provider}:{currency}"
+
+
+def losses_code(currency: str) -> str:
+    return f"{AccountKind.PLATFORM_LOSSES}:{currency}"
+
+
 async def clearing(session: AsyncSession, provider: str, currency: str) -> LedgerAccount:
     return await repository.get_or_create_account(
         session, clearing_code(provider, currency), AccountKind.PROVIDER_CLEARING, currency, None
@@ -73,6 +81,18 @@ async def reserved(session: AsyncSession, worker_id: int, currency: str) -> Ledg
 async def fee_revenue(session: AsyncSession, currency: str) -> LedgerAccount:
     return await repository.get_or_create_account(
         session, fee_revenue_code(currency), AccountKind.PLATFORM_FEE_REVENUE, currency, None
+    )
+
+
+async def provider_fees(session: AsyncSession, provider: str, currency: str) -> LedgerAccount:
+    return await repository.get_or_create_account(
+        session, provider_fees_code(provider, currency), AccountKind.PROVIDER_FEES, currency, None
+    )
+
+
+async def losses(session: AsyncSession, currency: str) -> LedgerAccount:
+    return await repository.get_or_create_account(
+        session, losses_code(currency), AccountKind.PLATFORM_LOSSES, currency, None
     )
 
 

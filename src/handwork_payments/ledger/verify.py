@@ -35,13 +35,16 @@ CHECKS: dict[str, str] = {
         WHERE coalesce(a.balance, 0) <> x.expected
     """,
     "3. a worker's available = released shares - clawbacks - payouts not failed"
-    " + what was reversed of them": """
+    " + what was reversed of them + debts written off": """
         WITH earned AS (
-            SELECT b.worker_id, p.currency,
-                   sum(p.worker_amount - (p.refunded_amount - p.refunded_fee)) AS amount
-            FROM payments p JOIN bookings b ON b.id = p.booking_id
-            WHERE p.released_at IS NOT NULL
-            GROUP BY 1, 2
+            SELECT worker_id, currency, sum(amount) AS amount FROM (
+                SELECT b.worker_id, p.currency,
+                       p.worker_amount - (p.refunded_amount - p.refunded_fee) AS amount
+                FROM payments p JOIN bookings b ON b.id = p.booking_id
+                WHERE p.released_at IS NOT NULL
+                UNION ALL
+                SELECT worker_id, currency, amount FROM worker_write_offs
+            ) x GROUP BY 1, 2
         ), reversed AS (
             SELECT payout_id, sum(amount) AS amount
             FROM payout_reversals WHERE status = 'succeeded' GROUP BY 1
@@ -135,6 +138,43 @@ CHECKS: dict[str, str] = {
         FROM payout_reversals r
         LEFT JOIN journal_entries e ON e.key = 'payout-' || r.payout_id || '-reversal-' || r.id
         WHERE (r.status = 'succeeded') <> (e.id IS NOT NULL)
+    """,
+    "9. provider fees booked = the fees the providers reported on captures"
+    " - what they gave back on refunds": """
+        WITH reported AS (
+            SELECT payment_method AS provider, currency, sum(fee) AS amount FROM (
+                SELECT payment_method, currency, provider_fee AS fee
+                FROM payments WHERE provider_fee IS NOT NULL
+                UNION ALL
+                SELECT p.payment_method, p.currency, -r.provider_fee_refunded
+                FROM payment_refunds r JOIN payments p ON p.id = r.payment_id
+                WHERE r.status = 'succeeded' AND r.provider_fee_refunded <> 0
+            ) x GROUP BY 1, 2
+        ), booked AS (
+            SELECT split_part(code, ':', 2) AS provider, currency, -balance AS amount
+            FROM ledger_accounts WHERE kind = 'provider_fees'
+        )
+        SELECT 'provider fees ' || coalesce(x.provider, y.provider) || ' '
+               || coalesce(x.currency, y.currency) || ': booked ' || coalesce(y.amount, 0)
+               || ', reported ' || coalesce(x.amount, 0)
+        FROM reported x FULL JOIN booked y
+          ON y.provider = x.provider AND y.currency = x.currency
+        WHERE coalesce(x.amount, 0) <> coalesce(y.amount, 0)
+    """,
+    "10. net revenue (fee revenue - provider fees - losses) from postings = from balances": """
+        WITH accounts AS (
+            SELECT id, currency, balance FROM ledger_accounts
+            WHERE kind IN ('platform_fee_revenue', 'provider_fees', 'platform_losses')
+        ), from_balances AS (
+            SELECT currency, sum(balance) AS amount FROM accounts GROUP BY 1
+        ), from_postings AS (
+            SELECT a.currency, sum(p.amount) AS amount
+            FROM postings p JOIN accounts a ON a.id = p.account_id GROUP BY 1
+        )
+        SELECT 'net revenue ' || coalesce(b.currency, q.currency) || ': balances say '
+               || coalesce(b.amount, 0) || ', postings ' || coalesce(q.amount, 0)
+        FROM from_balances b FULL JOIN from_postings q ON q.currency = b.currency
+        WHERE coalesce(b.amount, 0) <> coalesce(q.amount, 0)
     """,
 }
 

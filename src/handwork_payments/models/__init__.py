@@ -13,6 +13,7 @@ from handwork_payments.models.ledger import (
     TransactionType,
 )
 from handwork_payments.models.limits import RateLimitCounter
+from handwork_payments.models.losses import WorkerWriteOff
 from handwork_payments.models.operations import (
     Alert,
     AuditChainHead,
@@ -72,4 +73,5 @@ __all__ = [
     "UserStatus",
     "WebhookDelivery",
     "WorkerPayout",
+    "WorkerWriteOff",
 ]

@@ -17,6 +17,11 @@ class AccountKind(enum.StrEnum):
     WORKER_AVAILABLE = "worker_available"  # per worker and currency
     WORKER_PAYOUT_RESERVED = "worker_payout_reserved"  # per worker and currency
     PLATFORM_FEE_REVENUE = "platform_fee_revenue"  # per currency
+    # Expenses carry negative balances (the sign of money the platform no longer has):
+    # what a provider kept of captures (per provider and currency), and what the
+    # platform lost (dispute fees, chargebacks it could not recover, write-offs).
+    PROVIDER_FEES = "provider_fees"
+    PLATFORM_LOSSES = "platform_losses"
 
 
 class LedgerAccount(Base):

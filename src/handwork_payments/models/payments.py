@@ -98,6 +98,9 @@ class Payment(Base):
     capture_by: Mapped[When]
     # What the provider has captured of the amount (0 while only authorised).
     captured_amount: Mapped[Minor] = mapped_column(default=0)
+    # The provider's processing fee on the capture, as it reported it; null until captured
+    # (and booked to provider_fees in the same transaction).
+    provider_fee: Mapped[int | None] = mapped_column(BigInteger)
     # When the hold guard renewed a PayPal authorisation after its 3-day honour period
     # (PayPal allows it once; the 29-day limit, capture_by, stays).
     reauthorized_at: Mapped[When]
@@ -147,6 +150,8 @@ class PaymentRefund(Base):
     before_release: Mapped[bool] = mapped_column(Boolean)
     status: Mapped[RefundStatus] = mapped_column(String(16))
     provider_refund_id: Mapped[str | None] = mapped_column(String(255))
+    # What the provider gave back of its capture fee with this refund, as it reported it.
+    provider_fee_refunded: Mapped[Minor] = mapped_column(default=0)
     created_at: Mapped[CreatedAt]
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -190,4 +195,6 @@ class PaymentDispute(Base):
     resolved_by: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
     resolved_at: Mapped[When]
     provider_dispute_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    # The provider's dispute fee as booked to platform losses (net of any it returned).
+    provider_fee: Mapped[Minor] = mapped_column(default=0)
     created_at: Mapped[CreatedAt]

@@ -34,6 +34,7 @@ from handwork_payments.models import (
 from handwork_payments.payments import repository
 from handwork_payments.payments.ledger import post_hold, post_refund, post_release
 from handwork_payments.payments.operations import Operation
+from handwork_payments.payments.provider_fees import book_capture_fee
 from handwork_payments.payments.states import BOOKING, PAYMENT
 from handwork_payments.providers.base import HoldRef, HoldState, ProviderHold
 
@@ -158,6 +159,8 @@ async def apply_hold(
     payment.provider_authorization_id = hold.authorization_id or payment.provider_authorization_id
     move_booking(booking, BookingStatus.PAID)
     await post_hold(session, payment, booking)
+    if hold.state == HoldState.CAPTURED:
+        await book_capture_fee(session, payment, hold.fee)
     await audit_payment(
         session, payment, "payment.held", actor_id=actor_id, actor_kind=actor_kind, before=before
     )
@@ -224,13 +227,17 @@ async def apply_release(
     await outbox.released(session, payment, booking.worker_id)
 
 
-def apply_capture(payment: Payment, capture_id: str, amount: int) -> None:
+async def apply_capture(
+    session: AsyncSession, payment: Payment, capture_id: str, amount: int, fee: int | None
+) -> None:
     """The provider captured the authorisation: the money now sits on the platform's
-    provider balance, and no authorisation can lapse any more."""
+    provider balance, less the provider's fee (booked here), and no authorisation can
+    lapse any more."""
     payment.hold_kind = HoldKind.CAPTURED
     payment.captured_amount = amount
     payment.provider_capture_id = capture_id
     payment.capture_by = None
+    await book_capture_fee(session, payment, fee)
 
 
 async def apply_refund(

@@ -7,7 +7,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.ledger import service as ledger
 from handwork_payments.ledger.service import History
-from handwork_payments.models import Booking, Payment, PaymentRefund, TransactionType
+from handwork_payments.models import (
+    Booking,
+    LedgerAccount,
+    Payment,
+    PaymentRefund,
+    TransactionType,
+)
 
 T = TransactionType
 
@@ -54,6 +60,15 @@ async def post_release(session: AsyncSession, payment: Payment, booking: Booking
     )
 
 
+async def _fee_back_lines(
+    session: AsyncSession, payment: Payment, fee_back: int
+) -> list[tuple[LedgerAccount, int]]:
+    if not fee_back:
+        return []
+    fees = await ledger.provider_fees(session, payment.payment_method, payment.currency)
+    return [(fees, fee_back)]
+
+
 async def post_refund(
     session: AsyncSession, payment: Payment, booking: Booking, refund: PaymentRefund
 ) -> None:
@@ -61,18 +76,24 @@ async def post_refund(
     worker's available balance and the fee revenue pro rata (the worker's balance may go
     negative when the money was already paid out: a debt later earnings pay off)."""
     clearing = await ledger.clearing(session, payment.payment_method, payment.currency)
+    # What the provider gave back of its capture fee comes back to the clearing account.
+    fee_back = refund.provider_fee_refunded
     client_row = History(
         booking.client_id, T.REFUND, refund.amount, f"Refund #{refund.id} of payment #{payment.id}"
     )
     if refund.before_release:
         escrow = await ledger.escrow(session, payment.id, payment.currency)
-        lines = [(escrow, -refund.amount), (clearing, refund.amount)]
+        lines = [(escrow, -refund.amount), (clearing, refund.amount - fee_back)]
         history = [client_row]
     else:
         worker_part = refund.amount - refund.fee_part
         available = await ledger.available(session, booking.worker_id, payment.currency)
         revenue = await ledger.fee_revenue(session, payment.currency)
-        lines = [(available, -worker_part), (revenue, -refund.fee_part), (clearing, refund.amount)]
+        lines = [
+            (available, -worker_part),
+            (revenue, -refund.fee_part),
+            (clearing, refund.amount - fee_back),
+        ]
         history = [
             client_row,
             History(
@@ -88,7 +109,7 @@ async def post_refund(
         key=f"payment-{payment.id}-refund-{refund.id}",
         kind="payment_refund",
         description=f"Refund #{refund.id} of payment #{payment.id}: {refund.reason}",
-        lines=lines,
+        lines=[*lines, *await _fee_back_lines(session, payment, fee_back)],
         history=history,
         payment_id=payment.id,
     )

@@ -124,7 +124,7 @@ async def finish_refund(
             await provider.cancel(
                 ref=hold_ref(payment), idempotency_key=f"payment-{payment.id}-void"
             )
-            provider_refund_id = None
+            provider_refund_id, fee_refunded = None, 0
         else:
             result = await provider.refund(
                 ref=hold_ref(payment),
@@ -132,7 +132,7 @@ async def finish_refund(
                 currency=payment.currency,
                 idempotency_key=f"payment-{payment.id}-refund-{row.id}",
             )
-            provider_refund_id = result.refund_id
+            provider_refund_id, fee_refunded = result.refund_id, result.fee_refunded
     except ProviderUnavailableError as exc:
         raise ProviderUnavailable(
             f"{provider.name} did not answer the refund; it will be resolved, retry shortly"
@@ -159,6 +159,7 @@ async def finish_refund(
         if operation_of(payment) != operations.refund(refund_id):
             return payment  # applied by another process already
         row.provider_refund_id = provider_refund_id
+        row.provider_fee_refunded = fee_refunded
         await apply_refund(session, payment, booking, row, actor_id=actor_id)
         after_release = not row.before_release
     if after_release:

@@ -400,7 +400,7 @@ async def finish_capture(
         if operation_of(payment) != CAPTURE:
             return payment  # another process applied this capture first
         before = snapshot(payment)
-        apply_capture(payment, capture.capture_id, capture.amount)
+        await apply_capture(session, payment, capture.capture_id, capture.amount, capture.fee)
         if release:
             await apply_release(session, payment, booking, actor_id=actor_id, actor_kind=actor_kind)
         else:

@@ -71,18 +71,26 @@ class ProviderHold:
     refunded_amount: int = 0
     capture_by: datetime | None = None
     failure_message: str | None = None
+    # CAPTURED: the provider's processing fee on the capture, as it reported it
+    fee: int | None = None
 
 
 @dataclass(frozen=True)
 class ProviderCapture:
     capture_id: str
     amount: int
+    # The provider's processing fee (Stripe: the charge's balance transaction `fee`; PayPal:
+    # `seller_receivable_breakdown.paypal_fee`); None when the provider did not say.
+    fee: int | None = None
 
 
 @dataclass(frozen=True)
 class ProviderRefund:
     refund_id: str
     amount: int
+    # What the provider gave back of its capture fee with this refund (0 under Stripe's and
+    # PayPal's current rules; read from their answer, never assumed).
+    fee_refunded: int = 0
 
 
 class TransferState(enum.StrEnum):
@@ -170,6 +178,7 @@ class ProviderEvent:
     # captures: the capture (Stripe: the charge) and what it took; None when not said
     capture_id: str | None = None
     captured_amount: int | None = None
+    fee: int | None = None  # the provider's fee on the capture, when the event carries it
     # refunds: the capture's running refunded total (Stripe's `amount_refunded`), or one
     # refund (or reversal) by its own id and amount (PayPal)
     refunded_total: int | None = None
@@ -180,6 +189,8 @@ class ProviderEvent:
     dispute_id: str | None = None
     dispute_outcome: ChargebackOutcome | None = None
     dispute_detail: str | None = None
+    # the provider's dispute fee so far, net of any it returned (Stripe); None: not said
+    dispute_fee: int | None = None
     # payouts: the batch (PayPal), our own ids echoed back, what the item pays
     transfer_batch_id: str | None = None
     payout_id: int | None = None  # ours, from the reference we set ("payout-{id}")
@@ -301,6 +312,48 @@ class PayoutBatchProvider(Protocol):
     ) -> ProviderTransfer | None:
         """With `batch_id` (the provider's id of the batch the payout went out in), a pure
         look-up of the payout's item."""
+        ...
+
+
+class StatementKind(enum.StrEnum):
+    """What a line of a provider's statement records, in our terms."""
+
+    CAPTURE = "capture"
+    REFUND = "refund"
+    TRANSFER = "transfer"  # a payout to a worker (Stripe transfer, PayPal payout item)
+    TRANSFER_REVERSAL = "transfer_reversal"
+    DISPUTE = "dispute"  # a chargeback's withdrawal (or reinstatement) and its fee
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    """One line of a provider's statement (Stripe balance transaction, PayPal transaction).
+    `amount` is signed from the platform's side (a capture is positive, a refund or a
+    payout negative), `fee` what the provider charged for it (negative when it gave a fee
+    back). `reference` is the provider object our rows store: the capture (charge or PayPal
+    capture), the refund, the transfer or payout item, the dispute."""
+
+    line_id: str
+    kind: StatementKind
+    reference: str
+    amount: int
+    fee: int
+    currency: str
+    created: datetime
+    # The object the line's object belongs to, when the provider says (a transfer
+    # reversal's transfer, a refund's capture).
+    parent: str | None = None
+
+
+@runtime_checkable
+class StatementProvider(Protocol):
+    """A provider whose statement can be read (Stripe balance transactions, PayPal
+    Transaction Search): what finance closes the month on, matched by `reconcile
+    --statements` line by line against our journal."""
+
+    async def statement(self, since: datetime, until: datetime) -> list[StatementLine]:
+        """Every line created in [since, until), all pages read."""
         ...
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import stripe
 
-from handwork_payments.providers import stripe_events
+from handwork_payments.providers import stripe_events, stripe_statements
 from handwork_payments.providers.base import (
     ConnectProvider,
     HoldRef,
@@ -37,6 +37,7 @@ from handwork_payments.providers.base import (
     ProviderRefund,
     ProviderTransfer,
     ProviderUnavailableError,
+    StatementLine,
     TransferState,
 )
 from handwork_payments.settings import Settings
@@ -67,7 +68,8 @@ RATE_LIMIT_MAX_DELAY_SECONDS = 8.0
 
 # Asked with every intent read so one round trip gives the charge id, the captured and
 # refunded amounts and `capture_before`.
-_EXPAND_CHARGE = ["latest_charge"]
+# The charge's balance transaction carries Stripe's fee (`fee`, itemised in `fee_details`).
+_EXPAND_CHARGE = ["latest_charge", "latest_charge.balance_transaction"]
 
 # Stripe's error code when an intent is not in a state the call needs (e.g. captured twice
 # after the 24-hour idempotency window).
@@ -196,7 +198,9 @@ class StripeProvider:
                 raise
             assert hold.capture_id is not None
             log.info("stripe capture of %s was already done: %s", intent_id, hold.capture_id)
-            return ProviderCapture(capture_id=hold.capture_id, amount=hold.captured_amount)
+            return ProviderCapture(
+                capture_id=hold.capture_id, amount=hold.captured_amount, fee=hold.fee
+            )
         data = intent.to_dict()
         hold = _hold_from_intent(data)
         if hold.currency != currency.upper():
@@ -208,7 +212,9 @@ class StripeProvider:
         # amount_received is what Stripe took; a peer that omits it took what we asked.
         received = data.get("amount_received")
         return ProviderCapture(
-            capture_id=hold.capture_id, amount=int(received) if received is not None else amount
+            capture_id=hold.capture_id,
+            amount=int(received) if received is not None else amount,
+            fee=hold.fee,
         )
 
     async def cancel(self, *, ref: HoldRef, idempotency_key: str) -> None:
@@ -237,7 +243,11 @@ class StripeProvider:
         refund = await self._call(
             "refunds.create",
             lambda: self._client.v1.refunds.create_async(
-                {"payment_intent": ref.provider_payment_id, "amount": amount},
+                {
+                    "payment_intent": ref.provider_payment_id,
+                    "amount": amount,
+                    "expand": ["balance_transaction"],
+                },
                 options=_idempotent(idempotency_key),
             ),
         )
@@ -252,7 +262,11 @@ class StripeProvider:
             log.error(
                 "stripe refund %s is in %s, not %s", data.get("id"), data["currency"], currency
             )
-        return ProviderRefund(refund_id=str(data["id"]), amount=int(data["amount"]))
+        return ProviderRefund(
+            refund_id=str(data["id"]),
+            amount=int(data["amount"]),
+            fee_refunded=-(_balance_fee(data.get("balance_transaction")) or 0),
+        )
 
     # --- payouts (Connect transfers) ---------------------------------------------------
 
@@ -391,6 +405,25 @@ class StripeProvider:
                 intent_id, {"expand": _EXPAND_CHARGE}
             ),
         )
+
+    # --- statements (StatementProvider) ---------------------------------------------
+
+    async def statement(self, since: datetime, until: datetime) -> list[StatementLine]:
+        """Balance transactions created in [since, until), every page."""
+        lines: list[StatementLine] = []
+        after: str | None = None
+        while True:
+            params = stripe_statements.list_params(since, until, after)
+            page = await self._call(
+                "balance_transactions.list",
+                lambda: self._client.v1.balance_transactions.list_async(params),  # type: ignore[arg-type]  # noqa: B023
+            )
+            data = page.to_dict()
+            items = data.get("data") or []
+            lines += [stripe_statements.line(txn) for txn in items]
+            if not data.get("has_more") or not items:
+                return lines
+            after = str(items[-1]["id"])
 
     async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
         """One Stripe call: 429s retried with backoff, errors translated to base's."""
@@ -541,7 +574,16 @@ def _hold_from_intent(intent: Mapping[str, Any]) -> ProviderHold:
         refunded_amount=int(charge.get("amount_refunded") or 0),
         capture_by=capture_by,
         failure_message=failure_message,
+        fee=_balance_fee(charge.get("balance_transaction")) if capture_id else None,
     )
+
+
+def _balance_fee(txn: Any) -> int | None:
+    """The fee of an expanded balance transaction; None when it is not expanded (an id,
+    or a peer that keeps none). A refund's is negative when Stripe gave a fee back."""
+    if isinstance(txn, Mapping) and txn.get("fee") is not None:
+        return int(txn["fee"])
+    return None
 
 
 def _transfer(data: Mapping[str, Any]) -> ProviderTransfer:

@@ -127,6 +127,7 @@ def _dispute_fields(obj: Mapping[str, Any], closed: bool) -> dict[str, Any]:
         "amount": _int(obj.get("amount")),
         "dispute_id": _str(obj.get("id")),
         "failure_message": _str(obj.get("reason")),
+        "dispute_fee": _dispute_fee(obj),
     }
     if closed:
         # Only "lost" leaves the money with the payer; "won" and "warning_closed" (an
@@ -137,6 +138,16 @@ def _dispute_fields(obj: Mapping[str, Any], closed: bool) -> dict[str, Any]:
             ChargebackOutcome.LOST if status == "lost" else ChargebackOutcome.WON
         )
     return fields
+
+
+def _dispute_fee(obj: Mapping[str, Any]) -> int | None:
+    """The dispute fee Stripe has kept so far: the fees of the dispute's balance
+    transactions (the withdrawal's, less the reinstatement's when Stripe returned it on a
+    won dispute). None when the dispute lists none (an inquiry, or a peer that keeps none)."""
+    lines = obj.get("balance_transactions")
+    if not isinstance(lines, list) or not lines:
+        return None
+    return sum(_int(line.get("fee")) or 0 for line in lines if isinstance(line, Mapping))
 
 
 def _transfer_fields(obj: Mapping[str, Any], kind: EventKind) -> dict[str, Any]:

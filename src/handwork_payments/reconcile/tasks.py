@@ -6,7 +6,7 @@ from datetime import timedelta
 import procrastinate
 
 from handwork_payments.kit.clock import now
-from handwork_payments.reconcile import service
+from handwork_payments.reconcile import service, statements
 from handwork_payments.runtime import current_runtime
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,26 @@ async def reconcile(timestamp: int) -> None:
             "event": "reconciliation",
             "payments_checked": result.payments_checked,
             "payouts_checked": result.payouts_checked,
+            "differences": len(result.differences or ()),
+        },
+    )
+
+
+@blueprint.periodic(cron="45 3 * * *")
+@blueprint.task(name="reconcile_statements", queueing_lock="reconcile_statements")
+async def reconcile_statements(timestamp: int) -> None:
+    """The providers' statements of the last two days against our books, daily."""
+    runtime = current_runtime()
+    moment = now()
+    result = await statements.reconcile_statements(runtime, now=moment, since=moment - DAILY_WINDOW)
+    await statements.alert_statement_differences(runtime, result)
+    log.info(
+        "statement reconciliation: %d lines, %d differences",
+        result.lines_checked,
+        len(result.differences or ()),
+        extra={
+            "event": "statement_reconciliation",
+            "lines_checked": result.lines_checked,
             "differences": len(result.differences or ()),
         },
     )

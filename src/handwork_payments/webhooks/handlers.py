@@ -58,6 +58,7 @@ from handwork_payments.payments.escrow import (
     snapshot,
 )
 from handwork_payments.payments.operations import OperationKind
+from handwork_payments.payments.provider_fees import book_capture_fee
 from handwork_payments.payments.service import void_failed_hold
 from handwork_payments.payouts import repository as payouts
 from handwork_payments.payouts.service import apply_transfer
@@ -251,14 +252,15 @@ async def _authorization_lapsed(
 
 
 async def _mark_captured(
-    session: AsyncSession, payment: Payment, event: ProviderEvent, received: int
+    session: AsyncSession, payment: Payment, event: ProviderEvent, received: int, fee: int | None
 ) -> bool:
     """A held authorisation captured outside our calls: marked captured. False when there
     is nothing to do (applied already, or our own call is in flight and applies it)."""
     if payment.hold_kind != HoldKind.AUTHORIZED or payment.provider_operation is not None:
         return False
     before = snapshot(payment)
-    apply_capture(payment, event.capture_id or payment.provider_capture_id or "", received)
+    capture_id = event.capture_id or payment.provider_capture_id or ""
+    await apply_capture(session, payment, capture_id, received, fee)
     await audit_payment(
         session,
         payment,
@@ -270,9 +272,26 @@ async def _mark_captured(
     return True
 
 
-async def captured_event(runtime: Runtime, event: ProviderEvent) -> None:
-    """CAPTURED: the capture id and amount as the adapter read them."""
+async def _capture_fee(runtime: Runtime, event: ProviderEvent) -> int | None:
+    """The provider's fee on the capture the event reports: the event's own, else (Stripe
+    events carry the balance transaction as an id only) the hold as the provider has it
+    now, asked outside any transaction; None when our books have it already."""
+    if event.fee is not None:
+        return event.fee
     assert event.object_id is not None
+    async with runtime.sessions() as session:
+        found = await payments.by_provider_id(session, event.provider, event.object_id)
+    if found is None or found.provider_fee is not None or found.status == PaymentStatus.FAILED:
+        return None
+    provider = runtime.providers.for_method(found.payment_method)
+    return (await provider.get_hold(hold_ref(found))).fee
+
+
+async def captured_event(runtime: Runtime, event: ProviderEvent) -> None:
+    """CAPTURED: the capture id and amount as the adapter read them, and the provider's
+    fee, booked once whichever of our call and this event comes first."""
+    assert event.object_id is not None
+    fee = await _capture_fee(runtime, event)
     async with transaction(runtime.sessions) as session:
         target = await locked_payment(session, event)
         if target is None:
@@ -291,12 +310,15 @@ async def captured_event(runtime: Runtime, event: ProviderEvent) -> None:
                 currency=payment.currency,
                 capture_id=event.capture_id,
                 captured_amount=received or payment.amount,
+                fee=fee,
             )
             await apply_hold(
                 session, payment, booking, hold, actor_id=None, actor_kind=event.provider
             )
         elif payment.status in (PaymentStatus.HELD, PaymentStatus.DISPUTED):
-            if not await _mark_captured(session, payment, event, received):
+            if not await _mark_captured(session, payment, event, received, fee):
+                if payment.hold_kind == HoldKind.CAPTURED:
+                    await book_capture_fee(session, payment, fee)
                 return
         elif payment.status == PaymentStatus.FAILED:
             await alert_once(
@@ -309,7 +331,10 @@ async def captured_event(runtime: Runtime, event: ProviderEvent) -> None:
             )
             return
         else:
-            return  # released or refunded: our capture, applied with the release
+            # Released or refunded: our capture, applied with the release (its fee too,
+            # unless the provider's answer did not say it).
+            await book_capture_fee(session, payment, fee)
+            return
         if received != expected:
             await alert_once(
                 session,

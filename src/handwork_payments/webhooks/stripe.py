@@ -15,6 +15,7 @@ import logging
 from handwork_payments.connect import reversals
 from handwork_payments.db import transaction
 from handwork_payments.disputes.chargebacks import close_chargeback, open_chargeback
+from handwork_payments.disputes.losses import book_dispute_fee
 from handwork_payments.models import PayoutStatus, ReversalStatus
 from handwork_payments.payments.external_refunds import record_external_refund
 from handwork_payments.payouts import repository as payouts
@@ -83,6 +84,8 @@ async def dispute_event(runtime: Runtime, event: ProviderEvent) -> None:
             amount=event.amount,
             reason=event.failure_message,
         )
+        if dispute is not None:
+            await book_dispute_fee(session, payment, dispute, event.dispute_fee)
         if dispute is not None and event.kind == EventKind.DISPUTE_CLOSED:
             outcome = event.dispute_outcome or ChargebackOutcome.UNKNOWN
             row = await close_chargeback(

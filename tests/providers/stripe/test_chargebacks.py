@@ -65,7 +65,7 @@ async def test_chargeback_on_a_held_payment_freezes_it_until_won(
     assert (await payment_row(api, payment["id"])).status == "held"
     (closed,) = (await api.get("/payments/disputes", client))["items"]
     assert closed["status"] == "closed" and "won" in closed["resolution_notes"]
-    assert await entry_kinds(api, payment["id"]) == ["payment_hold"]
+    assert await entry_kinds(api, payment["id"]) == ["payment_hold", "provider_fee"]
 
     r = await api.post(f"/payments/{payment['id']}/release", client)
     assert r.status_code == 200 and r.json()["status"] == "released", r.text
@@ -93,7 +93,11 @@ async def test_chargeback_lost_on_a_held_payment_refunds_from_escrow(
     async with api.runtime.sessions() as session:
         dispute = (await session.scalars(select(PaymentDispute))).one()
     assert (dispute.status, dispute.outcome, dispute.refund_amount) == ("closed", "split", 4000)
-    assert await entry_kinds(api, payment["id"]) == ["payment_hold", "payment_refund"]
+    assert await entry_kinds(api, payment["id"]) == [
+        "payment_hold",
+        "provider_fee",
+        "payment_refund",
+    ]
     assert len(await alerts(api, "chargeback_lost")) == 1
 
     r = await api.post(f"/payments/{payment['id']}/release", client)
@@ -142,6 +146,7 @@ async def test_chargeback_lost_after_release_and_payout_reverses_the_transfer(
     ]
     assert await entry_kinds(api, payment["id"]) == [
         "payment_hold",
+        "provider_fee",
         "payment_release",
         "payment_refund",
     ]

@@ -83,7 +83,11 @@ async def test_partial_capture_sends_what_is_left(dbl: Api, double: StripeDouble
     (capture,) = double.requests(
         "POST", f"/v1/payment_intents/{payment['stripe_payment_id']}/capture"
     )
-    assert capture.form == {"amount_to_capture": "7500", "expand[0]": "latest_charge"}
+    assert capture.form == {
+        "amount_to_capture": "7500",
+        "expand[0]": "latest_charge",
+        "expand[1]": "latest_charge.balance_transaction",
+    }
     assert capture.idempotency_key == f"payment-{payment['id']}-capture"
     # 75.00 released: fee 5.00 - 1.25 = 3.75, worker 95.00 - 23.75 = 71.25.
     assert (await api.earnings(pro))["available_balance"] == "71.25"
@@ -107,7 +111,9 @@ async def test_capture_made_outside_a_release_is_applied_once(
     row = await payment_row(api, payment["id"])
     assert (row.status, row.hold_kind, row.captured_amount) == ("held", "captured", 12000)
     assert row.provider_capture_id == double.intents[intent_id]["latest_charge"]
-    assert await entry_kinds(api, payment["id"]) == ["payment_hold"]
+    assert await entry_kinds(api, payment["id"]) == ["payment_hold", "provider_fee"]
+    # Stripe's fee on 120.00 (2.9% + 30c), booked once though the event came twice.
+    assert row.provider_fee == 378
 
     r = await api.post(f"/payments/{payment['id']}/release", client)
     assert r.status_code == 200, r.text
@@ -115,7 +121,11 @@ async def test_capture_made_outside_a_release_is_applied_once(
     assert len(double.requests("POST", f"/v1/payment_intents/{intent_id}/capture")) == 1
     # Our own capture's event after the release changes nothing.
     await deliver(api, "payment_intent.succeeded", intent_event(double, intent_id))
-    assert await entry_kinds(api, payment["id"]) == ["payment_hold", "payment_release"]
+    assert await entry_kinds(api, payment["id"]) == [
+        "payment_hold",
+        "provider_fee",
+        "payment_release",
+    ]
     assert (await api.earnings(pro))["available_balance"] == "114.00"
     assert await alerts(api, "capture_mismatch") == []
 

@@ -37,6 +37,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -53,7 +54,9 @@ from handwork_payments.providers.base import (
     ProviderRefund,
     ProviderTransfer,
     ProviderUnavailableError,
+    StatementLine,
 )
+from handwork_payments.providers.paypal import statements
 from handwork_payments.providers.paypal.client import (
     MAX_RATE_LIMIT_RETRIES,
     PayPalClient,
@@ -78,7 +81,9 @@ from handwork_payments.providers.paypal.events import (
 )
 from handwork_payments.providers.paypal.orders import (
     authorization_state,
+    capture_fee,
     currency_of,
+    fee_refunded,
     hold_from_order,
     minor,
     parse_time,
@@ -266,7 +271,9 @@ class PayPalProvider:
                 code=f"CAPTURE_{status}",
             )
         return ProviderCapture(
-            capture_id=str(capture["id"]), amount=minor(capture.get("amount"), amount) or amount
+            capture_id=str(capture["id"]),
+            amount=minor(capture.get("amount"), amount) or amount,
+            fee=capture_fee(capture),
         )
 
     async def cancel(self, *, ref: HoldRef, idempotency_key: str) -> None:
@@ -316,8 +323,26 @@ class PayPalProvider:
                 code=f"REFUND_{status}",
             )
         return ProviderRefund(
-            refund_id=str(refund["id"]), amount=minor(refund.get("amount"), amount) or amount
+            refund_id=str(refund["id"]),
+            amount=minor(refund.get("amount"), amount) or amount,
+            fee_refunded=fee_refunded(refund),
         )
+
+    async def statement(self, since: datetime, until: datetime) -> list[StatementLine]:
+        """Transaction Search over [since, until): spans of 31 days at most, every page."""
+        lines: list[StatementLine] = []
+        for start, end in statements.windows(since, until):
+            page, pages = 1, 1
+            while page <= pages:
+                found = await self._call(
+                    "GET",
+                    "/v1/reporting/transactions",
+                    params=statements.search_params(start, end, page),
+                )
+                lines += [statements.line(d) for d in found.get("transaction_details") or []]
+                pages = int(found.get("total_pages") or 1)
+                page += 1
+        return lines
 
     async def reauthorize(
         self, *, ref: HoldRef, amount: int, currency: str, idempotency_key: str
@@ -376,7 +401,9 @@ class PayPalProvider:
         hold = await self.get_hold(HoldRef(provider_payment_id=order_id))
         if hold.capture_id is None:
             return None
-        return ProviderCapture(capture_id=hold.capture_id, amount=hold.captured_amount)
+        return ProviderCapture(
+            capture_id=hold.capture_id, amount=hold.captured_amount, fee=hold.fee
+        )
 
     # ----------------------------------------------------------------------- payouts
 

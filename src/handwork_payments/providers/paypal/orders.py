@@ -118,6 +118,24 @@ def _current_authorization(
     return chosen
 
 
+def capture_fee(capture: Mapping[str, Any]) -> int | None:
+    """PayPal's fee on a capture (`seller_receivable_breakdown.paypal_fee`); None when the
+    answer has no breakdown (a capture still PENDING, or a peer that keeps none)."""
+    breakdown = capture.get("seller_receivable_breakdown")
+    if not isinstance(breakdown, Mapping):
+        return None
+    return minor(breakdown.get("paypal_fee"))
+
+
+def fee_refunded(refund: Mapping[str, Any]) -> int:
+    """What PayPal gave back of its fee with a refund (`seller_payable_breakdown.paypal_fee`;
+    0 when it says nothing)."""
+    breakdown = refund.get("seller_payable_breakdown")
+    if not isinstance(breakdown, Mapping):
+        return 0
+    return minor(breakdown.get("paypal_fee"), 0) or 0
+
+
 def _settled_hold(
     base: dict[str, Any],
     order: Mapping[str, Any],
@@ -141,6 +159,7 @@ def _settled_hold(
             capture_id=str(captures[-1]["id"]),
             captured_amount=sum(minor(c.get("amount"), 0) or 0 for c in captures),
             refunded_amount=sum(minor(r.get("amount"), 0) or 0 for r in refunds),
+            fee=capture_fee(captures[-1]),
         )
     if auth is None:
         return ProviderHold(

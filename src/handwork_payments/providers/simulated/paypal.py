@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.db import transaction
+from handwork_payments.kit import fee_rules
 from handwork_payments.kit.money import to_minor
 from handwork_payments.providers.base import (
     HoldRef,
@@ -27,9 +28,11 @@ from handwork_payments.providers.base import (
     ProviderHold,
     ProviderTransfer,
     ReauthorizingProvider,
+    StatementLine,
     TransferState,
 )
 from handwork_payments.providers.paypal import events as paypal_events
+from handwork_payments.providers.paypal import statements as paypal_statements
 from handwork_payments.providers.simulated import events
 from handwork_payments.providers.simulated.events import Delivery
 from handwork_payments.providers.simulated.paypal_objects import (
@@ -42,10 +45,12 @@ from handwork_payments.providers.simulated.paypal_objects import (
     new_payout_item,
     new_refund,
     order_hold,
+    statement_line,
 )
 from handwork_payments.providers.simulated.store import (
     ORDER,
     PAYOUT_ITEM,
+    STATEMENT_LINE,
     UPPER_ALNUM,
     Json,
     NewHold,
@@ -74,6 +79,15 @@ class SimulatedPayPal(SimulatedProvider):
     amount_not_positive_code = "CANNOT_BE_ZERO_OR_NEGATIVE"
     amount_too_large_code = "MAX_VALUE_EXCEEDED"
     currency_invalid_code = "INVALID_CURRENCY_CODE"
+    statement_kind = STATEMENT_LINE
+
+    def _statement_line(self, data: Mapping[str, Any]) -> StatementLine:
+        return paypal_statements.line(data)
+
+    def _statement(self, session: AsyncSession, details: Json) -> None:
+        """A Transaction Search line, kept as PayPal would list it."""
+        transaction_id = details["transaction_info"]["transaction_id"]
+        self._insert(session, f"line-{transaction_id}", STATEMENT_LINE, details)
 
     def _missing(self, kind: str, object_id: str) -> UnknownObjectError:
         return UnknownObjectError(
@@ -219,13 +233,16 @@ class SimulatedPayPal(SimulatedProvider):
                 code="MAX_CAPTURE_AMOUNT_EXCEEDED",
             )
         now = paypal_time(utc_now())
-        capture = new_capture(order, authorization, amount, now)
+        # PayPal's standard commercial rate on what was captured (SIMULATOR_PAYPAL_FEES).
+        fee = fee_rules.fee(self.settings.simulator_paypal_fees, amount, code)
+        capture = new_capture(order, authorization, amount, fee, now)
+        self._statement(session, statement_line("T0006", capture["id"], amount, fee, code))
         unit["payments"]["captures"].append(capture)
         # A final capture releases whatever was authorised beyond it.
         authorization.update(status="CAPTURED", update_time=now)
         order["update_time"] = now
         save(row, order)
-        return {"capture_id": capture["id"], "amount": amount}
+        return {"capture_id": capture["id"], "amount": amount, "fee": fee}
 
     async def _cancel(self, session: AsyncSession, ref: HoldRef) -> None:
         """Void the authorisation, or the order itself before it has one."""
@@ -283,12 +300,16 @@ class SimulatedPayPal(SimulatedProvider):
             )
         now = paypal_time(utc_now())
         refund = new_refund(unit, capture, amount, refunded, now)
+        # PayPal keeps its fee on a refund: the line gives none back.
+        self._statement(
+            session, statement_line("T1107", refund["id"], -amount, 0, code, capture["id"])
+        )
         unit["payments"]["refunds"].append(refund)
         capture["status"] = "REFUNDED" if refunded + amount == captured else "PARTIALLY_REFUNDED"
         capture["update_time"] = now
         order["update_time"] = now
         save(row, order)
-        return {"refund_id": refund["id"], "amount": amount}
+        return {"refund_id": refund["id"], "amount": amount, "fee_refunded": 0}
 
     # --- reauthorisation (ReauthorizingProvider) ------------------------------------------
 
@@ -350,6 +371,12 @@ class SimulatedPayPal(SimulatedProvider):
                 code="RECEIVER_INVALID",
             )
         item = new_payout_item(order, currency, batch_id or paypal_id(13))
+        self._statement(
+            session,
+            statement_line(
+                "T0001", item["transaction_id"], -order.amount, 0, currency, item["payout_item_id"]
+            ),
+        )
         self._insert(session, item["payout_item_id"], PAYOUT_ITEM, item)
         return transfer_json(item_transfer(item))
 

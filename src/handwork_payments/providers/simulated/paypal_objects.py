@@ -102,7 +102,7 @@ def new_authorization(order: Mapping[str, Any], now: datetime) -> Json:
 
 
 def new_capture(
-    order: Mapping[str, Any], authorization: Mapping[str, Any], amount: int, now: str
+    order: Mapping[str, Any], authorization: Mapping[str, Any], amount: int, fee: int, now: str
 ) -> Json:
     unit = order["purchase_units"][0]
     code = unit["amount"]["currency_code"]
@@ -110,6 +110,11 @@ def new_capture(
         "id": paypal_id(),
         "status": "COMPLETED",
         "amount": money(amount, code),
+        "seller_receivable_breakdown": {
+            "gross_amount": money(amount, code),
+            "paypal_fee": money(fee, code),
+            "net_amount": money(amount - fee, code),
+        },
         "final_capture": True,
         "custom_id": unit["custom_id"],
         "invoice_id": unit["invoice_id"],
@@ -134,8 +139,14 @@ def new_refund(
         "amount": money(amount, code),
         "custom_id": unit["custom_id"],
         "invoice_id": unit["invoice_id"],
-        # Cumulative, as PayPal reports it: what the capture has had refunded so far.
-        "seller_payable_breakdown": {"total_refunded_amount": money(refunded + amount, code)},
+        # PayPal keeps its fee on a refund (provider_fees.py): paypal_fee is 0. The total
+        # is cumulative, as PayPal reports it: what the capture has had refunded so far.
+        "seller_payable_breakdown": {
+            "gross_amount": money(amount, code),
+            "paypal_fee": money(0, code),
+            "net_amount": money(amount, code),
+            "total_refunded_amount": money(refunded + amount, code),
+        },
         "create_time": now,
         "update_time": now,
         "links": _up_link(f"/v2/payments/captures/{capture['id']}"),
@@ -159,6 +170,32 @@ def new_payout_item(order: PayoutOrder, currency: str, batch_id: str) -> Json:
         },
         "time_processed": paypal_time(utc_now()),
     }
+
+
+def statement_line(
+    code: str,
+    transaction_id: str,
+    amount: int,
+    fee: int,
+    currency: str,
+    reference: str | None = None,
+) -> Json:
+    """A Transaction Search `transaction_details` item: `amount` signed from the
+    platform's side, `fee` what PayPal kept (shown negative, as PayPal does)."""
+    moment = paypal_time(utc_now())
+    info: Json = {
+        "transaction_id": transaction_id,
+        "transaction_event_code": code,
+        "transaction_initiation_date": moment,
+        "transaction_updated_date": moment,
+        "transaction_amount": money(amount, currency),
+        "fee_amount": money(-fee, currency),
+        "transaction_status": "S",
+    }
+    if reference is not None:
+        info["paypal_reference_id"] = reference
+        info["paypal_reference_id_type"] = "TXN"
+    return {"transaction_info": info}
 
 
 # --- look-ups and translations ----------------------------------------------------------------
@@ -215,10 +252,16 @@ def order_hold(order: Mapping[str, Any]) -> ProviderHold:
         authorization_id=authorization["id"] if authorization else None,
         capture_id=capture["id"] if capture else None,
         captured_amount=to_minor(capture["amount"]["value"], currency) if capture else 0,
+        fee=capture_fee(capture) if capture else None,
         refunded_amount=sum(to_minor(r["amount"]["value"], currency) for r in payments["refunds"]),
         capture_by=capture_by,
         failure_message=failure_message,
     )
+
+
+def capture_fee(capture: Mapping[str, Any]) -> int:
+    code = str(capture["amount"]["currency_code"])
+    return to_minor(capture["seller_receivable_breakdown"]["paypal_fee"]["value"], code)
 
 
 def item_transfer(item: Mapping[str, Any]) -> ProviderTransfer:

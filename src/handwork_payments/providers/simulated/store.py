@@ -43,6 +43,7 @@ from handwork_payments.providers.base import (
     ProviderRefund,
     ProviderTransfer,
     ProviderUnavailableError,
+    StatementLine,
     TransferState,
 )
 from handwork_payments.settings import Settings
@@ -67,6 +68,7 @@ FAULT_OPERATIONS = frozenset(
         "create_connected_account",
         "create_account_link",
         "reverse_transfer",
+        "statement",
     }
 )
 FAULT_MODES = frozenset({"timeout", "timeout_after_success", "error", "delay"})
@@ -82,6 +84,9 @@ TRANSFER_REVERSAL = "transfer_reversal"
 ACCOUNT = "account"
 ORDER = "order"
 PAYOUT_ITEM = "payout_item"
+DISPUTE = "dispute"
+BALANCE_TRANSACTION = "balance_transaction"  # Stripe's statement lines
+STATEMENT_LINE = "statement_line"  # PayPal's (Transaction Search)
 
 ALNUM = string.ascii_letters + string.digits
 UPPER_ALNUM = string.ascii_uppercase + string.digits
@@ -221,6 +226,33 @@ class SimulatedProvider(ABC):
     @abstractmethod
     def _missing(self, kind: str, object_id: str) -> UnknownObjectError: ...
 
+    # Statements: the row kind holding the flavour's statement lines, and their reading.
+    statement_kind: str
+
+    @abstractmethod
+    def _statement_line(self, data: Mapping[str, Any]) -> StatementLine: ...
+
+    # --- statements (StatementProvider) ---------------------------------------------------
+
+    async def statement(self, since: datetime, until: datetime) -> list[StatementLine]:
+        """Every line created in [since, until), oldest first."""
+
+        async def read(session: AsyncSession) -> Json:
+            rows = await session.scalars(
+                select(SimulatedObject).where(
+                    SimulatedObject.provider == self.name,
+                    SimulatedObject.kind == self.statement_kind,
+                )
+            )
+            return {"lines": [row.data for row in rows]}
+
+        found = await self._call("statement", read)
+        lines = [self._statement_line(data) for data in found["lines"]]
+        return sorted(
+            (line for line in lines if since <= line.created < until),
+            key=lambda line: (line.created, line.line_id),
+        )
+
     # --- the keyed calls of the PaymentProvider protocol ---------------------------------
 
     async def create_hold(
@@ -268,7 +300,9 @@ class SimulatedProvider(ABC):
         result = await self._call_on_hold(
             "capture", self._capture, ref, amount, currency, idempotency_key
         )
-        return ProviderCapture(capture_id=result["capture_id"], amount=result["amount"])
+        return ProviderCapture(
+            capture_id=result["capture_id"], amount=result["amount"], fee=result.get("fee")
+        )
 
     async def cancel(self, *, ref: HoldRef, idempotency_key: str) -> None:
         async def act(session: AsyncSession) -> Json:
@@ -283,7 +317,11 @@ class SimulatedProvider(ABC):
         result = await self._call_on_hold(
             "refund", self._refund, ref, amount, currency, idempotency_key
         )
-        return ProviderRefund(refund_id=result["refund_id"], amount=result["amount"])
+        return ProviderRefund(
+            refund_id=result["refund_id"],
+            amount=result["amount"],
+            fee_refunded=result.get("fee_refunded", 0),
+        )
 
     async def send_payout(self, order: PayoutOrder) -> ProviderTransfer:
         params: Json = {

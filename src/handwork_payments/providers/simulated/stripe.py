@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.db import transaction
+from handwork_payments.kit import fee_rules
 from handwork_payments.models import SimulatedObject
-from handwork_payments.providers import stripe_events
+from handwork_payments.providers import stripe_events, stripe_statements
 from handwork_payments.providers.base import (
     ConnectProvider,
     HoldRef,
@@ -30,12 +31,15 @@ from handwork_payments.providers.base import (
     ProviderHold,
     ProviderRefund,
     ProviderTransfer,
+    StatementLine,
 )
 from handwork_payments.providers.simulated import events
 from handwork_payments.providers.simulated.events import SIMULATOR_WEBHOOK_SECRET, Delivery
 from handwork_payments.providers.simulated.store import (
     ACCOUNT,
+    BALANCE_TRANSACTION,
     CHARGE,
+    DISPUTE,
     PAYMENT_INTENT,
     REFUND,
     TRANSFER,
@@ -57,11 +61,13 @@ from handwork_payments.providers.simulated.stripe_objects import (
     PM_DECLINED,
     PM_VISA,
     STRIPE_CONNECT_LINK_BASE,
+    balance_transaction,
     charge,
     check_payment_method,
     connected_account,
     declined_error,
     intent_hold,
+    new_dispute,
     new_intent,
     new_refund,
     new_reversal,
@@ -79,6 +85,7 @@ class SimulatedStripe(SimulatedProvider):
     amount_not_positive_code = "parameter_invalid_integer"
     amount_too_large_code = "amount_too_large"
     currency_invalid_code = "parameter_invalid"
+    statement_kind = BALANCE_TRANSACTION
 
     @property
     def webhook_secret(self) -> str:
@@ -86,6 +93,9 @@ class SimulatedStripe(SimulatedProvider):
 
     def _missing(self, kind: str, object_id: str) -> UnknownObjectError:
         return UnknownObjectError(f"No such {kind}: '{object_id}'", code="resource_missing")
+
+    def _statement_line(self, data: Mapping[str, Any]) -> StatementLine:
+        return stripe_statements.line(data)
 
     # --- the PaymentProvider protocol ---------------------------------------------------
 
@@ -208,9 +218,31 @@ class SimulatedStripe(SimulatedProvider):
     async def _intent_hold(self, session: AsyncSession, intent_id: str, *, lock: bool) -> Json:
         row = await self._load(session, intent_id, PAYMENT_INTENT, lock=lock)
         latest: Json = {}
+        fee: int | None = None
         if row.data.get("latest_charge"):
             latest = (await self._load(session, row.data["latest_charge"], CHARGE)).data
-        return hold_json(intent_hold(row.data, latest))
+        if latest.get("balance_transaction"):
+            txn = await self._load(session, latest["balance_transaction"], BALANCE_TRANSACTION)
+            fee = int(txn.data["fee"])
+        return hold_json(intent_hold(row.data, latest, fee))
+
+    def _book(
+        self,
+        session: AsyncSession,
+        kind: str,
+        source: str,
+        amount: int,
+        fee: int,
+        currency: str,
+        parent: Json | None = None,
+    ) -> str:
+        """A line of the platform's balance (its statement); returns its id. `parent`
+        ({"transfer": id} or {"charge": id}) is kept as the expanded source would show it."""
+        txn = balance_transaction(kind, source, amount, fee, currency, "Stripe processing fees")
+        if parent is not None:
+            txn["source"] = {"id": source, **parent}
+        self._insert(session, txn["id"], BALANCE_TRANSACTION, txn)
+        return str(txn["id"])
 
     async def _locked_intent(
         self, session: AsyncSession, ref: HoldRef, status: str, refusal: str
@@ -242,12 +274,15 @@ class SimulatedStripe(SimulatedProvider):
             )
         charge_row = await self._load(session, intent["latest_charge"], CHARGE, lock=True)
         captured = charge_row.data
-        captured.update(captured=True, amount_captured=amount)
+        # Stripe's standard pricing, charged on what was captured (SIMULATOR_STRIPE_FEES).
+        fee = fee_rules.fee(self.settings.simulator_stripe_fees, amount, currency)
+        txn_id = self._book(session, "charge", captured["id"], amount, fee, currency)
+        captured.update(captured=True, amount_captured=amount, balance_transaction=txn_id)
         save(charge_row, captured)
         # Capturing less than authorised releases the rest: nothing stays capturable.
         intent.update(status="succeeded", amount_received=amount, amount_capturable=0)
         save(row, intent)
-        return {"capture_id": captured["id"], "amount": amount}
+        return {"capture_id": captured["id"], "amount": amount, "fee": fee}
 
     async def _cancel(self, session: AsyncSession, ref: HoldRef) -> None:
         row = await self._load(session, ref.provider_payment_id, PAYMENT_INTENT, lock=True)
@@ -291,11 +326,15 @@ class SimulatedStripe(SimulatedProvider):
                 code="amount_too_large",
             )
         refund = new_refund(intent, str(refunded["id"]), amount)
+        # Stripe returns none of its processing fee on a refund (provider_fees.py).
+        refund["balance_transaction"] = self._book(
+            session, "refund", refund["id"], -amount, 0, currency, {"charge": refunded["id"]}
+        )
         self._insert(session, refund["id"], REFUND, refund)
         refunded["amount_refunded"] = int(refunded["amount_refunded"]) + amount
         refunded["refunded"] = refunded["amount_refunded"] == refunded["amount_captured"]
         save(charge_row, refunded)
-        return {"refund_id": refund["id"], "amount": amount}
+        return {"refund_id": refund["id"], "amount": amount, "fee_refunded": 0}
 
     # --- transfers (payouts to connected accounts) ----------------------------------------
 
@@ -305,6 +344,9 @@ class SimulatedStripe(SimulatedProvider):
                 f"No such destination: '{order.destination}'", code="invalid_destination"
             )
         transfer = new_transfer(order, currency)
+        transfer["balance_transaction"] = self._book(
+            session, "transfer", transfer["id"], -order.amount, 0, currency
+        )
         self._insert(session, transfer["id"], TRANSFER, transfer)
         return transfer_json(stripe_transfer(transfer))
 
@@ -350,6 +392,15 @@ class SimulatedStripe(SimulatedProvider):
                     code="insufficient_funds",
                 )
             reversal = new_reversal(transfer, amount)
+            reversal["balance_transaction"] = self._book(
+                session,
+                "transfer_refund",
+                reversal["id"],
+                amount,
+                0,
+                transfer["currency"],
+                {"transfer": transfer_id},
+            )
             self._insert(session, reversal["id"], TRANSFER_REVERSAL, reversal)
             transfer["amount_reversed"] = int(transfer["amount_reversed"]) + amount
             transfer["reversed"] = transfer["amount_reversed"] == transfer["amount"]
@@ -419,6 +470,56 @@ class SimulatedStripe(SimulatedProvider):
 
         return hold_from_json(await self._perform(act))
 
+    # --- chargebacks (what the payer's bank does) -----------------------------------------
+
+    async def open_dispute(self, provider_payment_id: str, amount: int | None = None) -> Json:
+        """The payer's bank disputes the captured charge: Stripe takes the amount and its
+        dispute fee (SIMULATOR_STRIPE_DISPUTE_FEES) from the balance in one balance
+        transaction. Returns the dispute, ready for `stripe_event("charge.dispute.created")`."""
+
+        async def act(session: AsyncSession) -> Json:
+            row = await self._load(session, provider_payment_id, PAYMENT_INTENT, lock=True)
+            intent = row.data
+            taken = amount if amount is not None else int(intent["amount_received"])
+            dispute = new_dispute(intent, str(intent["latest_charge"]), taken)
+            fee = fee_rules.fee(
+                self.settings.simulator_stripe_dispute_fees, taken, currency(intent)
+            )
+            txn = balance_transaction(
+                "adjustment", dispute["id"], -taken, fee, currency(intent), "Dispute fee"
+            )
+            self._insert(session, txn["id"], BALANCE_TRANSACTION, txn)
+            dispute["balance_transactions"].append(txn)
+            self._insert(session, dispute["id"], DISPUTE, dispute)
+            return dispute
+
+        return await self._perform(act)
+
+    async def close_dispute(self, dispute_id: str, *, won: bool) -> Json:
+        """The network decides. Won: the amount comes back and, as Stripe's dispute FAQ says,
+        the dispute fee too (a reinstating balance transaction with a negative fee)."""
+
+        async def act(session: AsyncSession) -> Json:
+            row = await self._load(session, dispute_id, DISPUTE, lock=True)
+            dispute = row.data
+            if won:
+                taken = dispute["balance_transactions"][0]
+                txn = balance_transaction(
+                    "adjustment",
+                    dispute_id,
+                    -int(taken["amount"]),
+                    -int(taken["fee"]),
+                    str(dispute["currency"]),
+                    "Dispute fee returned",
+                )
+                self._insert(session, txn["id"], BALANCE_TRANSACTION, txn)
+                dispute["balance_transactions"].append(txn)
+            dispute["status"] = "won" if won else "lost"
+            save(row, dispute)
+            return dict(dispute)
+
+        return await self._perform(act)
+
     # --- objects and events ---------------------------------------------------------------
 
     async def intent_object(self, provider_payment_id: str) -> Json:
@@ -431,6 +532,10 @@ class SimulatedStripe(SimulatedProvider):
         """A Stripe event about `obj` and the headers Stripe would send it with, signed with
         the webhook secret."""
         return events.stripe_event(event_type, obj, self.webhook_secret)
+
+
+def currency(obj: Mapping[str, Any]) -> str:
+    return str(obj["currency"]).upper()
 
 
 def _check_positive(amount: int, field: str) -> None:

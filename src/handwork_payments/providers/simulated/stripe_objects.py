@@ -171,6 +171,53 @@ def new_reversal(transfer: Mapping[str, Any], amount: int) -> Json:
     }
 
 
+def balance_transaction(
+    kind: str, source: str, amount: int, fee: int, currency: str, fee_description: str
+) -> Json:
+    """A line of the platform's Stripe balance: `amount` signed (a charge is positive),
+    `fee` what Stripe kept (negative when it gave a fee back), `net` what is left."""
+    return {
+        "id": stripe_id("txn"),
+        "object": "balance_transaction",
+        "amount": amount,
+        "created": int(time.time()),
+        "currency": currency.lower(),
+        "fee": fee,
+        "fee_details": (
+            [
+                {
+                    "amount": fee,
+                    "application": None,
+                    "currency": currency.lower(),
+                    "description": fee_description,
+                    "type": "stripe_fee",
+                }
+            ]
+            if fee
+            else []
+        ),
+        "net": amount - fee,
+        "source": source,
+        "status": "available",
+        "type": kind,
+    }
+
+
+def new_dispute(intent: Mapping[str, Any], charge_id: str, amount: int) -> Json:
+    return {
+        "id": stripe_id("du"),
+        "object": "dispute",
+        "amount": amount,
+        "balance_transactions": [],
+        "charge": charge_id,
+        "created": int(time.time()),
+        "currency": intent["currency"],
+        "payment_intent": intent["id"],
+        "reason": "fraudulent",
+        "status": "needs_response",
+    }
+
+
 def connected_account(worker_id: int, email: str) -> Json:
     """An Express account whose onboarding is not done yet."""
     return {
@@ -190,8 +237,11 @@ def connected_account(worker_id: int, email: str) -> Json:
 # --- translations -----------------------------------------------------------------------------
 
 
-def intent_hold(intent: Mapping[str, Any], charge: Mapping[str, Any]) -> ProviderHold:
-    """A PaymentIntent (and its latest charge) as a ProviderHold."""
+def intent_hold(
+    intent: Mapping[str, Any], charge: Mapping[str, Any], fee: int | None = None
+) -> ProviderHold:
+    """A PaymentIntent (and its latest charge, and the fee of the charge's balance
+    transaction once captured) as a ProviderHold."""
     status = intent["status"]
     capture_by: datetime | None = None
     failure_message: str | None = None
@@ -226,6 +276,7 @@ def intent_hold(intent: Mapping[str, Any], charge: Mapping[str, Any]) -> Provide
         refunded_amount=int(charge.get("amount_refunded") or 0),
         capture_by=capture_by,
         failure_message=failure_message,
+        fee=fee,
     )
 
 

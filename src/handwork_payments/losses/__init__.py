@@ -1,0 +1,1 @@
+"""Platform losses: debts written off (disputes' losses are booked in disputes.losses)."""
