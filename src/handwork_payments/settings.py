@@ -103,6 +103,19 @@ class Settings(BaseSettings):
     # Logs: "text" for people, "json" (one object per line, extra fields kept) for machines.
     log_format: Literal["text", "json"] = "text"
 
+    # Operations (issue 12): metrics, alerts that reach a person, log verbosity.
+    # GET /metrics asks for `Authorization: Bearer <METRICS_TOKEN>` when set.
+    metrics_token: str | None = None
+    # Where each new alert is sent (a job, retried): a Slack-compatible incoming webhook
+    # ({"text": ...}) and/or email through SMTP_URL (smtp://user:pass@host:port; smtps://
+    # for TLS from the start; STARTTLS is used whenever the server offers it).
+    alert_webhook_url: str | None = None
+    smtp_url: str | None = None
+    alert_email_from: str = "handwork-payments@localhost"
+    alert_email_to: str | None = None  # comma-separated
+    # "warning": start-up banner, then warnings only; "info": every job and request.
+    log_level: Literal["debug", "info", "warning", "error"] = "warning"
+
     @field_validator("platform_fee_percentage")
     @classmethod
     def _fee_precision(cls, value: Decimal) -> Decimal:

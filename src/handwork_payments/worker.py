@@ -91,12 +91,13 @@ async def prune_jobs(context: JobContext, timestamp: int) -> None:
 
 
 def blueprints() -> list[procrastinate.Blueprint]:
+    from handwork_payments.audit.tasks import blueprint as audit
     from handwork_payments.payments.tasks import blueprint as payments
     from handwork_payments.payouts.tasks import blueprint as payouts
     from handwork_payments.reconcile.tasks import blueprint as reconcile
     from handwork_payments.webhooks.tasks import blueprint as webhooks
 
-    return [maintenance, payments, payouts, webhooks, reconcile]
+    return [maintenance, payments, payouts, webhooks, reconcile, audit]
 
 
 def sweep_cron(seconds: int) -> str:

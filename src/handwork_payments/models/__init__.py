@@ -13,6 +13,7 @@ from handwork_payments.models.ledger import (
 )
 from handwork_payments.models.operations import (
     Alert,
+    AlertStatus,
     AuditLog,
     DeliveryStatus,
     IdempotencyRecord,
@@ -36,6 +37,7 @@ from handwork_payments.models.users import Role, User
 __all__ = [
     "AccountKind",
     "Alert",
+    "AlertStatus",
     "AuditLog",
     "Base",
     "Booking",

@@ -17,6 +17,10 @@ class AccountKind(enum.StrEnum):
     WORKER_AVAILABLE = "worker_available"  # per worker and currency
     WORKER_PAYOUT_RESERVED = "worker_payout_reserved"  # per worker and currency
     PLATFORM_FEE_REVENUE = "platform_fee_revenue"  # per currency
+    # Costs, per provider and currency / per currency. Booked against clearing or a
+    # worker's balance, they go negative as costs grow (revenue goes positive).
+    PROVIDER_FEES = "provider_fees"
+    PLATFORM_LOSSES = "platform_losses"
 
 
 class LedgerAccount(Base):

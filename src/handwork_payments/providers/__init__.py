@@ -143,6 +143,11 @@ def build_providers(settings: Settings, sessions: Sessions) -> Providers:
     else:
         paypal = DisabledProvider("paypal")
     _announce(modes)
+    from handwork_payments.providers.metrics import instrument
+
+    for adapter in (stripe, paypal):
+        if not isinstance(adapter, DisabledProvider):
+            instrument(adapter)
     return Providers(stripe=stripe, paypal=paypal)
 
 
