@@ -73,7 +73,9 @@ def upgrade() -> None:
         sa.Column("delivery_attempts", sa.Integer(), nullable=False, server_default="0"),
     )
     op.add_column("alerts", sa.Column("delivery_error", sa.Text()))
-    op.create_check_constraint(op.f("ck_alerts_status"), "alerts", "status IN ('open', 'acknowledged')")
+    op.create_check_constraint(
+        op.f("ck_alerts_status"), "alerts", "status IN ('open', 'acknowledged')"
+    )
     # Alerts recorded before this migration were never de-duplicated: they count as seen.
     op.execute("UPDATE alerts SET status = 'acknowledged', acknowledged_at = now()")
     op.create_index(
@@ -83,8 +85,10 @@ def upgrade() -> None:
         unique=True,
         postgresql_where=sa.text("status = 'open'"),
     )
-    op.drop_constraint("ck_ledger_accounts_kind", "ledger_accounts", type_="check")
-    op.create_check_constraint(op.f("ck_ledger_accounts_kind"), "ledger_accounts", f"kind IN ({NEW_KINDS})")
+    op.drop_constraint(op.f("ck_ledger_accounts_kind"), "ledger_accounts", type_="check")
+    op.create_check_constraint(
+        op.f("ck_ledger_accounts_kind"), "ledger_accounts", f"kind IN ({NEW_KINDS})"
+    )
     for name, table, columns, where in INDEXES:
         op.create_index(
             name,
@@ -97,10 +101,12 @@ def upgrade() -> None:
 def downgrade() -> None:
     for name, table, _, _ in INDEXES:
         op.drop_index(name, table_name=table)
-    op.drop_constraint("ck_ledger_accounts_kind", "ledger_accounts", type_="check")
-    op.create_check_constraint(op.f("ck_ledger_accounts_kind"), "ledger_accounts", f"kind IN ({OLD_KINDS})")
+    op.drop_constraint(op.f("ck_ledger_accounts_kind"), "ledger_accounts", type_="check")
+    op.create_check_constraint(
+        op.f("ck_ledger_accounts_kind"), "ledger_accounts", f"kind IN ({OLD_KINDS})"
+    )
     op.drop_index("uq_alerts_open_object", table_name="alerts")
-    op.drop_constraint("ck_alerts_status", "alerts", type_="check")
+    op.drop_constraint(op.f("ck_alerts_status"), "alerts", type_="check")
     for column in (
         "delivery_error",
         "delivery_attempts",
