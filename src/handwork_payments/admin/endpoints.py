@@ -1,24 +1,28 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, computed_field
 from sqlalchemy import select
 
+from handwork_payments.analytics import report
+from handwork_payments.analytics.schemas import Analytics
 from handwork_payments.audit import alerts
 from handwork_payments.db import transaction
 from handwork_payments.http.deps import AdminUser, RuntimeDep, SessionDep
+from handwork_payments.kit.clock import now
 from handwork_payments.kit.errors import (
     Conflict,
     Forbidden,
     NotFound,
     Unauthorized,
+    Unprocessable,
     error_responses,
 )
 from handwork_payments.kit.pagination import Page, PageDep, paginate
-from handwork_payments.kit.schemas import PathId
+from handwork_payments.kit.schemas import CurrencyIn, PathId
 from handwork_payments.models import Alert, AlertStatus, DeliveryStatus, WebhookDelivery
 from handwork_payments.webhooks import service as webhooks
 
@@ -123,3 +127,26 @@ async def acknowledge_alert(alert_id: PathId, admin: AdminUser, runtime: Runtime
         if found is None:
             raise NotFound("Alert not found")
         return AlertOut.model_validate(found)
+
+
+@router.get(
+    "/analytics",
+    response_model=Analytics,
+    responses=error_responses(Unauthorized, Forbidden, Unprocessable),
+)
+async def analytics(
+    _: AdminUser,
+    session: SessionDep,
+    from_: Annotated[date | None, Query(alias="from")] = None,
+    to: Annotated[date | None, Query()] = None,
+    currency: Annotated[CurrencyIn, Query()] = "USD",
+) -> Analytics:
+    """The platform's figures over whole UTC days, `from` and `to` included (default:
+    the last 30 days)."""
+    end = to or now().date()
+    start = from_ or end - timedelta(days=29)
+    if start > end:
+        raise Unprocessable("from must not be after to")
+    if (end - start).days >= report.MAX_DAYS:
+        raise Unprocessable(f"at most {report.MAX_DAYS} days at once")
+    return report.as_schema(await report.report(session, currency, start, end))
