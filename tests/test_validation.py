@@ -175,6 +175,8 @@ async def build_world(http: httpx.AsyncClient, runtime: Runtime) -> World:
     )
     deliveries = (await api.get("/admin/webhooks", admin))["items"]
     ids["delivery"] = deliveries[0]["id"]
+    # The dispute's alert, open.
+    ids["alert"] = (await api.get("/admin/alerts", admin))["items"][0]["id"]
 
     secret = runtime.jwt_secret
     world.tokens = {
@@ -476,6 +478,7 @@ AUTHENTICATED = [
     "POST /payments/stripe/connect/onboarding",
     "GET /payments/summary/client", "GET /payments/earnings/worker", "GET /payments/transactions",
     "GET /admin/webhooks", "POST /admin/webhooks/{delivery}/replay", "GET /admin/alerts",
+    "POST /admin/alerts/{alert}/acknowledge", "GET /admin/analytics",
 ]
 # Every endpoint without a token; every kind of bad token on a few (one dependency reads
 # them all).

@@ -50,10 +50,17 @@ UNMATCHED = "unmatched"
 
 
 def route_of(scope: Scope) -> str:
-    """The matched route's template (`/api/v1/payments/{payment_id}`)."""
+    """The matched route's template (`/api/v1/payments/{payment_id}`). FastAPI's included
+    routers keep their routes' templates relative to the router's prefix (`/api/v1`): the
+    prefix, which has no parameters here, is the request path's leading segments."""
     route = scope.get("route")
-    template = getattr(route, "path_format", None) or getattr(route, "path", None)
-    return template if isinstance(template, str) else UNMATCHED
+    template = getattr(route, "path_format", None)
+    if not isinstance(template, str):
+        return UNMATCHED
+    segments, relative = scope["path"].split("/"), template.split("/")
+    if ":path}" in template or len(segments) <= len(relative):
+        return template
+    return "/".join(segments[: len(segments) - len(relative) + 1]) + template
 
 
 class HttpMetrics:
