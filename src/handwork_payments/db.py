@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -41,7 +42,11 @@ def libpq_url(url: str) -> str:
 def start_embedded(data_dir: str) -> str:
     """Start (or reuse) the embedded PostgreSQL in `data_dir` and return its URL."""
     global _embedded
-    import pgserver  # imported here: production never needs the wheel's binaries
+    # Imported here: production never needs the wheel's binaries. Its import warns when
+    # XDG_RUNTIME_DIR is unset (containers, CI) and then works all the same.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
 
     path = Path(data_dir).resolve()
     path.mkdir(parents=True, exist_ok=True)
