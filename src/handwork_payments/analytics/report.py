@@ -13,7 +13,7 @@ minus fee parts refunded); provider fees and losses are what their cost accounts
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -151,16 +151,9 @@ async def report(session: AsyncSession, currency: str, start: date, end: date) -
         start + timedelta(days=n): days.get(start + timedelta(days=n), Day())
         for n in range((end - start).days + 1)
     }
-    for name in (
-        "payments",
-        "volume",
-        "failed",
-        "refunded",
-        "fee_revenue",
-        "provider_fees",
-        "losses",
-    ):
-        setattr(result.totals, name, sum(getattr(d, name) for d in result.days.values()))
+    for figure in fields(Day):
+        total = sum(getattr(d, figure.name) for d in result.days.values())
+        setattr(result.totals, figure.name, total)
     result.created = int((await session.execute(_CREATED, params)).scalar_one())
     opened, resolved, median = (await session.execute(_DISPUTES, params)).one()
     result.disputes = (int(opened), int(resolved), _hours(median))
