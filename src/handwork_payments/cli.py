@@ -71,11 +71,6 @@ def _deployable() -> None:
 def _logging() -> None:
     settings = get_settings()
     level = getattr(logging, settings.log_level.upper())
-    # procrastinate says INFO for every job it runs (periodic ones every minute): only
-    # when asked for debug output.
-    logging.getLogger("procrastinate").setLevel(max(level, logging.WARNING))
-    if level == logging.DEBUG:
-        logging.getLogger("procrastinate").setLevel(logging.DEBUG)
     if settings.log_format == "json":
         handler = logging.StreamHandler()
         handler.setFormatter(JsonFormatter())
