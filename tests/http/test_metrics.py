@@ -191,3 +191,27 @@ def test_processes_add_up_in_the_multiprocess_folder(
         )
         == 2
     )
+
+
+async def test_histogram_buckets_count_a_bound_as_le_does(runtime: Runtime) -> None:
+    from sqlalchemy import text
+
+    from handwork_payments.analytics.prometheus import _histogram, _histogram_sql
+
+    sql = _histogram_sql(
+        (1, 5, 15),
+        "n * interval '1 second'",
+        "(VALUES (0), (1), (2), (5), (6), (15), (16), (100)) v(n)",
+        "'all'",
+    )
+    async with runtime.sessions() as session:
+        rows = (await session.execute(text(sql))).all()
+    family = _histogram("h", "h", "kind", rows, (1, 5, 15))
+    assert [(s.name, s.labels.get("le"), s.value) for s in family.samples] == [
+        ("h_bucket", "1", 2),
+        ("h_bucket", "5", 4),
+        ("h_bucket", "15", 6),
+        ("h_bucket", "+Inf", 8),
+        ("h_count", None, 8),
+        ("h_sum", None, 145.0),
+    ]

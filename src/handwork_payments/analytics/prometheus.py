@@ -8,6 +8,8 @@ usual 15-60 s scrape interval); the rest reads small tables or balance rows."""
 
 from __future__ import annotations
 
+import itertools
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
@@ -32,22 +34,28 @@ PAYOUT_BUCKETS = (60, 600, 3600, 6 * 3600, DAY, 3 * DAY, 7 * DAY)
 _PAYMENTS = text(
     """
     SELECT payment_method, count(*), count(held_at), count(*) FILTER (WHERE status = 'failed'),
-           count(released_at), count(refunded_at),
-           count(*) FILTER (WHERE EXISTS (
-               SELECT 1 FROM payment_disputes d WHERE d.payment_id = payments.id))
+           count(released_at), count(refunded_at)
     FROM payments GROUP BY payment_method
+    """
+)
+_DISPUTED = text(
+    """
+    SELECT p.payment_method, count(DISTINCT d.payment_id)
+    FROM payment_disputes d JOIN payments p ON p.id = d.payment_id GROUP BY 1
     """
 )
 PAYMENT_STATUSES = ("created", "held", "failed", "released", "refunded", "disputed")
 
 
 def _histogram_sql(buckets: Sequence[int], seconds: str, source: str, label: str) -> str:
-    """Per value of `label`: the cumulative count per bucket, the count and the sum."""
-    counts = ", ".join(f"count(*) FILTER (WHERE s <= {b})" for b in buckets)
+    """Per value of `label` and bucket (0 = at most the first bound ... len(buckets) =
+    above the last): how many and their sum. One width_bucket per row rather than a
+    filter per bucket, on negated values so that a bound belongs to its own bucket (`le`)."""
+    bounds = ", ".join(str(-float(b)) for b in reversed(buckets))
     return (
-        f"SELECT label, {counts}, count(*), coalesce(sum(s), 0) FROM "
-        f"(SELECT {label} AS label, extract(epoch FROM {seconds})::float8 AS s FROM {source}) t "
-        "GROUP BY label"
+        f"SELECT label, {len(buckets)} - width_bucket(-s, ARRAY[{bounds}]::float8[]), "
+        f"count(*), sum(s) FROM (SELECT {label} AS label, "
+        f"extract(epoch FROM {seconds})::float8 AS s FROM {source}) t GROUP BY 1, 2"
     )
 
 
@@ -99,13 +107,18 @@ def _histogram(
     name: str, doc: str, label: str, rows: Iterable[Sequence[Any]], buckets: Sequence[int]
 ) -> HistogramMetricFamily:
     family = HistogramMetricFamily(name, doc, labels=[label] if label else [])
-    for row in rows:
-        values = [int(v) for v in row[1 : 1 + len(buckets)]]
-        total, seconds = int(row[1 + len(buckets)]), float(row[2 + len(buckets)])
+    counts: dict[str, list[int]] = defaultdict(lambda: [0] * (len(buckets) + 1))
+    sums: dict[str, float] = defaultdict(float)
+    for value, bucket, count, seconds in rows:
+        counts[value][bucket] += int(count)
+        sums[value] += float(seconds)
+    for value, per_bucket in counts.items():
+        cumulative = list(itertools.accumulate(per_bucket))
         family.add_metric(
-            [row[0]] if label else [],
-            [(str(b), v) for b, v in zip(buckets, values, strict=True)] + [("+Inf", total)],
-            seconds,
+            [value] if label else [],
+            [(str(b), c) for b, c in zip(buckets, cumulative, strict=False)]
+            + [("+Inf", cumulative[-1])],
+            sums[value],
         )
     return family
 
@@ -118,7 +131,9 @@ async def families(session: AsyncSession) -> list[Metric]:
         "Payments that reached each status (created counts every attempt)",
         labels=["provider", "status"],
     )
+    disputed = {method: int(n) for method, n in (await session.execute(_DISPUTED)).all()}
     for method, *counts in rows:
+        counts.append(disputed.get(method, 0))
         for status, count in zip(PAYMENT_STATUSES, counts, strict=True):
             payments.add_metric([method, status], int(count))
     revenue = GaugeMetricFamily(
