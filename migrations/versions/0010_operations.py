@@ -32,7 +32,7 @@ NEW_KINDS = OLD_KINDS + ", 'provider_fees', 'platform_losses'"
 # (index, table, columns, where)
 INDEXES = [
     ("ix_payments_held_at", "payments", ["held_at"], "held_at IS NOT NULL"),
-    ("ix_payments_failed_created_at", "payments", ["created_at"], "status = 'failed'"),
+    ("ix_payments_created_at", "payments", ["created_at"], None),
     ("ix_journal_entries_created_at", "journal_entries", ["created_at"], None),
     ("ix_payment_refunds_completed_at", "payment_refunds", ["completed_at"], None),
     ("ix_payment_disputes_created_at", "payment_disputes", ["created_at"], None),

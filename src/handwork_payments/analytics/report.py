@@ -1,10 +1,12 @@
 """GET /admin/analytics: the platform's figures over a window of whole UTC days.
 
-Every figure is a range scan on an indexed time column (migration 0010): held_at,
-created_at of failed payments, journal_entries.created_at, payment_refunds.completed_at,
-the disputes' created_at/resolved_at and the payouts' requested_at/completed_at. A window
-reads its own rows only, so a month costs the same at ten thousand payments as at ten
-million. Totals are the sums of the daily rows, so the two always agree.
+Every figure is a range scan on an indexed time column (migration 0010): payments'
+held_at and created_at, journal_entries.created_at, payment_refunds.completed_at, the
+disputes' created_at/resolved_at and the payouts' requested_at/completed_at. Totals are
+the sums of the daily rows, so the two always agree. Measured at a million payments on a
+loaded 2-core machine: about 0.9 s for 30 days, most of it the ledger query (PostgreSQL
+hash-joins the window's entries with the whole postings table); daily rollups are the
+next step if that grows.
 
 Money from the ledger: fee revenue is what the fee-revenue account gained (fees released
 minus fee parts refunded); provider fees and losses are what their cost accounts lost
