@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from handwork_payments.app import create_app
@@ -169,28 +168,17 @@ asyncio.run(_timed("paypal", "capture", call)())
 """
 
 
-def test_processes_add_up_in_the_multiprocess_folder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_processes_add_up_in_the_multiprocess_folder(tmp_path: Path) -> None:
     """What `serve --workers N` and worker processes sharing PROMETHEUS_MULTIPROC_DIR do:
     each process writes its samples, any process answers with their sum."""
     env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
     for _ in range(2):
         subprocess.run([sys.executable, "-c", _CHILD], env=env, check=True, timeout=60)
-    monkeypatch.setenv(http_metrics.MULTIPROC_ENV, str(tmp_path))
     from prometheus_client import generate_latest
 
-    samples = parse(generate_latest(http_metrics.process_registry()).decode())
-    assert (
-        value(
-            samples,
-            "handwork_provider_request_seconds_count",
-            provider="paypal",
-            operation="capture",
-            outcome="ok",
-        )
-        == 2
-    )
+    samples = parse(generate_latest(http_metrics.registry_for(str(tmp_path))).decode())
+    labels = {"provider": "paypal", "operation": "capture", "outcome": "ok"}
+    assert value(samples, "handwork_provider_request_seconds_count", **labels) == 2
 
 
 async def test_histogram_buckets_count_a_bound_as_le_does(runtime: Runtime) -> None:

@@ -26,6 +26,7 @@ from prometheus_client import (
     CollectorRegistry,
     Histogram,
     generate_latest,
+    values,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -98,12 +99,20 @@ class _Fetched(Collector):
         return iter(self.fetched)
 
 
+def registry_for(multiprocess_dir: str | None) -> CollectorRegistry:
+    if multiprocess_dir is None:
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=multiprocess_dir)
+    return registry
+
+
 def process_registry() -> CollectorRegistry:
-    if os.environ.get(MULTIPROC_ENV):
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry)
-        return registry
-    return REGISTRY
+    """The samples of every process sharing the folder when prometheus-client started in
+    multiprocess mode (PROMETHEUS_MULTIPROC_DIR set before it was imported: its values
+    are files there), this process's own otherwise, whatever the variable says now."""
+    multiprocess = values.ValueClass is not values.MutexValue
+    return registry_for(os.environ[MULTIPROC_ENV] if multiprocess else None)
 
 
 def _authorized(runtime: Runtime, request: Request) -> bool:
