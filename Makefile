@@ -18,7 +18,7 @@ serve: install
 	$(BIN)/handwork-payments serve
 
 demo: install
-	$(BIN)/python demo_payments.py
+	$(BIN)/python demo_payments.py $(ARGS)
 
 lint: install
 	$(BIN)/ruff check src tests bench demo_payments.py migrations

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -21,7 +22,7 @@ from sqlalchemy import text
 from handwork_payments import migrate
 from handwork_payments.app import create_app
 from handwork_payments.auth.service import ensure_admin
-from handwork_payments.db import start_embedded
+from handwork_payments.db import start_embedded, stop_embedded
 from handwork_payments.ledger.verify import verify
 from handwork_payments.runtime import Runtime
 from handwork_payments.settings import Settings
@@ -128,7 +129,7 @@ class Demo:
 
 async def story(demo: Demo) -> None:
     say("The people")
-    _, admin = await demo.user("admin@handwork.example", "Ada Admin", "admin")
+    _, admin = await demo.user(ADMIN_EMAIL, "Ada Admin", "admin")
     _, client = await demo.user("carla@example.com", "Carla Client", "client")
     worker_id, worker = await demo.user("wes@example.com", "Wes Worker", "worker")
 
@@ -298,41 +299,79 @@ async def story(demo: Demo) -> None:
         )
 
 
-async def main() -> None:
+ADMIN_EMAIL = "admin@handwork.example"
+
+
+async def main(url: str, keep_serving: bool) -> None:
+    # SIGTERM ends the demo as Ctrl-C does (asyncio cancels the story, then `run` stops
+    # the database).
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
+    await asyncio.to_thread(migrate.upgrade, url)
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=url,
+        stripe_secret_key=None,
+        paypal_client_id=None,
+        jwt_secret="demo-only-jwt-secret-not-for-production",
+    )
+    runtime = Runtime.build(settings, url)
+    port = int(os.environ.get("DEMO_PORT") or free_port())
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, log_level="warning")
+    )
+    serving = asyncio.create_task(server.serve())
+    try:
+        async with (
+            running_worker(runtime, concurrency=2, name="demo"),
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http,
+        ):
+            for _ in range(100):
+                if server.started:
+                    break
+                await asyncio.sleep(0.05)
+            print(f"Handwork Payments demo: the service runs at http://127.0.0.1:{port}")
+            print(f"providers: {runtime.providers.modes()}")
+            await story(Demo(http, runtime))
+            print("\nDone: every movement above is a balanced journal entry.")
+            print(f"\nDashboard: http://127.0.0.1:{port}/dashboard  (API docs: /docs)")
+            print(f"Admin: {ADMIN_EMAIL} / {PASSWORD}  (this temporary database only)")
+            if keep_serving:
+                print("Serving until Ctrl-C; the database is deleted when it stops.", flush=True)
+                # uvicorn takes Ctrl-C and SIGTERM while it serves: it stops, then
+                # raises the signal again, which ends the demo through `run`.
+                await serving
+            else:
+                print("Run `make demo ARGS=--serve` to keep it serving and look around.")
+    finally:
+        server.should_exit = True
+        await serving
+        await runtime.aclose()
+
+
+def _interrupt(signum: int, _: Any) -> None:
+    """SIGTERM before the event loop runs: through the finally blocks below, as Ctrl-C."""
+    raise KeyboardInterrupt
+
+
+def run(argv: list[str]) -> int:
+    """The embedded PostgreSQL lives exactly as long as this function: stopped on a normal
+    end, an error and Ctrl-C/SIGTERM alike, before its temporary data folder is deleted
+    (stopped after, it could not be stopped cleanly and was left running)."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    keep_serving = "--serve" in argv
     with tempfile.TemporaryDirectory(prefix="handwork-demo-") as data_dir:
-        url = os.environ.get("DEMO_DATABASE_URL") or start_embedded(data_dir)
-        await asyncio.to_thread(migrate.upgrade, url)
-        settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
-            database_url=url,
-            stripe_secret_key=None,
-            paypal_client_id=None,
-            jwt_secret="demo-only-jwt-secret-not-for-production",
-        )
-        runtime = Runtime.build(settings, url)
-        port = free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, log_level="warning")
-        )
-        serving = asyncio.create_task(server.serve())
         try:
-            async with (
-                running_worker(runtime, concurrency=2, name="demo"),
-                httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http,
-            ):
-                for _ in range(100):
-                    if server.started:
-                        break
-                    await asyncio.sleep(0.05)
-                print(f"Handwork Payments demo: the service runs at http://127.0.0.1:{port}")
-                print(f"providers: {runtime.providers.modes()}")
-                await story(Demo(http, runtime))
+            url = os.environ.get("DEMO_DATABASE_URL") or start_embedded(data_dir)
+            print(f"database: a temporary embedded PostgreSQL in {data_dir}", flush=True)
+            asyncio.run(main(url, keep_serving))
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            print("\nstopped")
         finally:
-            server.should_exit = True
-            await serving
-            await runtime.aclose()
-    print("\nDone: every movement above is a balanced journal entry.")
+            stop_embedded()
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(run(sys.argv[1:]))

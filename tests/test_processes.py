@@ -61,6 +61,8 @@ def environment(database_url: str) -> dict[str, str]:
         PASSWORD_HASH_TIME_COST="1",
         PASSWORD_HASH_MEMORY_KIB="1024",
         PYTHONUNBUFFERED="1",
+        # The workers' "Starting worker" (procrastinate's) says when they are ready.
+        LOG_LEVEL="info",
         # A dead worker is noticed within about 5 s instead of a minute and a half (with
         # room for a live one's heartbeat to be late on a loaded machine).
         WORKER_POLL_SECONDS="0.5",

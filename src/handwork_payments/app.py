@@ -20,6 +20,8 @@ from handwork_payments.http.docs import install_docs
 from handwork_payments.http.headers import SecurityHeaders
 from handwork_payments.http.idempotency import IdempotencyMiddleware
 from handwork_payments.http.limits import RequestLimits
+from handwork_payments.http.metrics import HttpMetrics
+from handwork_payments.http.metrics import router as metrics_router
 from handwork_payments.kit.errors import DomainError, ErrorBody
 from handwork_payments.providers import Mode, provider_modes
 from handwork_payments.runtime import Runtime
@@ -146,8 +148,10 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.add_middleware(IdempotencyMiddleware, runtime=lambda: app.state.runtime)
     app.add_middleware(RequestLimits, max_bytes=settings.max_request_bytes)
     app.add_middleware(SecurityHeaders, private_prefix=API_PREFIX)
+    app.add_middleware(HttpMetrics)
     _install_error_handlers(app)
     app.include_router(api_router())
+    app.include_router(metrics_router)
     if settings.serve_docs:
         install_docs(app, OPENAPI_URL)
     install_dashboard(app)

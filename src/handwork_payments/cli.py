@@ -4,9 +4,14 @@ crypto rotate, reconcile, create-admin."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import logging
+import os
+import shutil
+import signal
 import sys
+import tempfile
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,14 +74,27 @@ def _deployable() -> None:
 
 
 def _logging() -> None:
-    if get_settings().log_format == "json":
+    settings = get_settings()
+    level = getattr(logging, settings.log_level.upper())
+    if settings.log_format == "json":
         handler = logging.StreamHandler()
         handler.setFormatter(JsonFormatter())
-        logging.basicConfig(level=logging.INFO, handlers=[handler])
+        logging.basicConfig(level=level, handlers=[handler])
         return
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _metrics_folder() -> None:
+    """prometheus-client's multiprocess mode for every process `serve` starts (one or
+    several), set before anything imports prometheus-client (see http/metrics.py)."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        folder = tempfile.mkdtemp(prefix="handwork-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+        atexit.register(shutil.rmtree, folder, True)
+
+
+def _exit_on_sigterm(signum: int, _: Any) -> None:
+    sys.exit(0)
 
 
 @app.command()
@@ -86,6 +104,7 @@ def serve(
     no_worker: bool = typer.Option(False, "--no-worker", help="Run no in-process worker"),
 ) -> None:
     """Run the API (and one in-process background worker unless --no-worker)."""
+    _metrics_folder()
     import uvicorn
 
     from handwork_payments import startup
@@ -94,8 +113,19 @@ def serve(
     _deployable()
     _logging()
     startup.run_in_process_worker = not no_worker
+    startup.listening = (host, port)
+    # uvicorn shuts down gracefully on SIGTERM, then raises it again with the handler it
+    # found: exit through atexit (the embedded PostgreSQL is stopped, the metrics folder
+    # removed) rather than die by the signal.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     # No `server: uvicorn` banner: it tells an attacker which version's bugs to try.
-    uvicorn.run(create_app(), host=host, port=port, log_level="info", server_header=False)
+    uvicorn.run(
+        create_app(),
+        host=host,
+        port=port,
+        log_level=get_settings().log_level,
+        server_header=False,
+    )
 
 
 @app.command()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -40,14 +42,35 @@ def libpq_url(url: str) -> str:
 def start_embedded(data_dir: str) -> str:
     """Start (or reuse) the embedded PostgreSQL in `data_dir` and return its URL."""
     global _embedded
-    import pgserver  # imported here: production never needs the wheel's binaries
+    # Imported here: production never needs the wheel's binaries. Its import warns when
+    # XDG_RUNTIME_DIR is unset (containers, CI) and then works all the same.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
 
     path = Path(data_dir).resolve()
     path.mkdir(parents=True, exist_ok=True)
+    # initdb's and pg_ctl's whole output is logged by pgserver at INFO: not for people.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
     _embedded = pgserver.get_server(str(path), cleanup_mode="stop")
     uri: str = _embedded.get_uri()
-    log.warning("DATABASE_URL is not set: using the embedded PostgreSQL in %s", path)
+    log.info("DATABASE_URL is not set: using the embedded PostgreSQL in %s", path)
     return uri
+
+
+def embedded_dir() -> str | None:
+    """The data folder of the embedded PostgreSQL this process started, if any."""
+    return str(_embedded.pgdata) if _embedded is not None else None
+
+
+def stop_embedded() -> None:
+    """Stop the embedded PostgreSQL this process started (pgserver otherwise stops it at
+    exit, when a caller may already have deleted its data folder, and then cannot)."""
+    global _embedded
+    if _embedded is not None:
+        _embedded.cleanup()
+        atexit.unregister(_embedded._cleanup)  # done: its folder may be gone at exit
+        _embedded = None
 
 
 def database_url(settings: Settings) -> str:

@@ -35,7 +35,8 @@ class Runtime:
         jwt_secret = settings.jwt_secret
         if not jwt_secret:
             jwt_secret = secrets.token_urlsafe(32)
-            log.warning(
+            # `serve`'s banner warns; production refuses it.
+            log.info(
                 "JWT_SECRET is not set: tokens are signed with a generated key and stop "
                 "working when this process restarts (set it when running several processes)"
             )

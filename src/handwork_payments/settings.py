@@ -133,6 +133,18 @@ class Settings(BaseSettings):
     simulator_paypal_fees: str = "USD:3.49:49,JPY:3.49:49,KWD:3.49:150,*:3.49:49"
     # Stripe's dispute fee ($15.00 or local equivalent), "CUR:fixed"; returned when won.
     simulator_stripe_dispute_fees: str = "USD:1500,JPY:2000,KWD:4600,*:1500"
+    # Operations (issue 12): metrics, alerts that reach a person, log verbosity.
+    # GET /metrics asks for `Authorization: Bearer <METRICS_TOKEN>` when set.
+    metrics_token: str | None = None
+    # Where each new alert is sent (a job, retried): a Slack-compatible incoming webhook
+    # ({"text": ...}) and/or email through SMTP_URL (smtp://user:pass@host:port; smtps://
+    # for TLS from the start; STARTTLS is used whenever the server offers it).
+    alert_webhook_url: str | None = None
+    smtp_url: str | None = None
+    alert_email_from: str = "handwork-payments@localhost"
+    alert_email_to: str | None = None  # comma-separated
+    # "warning": start-up banner, then warnings only; "info": every job and request.
+    log_level: Literal["debug", "info", "warning", "error"] = "warning"
 
     @field_validator("platform_fee_percentage")
     @classmethod

@@ -8,9 +8,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+from sqlalchemy.engine import make_url
+
 from handwork_payments import migrate
 from handwork_payments.auth.service import ensure_admin
-from handwork_payments.db import database_url
+from handwork_payments.db import database_url, embedded_dir
 from handwork_payments.providers import provider_modes
 from handwork_payments.runtime import Runtime
 from handwork_payments.settings import Settings, get_settings
@@ -19,6 +21,8 @@ log = logging.getLogger(__name__)
 
 # Set by `serve --no-worker`.
 run_in_process_worker = True
+# Set by `serve`: where it listens, for the banner (none is printed without it).
+listening: tuple[str, int] | None = None
 
 # HS256 wants a key at least as long as its hash (RFC 7518 3.2).
 MIN_JWT_SECRET_BYTES = 32
@@ -50,6 +54,45 @@ def check_deployable(settings: Settings) -> None:
         raise StartupRefused("HANDWORK_ENV=production refuses to start: " + "; ".join(problems))
 
 
+def generated_secrets(settings: Settings) -> list[str]:
+    """The secrets this process made up because they are not set."""
+    found = []
+    if not settings.jwt_secret:
+        found.append(
+            "JWT_SECRET is not set: tokens are signed with a generated key and stop working "
+            "when this process restarts"
+        )
+    if not settings.metadata_encryption_keys:
+        found.append(
+            "METADATA_ENCRYPTION_KEYS is not set: payment_metadata is encrypted with a "
+            "generated key, unreadable after a restart"
+        )
+    return found
+
+
+def banner(runtime: Runtime, host: str, port: int) -> str:
+    """What a person starting `serve` needs to see, in a few lines."""
+    base = f"http://{host}:{port}"
+    folder = embedded_dir()
+    database = (
+        f"embedded PostgreSQL, data in {folder}"
+        if folder is not None and runtime.settings.database_url is None
+        else make_url(runtime.database_url).render_as_string(hide_password=True)
+    )
+    lines = [
+        f"Handwork Payments on {base}",
+        f"  dashboard  {base}/dashboard",
+        f"  API docs   {base}/docs" if runtime.settings.serve_docs else "  API docs   off",
+        f"  metrics    {base}/metrics",
+        f"  database   {database}",
+        "  providers  " + ", ".join(f"{n} {m}" for n, m in runtime.providers.modes().items()),
+        *(f"  WARNING    {w}" for w in generated_secrets(runtime.settings)),
+    ]
+    if runtime.settings.log_level == "warning":
+        lines.append("Only warnings from now on (LOG_LEVEL=info for more).")
+    return "\n".join(lines)
+
+
 @asynccontextmanager
 async def started_runtime() -> AsyncIterator[Runtime]:
     settings = get_settings()
@@ -71,6 +114,8 @@ async def started_runtime() -> AsyncIterator[Runtime]:
 
                 await stack.enter_async_context(running_worker(runtime))
             log.info("providers: %s", runtime.providers.modes())
+            if listening is not None:
+                print(banner(runtime, *listening), flush=True)
             yield runtime
     finally:
         await runtime.aclose()

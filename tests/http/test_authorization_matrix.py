@@ -139,6 +139,8 @@ MATRIX: dict[str, Row] = {
     f"GET {A}/simulator/paypal/checkoutnow": everyone(
         OK, params=lambda w, _: {"token": w.ids["order"]}),
     "GET /health": everyone(OK),
+    # Without METRICS_TOKEN (tests/http/test_metrics.py sets one).
+    "GET /metrics": everyone(OK),
     "GET /openapi.json": everyone(OK),
     "GET /docs": everyone(OK),
     "GET /docs/start.js": everyone(OK),
@@ -245,6 +247,9 @@ MATRIX: dict[str, Row] = {
     f"POST {A}/admin/users/{{user_id}}/write-off": guarded(
         "admin", 409, 403, 403, 409, path={"user_id": "worker_id"},
         json=lambda w, _: {"reason": "Matrix"}),
+    f"POST {A}/admin/alerts/{{alert_id}}/acknowledge": guarded(
+        "admin", OK, 403, 403, OK, path={"alert_id": "alert"}),
+    f"GET {A}/admin/analytics": guarded("admin", OK, 403, 403, OK),
 }
 # fmt: on
 # Admin-only rows: the admin acts twice (as `admin` and as `owner`); the second time the

@@ -36,6 +36,7 @@ AUTHENTICATED = [
     "POST /payments/stripe/connect/onboarding",
     "GET /payments/summary/client", "GET /payments/earnings/worker", "GET /payments/transactions",
     "GET /admin/webhooks", "POST /admin/webhooks/{delivery}/replay", "GET /admin/alerts",
+    "POST /admin/alerts/{alert}/acknowledge", "GET /admin/analytics",
 ]
 # Every endpoint without a token; every kind of bad token on a few (one dependency reads
 # them all).

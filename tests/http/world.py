@@ -160,6 +160,8 @@ async def build_world(http: httpx.AsyncClient, runtime: Runtime) -> World:
     )
     deliveries = (await api.get("/admin/webhooks", admin))["items"]
     ids["delivery"] = deliveries[0]["id"]
+    # The dispute's alert, open.
+    ids["alert"] = (await api.get("/admin/alerts", admin))["items"][0]["id"]
 
     secret = runtime.jwt_secret
     world.tokens = {

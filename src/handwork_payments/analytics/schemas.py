@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from handwork_payments.models import TransactionType
 
@@ -36,3 +36,54 @@ class TransactionOut(BaseModel):
     payment_id: int | None
     payout_id: int | None
     created_at: datetime
+
+
+class PaymentFigures(BaseModel):
+    created: int
+    # Payments that reached escrow in the window (whatever happened to them after).
+    held: int
+    failed: int
+    # held / (held + failed), between 0 and 1; null when neither happened.
+    success_rate: float | None
+
+
+class DisputeFigures(BaseModel):
+    opened: int
+    resolved: int
+    median_resolution_hours: float | None
+
+
+class PayoutFigures(BaseModel):
+    requested: int
+    completed: int
+    failed: int
+    median_processing_hours: float | None
+
+
+class DailyFigures(BaseModel):
+    date: date
+    volume: Decimal
+    fee_revenue: Decimal
+    provider_fees: Decimal
+    losses: Decimal
+    net_revenue: Decimal
+    payments: int
+    failed: int
+    refunded: Decimal
+
+
+class Analytics(BaseModel):
+    currency: str
+    from_: date = Field(serialization_alias="from")
+    to: date
+    payments: PaymentFigures
+    volume: Decimal
+    fee_revenue: Decimal
+    provider_fees: Decimal
+    losses: Decimal
+    # fee_revenue - provider_fees - losses
+    net_revenue: Decimal
+    refunded: Decimal
+    disputes: DisputeFigures
+    payouts: PayoutFigures
+    daily: list[DailyFigures]

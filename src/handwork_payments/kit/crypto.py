@@ -22,10 +22,11 @@ class MetadataCipher:
             self.generated = False
         else:
             # A throwaway key: fine for the embedded development mode, fatal for production
-            # (metadata written now is unreadable after a restart), hence the warning.
+            # (metadata written now is unreadable after a restart): `serve`'s banner warns,
+            # production refuses it.
             fernets = [Fernet(Fernet.generate_key())]
             self.generated = True
-            log.warning(
+            log.info(
                 "METADATA_ENCRYPTION_KEYS is not set: payment_metadata is encrypted with a "
                 "generated development key that is lost when the process stops"
             )

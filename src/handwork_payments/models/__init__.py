@@ -16,6 +16,7 @@ from handwork_payments.models.limits import RateLimitCounter
 from handwork_payments.models.losses import WorkerWriteOff
 from handwork_payments.models.operations import (
     Alert,
+    AlertStatus,
     AuditChainHead,
     AuditLog,
     DeliveryStatus,
@@ -40,6 +41,7 @@ from handwork_payments.models.users import Role, User, UserStatus
 __all__ = [
     "AccountKind",
     "Alert",
+    "AlertStatus",
     "AuditChainHead",
     "AuditLog",
     "Base",

@@ -115,15 +115,46 @@ class AuditChainHead(Base):
     sealed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class AlertStatus(enum.StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+
+
 class Alert(Base):
+    """One thing an operator must look at. The same kind on the same object while open is
+    one row whose count and last_seen_at grow (a guard retrying, a daily reconciliation),
+    not a row per occurrence; once acknowledged, the next occurrence opens a new one."""
+
     __tablename__ = "alerts"
+    __table_args__ = (
+        CheckConstraint(enum_check("status", AlertStatus), name="status"),
+        Index(
+            "uq_alerts_open_object",
+            "kind",
+            "object_type",
+            "object_id",
+            unique=True,
+            postgresql_where=text("status = 'open'"),
+        ),
+    )
 
     id: Mapped[IdPk]
     kind: Mapped[str] = mapped_column(String(40), index=True)
     message: Mapped[str] = mapped_column(Text)
     object_type: Mapped[str] = mapped_column(String(32))
     object_id: Mapped[int] = mapped_column(BigInteger)
-    created_at: Mapped[CreatedAt]
+    status: Mapped[AlertStatus] = mapped_column(String(16), default=AlertStatus.OPEN)
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[CreatedAt]  # first seen
+    last_seen_at: Mapped[CreatedAt]
+    acknowledged_at: Mapped[When]
+    acknowledged_by: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
+    # Delivery to a person (alerts/tasks.py): per channel, so a retry after one channel
+    # failed never sends twice through the other.
+    webhook_sent_at: Mapped[When]
+    email_sent_at: Mapped[When]
+    delivery_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    delivery_error: Mapped[str | None] = mapped_column(Text)
 
 
 class IdempotencyRecord(Base):

@@ -129,7 +129,8 @@ def build_providers(settings: Settings, sessions: Sessions) -> Providers:
 
         stripe = StripeProvider(settings)
     elif modes["stripe"] == "simulated":
-        log.warning("STRIPE_SECRET_KEY is not set: Stripe payments use the built-in simulator")
+        # Said by `serve`'s banner and /health.
+        log.info("STRIPE_SECRET_KEY is not set: Stripe payments use the built-in simulator")
         stripe = SimulatedStripe(sessions, settings)
     else:
         stripe = DisabledProvider("stripe")
@@ -138,11 +139,16 @@ def build_providers(settings: Settings, sessions: Sessions) -> Providers:
 
         paypal = PayPalProvider(settings)
     elif modes["paypal"] == "simulated":
-        log.warning("PAYPAL_CLIENT_ID is not set: PayPal payments use the built-in simulator")
+        log.info("PAYPAL_CLIENT_ID is not set: PayPal payments use the built-in simulator")
         paypal = SimulatedPayPal(sessions, settings)
     else:
         paypal = DisabledProvider("paypal")
     _announce(modes)
+    from handwork_payments.providers.metrics import instrument
+
+    for adapter in (stripe, paypal):
+        if not isinstance(adapter, DisabledProvider):
+            instrument(adapter)
     return Providers(stripe=stripe, paypal=paypal)
 
 
