@@ -169,7 +169,10 @@ async def dbl(runtime: Runtime, database_url: str, double: StripeDouble) -> Asyn
     built = Runtime.build(settings, database_url)
     await built.providers.aclose()
     built.providers.stripe = StripeProvider(
-        settings, max_network_retries=0, rate_limit_base_delay_seconds=0.01
+        settings,
+        max_network_retries=0,
+        rate_limit_base_delay_seconds=0.01,
+        ids=built.providers.ids,
     )
     try:
         async with api_for(built) as api:

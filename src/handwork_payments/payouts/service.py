@@ -36,7 +36,7 @@ from handwork_payments.models import (
     User,
     WorkerPayout,
 )
-from handwork_payments.payouts import repository
+from handwork_payments.payouts import holds, repository
 from handwork_payments.payouts.states import PAYOUT
 from handwork_payments.providers.base import (
     PaymentProvider,
@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 STRIPE_ACCOUNT = re.compile(r"^acct_[A-Za-z0-9]{1,64}$")
-SEND_TASK = "hp:send_payout"
+SEND_TASK = holds.SEND_TASK
 SEND_BATCH_TASK = "hp:send_payout_batch"
 # A batch whose answer was lost is sent again under its key only within this time of its
 # processing: PayPal refuses a reused sender_batch_id for 30 days, not longer.
@@ -217,8 +217,12 @@ async def send(runtime: Runtime, payout_id: int) -> WorkerPayout | None:
         payout = await repository.lock(session, payout_id)
         if payout is None or payout.status != PayoutStatus.PROCESSING:
             return payout  # settled meanwhile (a webhook, another attempt)
+        if payout.held_reason is not None:
+            return payout  # parked for an admin (holds.py)
         if payout.stripe_transfer_id or payout.paypal_payout_id or payout.paypal_batch_id:
             return payout  # sent, waiting for the provider's settlement
+        if payout.attempts == 0 and await holds.park_if_in_debt(session, payout):
+            return payout
         batch_key = payout.batch_key
         if batch_key is None:
             payout.attempts += 1
@@ -266,12 +270,14 @@ async def send_batch(runtime: Runtime, method: PaymentMethod | str) -> list[int]
                     WorkerPayout.payment_method == method,
                     WorkerPayout.attempts == 0,
                     WorkerPayout.batch_key.is_(None),
+                    WorkerPayout.held_reason.is_(None),
                 )
                 .order_by(WorkerPayout.id)
                 .limit(runtime.settings.payout_batch_size)
                 .with_for_update(skip_locked=True)
             )
         ).all()
+        payouts = [p for p in payouts if not await holds.park_if_in_debt(session, p)]
         if not payouts:
             return []
         batch_key = f"payout-batch-{payouts[0].id}"
@@ -310,6 +316,7 @@ async def resend_batch(runtime: Runtime, batch_key: str) -> None:
             m
             for m in members
             if m.status == PayoutStatus.PROCESSING
+            and m.held_reason is None
             and not (m.stripe_transfer_id or m.paypal_payout_id or m.paypal_batch_id)
         ]
         if not open_members:
@@ -394,6 +401,7 @@ async def resolve_payouts(runtime: Runtime, *, now: datetime, limit: int = 100) 
                 select(WorkerPayout)
                 .where(
                     WorkerPayout.status == PayoutStatus.PROCESSING,
+                    WorkerPayout.held_reason.is_(None),
                     or_(
                         (WorkerPayout.attempts > 0) & (WorkerPayout.last_attempt_at <= stale),
                         # Never sent: its job was lost (batched ones wait for the batch run).
@@ -406,7 +414,9 @@ async def resolve_payouts(runtime: Runtime, *, now: datetime, limit: int = 100) 
                 .limit(limit)
             )
         ).all()
-    outcome: dict[int, str] = {}
+    outcome: dict[int, str] = {
+        payout_id: "released" for payout_id in await holds.release_recovered(runtime.sessions)
+    }
     for payout in stuck:
         try:
             if payout.stripe_transfer_id or payout.paypal_payout_id or payout.paypal_batch_id:
@@ -471,7 +481,20 @@ async def apply_transfer(
     session: AsyncSession, payout: WorkerPayout, transfer: ProviderTransfer, *, actor_kind: str
 ) -> None:
     """Apply what the provider says of a payout, under its lock; repeated or stale news
-    changes nothing."""
+    changes nothing. A transfer that is not this payout (found under our key, but for
+    another amount, currency or receiver) is never applied: the payout is parked for an
+    admin. A parked payout is left to the admin."""
+    if (problem := order_of(payout).mismatch(transfer)) is not None:
+        await holds.park(
+            session,
+            payout,
+            holds.MISMATCH,
+            f"{payout.payment_method} {transfer.transfer_id} found under our key: {problem}",
+        )
+        return
+    if payout.held_reason is not None:
+        log.warning("payout %s is held (%s): news not applied", payout.id, payout.held_reason)
+        return
     if payout.payment_method == PaymentMethod.STRIPE:
         payout.stripe_transfer_id = transfer.transfer_id or payout.stripe_transfer_id
     else:

@@ -50,6 +50,7 @@ from handwork_payments.providers.base import (
     ProviderCapture,
     ProviderEvent,
     ProviderHold,
+    ProviderIds,
     ProviderRefund,
     ProviderTransfer,
     ProviderUnavailableError,
@@ -116,8 +117,10 @@ class PayPalProvider:
         fetch_cert: CertFetcher | None = None,
         rate_limit_backoff_seconds: float = 0.5,
         max_rate_limit_retries: int = MAX_RATE_LIMIT_RETRIES,
+        ids: ProviderIds | None = None,
     ) -> None:
         self._settings = settings
+        self.ids = ids or ProviderIds.configured(settings.provider_id_prefix)
         self.client = PayPalClient(
             settings,
             transport=transport,
@@ -150,8 +153,9 @@ class PayPalProvider:
         assert amount > 0, "a hold is for a positive amount"
         currency = normalize_currency(currency)
         # Our payment id, in the form PayPal echoes back on captures, refunds and disputes;
-        # invoice_id must be unique per payment (PayPal may refuse a reused one).
-        reference = f"payment-{payment_id}"
+        # invoice_id must be unique per payment (PayPal may refuse a reused one), across
+        # installations too: hence the prefix.
+        reference = self.ids.key(f"payment-{payment_id}")
         experience: dict[str, Any] = {
             "user_action": "PAY_NOW",
             "shipping_preference": "NO_SHIPPING",  # a service booking ships nothing
@@ -177,7 +181,7 @@ class PayPalProvider:
             "POST",
             "/v2/checkout/orders",
             json_body=body,
-            request_id=idempotency_key,
+            request_id=self.ids.key(idempotency_key),
             representation=True,
         )
         return hold_from_order(order, amount=amount, currency=currency)
@@ -188,7 +192,11 @@ class PayPalProvider:
         path = f"/v2/checkout/orders/{_segment(provider_payment_id)}/authorize"
         try:
             order = await self._call(
-                "POST", path, json_body={}, request_id=idempotency_key, representation=True
+                "POST",
+                path,
+                json_body={},
+                request_id=self.ids.key(idempotency_key),
+                representation=True,
             )
         except PayPalError as exc:
             # Authorised already (by an earlier call whose answer we lost, under another
@@ -210,7 +218,7 @@ class PayPalProvider:
                 "POST",
                 path,
                 json_body={},
-                request_id=f"{idempotency_key}-approved",
+                request_id=self.ids.key(f"{idempotency_key}-approved"),
                 representation=True,
             )
         if not order.get("purchase_units"):
@@ -251,7 +259,11 @@ class PayPalProvider:
         body = {"amount": paypal_money(amount, currency), "final_capture": True}
         try:
             capture = await self._call(
-                "POST", path, json_body=body, request_id=idempotency_key, representation=True
+                "POST",
+                path,
+                json_body=body,
+                request_id=self.ids.key(idempotency_key),
+                representation=True,
             )
         except PayPalError as exc:
             if exc.code == "AUTHORIZATION_ALREADY_CAPTURED":
@@ -287,7 +299,7 @@ class PayPalProvider:
         try:
             # The Payments v2 spec lists no PayPal-Request-Id for void; PayPal's idempotency
             # guide says POSTs honour it, and a void is naturally idempotent besides.
-            await self._call("POST", path, request_id=idempotency_key)
+            await self._call("POST", path, request_id=self.ids.key(idempotency_key))
         except PayPalError as exc:
             if exc.code in ("PREVIOUSLY_VOIDED", "AUTHORIZATION_VOIDED"):
                 return
@@ -303,7 +315,7 @@ class PayPalProvider:
             "POST",
             path,
             json_body={"amount": paypal_money(amount, currency)},
-            request_id=idempotency_key,
+            request_id=self.ids.key(idempotency_key),
             representation=True,
         )
         status = str(refund.get("status", "")).upper()
@@ -331,7 +343,7 @@ class PayPalProvider:
             "POST",
             path,
             json_body={"amount": paypal_money(amount, currency)},
-            request_id=idempotency_key,
+            request_id=self.ids.key(idempotency_key),
             representation=True,
         )
         related = related_ids(auth)
@@ -403,7 +415,7 @@ class PayPalProvider:
             raise ValueError("a payout appears twice in one batch")
         body = {
             "sender_batch_header": {
-                "sender_batch_id": batch_key,
+                "sender_batch_id": self.ids.key(batch_key),
                 "recipient_type": "EMAIL",
                 "email_subject": "You have a payout from Handwork",
             },
@@ -415,7 +427,7 @@ class PayPalProvider:
                         "currency": normalize_currency(order.currency),
                         "value": paypal_value(order.amount, normalize_currency(order.currency)),
                     },
-                    "sender_item_id": order.idempotency_key,
+                    "sender_item_id": self.ids.key(order.idempotency_key),
                     "note": f"Handwork payout {order.payout_id}",
                 }
                 for order in orders
@@ -423,7 +435,7 @@ class PayPalProvider:
         }
         try:
             created = await self._call(
-                "POST", "/v1/payments/payouts", json_body=body, request_id=batch_key
+                "POST", "/v1/payments/payouts", json_body=body, request_id=self.ids.key(batch_key)
             )
             header = created.get("batch_header") or {}
             batch_id = str(header["payout_batch_id"])
@@ -448,7 +460,7 @@ class PayPalProvider:
         except KeyError as exc:
             raise ProviderUnavailableError("PayPal payout answer without a batch id") from exc
         header, items = await self._get_batch(batch_id)
-        return transfers_for(orders, batch_id, header, items)
+        return transfers_for(orders, batch_id, header, items, self.ids)
 
     async def find_payout(
         self, order: PayoutOrder, *, batch_id: str | None = None
@@ -465,7 +477,8 @@ class PayPalProvider:
         same key) or with its batch_id, never here, or it could be paid twice."""
         if batch_id is not None:
             header, items = await self._get_batch(batch_id)
-            item = next((i for i in items if sender_item_id(i) == order.idempotency_key), None)
+            reference = self.ids.key(order.idempotency_key)
+            item = next((i for i in items if sender_item_id(i) == reference), None)
             return transfer_of(item, header) if item is not None else None
         return await self.send_payout(order)
 
@@ -517,7 +530,7 @@ class PayPalProvider:
         order id is still looked up (GET capture / authorisation) when the event does not
         name it, so this may raise ProviderUnavailableError."""
         event = load_event(body)
-        return await self._with_order_id(event, translate(event))
+        return await self._with_order_id(event, translate(event, self.ids))
 
     async def _verify_via_api(
         self, headers: Mapping[str, str], body: bytes, webhook_id: str

@@ -115,7 +115,8 @@ class SimulatedPayPal(SimulatedProvider):
                 if result is not None:
                     return dict(result)
             # Sent in a batch: found by the item's sender_item_id.
-            nested: Json = {"payout_item": {"sender_item_id": order.idempotency_key}}
+            reference = self.ids.key(order.idempotency_key)
+            nested: Json = {"payout_item": {"sender_item_id": reference}}
             if batch_id is not None:
                 nested["payout_batch_id"] = batch_id
             item = await self._find(session, PAYOUT_ITEM, nested)
@@ -133,7 +134,7 @@ class SimulatedPayPal(SimulatedProvider):
 
     async def translate_event(self, body: bytes) -> ProviderEvent:
         delivered = paypal_events.load_event(body)
-        event = paypal_events.translate(delivered)
+        event = paypal_events.translate(delivered, self.ids)
         if event.object_id is None:
             # Refunds and disputes name a capture, not the order: the real adapter asks
             # PayPal (GET capture); the simulator looks in its own orders.
@@ -157,7 +158,7 @@ class SimulatedPayPal(SimulatedProvider):
     # --- orders: create, authorise, capture, void, refund ---------------------------------
 
     async def _open_hold(self, session: AsyncSession, hold: NewHold) -> Json:
-        order = new_order(hold)
+        order = new_order(hold, self.ids.key(f"payment-{hold.payment_id}"))
         self._insert(session, order["id"], ORDER, order)
         return hold_json(order_hold(order))
 
@@ -349,7 +350,9 @@ class SimulatedPayPal(SimulatedProvider):
                 f"Receiver is not a valid email address: {order.destination!r}",
                 code="RECEIVER_INVALID",
             )
-        item = new_payout_item(order, currency, batch_id or paypal_id(13))
+        item = new_payout_item(
+            order, currency, batch_id or paypal_id(13), self.ids.key(order.idempotency_key)
+        )
         self._insert(session, item["payout_item_id"], PAYOUT_ITEM, item)
         return transfer_json(item_transfer(item))
 
