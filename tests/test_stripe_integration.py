@@ -23,6 +23,7 @@ import os
 import secrets
 import socket
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +70,9 @@ CARD_3DS = "4000002500003155"  # needs 3-D Secure for a one-off payment
 PM_3DS_STRIPE = "pm_card_authenticationRequiredOnSetup"  # the same card in Stripe test mode
 # The signing secret of the Connect endpoint (events on connected accounts).
 CONNECT_WEBHOOK_SECRET = "whsec_test_connect_endpoint"
+# Starts every id the service sends Stripe (PROVIDER_ID_PREFIX); a new one per run, as real
+# Stripe test mode remembers idempotency keys for a day.
+PREFIX = "hwst" + uuid.uuid4().hex[:8]
 
 
 # --- peers and runtimes ---------------------------------------------------------------------
@@ -126,6 +130,7 @@ async def peer_api(runtime: Runtime, database_url: str, stripe_peer: Peer) -> As
         stripe_secret_key=stripe_peer.secret_key,
         stripe_api_base=stripe_peer.api_base,
         provider_timeout_seconds=30.0 if stripe_peer.api_base is None else 10.0,
+        provider_id_prefix=PREFIX,
     )
     built = Runtime.build(settings, database_url)
     assert isinstance(built.providers.stripe, StripeProvider)
@@ -165,6 +170,7 @@ async def dbl(runtime: Runtime, database_url: str, double: StripeDouble) -> Asyn
         stripe_api_base=double.url,
         stripe_connect_webhook_secret=CONNECT_WEBHOOK_SECRET,
         provider_timeout_seconds=2.0,
+        provider_id_prefix=PREFIX,
     )
     built = Runtime.build(settings, database_url)
     await built.providers.aclose()
@@ -367,6 +373,7 @@ async def test_card_hold_is_captured_on_release(peer_api: Api, raw: stripe.Strip
     assert intent.metadata.to_dict() == {
         "payment_id": str(payment["id"]),
         "booking_id": str(payment["booking_id"]),
+        "reference": f"{PREFIX}-payment-{payment['id']}",
     }
     assert (await api.earnings(pro))["pending_balance"] == "142.50"
 
@@ -698,8 +705,9 @@ async def test_onboarding_creates_one_express_account_and_links_to_it(
         "email": pro.email,
         "capabilities[transfers][requested]": "true",
         "metadata[worker_id]": str(pro.id),
+        "metadata[reference]": f"{PREFIX}-worker-{pro.id}",
     }
-    assert create.idempotency_key == f"connect-account-{pro.id}"
+    assert create.idempotency_key == f"{PREFIX}-connect-account-{pro.id}"
     (link,) = double.requests("POST", "/v1/account_links")
     settings = api.runtime.settings
     assert link.form == {
@@ -736,7 +744,7 @@ async def test_onboarding_after_a_lost_answer_uses_the_same_account(
     assert len(double.accounts) == 1
     assert r.json()["account_id"] == next(iter(double.accounts))
     keys = [q.idempotency_key for q in double.requests("POST", "/v1/accounts")]
-    assert keys == [f"connect-account-{pro.id}"] * 2
+    assert keys == [f"{PREFIX}-connect-account-{pro.id}"] * 2
 
 
 async def test_payouts_wait_for_stripe_to_enable_them(dbl: Api, double: StripeDouble) -> None:
@@ -769,10 +777,11 @@ async def test_payouts_wait_for_stripe_to_enable_them(dbl: Api, double: StripeDo
         "amount": "5000",
         "currency": "usd",
         "destination": account_id,
-        "transfer_group": f"payout-{payout['id']}",
+        "transfer_group": f"{PREFIX}-payout-{payout['id']}",
         "metadata[payout_id]": str(payout["id"]),
+        "metadata[reference]": f"{PREFIX}-payout-{payout['id']}",
     }
-    assert transfer.idempotency_key == f"payout-{payout['id']}"
+    assert transfer.idempotency_key == f"{PREFIX}-payout-{payout['id']}"
     assert double.account_balances[account_id] == {"usd": 5000}
 
     # Stripe restricts the account: no more payouts until it enables them again.
@@ -858,7 +867,7 @@ async def test_lost_answer_on_create_is_resumed_with_the_same_key(
     assert r.json()["stripe_payment_id"] == next(iter(double.intents))
     assert len(double.intents) == 1
     keys = [q.idempotency_key for q in double.requests("POST", "/v1/payment_intents")]
-    assert keys == [f"payment-{pending['id']}-hold"] * 2
+    assert keys == [f"{PREFIX}-payment-{pending['id']}-hold"] * 2
 
 
 async def test_partial_capture_sends_what_is_left(dbl: Api, double: StripeDouble) -> None:
@@ -874,7 +883,7 @@ async def test_partial_capture_sends_what_is_left(dbl: Api, double: StripeDouble
         "POST", f"/v1/payment_intents/{payment['stripe_payment_id']}/capture"
     )
     assert capture.form == {"amount_to_capture": "7500", "expand[0]": "latest_charge"}
-    assert capture.idempotency_key == f"payment-{payment['id']}-capture"
+    assert capture.idempotency_key == f"{PREFIX}-payment-{payment['id']}-capture"
     # 75.00 released: fee 5.00 - 1.25 = 3.75, worker 95.00 - 23.75 = 71.25.
     assert (await api.earnings(pro))["available_balance"] == "71.25"
 
@@ -936,7 +945,7 @@ async def test_authorised_then_payment_failed_events(dbl: Api, double: StripeDou
     assert (row.status, row.failure_reason) == ("failed", "Your card was declined.")
     assert double.intents[failing_intent]["status"] == "canceled"
     (cancel,) = double.requests("POST", f"/v1/payment_intents/{failing_intent}/cancel")
-    assert cancel.idempotency_key == f"payment-{failing['id']}-void"
+    assert cancel.idempotency_key == f"{PREFIX}-payment-{failing['id']}-void"
     assert len(await alerts(api, "payment_failed")) == 1
 
 
@@ -1130,7 +1139,7 @@ async def test_chargeback_lost_after_release_and_payout_reverses_the_transfer(
     assert (reversal.amount, reversal.status) == (9500, "succeeded")
     (request,) = double.requests("POST", f"/v1/transfers/{payout['stripe_transfer_id']}/reversals")
     assert request.form == {"amount": "9500"}
-    assert request.idempotency_key == f"payout-{payout['id']}-reversal-{reversal.id}"
+    assert request.idempotency_key == f"{PREFIX}-payout-{payout['id']}-reversal-{reversal.id}"
     assert double.account_balances[account_id] == {"usd": 0}
     earnings = await api.earnings(pro)
     assert earnings["available_balance"] == "0.00"
@@ -1276,7 +1285,7 @@ async def test_reversal_left_pending_is_resumed_with_the_same_key(
     assert done.status == "succeeded"
     assert double.transfers[payout["stripe_transfer_id"]]["amount_reversed"] == 1900
     assert [r.idempotency_key for r in double.requests("POST", path)] == [
-        f"payout-{payout['id']}-reversal-{done.id}"
+        f"{PREFIX}-payout-{payout['id']}-reversal-{done.id}"
     ] * 2
     assert (await api.earnings(pro))["available_balance"] == "0.00"
     async with api.runtime.sessions() as session:
