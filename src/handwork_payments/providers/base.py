@@ -129,6 +129,16 @@ class ProviderHold:
 class ProviderCapture:
     capture_id: str
     amount: int
+    currency: str | None = None  # when the provider's answer says
+
+    def mismatch(self, amount: int, currency: str) -> str | None:
+        """Why this capture (found under our key) is not the one we asked for, or None."""
+        problems = []
+        if self.amount != amount:
+            problems.append(f"amount {self.amount} != {amount}")
+        if self.currency and self.currency.upper() != currency.upper():
+            problems.append(f"currency {self.currency} != {currency}")
+        return "; ".join(problems) or None
 
 
 @dataclass(frozen=True)

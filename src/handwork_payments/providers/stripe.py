@@ -221,7 +221,9 @@ class StripeProvider:
         # amount_received is what Stripe took; a peer that omits it took what we asked.
         received = data.get("amount_received")
         return ProviderCapture(
-            capture_id=hold.capture_id, amount=int(received) if received is not None else amount
+            capture_id=hold.capture_id,
+            amount=int(received) if received is not None else amount,
+            currency=hold.currency,
         )
 
     async def cancel(self, *, ref: HoldRef, idempotency_key: str) -> None:

@@ -278,7 +278,9 @@ class PayPalProvider:
                 code=f"CAPTURE_{status}",
             )
         return ProviderCapture(
-            capture_id=str(capture["id"]), amount=minor(capture.get("amount"), amount) or amount
+            capture_id=str(capture["id"]),
+            amount=minor(capture.get("amount"), amount) or amount,
+            currency=currency_of(capture.get("amount"), "") or None,
         )
 
     async def cancel(self, *, ref: HoldRef, idempotency_key: str) -> None:
