@@ -40,6 +40,7 @@ from handwork_payments.models import (
     PaymentDispute,
     PaymentRefund,
     PaymentStatus,
+    RefundKind,
     RefundStatus,
 )
 from handwork_payments.payments.escrow import apply_refund, snapshot
@@ -231,6 +232,7 @@ async def _book_loss(
         amount=taken,
         fee_part=0,
         reason=f"Chargeback lost ({provider} dispute {dispute.provider_dispute_id})",
+        kind=RefundKind.CHARGEBACK,
         requested_by=None,
         dispute_id=dispute.id,
         before_release=payment.released_at is None,

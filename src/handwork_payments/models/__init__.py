@@ -28,6 +28,7 @@ from handwork_payments.models.payments import (
     PaymentMethod,
     PaymentRefund,
     PaymentStatus,
+    RefundKind,
     RefundStatus,
 )
 from handwork_payments.models.payouts import PayoutStatus, WorkerPayout
@@ -56,6 +57,7 @@ __all__ = [
     "PayoutReversal",
     "PayoutStatus",
     "Posting",
+    "RefundKind",
     "RefundStatus",
     "ReversalStatus",
     "Role",
