@@ -694,9 +694,12 @@ async def test_payouts_go_in_one_batch_and_settle_by_polling(
     # Nothing more to send.
     assert await payouts.send_batch(api.runtime, "paypal") == []
 
-    # PayPal processes the batch; the resolver polls it.
+    # PayPal processes the batch; the resolver polls it: one GET for the batch, not one
+    # per payout.
     double.process_payouts()
+    gets_before = len(calls(double, "payouts.get"))
     await payouts.resolve_payouts(api.runtime, now=stale(api))
+    assert len(calls(double, "payouts.get")) == gets_before + 1
     rows = [await payout_row(api.runtime, i) for i in ids]
     assert [r.status for r in rows] == ["completed", "failed", "processing"]
     assert "RECEIVER_ACCOUNT_LOCKED" in (rows[1].failure_reason or "")

@@ -417,7 +417,15 @@ async def resolve_payouts(runtime: Runtime, *, now: datetime, limit: int = 100) 
     outcome: dict[int, str] = {
         payout_id: "released" for payout_id in await holds.release_recovered(runtime.sessions)
     }
+    batches: dict[str, list[int]] = {}
     for payout in stuck:
+        if payout.paypal_batch_id and batch_sender(runtime, payout.payment_method):
+            batches.setdefault(payout.paypal_batch_id, []).append(payout.id)
+    for batch_id, members in batches.items():
+        outcome.update(await poll_batch(runtime, batch_id, members))
+    for payout in stuck:
+        if payout.id in outcome:
+            continue
         try:
             if payout.stripe_transfer_id or payout.paypal_payout_id or payout.paypal_batch_id:
                 # Sent (a PayPal batch id is enough): look it up, never send it again.
@@ -433,6 +441,32 @@ async def resolve_payouts(runtime: Runtime, *, now: datetime, limit: int = 100) 
             outcome,
             extra={"event": "payout_resolver", "outcome": {str(k): v for k, v in outcome.items()}},
         )
+    return outcome
+
+
+async def poll_batch(runtime: Runtime, batch_id: str, payout_ids: list[int]) -> dict[int, str]:
+    """The sent payouts of one PayPal batch, looked up with ONE call for the batch (not one
+    per payout), each settled by what its item says. Returns what happened, by payout id."""
+    async with transaction(runtime.sessions) as session:
+        members = []
+        for payout_id in payout_ids:
+            payout = await repository.lock(session, payout_id)
+            if payout is not None and payout.status == PayoutStatus.PROCESSING:
+                payout.last_attempt_at = now()
+                members.append(payout)
+        orders = [order_of(m) for m in members]
+        method = members[0].payment_method if members else None
+    provider = batch_sender(runtime, method) if method else None
+    if provider is None:
+        return {}
+    try:
+        found = await provider.find_batch(batch_id, orders)
+    except (ProviderUnavailableError, ProviderError) as exc:
+        return {o.payout_id: f"not resolved: {exc}" for o in orders}
+    outcome: dict[int, str] = {}
+    for order, transfer in zip(orders, found, strict=True):
+        settled = await settle(runtime, order.payout_id, transfer) if transfer else None
+        outcome[order.payout_id] = settled.status if settled else "processing"
     return outcome
 
 

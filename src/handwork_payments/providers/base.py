@@ -35,6 +35,11 @@ class ProviderUnavailableError(Exception):
     its in-flight marker and resolves it by asking again with the same idempotency key."""
 
 
+class UnlinkedDuplicateBatchError(ProviderUnavailableError):
+    """PayPal refused a batch as a duplicate of its sender_batch_id without saying which
+    batch that is: it may be paid, and PayPal has no look-up by sender_batch_id."""
+
+
 class InvalidSignatureError(Exception):
     """A webhook whose signature does not prove it came from the provider."""
 
@@ -381,6 +386,13 @@ class PayoutBatchProvider(Protocol):
     ) -> ProviderTransfer | None:
         """With `batch_id` (the provider's id of the batch the payout went out in), a pure
         look-up of the payout's item."""
+        ...
+
+    async def find_batch(
+        self, batch_id: str, orders: Sequence[PayoutOrder]
+    ) -> list[ProviderTransfer | None]:
+        """One look-up of the batch (however many of its payouts are asked for): each
+        order's item, matched by our sender_item_id, or None when the batch lists none."""
         ...
 
 

@@ -54,6 +54,7 @@ from handwork_payments.providers.base import (
     ProviderRefund,
     ProviderTransfer,
     ProviderUnavailableError,
+    UnlinkedDuplicateBatchError,
 )
 from handwork_payments.providers.paypal.client import (
     MAX_RATE_LIMIT_RETRIES,
@@ -451,7 +452,7 @@ class PayPalProvider:
                 # in the wild). Never a refusal, or the caller would hand the money back and
                 # pay it again: the outcome is unknown until the batch's item webhooks (they
                 # name our sender_item_id) or an operator settle it.
-                raise ProviderUnavailableError(
+                raise UnlinkedDuplicateBatchError(
                     f"PayPal already has payout batch {batch_key} and did not link it: "
                     f"not sent again ({exc.message})"
                 ) from exc
@@ -483,6 +484,15 @@ class PayPalProvider:
             item = next((i for i in items if sender_item_id(i) == reference), None)
             return transfer_of(item, header) if item is not None else None
         return await self.send_payout(order)
+
+    async def find_batch(
+        self, batch_id: str, orders: Sequence[PayoutOrder]
+    ) -> list[ProviderTransfer | None]:
+        """GET /v1/payments/payouts/{batch id} once (paged), every order matched in it."""
+        header, items = await self._get_batch(batch_id)
+        by_sender = {sender_item_id(i): i for i in items}
+        found = (by_sender.get(self.ids.key(order.idempotency_key)) for order in orders)
+        return [transfer_of(item, header) if item is not None else None for item in found]
 
     async def get_payout_batch(self, batch_id: str) -> list[ProviderTransfer]:
         """Every item of a batch, for polling."""

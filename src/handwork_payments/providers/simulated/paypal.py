@@ -13,10 +13,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.db import transaction
 from handwork_payments.kit.money import to_minor
+from handwork_payments.models import SimulatedObject
 from handwork_payments.providers.base import (
     HoldRef,
     PaymentProvider,
@@ -124,6 +126,26 @@ class SimulatedPayPal(SimulatedProvider):
 
         found = await self._call("find_payout", read)
         return transfer_from_json(found) if found else None
+
+    async def find_batch(
+        self, batch_id: str, orders: Sequence[PayoutOrder]
+    ) -> list[ProviderTransfer | None]:
+        """One read of the batch's items, matched by sender_item_id."""
+
+        async def read(session: AsyncSession) -> Json:
+            rows = await session.scalars(
+                select(SimulatedObject).where(
+                    SimulatedObject.provider == self.name,
+                    SimulatedObject.kind == PAYOUT_ITEM,
+                    SimulatedObject.data.contains({"payout_batch_id": batch_id}),
+                )
+            )
+            items = {r.data["payout_item"]["sender_item_id"]: r.data for r in rows}
+            found = (items.get(self.ids.key(o.idempotency_key)) for o in orders)
+            return {"found": [transfer_json(item_transfer(i)) if i else None for i in found]}
+
+        result = await self._call("find_payout", read)
+        return [transfer_from_json(t) if t else None for t in result["found"]]
 
     async def parse_event(self, headers: Mapping[str, str], body: bytes) -> ProviderEvent:
         async def parse() -> ProviderEvent:
