@@ -1482,12 +1482,19 @@ async def test_a_duplicate_batch_paypal_does_not_link_is_never_treated_as_refuse
     else:
         assert all(v.startswith("not resolved") for v in outcome.values()), outcome
         assert [r.paypal_payout_id for r in rows] == [None, None]
-        # Sent again and again, never a refusal; an operator is told after a few tries.
-        for _ in range(2):
-            await payouts.resolve_payouts(api.runtime, now=stale(api))
-        assert [(await payout_row(api.runtime, i)).status for i in ids] == ["processing"] * 2
+        # Sent again, never a refusal; PayPal has no look-up by sender_batch_id, so after
+        # PAYPAL_DUPLICATE_BATCH_MAX_TRIES (3) the payouts are parked for an admin, alerted,
+        # and never sent again.
+        await payouts.resolve_payouts(api.runtime, now=stale(api))
+        rows = [await payout_row(api.runtime, i) for i in ids]
+        assert [r.status for r in rows] == ["processing"] * 2
+        assert all((r.held_reason or "").startswith("batch_not_found: ") for r in rows)
         [unresolved] = await alerts_of(api.runtime, "payout_batch_unresolved")
         assert f"payout-batch-{ids[0]}" in unresolved
+        assert len(await alerts_of(api.runtime, "payout_held")) == 2
+        posts = len(calls(double, "payouts.create"))
+        assert await payouts.resolve_payouts(api.runtime, now=stale(api)) == {}
+        assert len(calls(double, "payouts.create")) == posts
     assert (await api.earnings(pro))["available_balance"] == "70.00"
 
     # PayPal pays the batch; its item webhooks name our payouts by sender_item_id.
@@ -1501,6 +1508,7 @@ async def test_a_duplicate_batch_paypal_does_not_link_is_never_treated_as_refuse
     rows = [await payout_row(api.runtime, i) for i in ids]
     assert [r.status for r in rows] == ["completed", "failed"]
     assert [r.paypal_payout_id for r in rows] == batch["item_ids"]
+    assert [r.held_reason for r in rows] == [None, None]  # the webhooks were the answer
     assert {r.paypal_batch_id for r in rows} == {batch["payout_batch_id"]}
     assert len(double.batches) == 1 and len(double.items) == 2
     earnings = await api.earnings(pro)

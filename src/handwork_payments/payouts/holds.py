@@ -107,6 +107,49 @@ async def release_recovered(sessions: Sessions, *, limit: int = 100) -> list[int
     return released
 
 
+async def park_unfound_batch(
+    session: AsyncSession, members: list[WorkerPayout], batch_key: str, max_tries: int
+) -> bool:
+    """After PayPal's "duplicate batch" without a link: once the open members (locked) have
+    been tried `max_tries` times, park them for an admin (True). PayPal's Payouts API has
+    no look-up by sender_batch_id; only the batch's item webhooks (which carry our
+    sender_item_id) can still name the items, and they settle a parked member."""
+    if not members or members[0].attempts < max_tries:
+        return False
+    for member in members:
+        await park(
+            session,
+            member,
+            BATCH_NOT_FOUND,
+            f"PayPal has batch {batch_key} but never said which it is, after "
+            f"{member.attempts} tries; check PayPal's activity, then fail it with a reason "
+            "or complete it",
+        )
+    return True
+
+
+def settles_held(payout: WorkerPayout) -> bool:
+    """Whether the provider's news about a parked payout may settle it: only when it was
+    parked because the provider could not be asked (the news is the answer)."""
+    return (payout.held_reason or "").startswith(f"{BATCH_NOT_FOUND}:")
+
+
+async def unpark_found(session: AsyncSession, payout: WorkerPayout) -> None:
+    """The provider named the item of a payout parked as not found: the hold ends."""
+    before = payout.held_reason
+    payout.held_reason = None
+    await record(
+        session,
+        actor_id=None,
+        actor_kind="system",
+        action="payout.released",
+        object_type="payout",
+        object_id=payout.id,
+        before={"held_reason": before},
+        after={"held_reason": None, "why": "the provider named its item"},
+    )
+
+
 async def _unpark(
     session: AsyncSession, payout: WorkerPayout, *, actor_id: int | None, why: str
 ) -> None:

@@ -46,6 +46,7 @@ from handwork_payments.providers.base import (
     ProviderTransfer,
     ProviderUnavailableError,
     TransferState,
+    UnlinkedDuplicateBatchError,
 )
 from handwork_payments.runtime import Runtime
 
@@ -341,6 +342,24 @@ async def resend_batch(runtime: Runtime, batch_key: str) -> None:
     await _send_batch(runtime, provider, batch_key, orders)
 
 
+async def _park_if_unfound(runtime: Runtime, batch_key: str) -> None:
+    async with transaction(runtime.sessions) as session:
+        members = (
+            await session.scalars(
+                select(WorkerPayout)
+                .where(
+                    WorkerPayout.batch_key == batch_key,
+                    WorkerPayout.status == PayoutStatus.PROCESSING,
+                    WorkerPayout.held_reason.is_(None),
+                )
+                .order_by(WorkerPayout.id)
+                .with_for_update()
+            )
+        ).all()
+        max_tries = runtime.settings.paypal_duplicate_batch_max_tries
+        await holds.park_unfound_batch(session, list(members), batch_key, max_tries)
+
+
 async def _alert_unresolved(
     session: AsyncSession, member: WorkerPayout, batch_key: str, what: str
 ) -> None:
@@ -370,6 +389,9 @@ async def _send_batch(
 ) -> None:
     try:
         transfers = await provider.send_payout_batch(orders, batch_key)
+    except UnlinkedDuplicateBatchError:
+        await _park_if_unfound(runtime, batch_key)
+        raise
     except ProviderError as exc:
         # Refused as a whole: none of its items was paid.
         transfers = [
@@ -527,8 +549,10 @@ async def apply_transfer(
         )
         return
     if payout.held_reason is not None:
-        log.warning("payout %s is held (%s): news not applied", payout.id, payout.held_reason)
-        return
+        if not holds.settles_held(payout):
+            log.warning("payout %s is held (%s): news not applied", payout.id, payout.held_reason)
+            return
+        await holds.unpark_found(session, payout)
     if payout.payment_method == PaymentMethod.STRIPE:
         payout.stripe_transfer_id = transfer.transfer_id or payout.stripe_transfer_id
     else:
