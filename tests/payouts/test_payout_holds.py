@@ -10,9 +10,11 @@ import pytest
 from sqlalchemy import select
 
 from handwork_payments.kit.clock import now
+from handwork_payments.kit.errors import BadRequest, Conflict
 from handwork_payments.ledger.repository import entry_exists
 from handwork_payments.models import Alert, PayoutStatus
 from handwork_payments.payouts import service
+from handwork_payments.payouts.decisions import decide
 from handwork_payments.providers.base import PayoutOrder, ProviderUnavailableError
 from handwork_payments.runtime import Runtime
 from tests.faults import earner, payout_row, provider_objects, requested, simulator
@@ -69,6 +71,17 @@ async def test_a_transfer_under_our_key_that_is_not_the_payout_is_never_settled(
     assert (await service.send(runtime, payout_id)) is not None
     assert await provider_objects(runtime, "stripe", "transfer") == 1
     assert len(await alerts(runtime, "payout_held")) == 1
+
+    # The admin checks the provider: nothing was paid to this worker. Failed, with the
+    # admin's reason; the 60.00 back.
+    with pytest.raises(BadRequest):
+        await decide(runtime, payout_id, "fail", " ", actor_id=None)
+    failed = await decide(runtime, payout_id, "fail", "not ours at Stripe", actor_id=None)
+    assert (failed.status, failed.held_reason) == (PayoutStatus.FAILED, None)
+    assert (failed.failure_reason or "").startswith("admin: not ours at Stripe (was: mismatch")
+    assert (await api.earnings(worker))["available_balance"] == "95.00"
+    with pytest.raises(Conflict):
+        await decide(runtime, payout_id, "complete", "again", actor_id=None)
 
 
 async def test_a_payout_waits_while_its_worker_owes_a_clawback_and_goes_once_repaid(

@@ -102,7 +102,7 @@ async def release_recovered(sessions: Sessions, *, limit: int = 100) -> list[int
             available = await ledger.locked_available(session, payout.worker_id, payout.currency)
             if available.balance < 0:
                 continue
-            await _unpark(session, payout, actor_id=None, why="the worker's balance recovered")
+            await unpark(session, payout, actor_id=None, why="the worker's balance recovered")
             released.append(payout.id)
     return released
 
@@ -150,7 +150,7 @@ async def unpark_found(session: AsyncSession, payout: WorkerPayout) -> None:
     )
 
 
-async def _unpark(
+async def unpark(
     session: AsyncSession, payout: WorkerPayout, *, actor_id: int | None, why: str
 ) -> None:
     before = payout.held_reason
