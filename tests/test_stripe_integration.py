@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -35,6 +36,7 @@ import uvicorn
 from sqlalchemy import func, select
 
 from handwork_payments.app import create_app
+from handwork_payments.kit.clock import now
 from handwork_payments.models import (
     Alert,
     JournalEntry,
@@ -45,6 +47,7 @@ from handwork_payments.models import (
     User,
     WebhookDelivery,
 )
+from handwork_payments.payments import background
 from handwork_payments.payouts import service as payouts_service
 from handwork_payments.providers import stripe_events
 from handwork_payments.providers.stripe import StripeProvider
@@ -1259,8 +1262,6 @@ async def test_transfer_reversed_at_stripe(
 async def test_reversal_left_pending_is_resumed_with_the_same_key(
     dbl: Api, double: StripeDouble
 ) -> None:
-    from handwork_payments.connect.reversals import resume_pending
-
     api = dbl
     client, pro, payment = await api.held_payment("100.00")
     await api.post(f"/payments/{payment['id']}/release", client)
@@ -1279,7 +1280,10 @@ async def test_reversal_left_pending_is_resumed_with_the_same_key(
     transfer = dict(double.transfers[payout["stripe_transfer_id"]])
     await deliver(api, "transfer.reversed", transfer, retried=True)
 
-    assert await resume_pending(api.runtime) == 1
+    # The payments resolver resumes it once it is stale, under the same key.
+    assert (await background.resolve_operations(api.runtime, now=now())).reversals == 0
+    later = now() + timedelta(seconds=api.runtime.settings.provider_operation_stale_seconds + 1)
+    assert (await background.resolve_operations(api.runtime, now=later)).reversals == 1
 
     (done,) = await reversals_of(api, payout["id"])
     assert done.status == "succeeded"
