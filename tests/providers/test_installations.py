@@ -190,6 +190,14 @@ async def test_two_installations_on_one_provider_account_each_pay_their_own_payo
 
         async with b.runtime.sessions() as session:
             assert await verify(session) == []
+    assert_validated(paypal)
+
+
+def assert_validated(paypal: PayPalDouble) -> None:
+    """Every exchange with the PayPal double validated against PayPal's specs (when they
+    are there: the validator says so loudly otherwise), and none broke them."""
+    if paypal.validator is not None and paypal.validator.enabled:
+        assert paypal.validated == len(paypal.calls) > 0
     assert paypal.violations == []
 
 
@@ -222,3 +230,4 @@ async def test_paypal_answers_each_installation_with_its_own_order_and_batch(
             row = await payout_row(api.runtime, payout_a["id"])
             assert row.status == "completed"
             assert paypal.items[row.paypal_payout_id or ""]["payout_item"]["receiver"] == email
+    assert_validated(paypal)

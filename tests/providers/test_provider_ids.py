@@ -13,8 +13,14 @@ from sqlalchemy import select, text
 from handwork_payments.installation import provider_ids
 from handwork_payments.models import Alert
 from handwork_payments.providers import stripe_events
-from handwork_payments.providers.base import EventKind, ProviderCapture, ProviderIds
+from handwork_payments.providers.base import (
+    EventKind,
+    PayoutOrder,
+    ProviderCapture,
+    ProviderIds,
+)
 from handwork_payments.providers.paypal import events as paypal_events
+from handwork_payments.providers.simulated import SimulatedPayPal, SimulatedStripe
 from handwork_payments.runtime import Runtime
 from tests.conftest import make_settings
 from tests.faults import payment_row
@@ -138,3 +144,21 @@ async def test_a_capture_answered_with_another_amount_is_refused(
             await session.scalars(select(Alert.message).where(Alert.kind == "capture_mismatch"))
         ).all()
     assert "ch_other" in message
+
+
+async def test_two_installations_on_one_simulator_store_keep_their_own_payouts(
+    runtime: Runtime,
+) -> None:
+    """The simulators keep keys per provider account, as the providers do: installations
+    sharing one simulator store (one database) are kept apart by their prefixes."""
+    for simulator in (SimulatedStripe, SimulatedPayPal):
+        a = simulator(runtime.sessions, runtime.settings, ProviderIds("a"))
+        b = simulator(runtime.sessions, runtime.settings, ProviderIds("b"))
+        to = "acct_1Shared" if simulator is SimulatedStripe else "w@example.com"
+        order_a = PayoutOrder(payout_id=1, destination=to, amount=1000, currency="USD")
+        order_b = PayoutOrder(payout_id=1, destination=to, amount=2500, currency="USD")
+        paid_a, paid_b = await a.send_payout(order_a), await b.send_payout(order_b)
+        assert paid_a.transfer_id != paid_b.transfer_id
+        assert (paid_a.amount, paid_b.amount) == (1000, 2500)
+        assert await a.find_payout(order_a) == paid_a
+        assert await b.find_payout(order_b) == paid_b
