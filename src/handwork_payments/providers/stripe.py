@@ -209,7 +209,9 @@ class StripeProvider:
                 raise
             assert hold.capture_id is not None
             log.info("stripe capture of %s was already done: %s", intent_id, hold.capture_id)
-            return ProviderCapture(capture_id=hold.capture_id, amount=hold.captured_amount)
+            return ProviderCapture(
+                capture_id=hold.capture_id, amount=hold.captured_amount, currency=hold.currency
+            )
         data = intent.to_dict()
         hold = _hold_from_intent(data)
         if hold.currency != currency.upper():

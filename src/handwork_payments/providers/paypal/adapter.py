@@ -391,7 +391,9 @@ class PayPalProvider:
         hold = await self.get_hold(HoldRef(provider_payment_id=order_id))
         if hold.capture_id is None:
             return None
-        return ProviderCapture(capture_id=hold.capture_id, amount=hold.captured_amount)
+        return ProviderCapture(
+            capture_id=hold.capture_id, amount=hold.captured_amount, currency=hold.currency
+        )
 
     # ----------------------------------------------------------------------- payouts
 
