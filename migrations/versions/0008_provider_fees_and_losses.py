@@ -38,7 +38,7 @@ def upgrade() -> None:
         op.alter_column(table, column, server_default=None)
     op.drop_constraint(op.f("ck_ledger_accounts_kind"), "ledger_accounts", type_="check")
     op.create_check_constraint(
-        "ck_ledger_accounts_kind", "ledger_accounts", f"kind IN ({NEW_KINDS})"
+        op.f("ck_ledger_accounts_kind"), "ledger_accounts", f"kind IN ({NEW_KINDS})"
     )
     op.create_table(
         "worker_write_offs",
@@ -73,7 +73,7 @@ def downgrade() -> None:
     op.drop_table("worker_write_offs")
     op.drop_constraint(op.f("ck_ledger_accounts_kind"), "ledger_accounts", type_="check")
     op.create_check_constraint(
-        "ck_ledger_accounts_kind", "ledger_accounts", f"kind IN ({OLD_KINDS})"
+        op.f("ck_ledger_accounts_kind"), "ledger_accounts", f"kind IN ({OLD_KINDS})"
     )
     op.drop_column("payment_disputes", "provider_fee")
     op.drop_column("payment_refunds", "provider_fee_refunded")

@@ -23,12 +23,14 @@ from handwork_payments.settings import get_settings
 app = typer.Typer(help="Handwork Payments: escrow payments for services marketplaces.")
 db_app = typer.Typer(help="Database schema.")
 ledger_app = typer.Typer(help="The double-entry ledger.")
+payouts_app = typer.Typer(help="Worker payouts.")
 app.add_typer(db_app, name="db")
 app.add_typer(ledger_app, name="ledger")
 audit_app = typer.Typer(help="The hash-chained audit trail.")
 crypto_app = typer.Typer(help="Encryption keys of stored secrets.")
 app.add_typer(audit_app, name="audit")
 app.add_typer(crypto_app, name="crypto")
+app.add_typer(payouts_app, name="payouts")
 
 
 # What every LogRecord has: anything else was passed in `extra` and is kept in JSON logs.
@@ -359,6 +361,37 @@ def create_admin(
 
     created = asyncio.run(run())
     typer.echo(f"admin {email} created" if created else f"a user {email} exists already")
+
+
+@payouts_app.command("decide")
+def payouts_decide(
+    payout_id: int = typer.Argument(..., help="A payout held for an admin (GET /admin/alerts)"),
+    decision: str = typer.Argument(..., help="fail | complete | send"),
+    reason: str = typer.Option(..., help="Why (kept in the audit log and the payout)"),
+) -> None:
+    """Decide a held payout: `fail` (not paid: the amount back to the worker), `complete`
+    (paid at the provider, seen by you) or `send` (clear the hold and send it)."""
+    from typing import cast
+
+    from handwork_payments.db import database_url
+    from handwork_payments.payouts.decisions import Decision, decide
+    from handwork_payments.runtime import Runtime
+
+    if decision not in ("fail", "complete", "send"):
+        typer.echo("decision must be fail, complete or send", err=True)
+        raise typer.Exit(code=2)
+
+    async def run() -> str:
+        settings = get_settings()
+        runtime = Runtime.build(settings, database_url(settings))
+        try:
+            chosen = cast(Decision, decision)
+            payout = await decide(runtime, payout_id, chosen, reason, actor_id=None)
+            return str(payout.status)
+        finally:
+            await runtime.aclose()
+
+    typer.echo(f"payout {payout_id}: {asyncio.run(run())}")
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from handwork_payments.auth.passwords import Passwords
 from handwork_payments.db import Sessions, make_engine, make_sessions
+from handwork_payments.installation import provider_ids
 from handwork_payments.kit.crypto import MetadataCipher
 from handwork_payments.providers import Providers, build_providers
 from handwork_payments.settings import Settings
@@ -45,7 +46,7 @@ class Runtime:
             database_url=database_url,
             engine=engine,
             sessions=sessions,
-            providers=build_providers(settings, sessions),
+            providers=build_providers(settings, sessions, provider_ids(settings, database_url)),
             cipher=MetadataCipher(settings.metadata_encryption_keys),
             jwt_secret=jwt_secret,
             passwords=Passwords(

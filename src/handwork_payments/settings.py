@@ -145,6 +145,14 @@ class Settings(BaseSettings):
     alert_email_to: str | None = None  # comma-separated
     # "warning": start-up banner, then warnings only; "info": every job and request.
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
+    # --- provider edge cases (issue 15) ---------------------------------------------------
+    # Starts every id sent to a provider; unset: the one generated at the first start and
+    # kept in the database (table `installation`). Two installations sharing a provider
+    # account must differ, or one is answered with the other's objects.
+    provider_id_prefix: str | None = Field(default=None, pattern=r"^[A-Za-z0-9]{1,24}$")
+    # PayPal "duplicate batch" answers without a link looked up this many times before the
+    # batch becomes an admin's decision (failed with a reason, and an alert).
+    paypal_duplicate_batch_max_tries: int = Field(default=3, ge=1, le=20)
 
     @field_validator("platform_fee_percentage")
     @classmethod

@@ -1,6 +1,7 @@
 """GET /admin/analytics over a known history, every figure exact: payments held, failed
-and refunded on known days, fee revenue from the ledger, provider fees and losses booked
-(the simulator's) and a loss on their cost accounts, a dispute resolved in 30 hours and a payout completed in 12."""
+and refunded on known days, fee revenue from the ledger, the simulator's provider fees
+and a loss on their cost accounts, a dispute resolved in 30 hours and a payout completed
+in 12."""
 
 from __future__ import annotations
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import re
 import secrets
 import socket
@@ -63,7 +64,10 @@ from starlette.routing import Route
 from handwork_payments.kit.money import format_amount, normalize_currency, to_minor
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SPEC_DIR = REPO_ROOT / ".." / "shared" / "paypal-openapi"
+# PAYPAL_OPENAPI_DIR: the specs elsewhere (a git worktree that is not beside ../shared).
+SPEC_DIR = Path(
+    os.environ.get("PAYPAL_OPENAPI_DIR") or REPO_ROOT / ".." / "shared" / "paypal-openapi"
+)
 SPEC_FILES = {
     "orders": "checkout_orders_v2.json",
     "payments": "payments_payment_v2.json",

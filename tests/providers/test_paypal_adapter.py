@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import time
+import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
@@ -33,6 +34,7 @@ from handwork_payments.providers.base import (
     PaymentDeclinedError,
     PayoutOrder,
     ProviderError,
+    ProviderIds,
     ProviderUnavailableError,
     StatementKind,
     TransferState,
@@ -55,6 +57,10 @@ from tests.peers.paypal_double import (
 )
 
 CLIENT_TIMEOUT_SECONDS = 1.0
+# Every id sent to the provider starts with it (a new one per run: real Stripe test mode
+# remembers idempotency keys for a day).
+PREFIX = "t" + uuid.uuid4().hex[:10]
+IDS = ProviderIds(PREFIX)
 RETURN_URL = "https://handwork.example/paypal/return"
 CANCEL_URL = "https://handwork.example/paypal/cancel"
 
@@ -101,6 +107,7 @@ def settings_for(double: PayPalDouble, **overrides: Any) -> Settings:
         "paypal_webhook_id": double.webhook_id,
         "paypal_webhook_verification": "api",
         "provider_timeout_seconds": CLIENT_TIMEOUT_SECONDS,
+        "provider_id_prefix": PREFIX,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -174,7 +181,7 @@ async def test_create_approve_authorize_capture_refund(
     order = double.orders[order_id]
     assert order["intent"] == "AUTHORIZE"
     assert order["unit"]["amount"] == {"currency_code": "USD", "value": "123.45"}
-    assert order["unit"]["custom_id"] == order["unit"]["invoice_id"] == "payment-41"
+    assert order["unit"]["custom_id"] == order["unit"]["invoice_id"] == f"{PREFIX}-payment-41"
     assert order["experience"] == {
         "user_action": "PAY_NOW",
         "shipping_preference": "NO_SHIPPING",
@@ -182,7 +189,7 @@ async def test_create_approve_authorize_capture_refund(
         "cancel_url": CANCEL_URL,
     }
     create_call = next(c for c in double.calls if c.operation == "orders.create")
-    assert create_call.request_id == "payment-41-create"
+    assert create_call.request_id == f"{PREFIX}-payment-41-create"
 
     # Executed before the payer approved: PayPal's ORDER_NOT_APPROVED, with its debug id.
     with pytest.raises(ProviderError) as not_approved:
@@ -293,9 +300,9 @@ async def test_execute_retried_after_approval_when_paypal_replays_the_refusal(
             assert len(double.authorizations) == 1
             keys = [c.request_id for c in double.calls if c.operation == "orders.authorize"]
             assert keys[:3] == [
-                "payment-49-execute",
-                "payment-49-execute",
-                "payment-49-execute-approved",
+                f"{PREFIX}-payment-49-execute",
+                f"{PREFIX}-payment-49-execute",
+                f"{PREFIX}-payment-49-execute-approved",
             ]
         finally:
             await adapter.aclose()
@@ -629,7 +636,8 @@ async def test_unreachable_paypal_is_unavailable() -> None:
                 paypal_client_secret="secret",
                 paypal_api_base=f"http://127.0.0.1:{port}",
                 provider_timeout_seconds=CLIENT_TIMEOUT_SECONDS,
-            )
+            ),
+            ids=IDS,
         )
         try:
             with pytest.raises(ProviderUnavailableError):
@@ -672,13 +680,13 @@ async def test_single_payout(provider: PayPalProvider, double: PayPalDouble) -> 
     assert sent.amount == 2500 and sent.currency == "USD"
     assert sent.transfer_id in double.items and sent.batch_id in double.batches
     batch = double.batches[sent.batch_id or ""]
-    assert batch["sender_batch_header"]["sender_batch_id"] == "payout-7"
+    assert batch["sender_batch_header"]["sender_batch_id"] == f"{PREFIX}-payout-7"
     item = double.items[sent.transfer_id]
-    assert item["payout_item"]["sender_item_id"] == "payout-7"
+    assert item["payout_item"]["sender_item_id"] == f"{PREFIX}-payout-7"
     assert item["payout_item"]["receiver"] == "worker@example.com"
     assert (item["amount"], item["currency"]) == (2500, "USD")
     post = next(c for c in double.calls if c.operation == "payouts.create")
-    assert post.request_id == "payout-7"
+    assert post.request_id == f"{PREFIX}-payout-7"
 
     double.process_payouts()
     [polled] = await provider.get_payout_batch(sent.batch_id or "")
@@ -709,9 +717,12 @@ async def test_batched_payouts_and_their_statuses(
     assert [t.amount for t in sent] == [1000, 2000, 3000, 4000, 550]
     assert len({t.batch_id for t in sent}) == 1 and len(double.batches) == 1
     batch = double.batches[sent[0].batch_id or ""]
-    assert batch["sender_batch_header"]["sender_batch_id"] == "payout-batch-9"
+    assert batch["sender_batch_header"]["sender_batch_id"] == f"{PREFIX}-payout-batch-9"
     senders = [double.items[t.transfer_id]["payout_item"]["sender_item_id"] for t in sent]
-    assert senders == ["payout-101", "payout-102", "payout-103", "payout-104", "payout-105"]
+    assert senders == [
+        f"{PREFIX}-{s}"
+        for s in ("payout-101", "payout-102", "payout-103", "payout-104", "payout-105")
+    ]
 
     double.process_payouts()
     polled = {t.transfer_id: t for t in await provider.get_payout_batch(sent[0].batch_id or "")}
@@ -757,7 +768,10 @@ async def test_find_payout_after_a_lost_answer(
     assert found.transfer_id in double.items
     assert len(double.batches) == 1 and len(double.items) == 1
     posts = [c for c in double.calls if c.operation == "payouts.create"]
-    assert [(c.request_id, c.replayed) for c in posts] == [("payout-8", False), ("payout-8", True)]
+    assert [(c.request_id, c.replayed) for c in posts] == [
+        (f"{PREFIX}-payout-8", False),
+        (f"{PREFIX}-payout-8", True),
+    ]
 
     # Past PayPal's request-id memory, the duplicate sender_batch_id still finds it.
     double.forget_request_ids()
@@ -1038,7 +1052,7 @@ async def test_offline_mode_through_the_adapter(double: PayPalDouble) -> None:
             "payout_item": {
                 "receiver": "w@example.com",
                 "amount": {"currency": "USD", "value": "12.00"},
-                "sender_item_id": "payout-3",
+                "sender_item_id": f"{PREFIX}-payout-3",
             },
             "errors": {"name": "RECEIVER_ACCOUNT_LOCKED", "message": "Receiver account is locked"},
         }
@@ -1157,8 +1171,8 @@ def test_translation_of_each_handled_event() -> None:
         assert failed.kind is EventKind.PAYOUT_FAILED and failed.object_id == "ITEM1"
     other = paypal_events.translate(event("BILLING.SUBSCRIPTION.CREATED", {"id": "I-1"}))
     assert other.kind is EventKind.IGNORED
-    assert paypal_events.payment_id_from_reference("payment-41") == 41
-    assert paypal_events.payment_id_from_reference("booking-41") is None
+    assert paypal_events.payment_id_from_reference(f"{PREFIX}-payment-41", IDS) == 41
+    assert paypal_events.payment_id_from_reference("booking-41", IDS) is None
     with pytest.raises(InvalidSignatureError):
         paypal_events.translate({"id": "x"})
 
@@ -1240,7 +1254,7 @@ async def test_against_the_paypal_sandbox(paypal_specs: SpecValidator) -> None:
         paypal_webhook_id=os.environ.get("PAYPAL_WEBHOOK_ID") or None,
         provider_timeout_seconds=30,
     )
-    adapter = PayPalProvider(settings, transport=transport)
+    adapter = PayPalProvider(settings, transport=transport, ids=IDS)
     try:
         assert adapter.api_base == "https://api-m.sandbox.paypal.com"
         # invoice_id must be unique per merchant account: a random payment id keeps reruns apart.

@@ -131,7 +131,8 @@ async def test_visa_authorises_a_manual_capture_intent(
     assert intent["amount_capturable"] == 15_000
     assert intent["amount_received"] == 0
     assert intent["currency"] == "usd"
-    assert intent["metadata"] == {"payment_id": "1", "booking_id": "101"}
+    reference = stripe_sim.ids.key("payment-1")
+    assert intent["metadata"] == {"payment_id": "1", "booking_id": "101", "reference": reference}
     assert intent["latest_charge"].startswith("ch_")
 
 
@@ -318,7 +319,7 @@ async def test_paypal_order_is_approved_then_authorised(paypal_sim: SimulatedPay
     order = await paypal_sim.order_object(order_id)
     assert order["status"] == "COMPLETED"
     assert order["purchase_units"][0]["amount"] == {"currency_code": "USD", "value": "150.00"}
-    assert order["purchase_units"][0]["custom_id"] == "payment-1"
+    assert order["purchase_units"][0]["custom_id"] == paypal_sim.ids.key("payment-1")
 
 
 async def test_paypal_capture_and_refund(paypal_sim: SimulatedPayPal) -> None:
@@ -534,7 +535,8 @@ async def test_stripe_payout_is_a_transfer_found_again_by_its_key(
     assert await stripe_sim.find_payout(other) is None
     stored = await stripe_sim.object_data(transfer.transfer_id)
     assert stored["destination"] == order.destination
-    assert stored["metadata"] == {"payout_id": "7"}
+    assert stored["metadata"] == {"payout_id": "7", "reference": stripe_sim.ids.key("payout-7")}
+    assert stored["transfer_group"] == stripe_sim.ids.key("payout-7")
 
     with pytest.raises(ProviderError) as bad:
         await stripe_sim.send_payout(
@@ -552,7 +554,7 @@ async def test_paypal_payout_goes_to_an_email(paypal_sim: SimulatedPayPal) -> No
     assert await paypal_sim.find_payout(order) == transfer
     item = await paypal_sim.object_data(transfer.transfer_id)
     assert item["payout_item"]["amount"] == {"currency": "USD", "value": "47.50"}
-    assert item["payout_item"]["sender_item_id"] == "payout-3"
+    assert item["payout_item"]["sender_item_id"] == paypal_sim.ids.key("payout-3")
     with pytest.raises(ProviderError):
         await paypal_sim.send_payout(
             PayoutOrder(payout_id=4, destination="not-an-email", amount=100, currency="USD")

@@ -17,6 +17,7 @@ import os
 import secrets
 import socket
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -46,6 +47,9 @@ from tests.peers.localstripe_server import LocalStripe, running_localstripe
 from tests.peers.stripe_double import CAPTURE_BEFORE_SECONDS, StripeDouble
 
 WEBHOOK_SECRET = "whsec_test_adapter_secret"
+# Every id sent to the provider starts with it (a new one per run: real Stripe test mode
+# remembers idempotency keys for a day).
+PREFIX = "t" + uuid.uuid4().hex[:10]
 
 # The SDK hands httpx its encoded form as `data=`, which httpx 0.28 deprecates; not ours.
 pytestmark = pytest.mark.filterwarnings(
@@ -78,6 +82,7 @@ def make_settings(*, secret_key: str, api_base: str | None, **overrides: Any) ->
         "stripe_webhook_secret": WEBHOOK_SECRET,
         "stripe_webhook_tolerance_seconds": 300,
         "provider_timeout_seconds": 30.0 if api_base is None else 5.0,
+        "provider_id_prefix": PREFIX,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)
@@ -203,6 +208,7 @@ async def test_manual_capture_hold_is_authorized_then_captured(
     assert intent.metadata.to_dict() == {
         "payment_id": str(payment_id),
         "booking_id": str(payment_id + 1),
+        "reference": f"{PREFIX}-payment-{payment_id}",
     }
 
     # Confirming an authorised intent only reads it.
@@ -573,6 +579,7 @@ async def test_create_hold_sends_manual_capture_intent_with_wallets(
         "capture_method": "manual",
         "metadata[payment_id]": "41",
         "metadata[booking_id]": "7",
+        "metadata[reference]": f"{PREFIX}-payment-41",
         "expand[0]": "latest_charge",
         "expand[1]": "latest_charge.balance_transaction",
         "payment_method": "pm_card_visa",
@@ -580,18 +587,19 @@ async def test_create_hold_sends_manual_capture_intent_with_wallets(
         "automatic_payment_methods[enabled]": "true",
         "automatic_payment_methods[allow_redirects]": "never",
     }
-    assert server_side.idempotency_key == "payment-41-hold"
+    assert server_side.idempotency_key == f"{PREFIX}-payment-41-hold"
     assert client_side.form == {
         "amount": "990",
         "currency": "eur",
         "capture_method": "manual",
         "metadata[payment_id]": "42",
         "metadata[booking_id]": "8",
+        "metadata[reference]": f"{PREFIX}-payment-42",
         "expand[0]": "latest_charge",
         "expand[1]": "latest_charge.balance_transaction",
         "automatic_payment_methods[enabled]": "true",
     }
-    assert client_side.idempotency_key == "payment-42-hold"
+    assert client_side.idempotency_key == f"{PREFIX}-payment-42-hold"
 
     assert confirmed.state is HoldState.AUTHORIZED
     charge = double.charges[double.intents[confirmed.provider_payment_id]["latest_charge"]]
@@ -654,7 +662,7 @@ async def test_requires_confirmation_is_confirmed_with_the_key(
 
     assert hold.state is HoldState.AUTHORIZED
     (confirm,) = double.requests("POST", f"/v1/payment_intents/{intent_id}/confirm")
-    assert confirm.idempotency_key == "payment-9-confirm"
+    assert confirm.idempotency_key == f"{PREFIX}-payment-9-confirm"
     assert confirm.form == {
         "expand[0]": "latest_charge",
         "expand[1]": "latest_charge.balance_transaction",
@@ -694,7 +702,7 @@ async def test_partial_capture_sends_amount_to_capture(
         "expand[0]": "latest_charge",
         "expand[1]": "latest_charge.balance_transaction",
     }
-    assert request.idempotency_key == "payment-77-capture"
+    assert request.idempotency_key == f"{PREFIX}-payment-77-capture"
     charge_id = double.intents[hold.provider_payment_id]["latest_charge"]
     assert (capture.capture_id, capture.amount) == (charge_id, 6500)
     captured = await on_double.get_hold(ref)
@@ -732,8 +740,8 @@ async def test_cancel_twice_is_not_an_error(
         "POST", f"/v1/payment_intents/{hold.provider_payment_id}/cancel"
     )
     assert (first.idempotency_key, second.idempotency_key) == (
-        "payment-3-cancel",
-        "payment-3-cancel-again",
+        f"{PREFIX}-payment-3-cancel",
+        f"{PREFIX}-payment-3-cancel-again",
     )
     assert first.form == {}
 
@@ -757,7 +765,7 @@ async def test_refund_sends_payment_intent_and_amount(
         "amount": "1250",
         "expand[0]": "balance_transaction",
     }
-    assert request.idempotency_key == "refund-1"
+    assert request.idempotency_key == f"{PREFIX}-refund-1"
     assert refund.amount == 1250
     assert refund.refund_id in double.refunds
     assert (await on_double.get_hold(ref)).refunded_amount == 1250
@@ -783,8 +791,9 @@ async def test_connected_account_and_onboarding_link(
         "email": "w@example.test",
         "capabilities[transfers][requested]": "true",
         "metadata[worker_id]": "12",
+        "metadata[reference]": f"{PREFIX}-worker-12",
     }
-    assert first.idempotency_key == second.idempotency_key == "connect-account-12"
+    assert first.idempotency_key == second.idempotency_key == f"{PREFIX}-connect-account-12"
 
     url = await on_double.create_account_link(
         account_id=account_id,
@@ -815,10 +824,11 @@ async def test_payout_is_a_transfer_keyed_by_payout_id(
         "amount": "4750",
         "currency": "usd",
         "destination": account,
-        "transfer_group": "payout-314",
+        "transfer_group": f"{PREFIX}-payout-314",
         "metadata[payout_id]": "314",
+        "metadata[reference]": f"{PREFIX}-payout-314",
     }
-    assert request.idempotency_key == "payout-314"
+    assert request.idempotency_key == f"{PREFIX}-payout-314"
     assert transfer.state is TransferState.SUCCEEDED
     assert (transfer.amount, transfer.currency) == (4750, "USD")
     assert transfer.transfer_id in double.transfers
@@ -852,7 +862,7 @@ async def test_transfer_whose_answer_was_lost_is_found_not_sent_twice(
             TransferState.SUCCEEDED,
         )
         (listing,) = double.requests("GET", "/v1/transfers")
-        assert listing.query == {"transfer_group": "payout-2718", "limit": "10"}
+        assert listing.query == {"transfer_group": f"{PREFIX}-payout-2718", "limit": "10"}
 
         # Sending again under payout-2718 is replayed, never a second transfer.
         resent = await adapter.send_payout(order)
@@ -878,7 +888,7 @@ async def test_reverse_transfer_and_insufficient_connected_balance(
 
     (request,) = double.requests("POST", f"/v1/transfers/{transfer.transfer_id}/reversals")
     assert request.form == {"amount": "3000"}
-    assert request.idempotency_key == "refund-55-reversal"
+    assert request.idempotency_key == f"{PREFIX}-refund-55-reversal"
     assert reversal.refund_id.startswith("trr_")
     assert reversal.amount == 3000
     assert double.transfers[transfer.transfer_id]["amount_reversed"] == 3000
@@ -934,7 +944,7 @@ async def test_rate_limit_is_retried_with_the_same_key_then_succeeds(
     )
 
     attempts = double.requests("POST", "/v1/transfers")
-    assert [a.idempotency_key for a in attempts] == ["payout-21"] * 3
+    assert [a.idempotency_key for a in attempts] == [f"{PREFIX}-payout-21"] * 3
     assert transfer.amount == 500
     assert len(double.transfers) == 1
 

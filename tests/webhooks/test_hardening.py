@@ -203,7 +203,7 @@ async def paypal_offline(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> A
         assert url == PAYPAL_CERT
         return PEM
 
-    provider = PayPalProvider(settings, fetch_cert=fetch)
+    provider = PayPalProvider(settings, fetch_cert=fetch, ids=runtime.providers.ids)
     monkeypatch.setattr(runtime.providers, "paypal", provider)
     yield
     await provider.aclose()

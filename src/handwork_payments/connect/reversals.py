@@ -24,7 +24,7 @@ refund of that worker) makes the same call with the same key.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import cast
 
 from sqlalchemy import and_, func, select
@@ -222,10 +222,13 @@ async def _pending_of_worker(runtime: Runtime, worker_id: int) -> list[int]:
         return list(rows)
 
 
-async def resume_pending(runtime: Runtime, *, older_than_seconds: int = 0) -> int:
-    """Make again (same key) the reversals whose call never answered; for a periodic job.
-    Returns how many were tried."""
-    cutoff = now() - timedelta(seconds=older_than_seconds)
+async def resume_pending(
+    runtime: Runtime, *, older_than_seconds: int = 0, before: datetime | None = None
+) -> int:
+    """Make again (same key) the reversals whose call never answered, planned before
+    `before` (default: `older_than_seconds` ago); run by the payments resolver. Returns
+    how many were tried."""
+    cutoff = before or now() - timedelta(seconds=older_than_seconds)
     async with runtime.sessions() as session:
         ids = list(
             await session.scalars(

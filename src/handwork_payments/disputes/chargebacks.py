@@ -27,12 +27,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.audit.alerts import alert
 from handwork_payments.audit.service import record
+from handwork_payments.bookings.service import AUTO_RELEASE_TASK
 from handwork_payments.disputes import repository
 from handwork_payments.disputes.losses import book_unrecovered_chargeback
 from handwork_payments.disputes.service import add_open_dispute, freeze
 from handwork_payments.disputes.states import DISPUTE
 from handwork_payments.events import outbox
-from handwork_payments.kit import money
+from handwork_payments.kit import jobs, money
 from handwork_payments.kit.clock import now
 from handwork_payments.models import (
     Booking,
@@ -42,6 +43,7 @@ from handwork_payments.models import (
     PaymentDispute,
     PaymentRefund,
     PaymentStatus,
+    RefundKind,
     RefundStatus,
 )
 from handwork_payments.payments.escrow import apply_refund, snapshot
@@ -228,6 +230,7 @@ async def _book_loss(
         amount=taken,
         fee_part=0,
         reason=f"Chargeback lost ({provider} dispute {dispute.provider_dispute_id})",
+        kind=RefundKind.CHARGEBACK,
         requested_by=None,
         dispute_id=dispute.id,
         before_release=payment.released_at is None,
@@ -261,6 +264,24 @@ async def _alert_loss(
     )
 
 
+async def _reschedule_auto_release(
+    session: AsyncSession, payment: Payment, booking: Booking
+) -> None:
+    """A completed booking's payment held again after a chargeback: its automatic release
+    (whose deadline may have passed while the money was frozen, its job skipped) gets the
+    same window again, from now, with a job of its own."""
+    if payment.auto_release_at is None or booking.completed_at is None:
+        return  # never completed, or automatic release disabled
+    window = payment.auto_release_at - booking.completed_at
+    payment.auto_release_at = now() + window
+    await jobs.defer(
+        session,
+        AUTO_RELEASE_TASK,
+        args={"payment_id": payment.id},
+        scheduled_at=payment.auto_release_at,
+    )
+
+
 async def close_chargeback(
     session: AsyncSession,
     payment: Payment,
@@ -287,6 +308,7 @@ async def close_chargeback(
         # Won, or lost in part: what is left is held again, for the client to release.
         PAYMENT.check(payment.status, PaymentStatus.HELD)
         payment.status = PaymentStatus.HELD
+        await _reschedule_auto_release(session, payment, booking)
     DISPUTE.check(dispute.status, DisputeStatus.CLOSED)
     dispute.status = DisputeStatus.CLOSED
     dispute.resolved_at = now()

@@ -33,6 +33,7 @@ from handwork_payments.models.payments import (
     PaymentMethod,
     PaymentRefund,
     PaymentStatus,
+    RefundKind,
     RefundStatus,
 )
 from handwork_payments.models.payouts import PayoutStatus, WorkerPayout
@@ -66,6 +67,7 @@ __all__ = [
     "PayoutStatus",
     "Posting",
     "RateLimitCounter",
+    "RefundKind",
     "RefundStatus",
     "ReversalStatus",
     "Role",

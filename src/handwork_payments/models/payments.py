@@ -129,12 +129,22 @@ class RefundStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+class RefundKind(enum.StrEnum):
+    """What gave the money back: a refund (ours, or made in the provider's dashboard), a
+    reversal the provider made (PayPal PAYMENT.CAPTURE.REVERSED), or a chargeback lost."""
+
+    REFUND = "refund"
+    REVERSAL = "reversal"
+    CHARGEBACK = "chargeback"
+
+
 class PaymentRefund(Base):
     """One refund of a payment; its id makes the provider idempotency key."""
 
     __tablename__ = "payment_refunds"
     __table_args__ = (
         CheckConstraint(enum_check("status", RefundStatus), name="status"),
+        CheckConstraint(enum_check("kind", RefundKind), name="kind"),
         CheckConstraint("amount > 0", name="amount_positive"),
     )
 
@@ -143,6 +153,10 @@ class PaymentRefund(Base):
     amount: Mapped[Minor]
     fee_part: Mapped[Minor] = mapped_column(default=0)
     reason: Mapped[str] = mapped_column(Text)
+    # Read by code instead of the reason's words (migration 0007).
+    kind: Mapped[RefundKind] = mapped_column(
+        String(16), default=RefundKind.REFUND, server_default=RefundKind.REFUND.value
+    )
     requested_by: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
     # Set when a dispute's resolution made this refund, so resolving again never refunds twice.
     dispute_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("payment_disputes.id"))

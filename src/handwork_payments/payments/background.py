@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.audit.alerts import alert
 from handwork_payments.audit.service import record
+from handwork_payments.connect import reversals
 from handwork_payments.db import transaction
 from handwork_payments.kit.clock import now
 from handwork_payments.kit.errors import DomainError
@@ -68,10 +69,16 @@ class Report:
     resumed: list[int] = field(default_factory=list)
     released: list[int] = field(default_factory=list)
     not_done: dict[int, str] = field(default_factory=dict)
+    reversals: int = 0  # transfer reversals resumed
 
     def __bool__(self) -> bool:
         return bool(
-            self.captured or self.reauthorized or self.resumed or self.released or self.not_done
+            self.captured
+            or self.reauthorized
+            or self.resumed
+            or self.released
+            or self.not_done
+            or self.reversals
         )
 
 
@@ -362,6 +369,9 @@ async def resolve_operations(
     for payment_id, operation in stuck:
         assert operation is not None
         await _guarded(report, payment_id, _resume(runtime, payment_id, operation, report))
+    if runtime.providers.offers(PaymentMethod.STRIPE):
+        # Transfer reversals (Stripe Connect) whose answer was lost: again, same key.
+        report.reversals = await reversals.resume_pending(runtime, before=stale)
     if report:
         log.warning(
             "resolver: resumed %s, not done %s",

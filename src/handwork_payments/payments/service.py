@@ -395,6 +395,11 @@ async def finish_capture(
                 payment.id,
             )
         raise Conflict(f"{provider.name} refused the capture: {exc.message}") from exc
+    if (problem := capture.mismatch(amount, payment.currency)) is not None:
+        await _refuse_capture(runtime, payment_id, capture.capture_id, problem)
+        raise Conflict(
+            f"{provider.name} answered the capture with another one ({problem}); an admin must look"
+        )
     async with transaction(runtime.sessions) as session:
         payment, booking = await locked(session, payment_id)
         if operation_of(payment) != CAPTURE:
@@ -414,6 +419,24 @@ async def finish_capture(
                 before=before,
             )
     return payment
+
+
+async def _refuse_capture(runtime: Runtime, payment_id: int, capture_id: str, problem: str) -> None:
+    """A capture found under our key that is not ours to apply (another installation's, or
+    ours from before a database was restored): nothing is booked, the payment stays held
+    and an admin is told."""
+    async with transaction(runtime.sessions) as session:
+        payment, _ = await locked(session, payment_id)
+        if operation_of(payment) == CAPTURE:
+            end_operation(payment)
+        await alert(
+            session,
+            "capture_mismatch",
+            f"Capture {capture_id} answered for payment #{payment.id} is not it ({problem}): "
+            "not applied; check the payment at the provider",
+            "payment",
+            payment.id,
+        )
 
 
 def auto_release_deadline(runtime: Runtime, completed_at: datetime) -> datetime | None:

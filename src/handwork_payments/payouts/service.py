@@ -36,7 +36,7 @@ from handwork_payments.models import (
     User,
     WorkerPayout,
 )
-from handwork_payments.payouts import repository
+from handwork_payments.payouts import holds, repository
 from handwork_payments.payouts.states import PAYOUT
 from handwork_payments.providers.base import (
     PaymentProvider,
@@ -46,12 +46,13 @@ from handwork_payments.providers.base import (
     ProviderTransfer,
     ProviderUnavailableError,
     TransferState,
+    UnlinkedDuplicateBatchError,
 )
 from handwork_payments.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-SEND_TASK = "hp:send_payout"
+SEND_TASK = holds.SEND_TASK
 SEND_BATCH_TASK = "hp:send_payout_batch"
 # A batch whose answer was lost is sent again under its key only within this time of its
 # processing: PayPal refuses a reused sender_batch_id for 30 days, not longer.
@@ -185,8 +186,12 @@ async def send(runtime: Runtime, payout_id: int) -> WorkerPayout | None:
         payout = await repository.lock(session, payout_id)
         if payout is None or payout.status != PayoutStatus.PROCESSING:
             return payout  # settled meanwhile (a webhook, another attempt)
+        if payout.held_reason is not None:
+            return payout  # parked for an admin (holds.py)
         if payout.stripe_transfer_id or payout.paypal_payout_id or payout.paypal_batch_id:
             return payout  # sent, waiting for the provider's settlement
+        if payout.attempts == 0 and await holds.park_if_in_debt(session, payout):
+            return payout
         batch_key = payout.batch_key
         if batch_key is None:
             payout.attempts += 1
@@ -234,12 +239,14 @@ async def send_batch(runtime: Runtime, method: PaymentMethod | str) -> list[int]
                     WorkerPayout.payment_method == method,
                     WorkerPayout.attempts == 0,
                     WorkerPayout.batch_key.is_(None),
+                    WorkerPayout.held_reason.is_(None),
                 )
                 .order_by(WorkerPayout.id)
                 .limit(runtime.settings.payout_batch_size)
                 .with_for_update(skip_locked=True)
             )
         ).all()
+        payouts = [p for p in payouts if not await holds.park_if_in_debt(session, p)]
         if not payouts:
             return []
         batch_key = f"payout-batch-{payouts[0].id}"
@@ -278,6 +285,7 @@ async def resend_batch(runtime: Runtime, batch_key: str) -> None:
             m
             for m in members
             if m.status == PayoutStatus.PROCESSING
+            and m.held_reason is None
             and not (m.stripe_transfer_id or m.paypal_payout_id or m.paypal_batch_id)
         ]
         if not open_members:
@@ -300,6 +308,24 @@ async def resend_batch(runtime: Runtime, batch_key: str) -> None:
     provider = batch_sender(runtime, method)
     assert provider is not None, f"batch {batch_key} of a provider that has no batches"
     await _send_batch(runtime, provider, batch_key, orders)
+
+
+async def _park_if_unfound(runtime: Runtime, batch_key: str) -> None:
+    async with transaction(runtime.sessions) as session:
+        members = (
+            await session.scalars(
+                select(WorkerPayout)
+                .where(
+                    WorkerPayout.batch_key == batch_key,
+                    WorkerPayout.status == PayoutStatus.PROCESSING,
+                    WorkerPayout.held_reason.is_(None),
+                )
+                .order_by(WorkerPayout.id)
+                .with_for_update()
+            )
+        ).all()
+        max_tries = runtime.settings.paypal_duplicate_batch_max_tries
+        await holds.park_unfound_batch(session, list(members), batch_key, max_tries)
 
 
 async def _alert_unresolved(
@@ -331,6 +357,9 @@ async def _send_batch(
 ) -> None:
     try:
         transfers = await provider.send_payout_batch(orders, batch_key)
+    except UnlinkedDuplicateBatchError:
+        await _park_if_unfound(runtime, batch_key)
+        raise
     except ProviderError as exc:
         # Refused as a whole: none of its items was paid.
         transfers = [
@@ -362,6 +391,7 @@ async def resolve_payouts(runtime: Runtime, *, now: datetime, limit: int = 100) 
                 select(WorkerPayout)
                 .where(
                     WorkerPayout.status == PayoutStatus.PROCESSING,
+                    WorkerPayout.held_reason.is_(None),
                     or_(
                         (WorkerPayout.attempts > 0) & (WorkerPayout.last_attempt_at <= stale),
                         # Never sent: its job was lost (batched ones wait for the batch run).
@@ -374,8 +404,18 @@ async def resolve_payouts(runtime: Runtime, *, now: datetime, limit: int = 100) 
                 .limit(limit)
             )
         ).all()
-    outcome: dict[int, str] = {}
+    outcome: dict[int, str] = {
+        payout_id: "released" for payout_id in await holds.release_recovered(runtime.sessions)
+    }
+    batches: dict[str, list[int]] = {}
     for payout in stuck:
+        if payout.paypal_batch_id and batch_sender(runtime, payout.payment_method):
+            batches.setdefault(payout.paypal_batch_id, []).append(payout.id)
+    for batch_id, members in batches.items():
+        outcome.update(await poll_batch(runtime, batch_id, members))
+    for payout in stuck:
+        if payout.id in outcome:
+            continue
         try:
             if payout.stripe_transfer_id or payout.paypal_payout_id or payout.paypal_batch_id:
                 # Sent (a PayPal batch id is enough): look it up, never send it again.
@@ -391,6 +431,32 @@ async def resolve_payouts(runtime: Runtime, *, now: datetime, limit: int = 100) 
             outcome,
             extra={"event": "payout_resolver", "outcome": {str(k): v for k, v in outcome.items()}},
         )
+    return outcome
+
+
+async def poll_batch(runtime: Runtime, batch_id: str, payout_ids: list[int]) -> dict[int, str]:
+    """The sent payouts of one PayPal batch, looked up with ONE call for the batch (not one
+    per payout), each settled by what its item says. Returns what happened, by payout id."""
+    async with transaction(runtime.sessions) as session:
+        members = []
+        for payout_id in payout_ids:
+            payout = await repository.lock(session, payout_id)
+            if payout is not None and payout.status == PayoutStatus.PROCESSING:
+                payout.last_attempt_at = now()
+                members.append(payout)
+        orders = [order_of(m) for m in members]
+        method = members[0].payment_method if members else None
+    provider = batch_sender(runtime, method) if method else None
+    if provider is None:
+        return {}
+    try:
+        found = await provider.find_batch(batch_id, orders)
+    except (ProviderUnavailableError, ProviderError) as exc:
+        return {o.payout_id: f"not resolved: {exc}" for o in orders}
+    outcome: dict[int, str] = {}
+    for order, transfer in zip(orders, found, strict=True):
+        settled = await settle(runtime, order.payout_id, transfer) if transfer else None
+        outcome[order.payout_id] = settled.status if settled else "processing"
     return outcome
 
 
@@ -439,7 +505,22 @@ async def apply_transfer(
     session: AsyncSession, payout: WorkerPayout, transfer: ProviderTransfer, *, actor_kind: str
 ) -> None:
     """Apply what the provider says of a payout, under its lock; repeated or stale news
-    changes nothing."""
+    changes nothing. A transfer that is not this payout (found under our key, but for
+    another amount, currency or receiver) is never applied: the payout is parked for an
+    admin. A parked payout is left to the admin."""
+    if (problem := order_of(payout).mismatch(transfer)) is not None:
+        await holds.park(
+            session,
+            payout,
+            holds.MISMATCH,
+            f"{payout.payment_method} {transfer.transfer_id} found under our key: {problem}",
+        )
+        return
+    if payout.held_reason is not None:
+        if not holds.settles_held(payout):
+            log.warning("payout %s is held (%s): news not applied", payout.id, payout.held_reason)
+            return
+        await holds.unpark_found(session, payout)
     if payout.payment_method == PaymentMethod.STRIPE:
         payout.stripe_transfer_id = transfer.transfer_id or payout.stripe_transfer_id
     else:

@@ -13,7 +13,12 @@ from typing import Any, Literal, NoReturn
 from handwork_payments.db import Sessions
 from handwork_payments.kit.errors import BadRequest
 from handwork_payments.models import PaymentMethod
-from handwork_payments.providers.base import PaymentProvider, ProviderEvent, ProviderHold
+from handwork_payments.providers.base import (
+    PaymentProvider,
+    ProviderEvent,
+    ProviderHold,
+    ProviderIds,
+)
 from handwork_payments.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -85,6 +90,7 @@ class DisabledProvider:
 class Providers:
     stripe: PaymentProvider
     paypal: PaymentProvider
+    ids: ProviderIds
 
     def _of(self, method: PaymentMethod | str) -> PaymentProvider:
         return self.stripe if PaymentMethod(method) is PaymentMethod.STRIPE else self.paypal
@@ -118,7 +124,7 @@ class Providers:
                 await close()
 
 
-def build_providers(settings: Settings, sessions: Sessions) -> Providers:
+def build_providers(settings: Settings, sessions: Sessions, ids: ProviderIds) -> Providers:
     from handwork_payments.providers.simulated import SimulatedPayPal, SimulatedStripe
 
     modes = provider_modes(settings)
@@ -127,20 +133,20 @@ def build_providers(settings: Settings, sessions: Sessions) -> Providers:
     if modes["stripe"] == "live":
         from handwork_payments.providers.stripe import StripeProvider
 
-        stripe = StripeProvider(settings)
+        stripe = StripeProvider(settings, ids=ids)
     elif modes["stripe"] == "simulated":
         # Said by `serve`'s banner and /health.
         log.info("STRIPE_SECRET_KEY is not set: Stripe payments use the built-in simulator")
-        stripe = SimulatedStripe(sessions, settings)
+        stripe = SimulatedStripe(sessions, settings, ids)
     else:
         stripe = DisabledProvider("stripe")
     if modes["paypal"] == "live":
         from handwork_payments.providers.paypal import PayPalProvider
 
-        paypal = PayPalProvider(settings)
+        paypal = PayPalProvider(settings, ids=ids)
     elif modes["paypal"] == "simulated":
         log.info("PAYPAL_CLIENT_ID is not set: PayPal payments use the built-in simulator")
-        paypal = SimulatedPayPal(sessions, settings)
+        paypal = SimulatedPayPal(sessions, settings, ids)
     else:
         paypal = DisabledProvider("paypal")
     _announce(modes)
@@ -149,7 +155,7 @@ def build_providers(settings: Settings, sessions: Sessions) -> Providers:
     for adapter in (stripe, paypal):
         if not isinstance(adapter, DisabledProvider):
             instrument(adapter)
-    return Providers(stripe=stripe, paypal=paypal)
+    return Providers(stripe=stripe, paypal=paypal, ids=ids)
 
 
 def _announce(modes: dict[str, Mode]) -> None:

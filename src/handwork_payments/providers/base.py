@@ -2,13 +2,15 @@
 
 Services never import an SDK: adapters translate provider objects and statuses into these
 types at the edge. Every call that moves money takes an idempotency key derived from our
-own ids (`payment-{id}-capture`, `payout-{id}`), so calling again after a timeout is safe.
-Amounts are integer minor units.
+own ids (`payment-{id}-capture`, `payout-{id}`), so calling again after a timeout is safe;
+the adapter sends it, and every other reference of ours, under this installation's prefix
+(`ProviderIds`). Amounts are integer minor units.
 """
 
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,8 +35,63 @@ class ProviderUnavailableError(Exception):
     its in-flight marker and resolves it by asking again with the same idempotency key."""
 
 
+class UnlinkedDuplicateBatchError(ProviderUnavailableError):
+    """PayPal refused a batch as a duplicate of its sender_batch_id without saying which
+    batch that is: it may be paid, and PayPal has no look-up by sender_batch_id."""
+
+
 class InvalidSignatureError(Exception):
     """A webhook whose signature does not prove it came from the provider."""
+
+
+PROVIDER_ID_PREFIX_PATTERN = r"^[A-Za-z0-9]{1,24}$"
+_PREFIXED = re.compile(r"^([A-Za-z0-9]{1,24})-(.+)$")
+# What we sent before prefixes existed: applied by the provider's object id alone, as then,
+# so payments and payouts in flight across the upgrade still settle.
+_UNPREFIXED = re.compile(r"^(payment|payout|booking|worker|connect)-")
+
+
+@dataclass(frozen=True)
+class ProviderIds:
+    """This installation's provider-facing ids: every key and reference we send a provider
+    (idempotency keys, PayPal-Request-Id, custom_id / invoice_id, sender_batch_id /
+    sender_item_id, transfer_group, metadata) is `{prefix}-{local}`, so two installations
+    sharing one provider account (staging and production, a database restored or recreated)
+    never answer each other's calls. The domain speaks local ids (`payout-7`); adapters
+    translate at the edge, both ways."""
+
+    prefix: str
+
+    def __post_init__(self) -> None:
+        if not re.match(PROVIDER_ID_PREFIX_PATTERN, self.prefix):
+            raise ValueError(f"a provider id prefix is 1-24 letters or digits: {self.prefix!r}")
+
+    @classmethod
+    def configured(cls, prefix: str | None) -> ProviderIds:
+        """From PROVIDER_ID_PREFIX, for an adapter built outside build_providers (tests,
+        tools); a running service passes the installation's ids instead."""
+        if not prefix:
+            raise ValueError("PROVIDER_ID_PREFIX is unset: pass the installation's ids")
+        return cls(prefix)
+
+    def key(self, local: str) -> str:
+        """What the provider is sent for our `local` id."""
+        return f"{self.prefix}-{local}"
+
+    def local(self, external: object) -> str | None:
+        """Our local id from what the provider echoes back; None when it is not ours
+        (another installation's prefix, no prefix, not a string)."""
+        if not isinstance(external, str):
+            return None
+        match = _PREFIXED.match(external)
+        return match.group(2) if match and match.group(1) == self.prefix else None
+
+    def foreign(self, external: object) -> bool:
+        """A reference under another prefix: another installation's object, to be recorded
+        and never applied. An unprefixed one of ours from before prefixes is not foreign."""
+        if not isinstance(external, str) or not external or _UNPREFIXED.match(external):
+            return False
+        return self.local(external) is None
 
 
 class HoldState(enum.StrEnum):
@@ -82,6 +139,16 @@ class ProviderCapture:
     # The provider's processing fee (Stripe: the charge's balance transaction `fee`; PayPal:
     # `seller_receivable_breakdown.paypal_fee`); None when the provider did not say.
     fee: int | None = None
+    currency: str | None = None  # when the provider's answer says
+
+    def mismatch(self, amount: int, currency: str) -> str | None:
+        """Why this capture (found under our key) is not the one we asked for, or None."""
+        problems = []
+        if self.amount != amount:
+            problems.append(f"amount {self.amount} != {amount}")
+        if self.currency and self.currency.upper() != currency.upper():
+            problems.append(f"currency {self.currency} != {currency}")
+        return "; ".join(problems) or None
 
 
 @dataclass(frozen=True)
@@ -109,6 +176,8 @@ class ProviderTransfer:
     currency: str
     batch_id: str | None = None
     failure_reason: str | None = None
+    # Where it went (connected account id, PayPal receiver), when the provider says.
+    destination: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,7 +189,23 @@ class PayoutOrder:
 
     @property
     def idempotency_key(self) -> str:
+        """Local: the adapter sends it under the installation's prefix (ProviderIds.key)."""
         return f"payout-{self.payout_id}"
+
+    def mismatch(self, transfer: ProviderTransfer) -> str | None:
+        """Why a transfer found under this order's key is not this payout (another
+        installation's, or ours from before a database was restored), or None. A transfer
+        the provider has not itemised yet (no id) says nothing of the money: None."""
+        if not transfer.transfer_id:
+            return None
+        problems = []
+        if transfer.amount != self.amount:
+            problems.append(f"amount {transfer.amount} != {self.amount}")
+        if transfer.currency and transfer.currency.upper() != self.currency.upper():
+            problems.append(f"currency {transfer.currency} != {self.currency}")
+        if transfer.destination and transfer.destination.lower() != self.destination.lower():
+            problems.append(f"destination {transfer.destination} != {self.destination}")
+        return "; ".join(problems) or None
 
 
 class EventKind(enum.StrEnum):
@@ -312,6 +397,13 @@ class PayoutBatchProvider(Protocol):
     ) -> ProviderTransfer | None:
         """With `batch_id` (the provider's id of the batch the payout went out in), a pure
         look-up of the payout's item."""
+        ...
+
+    async def find_batch(
+        self, batch_id: str, orders: Sequence[PayoutOrder]
+    ) -> list[ProviderTransfer | None]:
+        """One look-up of the batch (however many of its payouts are asked for): each
+        order's item, matched by our sender_item_id, or None when the batch lists none."""
         ...
 
 

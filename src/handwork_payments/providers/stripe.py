@@ -34,6 +34,7 @@ from handwork_payments.providers.base import (
     ProviderError,
     ProviderEvent,
     ProviderHold,
+    ProviderIds,
     ProviderRefund,
     ProviderTransfer,
     ProviderUnavailableError,
@@ -90,8 +91,10 @@ class StripeProvider:
         max_network_retries: int = DEFAULT_NETWORK_RETRIES,
         rate_limit_retries: int = DEFAULT_RATE_LIMIT_RETRIES,
         rate_limit_base_delay_seconds: float = DEFAULT_RATE_LIMIT_BASE_DELAY_SECONDS,
+        ids: ProviderIds | None = None,
     ) -> None:
         assert settings.stripe_secret_key, "StripeProvider needs STRIPE_SECRET_KEY"
+        self.ids = ids or ProviderIds.configured(settings.provider_id_prefix)
         assert max_network_retries >= 0 and rate_limit_retries >= 0
         self._settings = settings
         self._rate_limit_retries = rate_limit_retries
@@ -110,6 +113,12 @@ class StripeProvider:
 
     async def aclose(self) -> None:
         await self._http.close_async()
+
+    def _idempotent(self, key: str) -> RequestOptions:
+        """Our local key under the installation's prefix: another installation's (or ours
+        before a database was restored) can never answer it."""
+        assert key, "every Stripe call that acts carries an idempotency key"
+        return {"idempotency_key": self.ids.key(key)}
 
     # --- holds -------------------------------------------------------------------------
 
@@ -132,7 +141,11 @@ class StripeProvider:
             "amount": amount,
             "currency": currency.lower(),
             "capture_method": "manual",
-            "metadata": {"payment_id": str(payment_id), "booking_id": str(booking_id)},
+            "metadata": {
+                "payment_id": str(payment_id),
+                "booking_id": str(booking_id),
+                "reference": self.ids.key(f"payment-{payment_id}"),
+            },
             "expand": _EXPAND_CHARGE,
         }
         if payment_method:
@@ -148,7 +161,7 @@ class StripeProvider:
         intent = await self._call(
             "payment_intents.create",
             lambda: self._client.v1.payment_intents.create_async(
-                params, options=_idempotent(idempotency_key)
+                params, options=self._idempotent(idempotency_key)
             ),
         )
         return _hold_from_intent(intent.to_dict())
@@ -165,7 +178,7 @@ class StripeProvider:
                 lambda: self._client.v1.payment_intents.confirm_async(
                     provider_payment_id,
                     {"expand": _EXPAND_CHARGE},
-                    options=_idempotent(idempotency_key),
+                    options=self._idempotent(idempotency_key),
                 ),
             )
         return _hold_from_intent(intent.to_dict())
@@ -185,7 +198,7 @@ class StripeProvider:
                 lambda: self._client.v1.payment_intents.capture_async(
                     intent_id,
                     {"amount_to_capture": amount, "expand": _EXPAND_CHARGE},
-                    options=_idempotent(idempotency_key),
+                    options=self._idempotent(idempotency_key),
                 ),
             )
         except ProviderError as exc:
@@ -199,7 +212,10 @@ class StripeProvider:
             assert hold.capture_id is not None
             log.info("stripe capture of %s was already done: %s", intent_id, hold.capture_id)
             return ProviderCapture(
-                capture_id=hold.capture_id, amount=hold.captured_amount, fee=hold.fee
+                capture_id=hold.capture_id,
+                amount=hold.captured_amount,
+                fee=hold.fee,
+                currency=hold.currency,
             )
         data = intent.to_dict()
         hold = _hold_from_intent(data)
@@ -215,6 +231,7 @@ class StripeProvider:
             capture_id=hold.capture_id,
             amount=int(received) if received is not None else amount,
             fee=hold.fee,
+            currency=hold.currency,
         )
 
     async def cancel(self, *, ref: HoldRef, idempotency_key: str) -> None:
@@ -223,7 +240,7 @@ class StripeProvider:
             await self._call(
                 "payment_intents.cancel",
                 lambda: self._client.v1.payment_intents.cancel_async(
-                    intent_id, options=_idempotent(idempotency_key)
+                    intent_id, options=self._idempotent(idempotency_key)
                 ),
             )
         except ProviderError as exc:
@@ -248,7 +265,7 @@ class StripeProvider:
                     "amount": amount,
                     "expand": ["balance_transaction"],
                 },
-                options=_idempotent(idempotency_key),
+                options=self._idempotent(idempotency_key),
             ),
         )
         data = refund.to_dict()
@@ -279,10 +296,13 @@ class StripeProvider:
                     "amount": order.amount,
                     "currency": order.currency.lower(),
                     "destination": order.destination,
-                    "transfer_group": _transfer_group(order),
-                    "metadata": {"payout_id": str(order.payout_id)},
+                    "transfer_group": self.ids.key(order.idempotency_key),
+                    "metadata": {
+                        "payout_id": str(order.payout_id),
+                        "reference": self.ids.key(order.idempotency_key),
+                    },
                 },
-                options=_idempotent(order.idempotency_key),
+                options=self._idempotent(order.idempotency_key),
             ),
         )
         return _transfer(transfer.to_dict())
@@ -293,13 +313,14 @@ class StripeProvider:
         listed = await self._call(
             "transfers.list",
             lambda: self._client.v1.transfers.list_async(
-                {"transfer_group": _transfer_group(order), "limit": 10}
+                {"transfer_group": self.ids.key(order.idempotency_key), "limit": 10}
             ),
         )
+        reference = self.ids.key(order.idempotency_key)
         found = [
             t
             for t in (item.to_dict() for item in listed.data)
-            if (t.get("metadata") or {}).get("payout_id") == str(order.payout_id)
+            if (t.get("metadata") or {}).get("reference") == reference
         ]
         if not found:
             return None
@@ -324,9 +345,12 @@ class StripeProvider:
                     "type": "express",
                     "email": email,
                     "capabilities": {"transfers": {"requested": True}},
-                    "metadata": {"worker_id": str(worker_id)},
+                    "metadata": {
+                        "worker_id": str(worker_id),
+                        "reference": self.ids.key(f"worker-{worker_id}"),
+                    },
                 },
-                options=_idempotent(f"connect-account-{worker_id}"),
+                options=self._idempotent(f"connect-account-{worker_id}"),
             ),
         )
         return str(account.id)
@@ -359,7 +383,7 @@ class StripeProvider:
         reversal = await self._call(
             "transfers.reversals.create",
             lambda: self._client.v1.transfers.reversals.create_async(
-                transfer_id, {"amount": amount}, options=_idempotent(idempotency_key)
+                transfer_id, {"amount": amount}, options=self._idempotent(idempotency_key)
             ),
         )
         return ProviderRefund(refund_id=str(reversal.id), amount=int(reversal.amount))
@@ -394,7 +418,7 @@ class StripeProvider:
         raise InvalidSignatureError(str(error)) from error
 
     async def translate_event(self, body: bytes) -> ProviderEvent:
-        return stripe_events.translate_body(body)
+        return stripe_events.translate_body(body, self.ids)
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -463,15 +487,6 @@ class StripeProvider:
             response = getattr(result, "last_response", None)
             log.debug("stripe %s ok (request %s)", operation, getattr(response, "request_id", None))
             return result
-
-
-def _idempotent(key: str) -> RequestOptions:
-    assert key, "every Stripe call that acts carries an idempotency key"
-    return {"idempotency_key": key}
-
-
-def _transfer_group(order: PayoutOrder) -> str:
-    return f"payout-{order.payout_id}"
 
 
 def _translate_error(operation: str, exc: stripe.StripeError) -> Exception:
@@ -591,12 +606,16 @@ def _transfer(data: Mapping[str, Any]) -> ProviderTransfer:
     account when it is created, so it is SUCCEEDED unless it has been reversed in full."""
     amount = int(data["amount"])
     reversed_in_full = bool(data.get("reversed")) or int(data.get("amount_reversed") or 0) >= amount
+    destination = data.get("destination")
+    if isinstance(destination, Mapping):
+        destination = destination.get("id")
     return ProviderTransfer(
         transfer_id=str(data["id"]),
         state=TransferState.FAILED if reversed_in_full else TransferState.SUCCEEDED,
         amount=amount,
         currency=str(data["currency"]).upper(),
         failure_reason="transfer reversed" if reversed_in_full else None,
+        destination=str(destination) if destination else None,
     )
 
 

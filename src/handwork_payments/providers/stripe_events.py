@@ -17,6 +17,7 @@ from handwork_payments.providers.base import (
     EventKind,
     InvalidSignatureError,
     ProviderEvent,
+    ProviderIds,
 )
 
 # Stripe card authorisations lapse 7 days after the intent was created.
@@ -164,9 +165,19 @@ def _transfer_fields(obj: Mapping[str, Any], kind: EventKind) -> dict[str, Any]:
     }
 
 
-def translate(event: Mapping[str, Any]) -> ProviderEvent:
+def _foreign(obj: Mapping[str, Any], ids: ProviderIds | None) -> str | None:
+    """The reference of an object another installation made on this Stripe account (our
+    metadata `reference` under another prefix), or None."""
+    metadata = obj.get("metadata")
+    reference = metadata.get("reference") if isinstance(metadata, Mapping) else None
+    return reference if ids is not None and reference and ids.foreign(reference) else None
+
+
+def translate(event: Mapping[str, Any], ids: ProviderIds | None = None) -> ProviderEvent:
     """A verified Stripe event as a ProviderEvent. The object is applied as delivered:
-    the signature proves Stripe sent it. An event of another shape is refused."""
+    the signature proves Stripe sent it. An event of another shape is refused. With `ids`,
+    an object another installation made (its metadata reference under another prefix) is
+    IGNORED: recorded, never applied."""
     event_id, event_type, obj = event.get("id"), event.get("type"), None
     data = event.get("data")
     if isinstance(data, Mapping):
@@ -178,6 +189,17 @@ def translate(event: Mapping[str, Any]) -> ProviderEvent:
         # Every Stripe object's id is a string: anything else names no object of ours.
         raise InvalidSignatureError("data.object.id must be a string")
     kind = KINDS.get(event_type, EventKind.IGNORED)
+    foreign = _foreign(obj, ids)
+    if foreign is not None:
+        return ProviderEvent(
+            provider="stripe",
+            event_id=event_id,
+            event_type=event_type,
+            kind=EventKind.IGNORED,
+            object_id=_str(obj.get("id")),
+            data=obj,
+            failure_message=f"another installation's object ({foreign})",
+        )
     if event_type == "charge.refunded" and obj.get("captured") is False:
         # An uncaptured charge "refunded" is a canceled authorisation:
         # payment_intent.canceled says so.
@@ -207,18 +229,22 @@ def translate(event: Mapping[str, Any]) -> ProviderEvent:
 
 
 def parse(
-    headers: Mapping[str, str], body: bytes, secret: str, tolerance_seconds: int
+    headers: Mapping[str, str],
+    body: bytes,
+    secret: str,
+    tolerance_seconds: int,
+    ids: ProviderIds | None = None,
 ) -> ProviderEvent:
     signature = next((v for k, v in headers.items() if k.lower() == "stripe-signature"), None)
     verify(body, signature, secret, tolerance_seconds)
-    return translate_body(body)
+    return translate_body(body, ids)
 
 
-def translate_body(body: bytes) -> ProviderEvent:
+def translate_body(body: bytes, ids: ProviderIds | None = None) -> ProviderEvent:
     try:
         event = json.loads(body)
     except (ValueError, RecursionError) as exc:
         raise InvalidSignatureError("body is not a JSON event") from exc
     if not isinstance(event, dict):
         raise InvalidSignatureError("not a Stripe event")
-    return translate(event)
+    return translate(event, ids)

@@ -43,6 +43,7 @@ from handwork_payments.models import (
     Payment,
     PaymentDispute,
     PaymentRefund,
+    RefundKind,
     RefundStatus,
 )
 from handwork_payments.payments import repository as payments
@@ -147,6 +148,7 @@ async def _book(
     reason: str,
     event: ProviderEvent,
     dispute: PaymentDispute | None,
+    kind: RefundKind = RefundKind.REFUND,
 ) -> PaymentRefund | None:
     """A refund of `amount` PayPal made (or took), through the refund machinery, once."""
     if payment.status not in REFUNDABLE_HERE or amount <= 0:
@@ -163,6 +165,7 @@ async def _book(
     if row is not None:
         row.provider_refund_id = provider_refund_id
         row.reason = f"{reason} ({provider_refund_id}, {event.event_id})"
+        row.kind = kind
         payment.refund_reason = row.reason
         if dispute is not None:
             row.dispute_id = dispute.id
@@ -214,6 +217,7 @@ async def money_back_event(runtime: Runtime, event: ProviderEvent) -> None:
             reason=reason,
             event=event,
             dispute=dispute,
+            kind=RefundKind.REVERSAL if reversal else RefundKind.REFUND,
         )
         if row is None:
             await record(
@@ -258,7 +262,7 @@ async def _count_earlier_reversals(
                 PaymentRefund.payment_id == payment.id,
                 PaymentRefund.dispute_id.is_(None),
                 PaymentRefund.provider_refund_id.is_not(None),
-                PaymentRefund.reason.startswith(REVERSAL_REASON),
+                PaymentRefund.kind == RefundKind.REVERSAL,
             )
         )
     ).all()

@@ -37,6 +37,8 @@ PAYER_ID = "QYR5Z8XDVJNXQ"
 RETURN_URL = "https://app.example.com/payment/success"
 CANCEL_URL = "https://app.example.com/payment/cancel"
 WEBHOOKS = "/api/v1/payments/webhooks/paypal"
+# Starts every id the service sends PayPal (PROVIDER_ID_PREFIX).
+PREFIX = "hwpp"
 
 
 def _say(config: pytest.Config, line: str) -> None:
@@ -62,6 +64,7 @@ def paypal_settings(database_url: str, double: PayPalDouble, **overrides: Any) -
         "paypal_webhook_verification": "api",
         "provider_timeout_seconds": CLIENT_TIMEOUT_SECONDS,
         "worker_poll_seconds": 0.2,
+        "provider_id_prefix": PREFIX,
     }
     values.update(overrides)
     return make_settings(database_url, **values)
@@ -256,3 +259,28 @@ def event_body(event_type: str, resource: dict[str, Any]) -> bytes:
 
 
 CERT_URL = "https://api.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-test"
+
+
+async def payouts_to(
+    api: Api, double: PayPalDouble, receivers: list[tuple[str, str]]
+) -> tuple[Party, Party, list[dict[str, Any]]]:
+    """A worker with 95.00 available (a released PayPal payment of 100.00) who requests one
+    payout per (PayPal email, amount), each processed by an admin. The double settles each
+    item by its receiver's tag (+fail, +unclaimed, +returned; else SUCCESS)."""
+    _, pro, _ = await released(api, double, "100.00")
+    admin = await api.admin()
+    requested = []
+    for email, amount in receivers:
+        r = await api.client.put(
+            "/api/v1/payments/payout-methods", json={"paypal_email": email}, headers=pro.headers
+        )
+        assert r.status_code == 200, r.text
+        r = await api.post(
+            "/payments/payouts/request", pro, {"amount": amount, "payment_method": "paypal"}
+        )
+        assert r.status_code == 201, r.text
+        requested.append(r.json())
+    for payout in requested:
+        r = await api.post(f"/payments/payouts/{payout['id']}/process", admin)
+        assert r.status_code == 200 and r.json()["status"] == "processing", r.text
+    return pro, admin, requested

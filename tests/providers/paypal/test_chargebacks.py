@@ -240,6 +240,11 @@ async def test_chargeback_lost_after_release_is_taken_once_from_the_worker(
     assert shown["refunded_amount"] == "100.00"
     assert (await api.earnings(pro))["available_balance"] == "0.00"
     assert "payment.refund_covered" in await audit_actions(api.runtime, "payment", payment["id"])
+    async with api.runtime.sessions() as session:
+        kinds = await session.scalars(
+            select(PaymentRefund.kind).where(PaymentRefund.payment_id == payment["id"])
+        )
+        assert list(kinds) == ["chargeback"]
 
 
 # --------------------------------------------------------------------------- refunds at PayPal
@@ -338,5 +343,6 @@ async def test_capture_reversed_without_a_dispute_is_recorded_once(
                 select(PaymentRefund).where(PaymentRefund.payment_id == payment["id"])
             )
         ).all()
-    assert [(r.amount, r.dispute_id) for r in refunds] == [(8000, dispute.id)]
+    # A reversal by its kind (not by its reason's words), counted towards the dispute.
+    assert [(r.amount, r.dispute_id, r.kind) for r in refunds] == [(8000, dispute.id, "reversal")]
     assert (await api.earnings(pro))["available_balance"] == "0.00"

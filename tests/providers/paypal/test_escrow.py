@@ -20,6 +20,7 @@ from tests.peers.paypal_double import PayPalDouble
 from tests.providers.paypal.harness import (
     CANCEL_URL,
     PAYER_ID,
+    PREFIX,
     RETURN_URL,
     assert_spec_checked,
     calls,
@@ -46,11 +47,15 @@ async def test_create_approve_execute_hold_then_release_captures(
     order = double.orders[order_id]
     assert order["intent"] == "AUTHORIZE"
     assert order["unit"]["amount"] == {"currency_code": "USD", "value": "150.00"}
-    assert order["unit"]["custom_id"] == order["unit"]["invoice_id"] == f"payment-{payment_id}"
+    assert (
+        order["unit"]["custom_id"]
+        == order["unit"]["invoice_id"]
+        == f"{PREFIX}-payment-{payment_id}"
+    )
     assert order["experience"]["return_url"] == RETURN_URL
     assert order["experience"]["cancel_url"] == CANCEL_URL
     [create] = calls(double, "orders.create")
-    assert create.request_id == f"payment-{payment_id}-hold"
+    assert create.request_id == f"{PREFIX}-payment-{payment_id}-hold"
 
     # Asking again while pending answers the same order (looked up, not created again).
     r = await api.post(
@@ -76,7 +81,7 @@ async def test_create_approve_execute_hold_then_release_captures(
     assert payment["status"] == "held"
     auth = the_authorization(double, order_id)
     [authorize] = calls(double, "orders.authorize")
-    assert authorize.request_id == f"payment-{payment_id}-confirm"
+    assert authorize.request_id == f"{PREFIX}-payment-{payment_id}-confirm"
     row = await payment_row(api.runtime, payment_id)
     assert row.payer_id == PAYER_ID
     assert row.provider_authorization_id == auth["id"]
@@ -97,7 +102,7 @@ async def test_create_approve_execute_hold_then_release_captures(
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "released" and r.json()["capture_by"] is None
     [capture] = calls(double, "authorizations.capture")
-    assert capture.request_id == f"payment-{payment_id}-capture"
+    assert capture.request_id == f"{PREFIX}-payment-{payment_id}-capture"
     [captured] = [double.captures[c] for c in auth["capture_ids"]]
     assert (captured["amount"], captured["final_capture"]) == (15000, True)
     assert auth["status"] == "CAPTURED"
@@ -121,7 +126,7 @@ async def test_full_refund_before_release_voids_the_authorization(
     assert r.json()["status"] == "refunded" and r.json()["refunded_amount"] == "80.00"
     assert auth["status"] == "VOIDED" and auth["capture_ids"] == []
     [void] = calls(double, "authorizations.void")
-    assert void.request_id == f"payment-{payment['id']}-void"
+    assert void.request_id == f"{PREFIX}-payment-{payment['id']}-void"
     assert calls(double, "authorizations.capture") == []
     booking = await api.get(f"/bookings/{payment['booking_id']}", client)
     assert booking["status"] == "cancelled"
@@ -180,7 +185,7 @@ async def test_refunds_after_release_refund_the_capture(api: Api, double: PayPal
         ).all()
     assert [r.provider_refund_id for r in ours] == [first["id"]]
     [call] = calls(double, "captures.refund")
-    assert call.request_id == f"payment-{payment['id']}-refund-{ours[0].id}"
+    assert call.request_id == f"{PREFIX}-payment-{payment['id']}-refund-{ours[0].id}"
     # 30.00 back: 28.50 from the worker, 1.50 of the fee.
     assert (await api.earnings(pro))["available_balance"] == "66.50"
 
@@ -213,8 +218,8 @@ async def test_lost_answers_are_resumed_with_the_same_request_id(
     assert r.status_code == 200, r.text
     captures = calls(double, "authorizations.capture")
     assert [(c.request_id, c.replayed) for c in captures] == [
-        (f"payment-{payment['id']}-capture", False),
-        (f"payment-{payment['id']}-capture", True),
+        (f"{PREFIX}-payment-{payment['id']}-capture", False),
+        (f"{PREFIX}-payment-{payment['id']}-capture", True),
     ]
     assert len(auth["capture_ids"]) == 1
     assert (await api.earnings(pro))["available_balance"] == "57.00"
@@ -268,7 +273,7 @@ async def test_hold_guard_reauthorizes_after_the_honour_period_and_captures_befo
     report = await background.guard_holds(api.runtime, now=start + timedelta(days=4))
     assert report.reauthorized == [payment["id"]] and report.captured == []
     [call] = calls(double, "authorizations.reauthorize")
-    assert call.request_id == f"payment-{payment['id']}-reauthorize"
+    assert call.request_id == f"{PREFIX}-payment-{payment['id']}-reauthorize"
     renewed = the_authorization(double, order_id)
     assert renewed["id"] != original["id"] and renewed["amount"] == 13000
     assert (renewed["status"], original["status"]) == ("CREATED", "VOIDED")
@@ -405,6 +410,6 @@ async def test_paypal_errors_become_our_detail_with_paypals_debug_id(
     # The retry (same key) creates the order once.
     created = await paypal_order(api, client, booking)
     assert [c.request_id for c in calls(double, "orders.create")][-2:] == [
-        f"payment-{created['id']}-hold"
+        f"{PREFIX}-payment-{created['id']}-hold"
     ] * 2
     assert_spec_checked(double, "orders.create", "orders.authorize")

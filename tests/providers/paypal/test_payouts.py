@@ -6,7 +6,7 @@ The fixtures and the steps are in conftest.py and harness.py."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Literal
 
 import pytest
 
@@ -16,45 +16,22 @@ from handwork_payments.payouts import service as payouts
 from handwork_payments.providers.base import ProviderUnavailableError
 from handwork_payments.worker import running_worker
 from tests.faults import audit_actions, payout_row
-from tests.helpers import Api, Party, eventually
+from tests.helpers import Api, eventually
 from tests.peers.paypal_double import PayPalDouble
 from tests.providers.paypal.harness import (
+    PREFIX,
     alerts_of,
     assert_spec_checked,
     calls,
     deliver,
     deliveries,
+    payouts_to,
     post_webhook,
     released,
     stale,
 )
 
 # --------------------------------------------------------------------------- payouts
-
-
-async def payouts_to(
-    api: Api, double: PayPalDouble, receivers: list[tuple[str, str]]
-) -> tuple[Party, Party, list[dict[str, Any]]]:
-    """A worker with 95.00 available (a released PayPal payment of 100.00) who requests one
-    payout per (PayPal email, amount), each processed by an admin. The double settles each
-    item by its receiver's tag (+fail, +unclaimed, +returned; else SUCCESS)."""
-    _, pro, _ = await released(api, double, "100.00")
-    admin = await api.admin()
-    requested = []
-    for email, amount in receivers:
-        r = await api.client.put(
-            "/api/v1/payments/payout-methods", json={"paypal_email": email}, headers=pro.headers
-        )
-        assert r.status_code == 200, r.text
-        r = await api.post(
-            "/payments/payouts/request", pro, {"amount": amount, "payment_method": "paypal"}
-        )
-        assert r.status_code == 201, r.text
-        requested.append(r.json())
-    for payout in requested:
-        r = await api.post(f"/payments/payouts/{payout['id']}/process", admin)
-        assert r.status_code == 200 and r.json()["status"] == "processing", r.text
-    return pro, admin, requested
 
 
 async def test_payouts_go_in_one_batch_and_settle_by_polling(
@@ -76,11 +53,13 @@ async def test_payouts_go_in_one_batch_and_settle_by_polling(
     assert await payouts.send_batch(api.runtime, "paypal") == ids
     [batch] = double.batches.values()
     key = f"payout-batch-{ids[0]}"
-    assert batch["sender_batch_header"]["sender_batch_id"] == key
+    assert batch["sender_batch_header"]["sender_batch_id"] == f"{PREFIX}-{key}"
     [post] = calls(double, "payouts.create")
-    assert post.request_id == key
+    assert post.request_id == f"{PREFIX}-{key}"
     items = [double.items[i] for i in batch["item_ids"]]
-    assert [i["payout_item"]["sender_item_id"] for i in items] == [f"payout-{i}" for i in ids]
+    assert [i["payout_item"]["sender_item_id"] for i in items] == [
+        f"{PREFIX}-payout-{i}" for i in ids
+    ]
     assert [i["payout_item"]["receiver"] for i in items] == [
         "pro@example.com",
         "locked+fail@example.com",
@@ -95,9 +74,12 @@ async def test_payouts_go_in_one_batch_and_settle_by_polling(
     # Nothing more to send.
     assert await payouts.send_batch(api.runtime, "paypal") == []
 
-    # PayPal processes the batch; the resolver polls it.
+    # PayPal processes the batch; the resolver polls it: one GET for the batch, not one
+    # per payout.
     double.process_payouts()
+    gets_before = len(calls(double, "payouts.get"))
     await payouts.resolve_payouts(api.runtime, now=stale(api))
+    assert len(calls(double, "payouts.get")) == gets_before + 1
     rows = [await payout_row(api.runtime, i) for i in ids]
     assert [r.status for r in rows] == ["completed", "failed", "processing"]
     assert "RECEIVER_ACCOUNT_LOCKED" in (rows[1].failure_reason or "")
@@ -139,7 +121,8 @@ async def test_a_batch_whose_answer_was_lost_is_never_paid_twice(
     outcome = await payouts.resolve_payouts(api.runtime, now=stale(api))
     assert outcome == {ids[0]: "processing", ids[1]: "processing"}
     posts = calls(double, "payouts.create")
-    assert [(c.request_id, c.replayed) for c in posts] == [(key, False), (key, True)]
+    wire = f"{PREFIX}-{key}"
+    assert [(c.request_id, c.replayed) for c in posts] == [(wire, False), (wire, True)]
     assert len(double.batches) == 1 and len(double.items) == 2
     [batch] = double.batches.values()
     rows = [await payout_row(api.runtime, i) for i in ids]
@@ -269,12 +252,19 @@ async def test_a_duplicate_batch_paypal_does_not_link_is_never_treated_as_refuse
     else:
         assert all(v.startswith("not resolved") for v in outcome.values()), outcome
         assert [r.paypal_payout_id for r in rows] == [None, None]
-        # Sent again and again, never a refusal; an operator is told after a few tries.
-        for _ in range(2):
-            await payouts.resolve_payouts(api.runtime, now=stale(api))
-        assert [(await payout_row(api.runtime, i)).status for i in ids] == ["processing"] * 2
+        # Sent again, never a refusal; PayPal has no look-up by sender_batch_id, so after
+        # PAYPAL_DUPLICATE_BATCH_MAX_TRIES (3) the payouts are parked for an admin, alerted,
+        # and never sent again.
+        await payouts.resolve_payouts(api.runtime, now=stale(api))
+        rows = [await payout_row(api.runtime, i) for i in ids]
+        assert [r.status for r in rows] == ["processing"] * 2
+        assert all((r.held_reason or "").startswith("batch_not_found: ") for r in rows)
         [unresolved] = await alerts_of(api.runtime, "payout_batch_unresolved")
         assert f"payout-batch-{ids[0]}" in unresolved
+        assert len(await alerts_of(api.runtime, "payout_held")) == 2
+        posts = len(calls(double, "payouts.create"))
+        assert await payouts.resolve_payouts(api.runtime, now=stale(api)) == {}
+        assert len(calls(double, "payouts.create")) == posts
     assert (await api.earnings(pro))["available_balance"] == "70.00"
 
     # PayPal pays the batch; its item webhooks name our payouts by sender_item_id.
@@ -288,6 +278,7 @@ async def test_a_duplicate_batch_paypal_does_not_link_is_never_treated_as_refuse
     rows = [await payout_row(api.runtime, i) for i in ids]
     assert [r.status for r in rows] == ["completed", "failed"]
     assert [r.paypal_payout_id for r in rows] == batch["item_ids"]
+    assert [r.held_reason for r in rows] == [None, None]  # the webhooks were the answer
     assert {r.paypal_batch_id for r in rows} == {batch["payout_batch_id"]}
     assert len(double.batches) == 1 and len(double.items) == 2
     earnings = await api.earnings(pro)
@@ -352,7 +343,7 @@ async def test_end_to_end_with_the_worker(api: Api, double: PayPalDouble) -> Non
 
         await eventually(completed)
     [batch] = double.batches.values()
-    assert batch["sender_batch_header"]["sender_batch_id"] == f"payout-batch-{payout_id}"
+    assert batch["sender_batch_header"]["sender_batch_id"] == f"{PREFIX}-payout-batch-{payout_id}"
     earnings = await api.earnings(pro)
     assert (earnings["available_balance"], earnings["total_paid_out"]) == ("0.00", "47.50")
     [delivery] = await deliveries(api.runtime)

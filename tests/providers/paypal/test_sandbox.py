@@ -78,7 +78,10 @@ async def sandbox(
     built_paypal = built.providers.paypal
     assert isinstance(built_paypal, PayPalProvider)
     await built_paypal.aclose()
-    built.providers = replace(built.providers, paypal=PayPalProvider(settings, transport=transport))
+    built.providers = replace(
+        built.providers,
+        paypal=PayPalProvider(settings, transport=transport, ids=built.providers.ids),
+    )
     assert isinstance(built.providers.paypal, PayPalProvider)
     assert built.providers.paypal.api_base == "https://api-m.sandbox.paypal.com"
     try:

@@ -31,6 +31,7 @@ from tests.peers.stripe_double import StripeDouble
 from tests.providers.stripe.harness import (
     _ENV_KEY,
     CONNECT_WEBHOOK_SECRET,
+    PREFIX,
     STRIPE_TEST_MODE,
     Peer,
     _say,
@@ -64,6 +65,7 @@ async def peer_api(runtime: Runtime, database_url: str, stripe_peer: Peer) -> As
         stripe_secret_key=stripe_peer.secret_key,
         stripe_api_base=stripe_peer.api_base,
         provider_timeout_seconds=30.0 if stripe_peer.api_base is None else 10.0,
+        provider_id_prefix=PREFIX,
     )
     built = Runtime.build(settings, database_url)
     assert isinstance(built.providers.stripe, StripeProvider)
@@ -103,11 +105,15 @@ async def dbl(runtime: Runtime, database_url: str, double: StripeDouble) -> Asyn
         stripe_api_base=double.url,
         stripe_connect_webhook_secret=CONNECT_WEBHOOK_SECRET,
         provider_timeout_seconds=2.0,
+        provider_id_prefix=PREFIX,
     )
     built = Runtime.build(settings, database_url)
     await built.providers.aclose()
     built.providers.stripe = StripeProvider(
-        settings, max_network_retries=0, rate_limit_base_delay_seconds=0.01
+        settings,
+        max_network_retries=0,
+        rate_limit_base_delay_seconds=0.01,
+        ids=built.providers.ids,
     )
     try:
         async with api_for(built) as api:

@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,9 @@ CARD_3DS = "4000002500003155"  # needs 3-D Secure for a one-off payment
 PM_3DS_STRIPE = "pm_card_authenticationRequiredOnSetup"  # the same card in Stripe test mode
 # The signing secret of the Connect endpoint (events on connected accounts).
 CONNECT_WEBHOOK_SECRET = "whsec_test_connect_endpoint"
+# Starts every id the service sends Stripe (PROVIDER_ID_PREFIX); a new one per run, as real
+# Stripe test mode remembers idempotency keys for a day.
+PREFIX = "hwst" + uuid.uuid4().hex[:8]
 
 
 # --- peers and runtimes ---------------------------------------------------------------------

@@ -5,14 +5,19 @@ The fixtures and the steps are in conftest.py and harness.py."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 import stripe
 from sqlalchemy import func, select
 
+from handwork_payments.kit.clock import now
 from handwork_payments.models import JournalEntry, PaymentDispute
+from handwork_payments.payments import background
 from tests.helpers import Api
 from tests.peers.stripe_double import StripeDouble
 from tests.providers.stripe.harness import (
+    PREFIX,
     alerts,
     deliver,
     dispute_object,
@@ -133,7 +138,7 @@ async def test_chargeback_lost_after_release_and_payout_reverses_the_transfer(
     assert (reversal.amount, reversal.status) == (9500, "succeeded")
     (request,) = double.requests("POST", f"/v1/transfers/{payout['stripe_transfer_id']}/reversals")
     assert request.form == {"amount": "9500"}
-    assert request.idempotency_key == f"payout-{payout['id']}-reversal-{reversal.id}"
+    assert request.idempotency_key == f"{PREFIX}-payout-{payout['id']}-reversal-{reversal.id}"
     assert double.account_balances[account_id] == {"usd": 0}
     earnings = await api.earnings(pro)
     assert earnings["available_balance"] == "0.00"
@@ -254,8 +259,6 @@ async def test_transfer_reversed_at_stripe(
 async def test_reversal_left_pending_is_resumed_with_the_same_key(
     dbl: Api, double: StripeDouble
 ) -> None:
-    from handwork_payments.connect.reversals import resume_pending
-
     api = dbl
     client, pro, payment = await api.held_payment("100.00")
     await api.post(f"/payments/{payment['id']}/release", client)
@@ -274,13 +277,16 @@ async def test_reversal_left_pending_is_resumed_with_the_same_key(
     transfer = dict(double.transfers[payout["stripe_transfer_id"]])
     await deliver(api, "transfer.reversed", transfer, retried=True)
 
-    assert await resume_pending(api.runtime) == 1
+    # The payments resolver resumes it once it is stale, under the same key.
+    assert (await background.resolve_operations(api.runtime, now=now())).reversals == 0
+    later = now() + timedelta(seconds=api.runtime.settings.provider_operation_stale_seconds + 1)
+    assert (await background.resolve_operations(api.runtime, now=later)).reversals == 1
 
     (done,) = await reversals_of(api, payout["id"])
     assert done.status == "succeeded"
     assert double.transfers[payout["stripe_transfer_id"]]["amount_reversed"] == 1900
     assert [r.idempotency_key for r in double.requests("POST", path)] == [
-        f"payout-{payout['id']}-reversal-{done.id}"
+        f"{PREFIX}-payout-{payout['id']}-reversal-{done.id}"
     ] * 2
     assert (await api.earnings(pro))["available_balance"] == "0.00"
     async with api.runtime.sessions() as session:

@@ -12,7 +12,7 @@ from handwork_payments.models import User, WebhookDelivery
 from handwork_payments.webhooks import service as inbox
 from tests.helpers import Api
 from tests.peers.stripe_double import StripeDouble
-from tests.providers.stripe.harness import CONNECT_WEBHOOK_SECRET, deliver, paid_out, signed
+from tests.providers.stripe.harness import CONNECT_WEBHOOK_SECRET, PREFIX, deliver, paid_out, signed
 
 # The SDK hands httpx its encoded form as `data=`, which httpx 0.28 deprecates; not ours.
 pytestmark = pytest.mark.filterwarnings(
@@ -42,8 +42,9 @@ async def test_onboarding_creates_one_express_account_and_links_to_it(
         "email": pro.email,
         "capabilities[transfers][requested]": "true",
         "metadata[worker_id]": str(pro.id),
+        "metadata[reference]": f"{PREFIX}-worker-{pro.id}",
     }
-    assert create.idempotency_key == f"connect-account-{pro.id}"
+    assert create.idempotency_key == f"{PREFIX}-connect-account-{pro.id}"
     (link,) = double.requests("POST", "/v1/account_links")
     settings = api.runtime.settings
     assert link.form == {
@@ -80,7 +81,7 @@ async def test_onboarding_after_a_lost_answer_uses_the_same_account(
     assert len(double.accounts) == 1
     assert r.json()["account_id"] == next(iter(double.accounts))
     keys = [q.idempotency_key for q in double.requests("POST", "/v1/accounts")]
-    assert keys == [f"connect-account-{pro.id}"] * 2
+    assert keys == [f"{PREFIX}-connect-account-{pro.id}"] * 2
 
 
 async def test_payouts_wait_for_stripe_to_enable_them(dbl: Api, double: StripeDouble) -> None:
@@ -113,10 +114,11 @@ async def test_payouts_wait_for_stripe_to_enable_them(dbl: Api, double: StripeDo
         "amount": "5000",
         "currency": "usd",
         "destination": account_id,
-        "transfer_group": f"payout-{payout['id']}",
+        "transfer_group": f"{PREFIX}-payout-{payout['id']}",
         "metadata[payout_id]": str(payout["id"]),
+        "metadata[reference]": f"{PREFIX}-payout-{payout['id']}",
     }
-    assert transfer.idempotency_key == f"payout-{payout['id']}"
+    assert transfer.idempotency_key == f"{PREFIX}-payout-{payout['id']}"
     assert double.account_balances[account_id] == {"usd": 5000}
 
     # Stripe restricts the account: no more payouts until it enables them again.

@@ -13,6 +13,7 @@ from handwork_payments.webhooks import service as inbox
 from tests.helpers import Api
 from tests.peers.stripe_double import StripeDouble
 from tests.providers.stripe.harness import (
+    PREFIX,
     alerts,
     charge_of,
     deliver,
@@ -68,7 +69,7 @@ async def test_lost_answer_on_create_is_resumed_with_the_same_key(
     assert r.json()["stripe_payment_id"] == next(iter(double.intents))
     assert len(double.intents) == 1
     keys = [q.idempotency_key for q in double.requests("POST", "/v1/payment_intents")]
-    assert keys == [f"payment-{pending['id']}-hold"] * 2
+    assert keys == [f"{PREFIX}-payment-{pending['id']}-hold"] * 2
 
 
 async def test_partial_capture_sends_what_is_left(dbl: Api, double: StripeDouble) -> None:
@@ -88,7 +89,7 @@ async def test_partial_capture_sends_what_is_left(dbl: Api, double: StripeDouble
         "expand[0]": "latest_charge",
         "expand[1]": "latest_charge.balance_transaction",
     }
-    assert capture.idempotency_key == f"payment-{payment['id']}-capture"
+    assert capture.idempotency_key == f"{PREFIX}-payment-{payment['id']}-capture"
     # 75.00 released: fee 5.00 - 1.25 = 3.75, worker 95.00 - 23.75 = 71.25.
     assert (await api.earnings(pro))["available_balance"] == "71.25"
 
@@ -156,7 +157,7 @@ async def test_authorised_then_payment_failed_events(dbl: Api, double: StripeDou
     assert (row.status, row.failure_reason) == ("failed", "Your card was declined.")
     assert double.intents[failing_intent]["status"] == "canceled"
     (cancel,) = double.requests("POST", f"/v1/payment_intents/{failing_intent}/cancel")
-    assert cancel.idempotency_key == f"payment-{failing['id']}-void"
+    assert cancel.idempotency_key == f"{PREFIX}-payment-{failing['id']}-void"
     assert len(await alerts(api, "payment_failed")) == 1
 
 

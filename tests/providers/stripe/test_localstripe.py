@@ -29,6 +29,7 @@ from tests.providers.stripe.harness import (
     CARD_3DS,
     PM_3DS_STRIPE,
     PM_CHARGE_FAILS,
+    PREFIX,
     Peer,
     entry_kinds,
     payment_row,
@@ -56,6 +57,7 @@ async def test_card_hold_is_captured_on_release(peer_api: Api, raw: stripe.Strip
     assert intent.metadata.to_dict() == {
         "payment_id": str(payment["id"]),
         "booking_id": str(payment["booking_id"]),
+        "reference": f"{PREFIX}-payment-{payment['id']}",
     }
     assert (await api.earnings(pro))["pending_balance"] == "142.50"
 

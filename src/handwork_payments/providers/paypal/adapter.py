@@ -51,10 +51,12 @@ from handwork_payments.providers.base import (
     ProviderCapture,
     ProviderEvent,
     ProviderHold,
+    ProviderIds,
     ProviderRefund,
     ProviderTransfer,
     ProviderUnavailableError,
     StatementLine,
+    UnlinkedDuplicateBatchError,
 )
 from handwork_payments.providers.paypal import statements
 from handwork_payments.providers.paypal.client import (
@@ -121,8 +123,10 @@ class PayPalProvider:
         fetch_cert: CertFetcher | None = None,
         rate_limit_backoff_seconds: float = 0.5,
         max_rate_limit_retries: int = MAX_RATE_LIMIT_RETRIES,
+        ids: ProviderIds | None = None,
     ) -> None:
         self._settings = settings
+        self.ids = ids or ProviderIds.configured(settings.provider_id_prefix)
         self.client = PayPalClient(
             settings,
             transport=transport,
@@ -155,8 +159,9 @@ class PayPalProvider:
         assert amount > 0, "a hold is for a positive amount"
         currency = normalize_currency(currency)
         # Our payment id, in the form PayPal echoes back on captures, refunds and disputes;
-        # invoice_id must be unique per payment (PayPal may refuse a reused one).
-        reference = f"payment-{payment_id}"
+        # invoice_id must be unique per payment (PayPal may refuse a reused one), across
+        # installations too: hence the prefix.
+        reference = self.ids.key(f"payment-{payment_id}")
         experience: dict[str, Any] = {
             "user_action": "PAY_NOW",
             "shipping_preference": "NO_SHIPPING",  # a service booking ships nothing
@@ -182,7 +187,7 @@ class PayPalProvider:
             "POST",
             "/v2/checkout/orders",
             json_body=body,
-            request_id=idempotency_key,
+            request_id=self.ids.key(idempotency_key),
             representation=True,
         )
         return hold_from_order(order, amount=amount, currency=currency)
@@ -193,7 +198,11 @@ class PayPalProvider:
         path = f"/v2/checkout/orders/{_segment(provider_payment_id)}/authorize"
         try:
             order = await self._call(
-                "POST", path, json_body={}, request_id=idempotency_key, representation=True
+                "POST",
+                path,
+                json_body={},
+                request_id=self.ids.key(idempotency_key),
+                representation=True,
             )
         except PayPalError as exc:
             # Authorised already (by an earlier call whose answer we lost, under another
@@ -215,7 +224,7 @@ class PayPalProvider:
                 "POST",
                 path,
                 json_body={},
-                request_id=f"{idempotency_key}-approved",
+                request_id=self.ids.key(f"{idempotency_key}-approved"),
                 representation=True,
             )
         if not order.get("purchase_units"):
@@ -256,7 +265,11 @@ class PayPalProvider:
         body = {"amount": paypal_money(amount, currency), "final_capture": True}
         try:
             capture = await self._call(
-                "POST", path, json_body=body, request_id=idempotency_key, representation=True
+                "POST",
+                path,
+                json_body=body,
+                request_id=self.ids.key(idempotency_key),
+                representation=True,
             )
         except PayPalError as exc:
             if exc.code == "AUTHORIZATION_ALREADY_CAPTURED":
@@ -274,6 +287,7 @@ class PayPalProvider:
             capture_id=str(capture["id"]),
             amount=minor(capture.get("amount"), amount) or amount,
             fee=capture_fee(capture),
+            currency=currency_of(capture.get("amount"), "") or None,
         )
 
     async def cancel(self, *, ref: HoldRef, idempotency_key: str) -> None:
@@ -294,7 +308,7 @@ class PayPalProvider:
         try:
             # The Payments v2 spec lists no PayPal-Request-Id for void; PayPal's idempotency
             # guide says POSTs honour it, and a void is naturally idempotent besides.
-            await self._call("POST", path, request_id=idempotency_key)
+            await self._call("POST", path, request_id=self.ids.key(idempotency_key))
         except PayPalError as exc:
             if exc.code in ("PREVIOUSLY_VOIDED", "AUTHORIZATION_VOIDED"):
                 return
@@ -310,7 +324,7 @@ class PayPalProvider:
             "POST",
             path,
             json_body={"amount": paypal_money(amount, currency)},
-            request_id=idempotency_key,
+            request_id=self.ids.key(idempotency_key),
             representation=True,
         )
         status = str(refund.get("status", "")).upper()
@@ -356,7 +370,7 @@ class PayPalProvider:
             "POST",
             path,
             json_body={"amount": paypal_money(amount, currency)},
-            request_id=idempotency_key,
+            request_id=self.ids.key(idempotency_key),
             representation=True,
         )
         related = related_ids(auth)
@@ -402,7 +416,10 @@ class PayPalProvider:
         if hold.capture_id is None:
             return None
         return ProviderCapture(
-            capture_id=hold.capture_id, amount=hold.captured_amount, fee=hold.fee
+            capture_id=hold.capture_id,
+            amount=hold.captured_amount,
+            fee=hold.fee,
+            currency=hold.currency,
         )
 
     # ----------------------------------------------------------------------- payouts
@@ -430,7 +447,7 @@ class PayPalProvider:
             raise ValueError("a payout appears twice in one batch")
         body = {
             "sender_batch_header": {
-                "sender_batch_id": batch_key,
+                "sender_batch_id": self.ids.key(batch_key),
                 "recipient_type": "EMAIL",
                 "email_subject": "You have a payout from Handwork",
             },
@@ -442,7 +459,7 @@ class PayPalProvider:
                         "currency": normalize_currency(order.currency),
                         "value": paypal_value(order.amount, normalize_currency(order.currency)),
                     },
-                    "sender_item_id": order.idempotency_key,
+                    "sender_item_id": self.ids.key(order.idempotency_key),
                     "note": f"Handwork payout {order.payout_id}",
                 }
                 for order in orders
@@ -450,7 +467,7 @@ class PayPalProvider:
         }
         try:
             created = await self._call(
-                "POST", "/v1/payments/payouts", json_body=body, request_id=batch_key
+                "POST", "/v1/payments/payouts", json_body=body, request_id=self.ids.key(batch_key)
             )
             header = created.get("batch_header") or {}
             batch_id = str(header["payout_batch_id"])
@@ -464,7 +481,7 @@ class PayPalProvider:
                 # in the wild). Never a refusal, or the caller would hand the money back and
                 # pay it again: the outcome is unknown until the batch's item webhooks (they
                 # name our sender_item_id) or an operator settle it.
-                raise ProviderUnavailableError(
+                raise UnlinkedDuplicateBatchError(
                     f"PayPal already has payout batch {batch_key} and did not link it: "
                     f"not sent again ({exc.message})"
                 ) from exc
@@ -475,7 +492,7 @@ class PayPalProvider:
         except KeyError as exc:
             raise ProviderUnavailableError("PayPal payout answer without a batch id") from exc
         header, items = await self._get_batch(batch_id)
-        return transfers_for(orders, batch_id, header, items)
+        return transfers_for(orders, batch_id, header, items, self.ids)
 
     async def find_payout(
         self, order: PayoutOrder, *, batch_id: str | None = None
@@ -492,9 +509,19 @@ class PayPalProvider:
         same key) or with its batch_id, never here, or it could be paid twice."""
         if batch_id is not None:
             header, items = await self._get_batch(batch_id)
-            item = next((i for i in items if sender_item_id(i) == order.idempotency_key), None)
+            reference = self.ids.key(order.idempotency_key)
+            item = next((i for i in items if sender_item_id(i) == reference), None)
             return transfer_of(item, header) if item is not None else None
         return await self.send_payout(order)
+
+    async def find_batch(
+        self, batch_id: str, orders: Sequence[PayoutOrder]
+    ) -> list[ProviderTransfer | None]:
+        """GET /v1/payments/payouts/{batch id} once (paged), every order matched in it."""
+        header, items = await self._get_batch(batch_id)
+        by_sender = {sender_item_id(i): i for i in items}
+        found = (by_sender.get(self.ids.key(order.idempotency_key)) for order in orders)
+        return [transfer_of(item, header) if item is not None else None for item in found]
 
     async def get_payout_batch(self, batch_id: str) -> list[ProviderTransfer]:
         """Every item of a batch, for polling."""
@@ -544,7 +571,7 @@ class PayPalProvider:
         order id is still looked up (GET capture / authorisation) when the event does not
         name it, so this may raise ProviderUnavailableError."""
         event = load_event(body)
-        return await self._with_order_id(event, translate(event))
+        return await self._with_order_id(event, translate(event, self.ids))
 
     async def _verify_via_api(
         self, headers: Mapping[str, str], body: bytes, webhook_id: str

@@ -21,8 +21,9 @@ Refunds and disputes do not carry the order id (a refund points at its capture t
 "up" link, a dispute through disputed_transactions[].seller_transaction_id), so `translate`
 leaves object_id None and `lookup_hint` says which capture to ask PayPal about; the adapter
 (`PayPalProvider.parse_event`) fills the order id in from GET /v2/payments/captures/{id}.
-Our own ids travel too: custom_id and invoice_id are "payment-{id}" on orders, captures and
-refunds (`payment_id_from_reference` reads them), and sender_item_id is "payout-{id}" on
+Our own ids travel too, under the installation's prefix (ProviderIds): custom_id and
+invoice_id are "{prefix}-payment-{id}" on orders, captures and refunds
+(`payment_id_from_reference` reads them), and sender_item_id is "{prefix}-payout-{id}" on
 payout items (`payout_id` on the event). Everything the domain needs is a typed field of the
 ProviderEvent; `data` (the resource as delivered) is for the audit trail only.
 
@@ -55,6 +56,7 @@ from handwork_payments.providers.base import (
     EventKind,
     InvalidSignatureError,
     ProviderEvent,
+    ProviderIds,
 )
 
 PROVIDER = "paypal"
@@ -115,11 +117,27 @@ def minor_amount(money: Any) -> int | None:
         return None
 
 
-def payment_id_from_reference(reference: Any) -> int | None:
-    """Our payment id from a custom_id / invoice_id we set ("payment-{id}")."""
-    if isinstance(reference, str) and (match := _REFERENCE.match(reference)):
+def payment_id_from_reference(reference: Any, ids: ProviderIds) -> int | None:
+    """Our payment id from a custom_id / invoice_id we set ("{prefix}-payment-{id}"); None
+    for anything else, another installation's reference included."""
+    local = ids.local(reference)
+    if local is not None and (match := _REFERENCE.match(local)):
         return int(match.group(1))
     return None
+
+
+def foreign_reference(resource: Mapping[str, Any], ids: ProviderIds) -> str | None:
+    """The custom_id / sender_item_id of an object another installation made on this PayPal
+    account (under another prefix, or none), or None when it is ours or carries none."""
+    item = resource.get("payout_item")
+    candidates = [
+        resource.get("custom_id"),
+        item.get("sender_item_id") if isinstance(item, Mapping) else None,
+    ]
+    units = resource.get("purchase_units")
+    if isinstance(units, list) and units and isinstance(units[0], Mapping):
+        candidates.append(units[0].get("custom_id"))
+    return next((c for c in candidates if ids.foreign(c)), None)
 
 
 # --------------------------------------------------------------------------- translation
@@ -275,13 +293,17 @@ def _dispute_fields(resource: Mapping[str, Any], kind: EventKind) -> dict[str, A
 
 
 def _payout_item_fields(
-    resource: Mapping[str, Any], event_type: str, kind: EventKind
+    resource: Mapping[str, Any], event_type: str, kind: EventKind, ids: ProviderIds | None
 ) -> dict[str, Any]:
     item = resource.get("payout_item")
     item = item if isinstance(item, Mapping) else {}
     money = item.get("amount")
     currency = money.get("currency") if isinstance(money, Mapping) else None
-    reference = _PAYOUT_REFERENCE.match(_str(item.get("sender_item_id")) or "")
+    sender_item = _str(item.get("sender_item_id"))
+    batch_key = _str(resource.get("sender_batch_id"))
+    if ids is not None:
+        sender_item, batch_key = ids.local(sender_item), ids.local(batch_key)
+    reference = _PAYOUT_REFERENCE.match(sender_item or "")
     delayed = kind is EventKind.PAYOUT_DELAYED
     return {
         "object_id": _str(resource.get("payout_item_id")),
@@ -291,13 +313,15 @@ def _payout_item_fields(
         if delayed or kind is EventKind.PAYOUT_FAILED
         else None,
         "transfer_batch_id": _str(resource.get("payout_batch_id")),
-        "batch_key": _str(resource.get("sender_batch_id")),
+        "batch_key": batch_key,
         "payout_id": int(reference.group(1)) if reference else None,
         "delayed_reason": event_type.rsplit(".", 1)[-1].lower() if delayed else None,
     }
 
 
-def _fields(event_type: str, kind: EventKind, resource: Mapping[str, Any]) -> dict[str, Any]:
+def _fields(
+    event_type: str, kind: EventKind, resource: Mapping[str, Any], ids: ProviderIds | None
+) -> dict[str, Any]:
     """The typed fields of one event, by what PayPal calls it."""
     order_id = _str(related_ids(resource).get("order_id"))
     if event_type.startswith("CHECKOUT.ORDER."):
@@ -315,25 +339,39 @@ def _fields(event_type: str, kind: EventKind, resource: Mapping[str, Any]) -> di
     if event_type.startswith("CUSTOMER.DISPUTE."):
         return {"object_id": None, **_dispute_fields(resource, kind)}
     if event_type.startswith("PAYMENT.PAYOUTS-ITEM."):
-        return _payout_item_fields(resource, event_type, kind)
+        return _payout_item_fields(resource, event_type, kind, ids)
     return {"object_id": _str(resource.get("id"))}
 
 
-def translate(event: Mapping[str, Any]) -> ProviderEvent:
+def translate(event: Mapping[str, Any], ids: ProviderIds | None = None) -> ProviderEvent:
     """A verified PayPal event as a ProviderEvent. The resource is applied as delivered: the
-    signature proves PayPal sent it. An event of another shape is refused."""
+    signature proves PayPal sent it. An event of another shape is refused. With `ids`, our
+    references are read back without the prefix, and a resource another installation made
+    (its custom_id / sender_item_id under another prefix) is IGNORED: recorded, never
+    applied."""
     event_id, event_type = _str(event.get("id")), _str(event.get("event_type"))
     resource = event.get("resource")
     if event_id is None or event_type is None or not isinstance(resource, Mapping):
         raise InvalidSignatureError("not a PayPal webhook event (id, event_type, resource)")
     kind = KINDS.get(event_type, EventKind.IGNORED)
+    foreign = foreign_reference(resource, ids) if ids is not None else None
+    if foreign is not None:
+        return ProviderEvent(
+            provider=PROVIDER,
+            event_id=event_id,
+            event_type=event_type,
+            kind=EventKind.IGNORED,
+            object_id=_str(resource.get("id") or resource.get("payout_item_id")),
+            data=resource,
+            failure_message=f"another installation's object ({foreign})",
+        )
     return ProviderEvent(
         provider=PROVIDER,
         event_id=event_id,
         event_type=event_type,
         kind=kind,
         data=resource,
-        **_fields(event_type, kind, resource),
+        **_fields(event_type, kind, resource, ids),
     )
 
 

@@ -11,7 +11,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from handwork_payments.kit.money import normalize_currency
-from handwork_payments.providers.base import PayoutOrder, ProviderTransfer, TransferState
+from handwork_payments.providers.base import (
+    PayoutOrder,
+    ProviderIds,
+    ProviderTransfer,
+    TransferState,
+)
 from handwork_payments.providers.paypal.client import PayPalError
 from handwork_payments.providers.paypal.orders import currency_of, minor
 
@@ -80,6 +85,7 @@ def transfer_of(item: Mapping[str, Any], header: Mapping[str, Any]) -> ProviderT
         currency=currency_of(amount_money, ""),
         batch_id=str(item.get("payout_batch_id") or header.get("payout_batch_id") or "") or None,
         failure_reason=reason,
+        destination=str(detail["receiver"]) if detail.get("receiver") else None,
     )
 
 
@@ -88,12 +94,14 @@ def transfers_for(
     batch_id: str,
     header: Mapping[str, Any],
     items: list[Mapping[str, Any]],
+    ids: ProviderIds,
 ) -> list[ProviderTransfer]:
+    """One transfer per order, matched by the sender_item_id we set (under our prefix)."""
     by_sender = {sender_item_id(i): i for i in items}
     batch_status = str(header.get("batch_status") or "").upper()
     transfers = []
     for order in orders:
-        item = by_sender.get(order.idempotency_key)
+        item = by_sender.get(ids.key(order.idempotency_key))
         if item is None:
             failed = batch_status in FAILED_BATCH_STATUSES
             transfers.append(
@@ -108,14 +116,14 @@ def transfers_for(
             )
             continue
         transfer = transfer_of(item, header)
-        if transfer.amount != order.amount:
-            # Only possible if a batch key was reused for other orders: say so loudly.
+        if (problem := order.mismatch(transfer)) is not None:
+            # Only possible if a batch key was reused for other orders: the caller refuses
+            # to settle it (order.mismatch again), and an operator is told.
             log.error(
-                "PayPal payout item %s pays %s, payout %s asked %s",
+                "PayPal payout item %s is not payout %s: %s",
                 transfer.transfer_id,
-                transfer.amount,
                 order.payout_id,
-                order.amount,
+                problem,
             )
         transfers.append(transfer)
     return transfers

@@ -13,11 +13,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.db import transaction
 from handwork_payments.kit import fee_rules
 from handwork_payments.kit.money import to_minor
+from handwork_payments.models import SimulatedObject
 from handwork_payments.providers.base import (
     HoldRef,
     PaymentProvider,
@@ -129,7 +131,8 @@ class SimulatedPayPal(SimulatedProvider):
                 if result is not None:
                     return dict(result)
             # Sent in a batch: found by the item's sender_item_id.
-            nested: Json = {"payout_item": {"sender_item_id": order.idempotency_key}}
+            reference = self.ids.key(order.idempotency_key)
+            nested: Json = {"payout_item": {"sender_item_id": reference}}
             if batch_id is not None:
                 nested["payout_batch_id"] = batch_id
             item = await self._find(session, PAYOUT_ITEM, nested)
@@ -137,6 +140,26 @@ class SimulatedPayPal(SimulatedProvider):
 
         found = await self._call("find_payout", read)
         return transfer_from_json(found) if found else None
+
+    async def find_batch(
+        self, batch_id: str, orders: Sequence[PayoutOrder]
+    ) -> list[ProviderTransfer | None]:
+        """One read of the batch's items, matched by sender_item_id."""
+
+        async def read(session: AsyncSession) -> Json:
+            rows = await session.scalars(
+                select(SimulatedObject).where(
+                    SimulatedObject.provider == self.name,
+                    SimulatedObject.kind == PAYOUT_ITEM,
+                    SimulatedObject.data.contains({"payout_batch_id": batch_id}),
+                )
+            )
+            items = {r.data["payout_item"]["sender_item_id"]: r.data for r in rows}
+            found = (items.get(self.ids.key(o.idempotency_key)) for o in orders)
+            return {"found": [transfer_json(item_transfer(i)) if i else None for i in found]}
+
+        result = await self._call("find_payout", read)
+        return [transfer_from_json(t) if t else None for t in result["found"]]
 
     async def parse_event(self, headers: Mapping[str, str], body: bytes) -> ProviderEvent:
         async def parse() -> ProviderEvent:
@@ -147,7 +170,7 @@ class SimulatedPayPal(SimulatedProvider):
 
     async def translate_event(self, body: bytes) -> ProviderEvent:
         delivered = paypal_events.load_event(body)
-        event = paypal_events.translate(delivered)
+        event = paypal_events.translate(delivered, self.ids)
         if event.object_id is None:
             # Refunds and disputes name a capture, not the order: the real adapter asks
             # PayPal (GET capture); the simulator looks in its own orders.
@@ -171,7 +194,7 @@ class SimulatedPayPal(SimulatedProvider):
     # --- orders: create, authorise, capture, void, refund ---------------------------------
 
     async def _open_hold(self, session: AsyncSession, hold: NewHold) -> Json:
-        order = new_order(hold)
+        order = new_order(hold, self.ids.key(f"payment-{hold.payment_id}"))
         self._insert(session, order["id"], ORDER, order)
         return hold_json(order_hold(order))
 
@@ -370,7 +393,9 @@ class SimulatedPayPal(SimulatedProvider):
                 f"Receiver is not a valid email address: {order.destination!r}",
                 code="RECEIVER_INVALID",
             )
-        item = new_payout_item(order, currency, batch_id or paypal_id(13))
+        item = new_payout_item(
+            order, currency, batch_id or paypal_id(13), self.ids.key(order.idempotency_key)
+        )
         self._statement(
             session,
             statement_line(

@@ -45,7 +45,7 @@ def _up_link(path: str) -> list[Json]:
 # --- new objects ------------------------------------------------------------------------------
 
 
-def new_order(hold: NewHold) -> Json:
+def new_order(hold: NewHold, reference: str) -> Json:
     """An order with intent AUTHORIZE, waiting for the buyer's approval."""
     order_id = paypal_id()
     now = paypal_time(utc_now())
@@ -56,9 +56,9 @@ def new_order(hold: NewHold) -> Json:
         "purchase_units": [
             {
                 "reference_id": f"booking-{hold.booking_id}",
-                # Our own reference, as the real adapter sets it ("payment-{id}").
-                "custom_id": f"payment-{hold.payment_id}",
-                "invoice_id": f"payment-{hold.payment_id}",
+                # Our own reference, as the real adapter sets it ("{prefix}-payment-{id}").
+                "custom_id": reference,
+                "invoice_id": reference,
                 "amount": money(hold.amount, hold.currency),
                 "payments": {"authorizations": [], "captures": [], "refunds": []},
             }
@@ -153,7 +153,7 @@ def new_refund(
     }
 
 
-def new_payout_item(order: PayoutOrder, currency: str, batch_id: str) -> Json:
+def new_payout_item(order: PayoutOrder, currency: str, batch_id: str, sender_item_id: str) -> Json:
     return {
         "payout_item_id": paypal_id(13),
         "transaction_id": paypal_id(17),
@@ -165,7 +165,7 @@ def new_payout_item(order: PayoutOrder, currency: str, batch_id: str) -> Json:
             "recipient_type": "EMAIL",
             "amount": {"currency": currency, "value": format_amount(order.amount, currency)},
             "receiver": order.destination,
-            "sender_item_id": order.idempotency_key,
+            "sender_item_id": sender_item_id,
             "recipient_wallet": "PAYPAL",
         },
         "time_processed": paypal_time(utc_now()),
@@ -277,4 +277,5 @@ def item_transfer(item: Mapping[str, Any]) -> ProviderTransfer:
         amount=to_minor(item["payout_item"]["amount"]["value"], currency),
         currency=currency,
         batch_id=str(item["payout_batch_id"]),
+        destination=str(item["payout_item"]["receiver"]),
     )

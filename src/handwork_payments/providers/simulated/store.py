@@ -40,6 +40,7 @@ from handwork_payments.providers.base import (
     ProviderCapture,
     ProviderError,
     ProviderHold,
+    ProviderIds,
     ProviderRefund,
     ProviderTransfer,
     ProviderUnavailableError,
@@ -90,7 +91,8 @@ STATEMENT_LINE = "statement_line"  # PayPal's (Transaction Search)
 
 ALNUM = string.ascii_letters + string.digits
 UPPER_ALNUM = string.ascii_uppercase + string.digits
-# The unique idempotency_key column holds "{provider}:{key}".
+# The unique idempotency_key column holds "{provider}:{prefix}-{key}": keys are per provider
+# account, and the installation's prefix keeps installations sharing one apart.
 _MAX_KEY_LENGTH = 200
 # simulated_objects.id is a VARCHAR(64); PostgreSQL text cannot hold NUL.
 _MAX_ID_LENGTH = 64
@@ -198,9 +200,12 @@ class SimulatedProvider(ABC):
     amount_too_large_code: str
     currency_invalid_code: str
 
-    def __init__(self, sessions: Sessions, settings: Settings) -> None:
+    def __init__(self, sessions: Sessions, settings: Settings, ids: ProviderIds) -> None:
         self.sessions = sessions
         self.settings = settings
+        # Keys and references are sent under the installation's prefix, as to a real
+        # provider: two installations on one simulator store never answer each other.
+        self.ids = ids
 
     # --- what each flavour does in the keyed calls --------------------------------------
 
@@ -514,7 +519,7 @@ class SimulatedProvider(ABC):
             raise ProviderError(
                 f"Idempotency keys are 1 to {_MAX_KEY_LENGTH} characters", code="parameter_invalid"
             )
-        scoped = f"{self.name}:{key}"
+        scoped = f"{self.name}:{self.ids.key(key)}"
         # A concurrent call with the same key waits here until the first commits (or rolls
         # back), then finds its stored answer: one key, one action, across processes.
         await session.execute(
@@ -546,7 +551,9 @@ class SimulatedProvider(ABC):
 
     async def _key_record(self, session: AsyncSession, key: str) -> SimulatedObject | None:
         return await session.scalar(
-            select(SimulatedObject).where(SimulatedObject.idempotency_key == f"{self.name}:{key}")
+            select(SimulatedObject).where(
+                SimulatedObject.idempotency_key == f"{self.name}:{self.ids.key(key)}"
+            )
         )
 
     # --- rows ------------------------------------------------------------------------------

@@ -135,13 +135,17 @@ class SimulatedStripe(SimulatedProvider):
     async def parse_event(self, headers: Mapping[str, str], body: bytes) -> ProviderEvent:
         async def parse() -> ProviderEvent:
             return stripe_events.parse(
-                headers, body, self.webhook_secret, self.settings.stripe_webhook_tolerance_seconds
+                headers,
+                body,
+                self.webhook_secret,
+                self.settings.stripe_webhook_tolerance_seconds,
+                self.ids,
             )
 
         return await self._faulty("parse_event", parse)
 
     async def translate_event(self, body: bytes) -> ProviderEvent:
-        return stripe_events.translate_body(body)
+        return stripe_events.translate_body(body, self.ids)
 
     # --- PaymentIntents ------------------------------------------------------------------
 
@@ -149,7 +153,13 @@ class SimulatedStripe(SimulatedProvider):
         if hold.payment_method is not None:
             # Stripe checks the method before it creates anything.
             check_payment_method(hold.payment_method)
-        intent = new_intent(hold.payment_id, hold.booking_id, hold.amount, hold.currency)
+        intent = new_intent(
+            hold.payment_id,
+            hold.booking_id,
+            hold.amount,
+            hold.currency,
+            self.ids.key(f"payment-{hold.payment_id}"),
+        )
         row = self._insert(session, intent["id"], PAYMENT_INTENT, intent)
         await session.flush()
         if hold.payment_method is not None:
@@ -343,7 +353,7 @@ class SimulatedStripe(SimulatedProvider):
             raise ProviderError(
                 f"No such destination: '{order.destination}'", code="invalid_destination"
             )
-        transfer = new_transfer(order, currency)
+        transfer = new_transfer(order, currency, self.ids.key(order.idempotency_key))
         transfer["balance_transaction"] = self._book(
             session, "transfer", transfer["id"], -order.amount, 0, currency
         )

@@ -47,7 +47,9 @@ def check_payment_method(payment_method: str) -> None:
 # --- new objects ------------------------------------------------------------------------------
 
 
-def new_intent(payment_id: int, booking_id: int, amount: int, currency: str) -> Json:
+def new_intent(
+    payment_id: int, booking_id: int, amount: int, currency: str, reference: str
+) -> Json:
     """A manual-capture PaymentIntent waiting for its payment method."""
     intent_id = stripe_id("pi")
     return {
@@ -67,7 +69,11 @@ def new_intent(payment_id: int, booking_id: int, amount: int, currency: str) -> 
         "last_payment_error": None,
         "latest_charge": None,
         "livemode": False,
-        "metadata": {"payment_id": str(payment_id), "booking_id": str(booking_id)},
+        "metadata": {
+            "payment_id": str(payment_id),
+            "booking_id": str(booking_id),
+            "reference": reference,
+        },
         "next_action": None,
         "payment_method": None,
         "payment_method_types": ["card"],
@@ -134,7 +140,7 @@ def new_refund(intent: Mapping[str, Any], charge_id: str, amount: int) -> Json:
     }
 
 
-def new_transfer(order: PayoutOrder, currency: str) -> Json:
+def new_transfer(order: PayoutOrder, currency: str, reference: str) -> Json:
     transfer_id = stripe_id("tr")
     return {
         "id": transfer_id,
@@ -146,7 +152,7 @@ def new_transfer(order: PayoutOrder, currency: str) -> Json:
         "description": None,
         "destination": order.destination,
         "livemode": False,
-        "metadata": {"payout_id": str(order.payout_id)},
+        "metadata": {"payout_id": str(order.payout_id), "reference": reference},
         "reversals": {
             "object": "list",
             "data": [],
@@ -155,7 +161,7 @@ def new_transfer(order: PayoutOrder, currency: str) -> Json:
             "url": f"/v1/transfers/{transfer_id}/reversals",
         },
         "reversed": False,
-        "transfer_group": f"payout-{order.payout_id}",
+        "transfer_group": reference,
     }
 
 
@@ -289,4 +295,5 @@ def stripe_transfer(transfer: Mapping[str, Any]) -> ProviderTransfer:
         amount=amount,
         currency=str(transfer["currency"]).upper(),
         failure_reason="transfer reversed" if reversed_in_full else None,
+        destination=str(transfer["destination"]),
     )
