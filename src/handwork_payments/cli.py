@@ -3,47 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
+import os
 import sys
 from datetime import UTC, datetime
-from typing import Any
 
 import typer
 from pydantic import ValidationError
 
+from handwork_payments.logs import JsonFormatter
+from handwork_payments.logs import configure as configure_logging
 from handwork_payments.settings import get_settings
+
+__all__ = ["JsonFormatter", "app", "main"]
 
 app = typer.Typer(help="Handwork Payments: escrow payments for services marketplaces.")
 db_app = typer.Typer(help="Database schema.")
 ledger_app = typer.Typer(help="The double-entry ledger.")
 app.add_typer(db_app, name="db")
 app.add_typer(ledger_app, name="ledger")
-
-
-# What every LogRecord has: anything else was passed in `extra` and is kept in JSON logs.
-_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message",
-    "asctime",
-    "taskName",
-}
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message and the record's extra
-    fields (alerts' `alert_kind`, jobs' `action`, ...)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        data: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        data.update((k, v) for k, v in vars(record).items() if k not in _RECORD_FIELDS)
-        if record.exc_info:
-            data["exc_info"] = self.formatException(record.exc_info)
-        return json.dumps(data, default=str)
 
 
 def _deployable() -> None:
@@ -64,14 +41,7 @@ def _deployable() -> None:
 
 
 def _logging() -> None:
-    if get_settings().log_format == "json":
-        handler = logging.StreamHandler()
-        handler.setFormatter(JsonFormatter())
-        logging.basicConfig(level=logging.INFO, handlers=[handler])
-        return
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging()
 
 
 @app.command()
@@ -79,18 +49,31 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to bind"),
     port: int = typer.Option(8000, help="Port to bind"),
     no_worker: bool = typer.Option(False, "--no-worker", help="Run no in-process worker"),
+    workers: int = typer.Option(
+        os.cpu_count() or 1, "--workers", min=1, max=64, help="API processes (default: cores)"
+    ),
 ) -> None:
-    """Run the API (and one in-process background worker unless --no-worker)."""
+    """Run the API in `workers` processes (one per core by default), and one in-process
+    background worker in one of them unless --no-worker."""
     import uvicorn
 
     from handwork_payments import startup
-    from handwork_payments.app import create_app
 
     _deployable()
     _logging()
-    startup.run_in_process_worker = not no_worker
+    # Spawned children read this, not the parent's globals: none, or one of them.
+    os.environ[startup.IN_PROCESS_WORKER_ENV] = "none" if no_worker else "elected"
     # No `server: uvicorn` banner: it tells an attacker which version's bugs to try.
-    uvicorn.run(create_app(), host=host, port=port, log_level="info", server_header=False)
+    uvicorn.run(
+        "handwork_payments.app:create_served_app",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=get_settings().access_log,
+        server_header=False,
+    )
 
 
 @app.command()

@@ -5,20 +5,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from handwork_payments import migrate
 from handwork_payments.auth.service import ensure_admin
-from handwork_payments.db import database_url
+from handwork_payments.db import database_url, libpq_url
 from handwork_payments.providers import provider_modes
 from handwork_payments.runtime import Runtime
 from handwork_payments.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-# Set by `serve --no-worker`.
+# False in `worker` processes (they are workers already).
 run_in_process_worker = True
+# Set by `serve` for its children: "none" (--no-worker) or "elected" (the one process of
+# `--workers N` that wins IN_PROCESS_WORKER_LOCK runs it). Unset: this process runs one.
+IN_PROCESS_WORKER_ENV = "HANDWORK_IN_PROCESS_WORKER"
+# An advisory lock key of our own ("hwpw" in ASCII), held by the elected process's
+# connection for its life: a child that dies releases it and its replacement takes it.
+IN_PROCESS_WORKER_LOCK = 0x68777077
 
 # HS256 wants a key at least as long as its hash (RFC 7518 3.2).
 MIN_JWT_SECRET_BYTES = 32
@@ -66,7 +73,7 @@ async def started_runtime() -> AsyncIterator[Runtime]:
                 full_name="Administrator",
             )
         async with AsyncExitStack() as stack:
-            if run_in_process_worker:
+            if await _runs_worker(stack, url):
                 from handwork_payments.worker import running_worker
 
                 await stack.enter_async_context(running_worker(runtime))
@@ -74,3 +81,23 @@ async def started_runtime() -> AsyncIterator[Runtime]:
             yield runtime
     finally:
         await runtime.aclose()
+
+
+async def _runs_worker(stack: AsyncExitStack, url: str) -> bool:
+    """Whether this process runs the in-process worker: exactly one of `serve --workers
+    N`'s processes does, the one whose connection takes the advisory lock first."""
+    mode = os.environ.get(IN_PROCESS_WORKER_ENV, "always") if run_in_process_worker else "none"
+    if mode != "elected":
+        return mode != "none"
+    import psycopg
+
+    conn = await psycopg.AsyncConnection.connect(libpq_url(url), autocommit=True)
+    row = await (
+        await conn.execute("SELECT pg_try_advisory_lock(%s)", (IN_PROCESS_WORKER_LOCK,))
+    ).fetchone()
+    if not (row and row[0]):
+        await conn.close()
+        return False
+    stack.push_async_callback(conn.close)
+    log.info("this process runs the in-process worker")
+    return True

@@ -1,0 +1,51 @@
+"""Every request costs a known number of round trips (issue 11): the statements each
+endpoint sends, counted by a `before_cursor_execute` listener, within its budget. The
+simulated provider's own statements are counted apart (a real provider costs none)."""
+
+from __future__ import annotations
+
+import httpx
+from sqlalchemy import text
+
+from bench.statements import render, statement_table
+from handwork_payments.db import counting_statements
+from handwork_payments.runtime import Runtime
+
+# endpoint -> (ours, the simulator's)
+BUDGETS: dict[str, tuple[int, int]] = {
+    "POST /bookings": (99, 0),
+    "POST /payments/stripe/payment-intent (card hold)": (99, 99),
+    "POST /payments/{id}/release": (99, 99),
+    "POST /payments/refund (full)": (99, 99),
+    "POST /payments/payouts/request": (99, 0),
+    "GET /auth/me (user resolution)": (99, 0),
+    "GET /payments/earnings/worker": (99, 0),
+    "GET /payments/summary/client": (99, 0),
+    "GET /payments/": (99, 0),
+    "GET /payments/transactions": (99, 0),
+    "GET /payments/{id}": (99, 0),
+}
+
+
+async def test_each_endpoint_within_its_statement_budget(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    rows = await statement_table(client)
+    print(render(rows))
+    assert {r.endpoint for r in rows} == set(BUDGETS)
+    over = [
+        f"{r.endpoint}: {r.ours} ours (budget {BUDGETS[r.endpoint][0]}), "
+        f"{r.provider} simulator's (budget {BUDGETS[r.endpoint][1]})"
+        for r in rows
+        if r.ours > BUDGETS[r.endpoint][0] or r.provider > BUDGETS[r.endpoint][1]
+    ]
+    assert not over, "\n".join(over)
+
+
+async def test_the_counter_counts_this_task_only(runtime: Runtime) -> None:
+    async with runtime.sessions() as session:
+        with counting_statements() as count:
+            await session.execute(text("SELECT 1"))
+            await session.execute(text("SELECT 2"))
+        await session.execute(text("SELECT 3"))
+    assert (count.ours, count.provider) == (2, 0)
