@@ -25,6 +25,7 @@ from sqlalchemy import text
 
 from handwork_payments.app import create_app
 from handwork_payments.auth import tokens
+from handwork_payments.ledger.repository import forget_accounts
 from handwork_payments.ledger.verify import verify
 from handwork_payments.providers import stripe_events
 from handwork_payments.providers.simulated import (
@@ -190,6 +191,7 @@ async def build_world(http: httpx.AsyncClient, runtime: Runtime) -> World:
 async def world(runtime: Runtime) -> AsyncIterator[World]:
     async with runtime.engine.begin() as conn:
         await conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+    forget_accounts()
     app = create_app(runtime)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://test"
