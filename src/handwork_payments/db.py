@@ -113,7 +113,11 @@ def _engine(url: str, pool_size: int) -> AsyncEngine:
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No ping at every checkout (a round trip each, several per request): a
+        # connection the server dropped fails one statement, and SQLAlchemy then
+        # invalidates the whole pool; connections are renewed every half hour anyway.
+        pool_pre_ping=False,
+        pool_recycle=1800,
         # A failed statement's error (logged) must not print its parameters: tokens,
         # emails, encrypted metadata.
         hide_parameters=True,

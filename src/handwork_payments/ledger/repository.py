@@ -107,13 +107,6 @@ async def lock_account(session: AsyncSession, account_id: int) -> LedgerAccount:
     ).scalar_one()
 
 
-async def balance_of(session: AsyncSession, code: str) -> int:
-    value = (
-        await session.execute(select(LedgerAccount.balance).where(LedgerAccount.code == code))
-    ).scalar_one_or_none()
-    return value or 0
-
-
 # One round trip for a whole entry: the entry, its postings, the balances they move and
 # the history rows. The balances' rows are locked in id order first (the sub-select's
 # FOR UPDATE locks as it returns its sorted rows), so concurrent entries touching the same
