@@ -11,19 +11,22 @@ from bench.statements import render, statement_table
 from handwork_payments.db import counting_statements
 from handwork_payments.runtime import Runtime
 
-# endpoint -> (ours, the simulator's)
+# endpoint -> (ours, the simulator's), set at what the code achieves (issue 11; before
+# it: hold 19 + 9, release 19 + 6, refund 21 + 5, payout 13, earnings 6). Statements
+# only: BEGIN/COMMIT are not counted, and reads and the user's row use autocommit
+# sessions, which send none.
 BUDGETS: dict[str, tuple[int, int]] = {
-    "POST /bookings": (99, 0),
-    "POST /payments/stripe/payment-intent (card hold)": (99, 99),
-    "POST /payments/{id}/release": (99, 99),
-    "POST /payments/refund (full)": (99, 99),
-    "POST /payments/payouts/request": (99, 0),
-    "GET /auth/me (user resolution)": (99, 0),
-    "GET /payments/earnings/worker": (99, 0),
-    "GET /payments/summary/client": (99, 0),
-    "GET /payments/": (99, 0),
-    "GET /payments/transactions": (99, 0),
-    "GET /payments/{id}": (99, 0),
+    "POST /bookings": (4, 0),
+    "POST /payments/stripe/payment-intent (card hold)": (12, 9),
+    "POST /payments/{id}/release": (11, 6),
+    "POST /payments/refund (full)": (15, 5),
+    "POST /payments/payouts/request": (6, 0),
+    "GET /auth/me (user resolution)": (1, 0),
+    "GET /payments/earnings/worker": (2, 0),
+    "GET /payments/summary/client": (2, 0),
+    "GET /payments/": (3, 0),
+    "GET /payments/transactions": (3, 0),
+    "GET /payments/{id}": (3, 0),
 }
 
 
