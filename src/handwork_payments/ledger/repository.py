@@ -6,9 +6,9 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import event, select, text
+from sqlalchemy import Engine, event, select, text
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
 from handwork_payments.kit.errors import Conflict
@@ -36,7 +36,11 @@ def forget_accounts() -> None:
 
 
 def _database(session: AsyncSession | Session) -> str:
-    return str(session.bind.url) if session.bind is not None else ""
+    bind = session.bind
+    if bind is None:
+        return ""
+    engine = bind if isinstance(bind, Engine | AsyncEngine) else bind.engine
+    return str(engine.url)
 
 
 def _remember_after_commit(session: AsyncSession, account: LedgerAccount) -> None:
