@@ -1,7 +1,6 @@
 """The load generator: wrk (C, its own process), with Lua scripts for the POST flows.
-Installed from the Debian package when missing; without it the bench says so loudly and
-falls back to a Python generator in a process of its own (slower: its figures are lower
-bounds of the server's)."""
+Installed from the Debian package when missing (said on the output); when that fails the
+bench stops and says so: a load generator in Python would measure itself."""
 
 from __future__ import annotations
 
