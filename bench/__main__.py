@@ -1,14 +1,11 @@
-"""`make bench`: every benchmark in turn."""
+"""`make bench`: every benchmark in turn (BENCH_ONLY=api,jobs picks some)."""
 
 import asyncio
 import importlib
-import pkgutil
+import os
 
-import bench
+BENCHES = ("api", "jobs", "balances")
 
-for module in pkgutil.iter_modules(bench.__path__):
-    if module.name.startswith("_"):
-        continue
-    print(f"\n### bench.{module.name}")
-    loaded = importlib.import_module(f"bench.{module.name}")
-    asyncio.run(loaded.main())
+for name in os.environ.get("BENCH_ONLY", ",".join(BENCHES)).split(","):
+    print(f"\n### bench.{name}", flush=True)
+    asyncio.run(importlib.import_module(f"bench.{name}").main())

@@ -10,6 +10,7 @@ from sqlalchemy import text
 from handwork_payments import migrate
 from handwork_payments.app import create_app
 from handwork_payments.audit import chain
+from handwork_payments.ledger.repository import forget_accounts
 from handwork_payments.ledger.verify import verify
 from handwork_payments.models import Base
 from handwork_payments.runtime import Runtime
@@ -51,6 +52,7 @@ async def empty_tables(runtime: Runtime) -> None:
     async with runtime.engine.begin() as conn:
         for statement in _EMPTY:
             await conn.execute(text(statement))
+    forget_accounts()  # the ledger accounts this process remembers are gone
 
 
 @pytest.fixture(scope="session")

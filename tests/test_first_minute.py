@@ -14,7 +14,6 @@ from pathlib import Path
 
 import httpx
 
-from handwork_payments.runtime import Runtime
 from handwork_payments.startup import banner
 from tests.conftest import make_settings
 
@@ -23,11 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 async def test_the_banner_hides_the_database_password_and_names_generated_secrets() -> None:
     url = "postgresql://payments:s3cret-pw@db.internal:5432/handwork"
-    runtime = Runtime.build(make_settings(url, jwt_secret=None, metadata_encryption_keys=None), url)
-    try:
-        text = banner(runtime, "127.0.0.1", 8000)
-    finally:
-        await runtime.aclose()
+    text = banner(
+        make_settings(url, jwt_secret=None, metadata_encryption_keys=None), url, "127.0.0.1", 8000
+    )
     assert "s3cret-pw" not in text
     assert text.splitlines()[:6] == [
         "Handwork Payments on http://127.0.0.1:8000",

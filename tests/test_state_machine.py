@@ -50,6 +50,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from handwork_payments.app import create_app
+from handwork_payments.ledger.repository import forget_accounts
 from handwork_payments.ledger.verify import verify
 from handwork_payments.models import (
     DeliveryStatus,
@@ -248,11 +249,13 @@ class PaymentsMachine(RuleBasedStateMachine):
         except DBAPIError:
             async with self.runtime.engine.begin() as conn:
                 await conn.execute(text(f"TRUNCATE {EXAMPLE_TABLES} CASCADE"))
+        forget_accounts()
 
     @classmethod
     async def make_parties(cls) -> None:
         async with cls.runtime.engine.begin() as conn:
             await conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+        forget_accounts()
         api = Api(cls.http, cls.runtime)
         cls.clients = [await api.user("client") for _ in range(2)]
         cls.workers = [await api.user("worker") for _ in range(2)]

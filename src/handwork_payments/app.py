@@ -186,3 +186,11 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         return JSONResponse(body, status_code=200 if database == "ok" else 503)
 
     return app
+
+
+def create_served_app() -> FastAPI:
+    """`serve`'s factory, called in each of its processes (uvicorn spawns them)."""
+    from handwork_payments.logs import configure
+
+    configure()
+    return create_app()

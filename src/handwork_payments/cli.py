@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import json
-import logging
 import os
 import shutil
 import signal
@@ -18,7 +16,11 @@ from typing import Any
 import typer
 from pydantic import ValidationError
 
+from handwork_payments.logs import JsonFormatter
+from handwork_payments.logs import configure as configure_logging
 from handwork_payments.settings import get_settings
+
+__all__ = ["JsonFormatter", "app", "main"]
 
 app = typer.Typer(help="Handwork Payments: escrow payments for services marketplaces.")
 db_app = typer.Typer(help="Database schema.")
@@ -31,31 +33,6 @@ crypto_app = typer.Typer(help="Encryption keys of stored secrets.")
 app.add_typer(audit_app, name="audit")
 app.add_typer(crypto_app, name="crypto")
 app.add_typer(payouts_app, name="payouts")
-
-
-# What every LogRecord has: anything else was passed in `extra` and is kept in JSON logs.
-_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message",
-    "asctime",
-    "taskName",
-}
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message and the record's extra
-    fields (alerts' `alert_kind`, jobs' `action`, ...)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        data: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        data.update((k, v) for k, v in vars(record).items() if k not in _RECORD_FIELDS)
-        if record.exc_info:
-            data["exc_info"] = self.formatException(record.exc_info)
-        return json.dumps(data, default=str)
 
 
 def _deployable() -> None:
@@ -76,14 +53,7 @@ def _deployable() -> None:
 
 
 def _logging() -> None:
-    settings = get_settings()
-    level = getattr(logging, settings.log_level.upper())
-    if settings.log_format == "json":
-        handler = logging.StreamHandler()
-        handler.setFormatter(JsonFormatter())
-        logging.basicConfig(level=level, handlers=[handler])
-        return
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
 
 
 def _metrics_folder() -> None:
@@ -104,28 +74,42 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to bind"),
     port: int = typer.Option(8000, help="Port to bind"),
     no_worker: bool = typer.Option(False, "--no-worker", help="Run no in-process worker"),
+    workers: int = typer.Option(
+        os.cpu_count() or 1, "--workers", min=1, max=64, help="API processes (default: cores)"
+    ),
 ) -> None:
-    """Run the API (and one in-process background worker unless --no-worker)."""
-    _metrics_folder()
+    """Run the API in `workers` processes (one per core by default), and one in-process
+    background worker in one of them unless --no-worker."""
     import uvicorn
 
     from handwork_payments import startup
-    from handwork_payments.app import create_app
+    from handwork_payments.db import database_url
 
     _deployable()
     _logging()
-    startup.run_in_process_worker = not no_worker
-    startup.listening = (host, port)
+    _metrics_folder()
+    settings = get_settings()
+    # One database for every process: an embedded PostgreSQL is started here, once, and
+    # the children (spawned: they inherit the environment, not this process's state) are
+    # handed its URL, so none of them starts or stops one of its own.
+    url = database_url(settings)
+    os.environ["DATABASE_URL"] = url
+    # Spawned children read this, not the parent's globals: none, or one of them.
+    os.environ[startup.IN_PROCESS_WORKER_ENV] = "none" if no_worker else "elected"
+    print(startup.banner(settings, url, host, port), flush=True)
     # uvicorn shuts down gracefully on SIGTERM, then raises it again with the handler it
     # found: exit through atexit (the embedded PostgreSQL is stopped, the metrics folder
     # removed) rather than die by the signal.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     # No `server: uvicorn` banner: it tells an attacker which version's bugs to try.
     uvicorn.run(
-        create_app(),
+        "handwork_payments.app:create_served_app",
+        factory=True,
+        workers=workers,
         host=host,
         port=port,
-        log_level=get_settings().log_level,
+        log_level=settings.log_level,
+        access_log=settings.access_log,
         server_header=False,
     )
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import atexit
 import logging
 import warnings
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -77,12 +80,67 @@ def database_url(settings: Settings) -> str:
     return settings.database_url or start_embedded(settings.embedded_pg_dir)
 
 
+@dataclass
+class StatementCount:
+    """Round trips to the database, ours and those a simulated provider makes (a real
+    provider makes none of them)."""
+
+    ours: int = 0
+    provider: int = 0
+
+
+_counting: ContextVar[StatementCount | None] = ContextVar("statement_count", default=None)
+_provider_side: ContextVar[bool] = ContextVar("provider_statements", default=False)
+
+
+@contextmanager
+def counting_statements() -> Iterator[StatementCount]:
+    """Count the statements this task (and the tasks it starts) sends while the block
+    runs: the statement budgets' tests and the bench's table."""
+    count = StatementCount()
+    token = _counting.set(count)
+    try:
+        yield count
+    finally:
+        _counting.reset(token)
+
+
+@contextmanager
+def provider_statements() -> Iterator[None]:
+    """Statements sent in this block are a simulated provider's, counted apart."""
+    token = _provider_side.set(True)
+    try:
+        yield
+    finally:
+        _provider_side.reset(token)
+
+
+def _count(*_: Any) -> None:
+    count = _counting.get()
+    if count is None:
+        return
+    if _provider_side.get():
+        count.provider += 1
+    else:
+        count.ours += 1
+
+
 def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+    engine = _engine(url, pool_size)
+    event.listen(engine.sync_engine, "before_cursor_execute", _count)
+    return engine
+
+
+def _engine(url: str, pool_size: int) -> AsyncEngine:
     return create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No ping at every checkout (a round trip each, several per request): a
+        # connection the server dropped fails one statement, and SQLAlchemy then
+        # invalidates the whole pool; connections are renewed every half hour anyway.
+        pool_pre_ping=False,
+        pool_recycle=1800,
         # A failed statement's error (logged) must not print its parameters: tokens,
         # emails, encrypted metadata.
         hide_parameters=True,

@@ -28,6 +28,9 @@ class Runtime:
     cipher: MetadataCipher
     jwt_secret: str
     passwords: Passwords
+    # Sessions without BEGIN/ROLLBACK round trips (autocommit), for reads: each statement
+    # sees committed data, as it would under READ COMMITTED in a transaction.
+    read_sessions: Sessions
 
     @classmethod
     def build(cls, settings: Settings, database_url: str) -> Runtime:
@@ -49,6 +52,7 @@ class Runtime:
             providers=build_providers(settings, sessions, provider_ids(settings, database_url)),
             cipher=MetadataCipher(settings.metadata_encryption_keys),
             jwt_secret=jwt_secret,
+            read_sessions=make_sessions(engine.execution_options(isolation_level="AUTOCOMMIT")),
             passwords=Passwords(
                 settings.password_hash_time_cost,
                 settings.password_hash_memory_kib,

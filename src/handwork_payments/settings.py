@@ -221,6 +221,13 @@ class Settings(BaseSettings):
     # request (a few provider calls of PROVIDER_TIMEOUT_SECONDS each).
     idempotency_in_flight_timeout_seconds: int = Field(default=120, ge=10, le=86_400)
 
+    # Performance (issue 11). One log line per request costs more than a cheap request
+    # itself: off unless asked for.
+    access_log: bool = False
+    # The simulators answer each call this much later (a slow provider, for the bench);
+    # 0 in every real use.
+    simulator_latency_ms: int = Field(default=0, ge=0, le=60_000)
+
 
 @lru_cache
 def get_settings() -> Settings:

@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from handwork_payments.app import create_app
 from handwork_payments.auth import tokens
+from handwork_payments.ledger.repository import forget_accounts
 from handwork_payments.ledger.verify import verify
 from handwork_payments.providers import stripe_events
 from handwork_payments.runtime import Runtime
@@ -182,6 +183,7 @@ def bad_input_fixtures() -> tuple[Any, Any]:
     async def world(runtime: Runtime) -> AsyncIterator[World]:
         async with runtime.engine.begin() as conn:
             await conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+        forget_accounts()  # the ledger's cached account ids name rows that are gone
         app = create_app(runtime)
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://test"

@@ -3,13 +3,13 @@ read, whatever the ledger's size); the rest are indexed sums over one user's own
 
 from __future__ import annotations
 
-from sqlalchemy import Select, case, func, select
+from sqlalchemy import ColumnElement, Select, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handwork_payments.ledger import repository as ledger
 from handwork_payments.ledger.service import available_code, reserved_code
 from handwork_payments.models import (
     Booking,
+    LedgerAccount,
     Payment,
     PaymentStatus,
     PaymentTransaction,
@@ -49,46 +49,62 @@ async def client_totals(session: AsyncSession, client_id: int, currency: str) ->
 
 
 async def worker_totals(session: AsyncSession, worker_id: int, currency: str) -> dict[str, int]:
+    """Every figure of the earnings summary in one round trip (five indexed reads)."""
     share = Payment.worker_amount - (Payment.refunded_amount - Payment.refunded_fee)
     pending = (
-        await session.execute(
-            select(func.coalesce(func.sum(share), 0))
-            .join(Booking, Booking.id == Payment.booking_id)
-            .where(
-                Booking.worker_id == worker_id,
-                Payment.currency == currency,
-                Payment.status.in_(IN_ESCROW),
-            )
+        select(func.coalesce(func.sum(share), 0))
+        .join(Booking, Booking.id == Payment.booking_id)
+        .where(
+            Booking.worker_id == worker_id,
+            Payment.currency == currency,
+            Payment.status.in_(IN_ESCROW),
         )
-    ).scalar_one()
+        .scalar_subquery()
+    )
     paid_out = (
-        await session.execute(
-            select(func.coalesce(func.sum(WorkerPayout.amount), 0)).where(
-                WorkerPayout.worker_id == worker_id,
-                WorkerPayout.currency == currency,
-                WorkerPayout.status == PayoutStatus.COMPLETED,
-            )
+        select(func.coalesce(func.sum(WorkerPayout.amount), 0))
+        .where(
+            WorkerPayout.worker_id == worker_id,
+            WorkerPayout.currency == currency,
+            WorkerPayout.status == PayoutStatus.COMPLETED,
         )
-    ).scalar_one()
+        .scalar_subquery()
+    )
     # Money reversed from completed Stripe payouts (to cover refunds, or at Stripe) is back
     # with the platform: no longer paid out to the worker.
     reversed_amount = (
+        select(func.coalesce(func.sum(PayoutReversal.amount), 0))
+        .join(WorkerPayout, WorkerPayout.id == PayoutReversal.payout_id)
+        .where(
+            WorkerPayout.worker_id == worker_id,
+            WorkerPayout.currency == currency,
+            WorkerPayout.status == PayoutStatus.COMPLETED,
+            PayoutReversal.status == ReversalStatus.SUCCEEDED,
+        )
+        .scalar_subquery()
+    )
+
+    def balance(code: str) -> ColumnElement[int]:
+        row = select(LedgerAccount.balance).where(LedgerAccount.code == code).scalar_subquery()
+        return func.coalesce(row, 0)
+
+    row = (
         await session.execute(
-            select(func.coalesce(func.sum(PayoutReversal.amount), 0))
-            .join(WorkerPayout, WorkerPayout.id == PayoutReversal.payout_id)
-            .where(
-                WorkerPayout.worker_id == worker_id,
-                WorkerPayout.currency == currency,
-                WorkerPayout.status == PayoutStatus.COMPLETED,
-                PayoutReversal.status == ReversalStatus.SUCCEEDED,
+            select(
+                balance(available_code(worker_id, currency)),
+                balance(reserved_code(worker_id, currency)),
+                pending,
+                paid_out,
+                reversed_amount,
             )
         )
-    ).scalar_one()
+    ).one()
+    available, reserved, pending_sum, paid, reversed_sum = (int(v) for v in row)
     return {
-        "available": await ledger.balance_of(session, available_code(worker_id, currency)),
-        "reserved": await ledger.balance_of(session, reserved_code(worker_id, currency)),
-        "pending": int(pending),
-        "paid_out": int(paid_out) - int(reversed_amount),
+        "available": available,
+        "reserved": reserved,
+        "pending": pending_sum,
+        "paid_out": paid - reversed_sum,
     }
 
 

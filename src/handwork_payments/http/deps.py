@@ -27,7 +27,7 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
     """A session for reads. Writes go through service commands, which own their
     transactions because provider calls must happen between them."""
-    async with runtime.sessions() as session:
+    async with runtime.read_sessions() as session:
         yield session
 
 
@@ -47,8 +47,10 @@ async def get_current_user(
         # A session of its own, closed at once: a request must not keep a pooled
         # connection for its whole life while its service command takes another, or a
         # burst of requests larger than the pool deadlocks the process (each holding
-        # one connection, all waiting for a second).
-        async with runtime.sessions() as session:
+        # one connection, all waiting for a second). Autocommit: one round trip, no
+        # BEGIN and ROLLBACK around it; the row read is current, so a suspension or a
+        # role change takes effect at the next request.
+        async with runtime.read_sessions() as session:
             user = await session.get(User, user_id)
     if user is None:
         raise Unauthorized("Invalid or expired token")

@@ -2,30 +2,101 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, text, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from collections import OrderedDict, defaultdict
+from collections.abc import Sequence
+from typing import Any
 
-from handwork_payments.models import AccountKind, JournalEntry, LedgerAccount, Posting
+from sqlalchemy import Engine, event, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import Session
+
+from handwork_payments.kit.errors import Conflict
+from handwork_payments.models import AccountKind, LedgerAccount
+
+# Accounts never change once created (code, kind, owner, currency; only balances move, and
+# balances are never read from here): each process remembers the ones it has seen, per
+# database, so a posting resolves its accounts without a round trip. Only accounts whose
+# creating transaction is known to have committed enter the cache (see _promote), so a
+# rolled-back account is never remembered; the posting statement checks every id against
+# its code all the same (tests empty the tables under a running process). Bounded: escrow
+# accounts are one per payment.
+_ACCOUNTS: OrderedDict[tuple[str, str], tuple[int, str, str, int | None]] = OrderedDict()
+_CACHE_SIZE = 20_000
+_SEEN = "ledger_accounts_seen"
+
+
+class StaleAccounts(Conflict):
+    """An account remembered by this process is not in the database any more (emptied
+    tables): the cache is dropped and the request may be retried."""
+
+
+def forget_accounts() -> None:
+    _ACCOUNTS.clear()
+
+
+def _database(session: AsyncSession | Session) -> str:
+    bind = session.bind
+    if bind is None:
+        return ""
+    engine = bind if isinstance(bind, Engine | AsyncEngine) else bind.engine
+    return str(engine.url)
+
+
+def _remember_after_commit(session: AsyncSession, account: LedgerAccount) -> None:
+    seen = session.info.setdefault(_SEEN, {})
+    seen[(_database(session), account.code)] = (
+        account.id,
+        account.kind,
+        account.currency,
+        account.owner_id,
+    )
+
+
+@event.listens_for(Session, "after_commit")
+def _promote(session: Session) -> None:
+    for key, row in session.info.pop(_SEEN, {}).items():
+        _ACCOUNTS[key] = row
+        _ACCOUNTS.move_to_end(key)
+    while len(_ACCOUNTS) > _CACHE_SIZE:
+        _ACCOUNTS.popitem(last=False)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget(session: Session, _: Any) -> None:
+    session.info.pop(_SEEN, None)
+
+
+def _cached(session: AsyncSession, code: str) -> LedgerAccount | None:
+    row = _ACCOUNTS.get((_database(session), code))
+    if row is None:
+        return None
+    account_id, kind, currency, owner_id = row
+    # Not attached to any session: it names the account; its balance is not read.
+    return LedgerAccount(id=account_id, code=code, kind=kind, currency=currency, owner_id=owner_id)
 
 
 async def get_or_create_account(
     session: AsyncSession, code: str, kind: AccountKind, currency: str, owner_id: int | None
 ) -> LedgerAccount:
-    found = (
-        await session.execute(select(LedgerAccount).where(LedgerAccount.code == code))
-    ).scalar_one_or_none()
-    if found is not None:
-        return found  # the usual case: one query
-    # ON CONFLICT keeps two transactions creating the same account from failing each other.
-    await session.execute(
-        insert(LedgerAccount)
-        .values(code=code, kind=kind, currency=currency, owner_id=owner_id, balance=0)
-        .on_conflict_do_nothing(index_elements=["code"])
-    )
+    cached = _cached(session, code)
+    if cached is not None:
+        return cached  # the usual case: no round trip
+    # ON CONFLICT keeps two transactions creating the same account from failing each other;
+    # a new account (an escrow at its payment's hold) costs this one statement.
     account = (
-        await session.execute(select(LedgerAccount).where(LedgerAccount.code == code))
-    ).scalar_one()
+        await session.execute(
+            insert(LedgerAccount)
+            .values(code=code, kind=kind, currency=currency, owner_id=owner_id, balance=0)
+            .on_conflict_do_nothing(index_elements=["code"])
+            .returning(LedgerAccount)
+        )
+    ).scalar_one_or_none()
+    if account is None:
+        account = (
+            await session.execute(select(LedgerAccount).where(LedgerAccount.code == code))
+        ).scalar_one()
+    _remember_after_commit(session, account)
     return account
 
 
@@ -40,7 +111,43 @@ async def lock_account(session: AsyncSession, account_id: int) -> LedgerAccount:
     ).scalar_one()
 
 
+# One round trip for a whole entry: the entry, its postings, the balances they move and
+# the history rows. The balances' rows are locked in id order first (the sub-select's
+# FOR UPDATE locks as it returns its sorted rows), so concurrent entries touching the same
+# accounts cannot deadlock.
+_WRITE_ENTRY = text("""
+WITH entry AS (
+    INSERT INTO journal_entries (key, kind, description, payment_id, payout_id)
+    VALUES (:key, :kind, :description, :payment_id, :payout_id)
+    RETURNING id, created_at
+), posted AS (
+    INSERT INTO postings (entry_id, account_id, amount, currency)
+    SELECT entry.id, p.account_id, p.amount, p.currency FROM entry,
+        unnest(CAST(:accounts AS bigint[]), CAST(:amounts AS bigint[]),
+               CAST(:currencies AS text[])) AS p(account_id, amount, currency)
+), locked AS (
+    SELECT id FROM ledger_accounts
+    WHERE id = ANY(CAST(:moved AS bigint[])) AND code = ANY(CAST(:codes AS text[]))
+    ORDER BY id FOR UPDATE
+), moved AS (
+    UPDATE ledger_accounts a SET balance = a.balance + d.delta
+    FROM locked, unnest(CAST(:moved AS bigint[]), CAST(:deltas AS bigint[])) AS d(id, delta)
+    WHERE a.id = locked.id AND d.id = a.id
+), history AS (
+    INSERT INTO payment_transactions (user_id, payment_id, payout_id, journal_entry_id,
+        transaction_type, amount, currency, description, reference_id)
+    SELECT h.user_id, :payment_id, :payout_id, entry.id, h.kind, h.amount, :currency,
+        h.description, :key
+    FROM entry, unnest(CAST(:h_users AS bigint[]), CAST(:h_kinds AS text[]),
+        CAST(:h_amounts AS bigint[]), CAST(:h_descriptions AS text[]))
+        AS h(user_id, kind, amount, description)
+)
+SELECT id, created_at, (SELECT count(*) FROM locked) AS accounts FROM entry
+""")
+
+
 async def balance_of(session: AsyncSession, code: str) -> int:
+    """An account's balance by its code; 0 for an account that does not exist yet."""
     value = (
         await session.execute(select(LedgerAccount.balance).where(LedgerAccount.code == code))
     ).scalar_one_or_none()
@@ -49,24 +156,52 @@ async def balance_of(session: AsyncSession, code: str) -> int:
 
 async def write_entry(
     session: AsyncSession,
-    entry: JournalEntry,
+    *,
+    key: str,
+    kind: str,
+    description: str,
+    payment_id: int | None,
+    payout_id: int | None,
     postings: list[tuple[int, int, str]],
-) -> None:
-    """Insert the entry and its postings and move the balances, account rows in id order
-    so that concurrent entries touching the same accounts cannot deadlock."""
-    session.add(entry)
+    codes: Sequence[str],
+    history: Sequence[tuple[int | None, str, int, str]],
+) -> tuple[int, Any]:
+    """Insert the entry, its postings and history rows and move the balances in one
+    statement; returns the entry's id and time. Pending changes of the session are
+    flushed first, so that the balance rows' locks are taken as late as possible (hot
+    accounts: the platform's clearing and fee revenue) and the entry's references exist."""
     await session.flush()
-    session.add_all(
-        Posting(entry_id=entry.id, account_id=account_id, amount=amount, currency=currency)
-        for account_id, amount, currency in postings
-    )
-    for account_id, amount, _ in sorted(postings):
+    deltas: dict[int, int] = defaultdict(int)
+    for account_id, amount, _ in postings:
+        deltas[account_id] += amount
+    moved = sorted(deltas)
+    row = (
         await session.execute(
-            update(LedgerAccount)
-            .where(LedgerAccount.id == account_id)
-            .values(balance=LedgerAccount.balance + amount)
+            _WRITE_ENTRY,
+            {
+                "key": key,
+                "kind": kind,
+                "description": description,
+                "payment_id": payment_id,
+                "payout_id": payout_id,
+                "accounts": [p[0] for p in postings],
+                "amounts": [p[1] for p in postings],
+                "currencies": [p[2] for p in postings],
+                "moved": moved,
+                "codes": list(codes),
+                "deltas": [deltas[a] for a in moved],
+                "currency": postings[0][2],
+                "h_users": [h[0] for h in history],
+                "h_kinds": [h[1] for h in history],
+                "h_amounts": [h[2] for h in history],
+                "h_descriptions": [h[3] for h in history],
+            },
         )
-    await session.flush()
+    ).one()
+    if row.accounts != len(moved):
+        forget_accounts()
+        raise StaleAccounts("The ledger changed under this request; retry it")
+    return int(row.id), row.created_at
 
 
 async def entry_exists(session: AsyncSession, key: str) -> bool:

@@ -13,7 +13,6 @@ from handwork_payments.models import (
     AccountKind,
     JournalEntry,
     LedgerAccount,
-    PaymentTransaction,
     TransactionType,
 )
 
@@ -132,23 +131,24 @@ async def post(
         sums[currency] += amount
     assert all(v == 0 for v in sums.values()), f"unbalanced entry {key}: {dict(sums)}"
     assert len(postings) >= 2, f"entry {key} moves nothing"
-    entry = JournalEntry(
-        key=key, kind=kind, description=description, payment_id=payment_id, payout_id=payout_id
+    entry_id, created_at = await repository.write_entry(
+        session,
+        key=key,
+        kind=kind,
+        description=description,
+        payment_id=payment_id,
+        payout_id=payout_id,
+        postings=postings,
+        codes=[account.code for account, amount in lines if amount],
+        history=[(h.user_id, str(h.transaction_type), h.amount, h.description) for h in history],
     )
-    await repository.write_entry(session, entry, postings)
-    currency = postings[0][2]
-    session.add_all(
-        PaymentTransaction(
-            user_id=h.user_id,
-            payment_id=payment_id,
-            payout_id=payout_id,
-            journal_entry_id=entry.id,
-            transaction_type=h.transaction_type,
-            amount=h.amount,
-            currency=currency,
-            description=h.description,
-            reference_id=key,
-        )
-        for h in history
+    # Written already (one statement): the returned entry is not attached to the session.
+    return JournalEntry(
+        id=entry_id,
+        key=key,
+        kind=kind,
+        description=description,
+        payment_id=payment_id,
+        payout_id=payout_id,
+        created_at=created_at,
     )
-    return entry

@@ -29,7 +29,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import flag_modified
 
-from handwork_payments.db import Sessions, transaction
+from handwork_payments.db import Sessions, provider_statements, transaction
 from handwork_payments.kit.money import MAX_AMOUNT_MINOR, MoneyError, normalize_currency
 from handwork_payments.models import SimulatedObject
 from handwork_payments.providers.base import (
@@ -455,9 +455,15 @@ class SimulatedProvider(ABC):
         key: str | None = None,
         params: Json | None = None,
     ) -> Json:
-        return await self._faulty(
-            operation, lambda: self._perform(act, operation=operation, key=key, params=params)
-        )
+        with provider_statements():
+            result = await self._faulty(
+                operation, lambda: self._perform(act, operation=operation, key=key, params=params)
+            )
+        if self.settings.simulator_latency_ms:
+            # A slow provider (SIMULATOR_LATENCY_MS): the answer comes late, after the
+            # simulator's own transaction, so it holds none of our connections meanwhile.
+            await asyncio.sleep(self.settings.simulator_latency_ms / 1000)
+        return result
 
     async def _call_on_hold(
         self, operation: str, act: OnHold, ref: HoldRef, amount: int, currency: str, key: str
