@@ -90,6 +90,11 @@ async def test_metrics_after_a_known_flow(api: Api, runtime: Runtime) -> None:
     assert value(after, "handwork_payment_hold_seconds_count", **stripe) == 2
     assert value(after, "handwork_payment_hold_seconds_bucket", le="+Inf", **stripe) == 2
     assert value(after, "handwork_platform_fee_revenue", currency="USD") == 5.0
+    # Net beside gross: the simulator kept 2.9% + 0.30 of the one capture (100.00); the
+    # 40.00 refunded before release was never captured, so cost nothing.
+    assert value(after, "handwork_provider_fees", currency="USD") == 3.2
+    assert value(after, "handwork_platform_losses", currency="USD") == 0.0
+    assert value(after, "handwork_platform_net_revenue", currency="USD") == 1.8
     assert value(after, "handwork_dispute_resolution_seconds_count") == 1
     assert value(after, "handwork_payout_processing_seconds_count", **stripe) == 1
     assert value(after, "handwork_open_alerts", kind="dispute_opened") == 1

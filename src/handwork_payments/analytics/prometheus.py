@@ -80,8 +80,18 @@ _PAYOUTS = text(
         "payment_method",
     )
 )
-_FEE_REVENUE = text(
-    "SELECT currency, balance FROM ledger_accounts WHERE kind = 'platform_fee_revenue'"
+# Gross fee revenue, what the providers kept, what the platform lost, per currency (costs
+# carry negative balances in the ledger, shown here as positive amounts).
+_REVENUE = text(
+    """
+    SELECT currency,
+           coalesce(sum(balance) FILTER (WHERE kind = 'platform_fee_revenue'), 0),
+           -coalesce(sum(balance) FILTER (WHERE kind = 'provider_fees'), 0),
+           -coalesce(sum(balance) FILTER (WHERE kind = 'platform_losses'), 0)
+    FROM ledger_accounts
+    WHERE kind IN ('platform_fee_revenue', 'provider_fees', 'platform_losses')
+    GROUP BY currency
+    """
 )
 _WEBHOOKS = text(
     """
@@ -123,6 +133,29 @@ def _histogram(
     return family
 
 
+def _revenue_families(rows: Sequence[Any]) -> list[Metric]:
+    """Gross fee revenue, provider fees, losses and net revenue (gross - fees - losses),
+    per currency, in the currency's major unit: net beside gross, as the books say."""
+    names = {
+        "handwork_platform_fee_revenue": "Platform fee revenue in the ledger (fees released "
+        "minus fee parts refunded)",
+        "handwork_provider_fees": "What the providers kept of captures (net of fees they "
+        "gave back)",
+        "handwork_platform_losses": "What the platform lost (dispute fees, chargebacks it "
+        "could not recover, write-offs)",
+        "handwork_platform_net_revenue": "Fee revenue minus provider fees minus losses",
+    }
+    families = {
+        name: GaugeMetricFamily(name, f"{doc}, in the currency's major unit", labels=["currency"])
+        for name, doc in names.items()
+    }
+    for currency, gross, fees, losses in rows:
+        figures = (gross, fees, losses, gross - fees - losses)
+        for family, minor in zip(families.values(), figures, strict=True):
+            family.add_metric([currency], float(Decimal(format_amount(int(minor), currency))))
+    return list(families.values())
+
+
 async def families(session: AsyncSession) -> list[Metric]:
     """Every business figure, as Prometheus metric families."""
     rows = (await session.execute(_PAYMENTS)).all()
@@ -136,14 +169,7 @@ async def families(session: AsyncSession) -> list[Metric]:
         counts.append(disputed.get(method, 0))
         for status, count in zip(PAYMENT_STATUSES, counts, strict=True):
             payments.add_metric([method, status], int(count))
-    revenue = GaugeMetricFamily(
-        "handwork_platform_fee_revenue",
-        "Platform fee revenue in the ledger (fees released minus fee parts refunded), in "
-        "the currency's major unit",
-        labels=["currency"],
-    )
-    for currency, balance in (await session.execute(_FEE_REVENUE)).all():
-        revenue.add_metric([currency], float(Decimal(format_amount(int(balance), currency))))
+    revenue = _revenue_families((await session.execute(_REVENUE)).all())
     webhooks = CounterMetricFamily(
         "handwork_webhook_deliveries",
         "Provider webhook deliveries received, processed and dead-lettered (dead ones can "
@@ -177,7 +203,7 @@ async def families(session: AsyncSession) -> list[Metric]:
             (await session.execute(_HOLD)).all(),
             HOLD_BUCKETS,
         ),
-        revenue,
+        *revenue,
         _histogram(
             "handwork_dispute_resolution_seconds",
             "From a dispute's opening to its resolution",
