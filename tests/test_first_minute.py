@@ -84,3 +84,52 @@ def test_serve_prints_the_banner_and_then_only_warnings(database_url: str) -> No
     assert lines[4].startswith("  database   postgresql://"), output
     assert lines[-1] == "Only warnings from now on (LOG_LEVEL=info for more).", output
     assert len(lines) == 7, output
+
+
+def test_processes_of_one_serve_share_its_generated_secrets(database_url: str) -> None:
+    """`serve --workers 2` with no JWT_SECRET: the key is generated once, by `serve`, for
+    both processes (each making its own, one would refuse the tokens the other signed)."""
+    port = _port()
+    env = {**os.environ, "DATABASE_URL": database_url}
+    for name in ("JWT_SECRET", "METADATA_ENCRYPTION_KEYS", "LOG_LEVEL"):
+        env.pop(name, None)
+    server = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "handwork_payments.cli", "serve"),
+            *("--workers", "2", "--no-worker", "--port", str(port)),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        email = f"twoprocs-{port}@example.com"
+        r = httpx.post(
+            f"{base}/api/v1/auth/register",
+            json={"email": email, "password": "correct horse battery", "full_name": "T"}
+            | {"role": "client"},
+        )
+        assert r.status_code == 201, r.text
+        token = httpx.post(
+            f"{base}/api/v1/auth/token",
+            data={"username": email, "password": "correct horse battery"},
+        ).json()["access_token"]
+        # A new connection each time: the two processes take turns accepting them.
+        answers = [
+            httpx.get(f"{base}/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+            for _ in range(20)
+        ]
+        assert [a.status_code for a in answers] == [200] * 20
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=60)

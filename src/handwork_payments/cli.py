@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -81,6 +82,7 @@ def serve(
     """Run the API in `workers` processes (one per core by default), and one in-process
     background worker in one of them unless --no-worker."""
     import uvicorn
+    from cryptography.fernet import Fernet
 
     from handwork_payments import startup
     from handwork_payments.db import database_url
@@ -94,9 +96,15 @@ def serve(
     # handed its URL, so none of them starts or stops one of its own.
     url = database_url(settings)
     os.environ["DATABASE_URL"] = url
+    print(startup.banner(settings, url, host, port), flush=True)
+    # Secrets generated for development are generated here, once, for every process:
+    # generated in each, one process would refuse the tokens another signed.
+    if not settings.jwt_secret:
+        os.environ["JWT_SECRET"] = secrets.token_urlsafe(32)
+    if not settings.metadata_encryption_keys:
+        os.environ["METADATA_ENCRYPTION_KEYS"] = Fernet.generate_key().decode()
     # Spawned children read this, not the parent's globals: none, or one of them.
     os.environ[startup.IN_PROCESS_WORKER_ENV] = "none" if no_worker else "elected"
-    print(startup.banner(settings, url, host, port), flush=True)
     # uvicorn shuts down gracefully on SIGTERM, then raises it again with the handler it
     # found: exit through atexit (the embedded PostgreSQL is stopped, the metrics folder
     # removed) rather than die by the signal.
