@@ -1,7 +1,7 @@
 """operations: alerts that reach a person, the analytics' indexes
 
 Revision ID: 0010
-Revises: 0008 (which adds the cost account kinds)
+Revises: 0009
 Create Date: 2026-11-27
 
 - alerts: status (open/acknowledged), count, last_seen_at, acknowledgement and delivery
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

@@ -9,7 +9,7 @@ from handwork_payments.db import libpq_url
 from handwork_payments.providers.base import ProviderIds
 from handwork_payments.settings import Settings
 
-# Every process agrees: the row is made once (by migration 0007, or here if it is gone),
+# Every process agrees: the row is made once (by migration 0011, or here if it is gone),
 # and a process racing another's insert reads the winner's row.
 _ENSURE = (
     "INSERT INTO installation (id, provider_id_prefix) "

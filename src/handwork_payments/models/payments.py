@@ -153,7 +153,7 @@ class PaymentRefund(Base):
     amount: Mapped[Minor]
     fee_part: Mapped[Minor] = mapped_column(default=0)
     reason: Mapped[str] = mapped_column(Text)
-    # Read by code instead of the reason's words (migration 0007).
+    # Read by code instead of the reason's words (migration 0011).
     kind: Mapped[RefundKind] = mapped_column(
         String(16), default=RefundKind.REFUND, server_default=RefundKind.REFUND.value
     )

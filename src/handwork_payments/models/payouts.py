@@ -46,5 +46,5 @@ class WorkerPayout(Base):
     processed_at: Mapped[When]
     completed_at: Mapped[When]
     failure_reason: Mapped[str | None] = mapped_column(Text)
-    # Parked for an admin (migration 0007): never sent, re-sent or settled while set.
+    # Parked for an admin (migration 0011): never sent, re-sent or settled while set.
     held_reason: Mapped[str | None] = mapped_column(Text)

@@ -1,7 +1,7 @@
 """compliance: a sealed audit chain, personal data apart, account status, webhook retention
 
-Revision ID: 0009
-Revises: 0006 (re-chained at merge)
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-11-27
 
 - audit_log: append-only (a trigger refuses DELETE and every UPDATE but two: the sealer
@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-revision = "0009"
+revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None

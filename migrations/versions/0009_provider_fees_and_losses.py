@@ -1,8 +1,8 @@
 """provider fees and platform losses: the provider's fee on each capture and refund, the
 dispute fee, worker write-offs, and the two expense account kinds
 
-Revision ID: 0008
-Revises: 0006 (re-chained at merge)
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-11-27
 
 - payments.provider_fee: the processing fee the provider reported for the capture (null
@@ -18,8 +18,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0011"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """marketplace events: the outbox of signed events to the marketplace's own app
 
-Revision ID: 0011
-Revises: 0006 (re-chained at merge)
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-11-27
 
 - marketplace_events: one row per state change the marketplace must hear of, written in
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0011"
-down_revision = "0009"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

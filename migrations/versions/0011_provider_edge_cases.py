@@ -1,7 +1,7 @@
 """provider edge cases: the installation's provider id prefix, held payouts, refund kinds
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-11-27
 
 - installation: one row, the prefix of every id this installation sends a provider
@@ -19,7 +19,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
+revision = "0011"
 down_revision = "0010"
 branch_labels = None
 depends_on = None
