@@ -61,6 +61,7 @@ from handwork_payments.payments.operations import OperationKind
 from handwork_payments.payments.provider_fees import book_capture_fee
 from handwork_payments.payments.service import void_failed_hold
 from handwork_payments.payouts import repository as payouts
+from handwork_payments.payouts.audit import audit_payout
 from handwork_payments.payouts.service import apply_transfer
 from handwork_payments.providers.base import (
     EventKind,
@@ -406,13 +407,11 @@ async def _payout_delayed(
     )
     if exists is not None:
         return
-    await record(
+    await audit_payout(
         session,
-        actor_id=None,
+        payout.id,
+        f"payout.{status}",
         actor_kind=event.provider,
-        action=f"payout.{status}",
-        object_type="payout",
-        object_id=payout.id,
         after={"status": payout.status, event.provider: event.failure_message},
     )
     await alert(
