@@ -48,7 +48,7 @@ from handwork_payments.models import (
 )
 from handwork_payments.payments.escrow import apply_refund, snapshot
 from handwork_payments.payments.states import PAYMENT
-from handwork_payments.providers.base import ChargebackOutcome
+from handwork_payments.providers.base import ChargebackOutcome, ProviderEvent
 
 log = logging.getLogger(__name__)
 
@@ -134,17 +134,16 @@ async def _record_open(
 
 
 async def open_chargeback(
-    session: AsyncSession,
-    payment: Payment,
-    *,
-    provider: str,
-    provider_dispute_id: str,
-    amount: int | None,
-    reason: str | None,
+    session: AsyncSession, payment: Payment, event: ProviderEvent
 ) -> PaymentDispute | None:
-    """The dispute of chargeback `provider_dispute_id`, opened now unless it already is
-    (a repeated or late event changes nothing). None for a payment that never held money.
-    The caller has made sure no provider call of ours is in flight for the payment."""
+    """The dispute of the chargeback a DISPUTE_* event is about, opened now unless it
+    already is (a repeated or late event changes nothing; a `closed` that overtook its
+    `created` opens it first, so the decision is applied to a dispute either way). None
+    for a payment that never held money. The caller has made sure no provider call of ours
+    is in flight for the payment."""
+    provider, provider_dispute_id = event.provider, event.dispute_id
+    assert provider_dispute_id, "the caller ignores an event that names no dispute"
+    amount, reason = event.amount, event.failure_message
     existing = await repository.by_provider_id(session, provider_dispute_id)
     if existing is not None:
         return existing

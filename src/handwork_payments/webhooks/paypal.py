@@ -345,19 +345,11 @@ async def dispute_event(runtime: Runtime, event: ProviderEvent) -> None:
     if not event.dispute_id:
         log.warning("paypal event %s names no dispute: ignored", event.event_id)
         return
-    dispute_id = event.dispute_id
 
     async def step(
         session: AsyncSession, payment: Payment, booking: Booking
     ) -> PaymentRefund | None:
-        dispute = await open_chargeback(
-            session,
-            payment,
-            provider=PROVIDER,
-            provider_dispute_id=dispute_id,
-            amount=event.amount,
-            reason=event.failure_message,
-        )
+        dispute = await open_chargeback(session, payment, event)
         if dispute is None:
             return None
         await _count_earlier_reversals(session, payment, dispute)

@@ -62,21 +62,11 @@ async def dispute_event(runtime: Runtime, event: ProviderEvent) -> None:
     if not event.dispute_id:
         log.warning("stripe event %s names no dispute: ignored", event.event_id)
         return
-    dispute_id = event.dispute_id
 
     async def step(
         session: AsyncSession, payment: Payment, booking: Booking
     ) -> PaymentRefund | None:
-        # Opened now unless it is already: a `closed` that overtook its `created` opens it
-        # first, so the decision is applied to a dispute either way.
-        dispute = await open_chargeback(
-            session,
-            payment,
-            provider=event.provider,
-            provider_dispute_id=dispute_id,
-            amount=event.amount,
-            reason=event.failure_message,
-        )
+        dispute = await open_chargeback(session, payment, event)
         if dispute is None:
             return None
         await book_dispute_fee(session, payment, dispute, event.dispute_fee)
