@@ -26,11 +26,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.audit.alerts import alert
-from handwork_payments.audit.service import record
 from handwork_payments.bookings.service import AUTO_RELEASE_TASK
 from handwork_payments.disputes import repository
 from handwork_payments.disputes.losses import book_unrecovered_chargeback
-from handwork_payments.disputes.service import add_open_dispute, freeze
+from handwork_payments.disputes.service import add_open_dispute, audit_dispute, freeze
 from handwork_payments.disputes.states import DISPUTE
 from handwork_payments.events import outbox
 from handwork_payments.kit import jobs, money
@@ -79,13 +78,11 @@ async def _join_active_dispute(
         return None
     active.provider_dispute_id = provider_dispute_id
     active.description = f"{active.description}\n\n{description}"
-    await record(
+    await audit_dispute(
         session,
-        actor_id=None,
+        active.id,
+        "dispute.chargeback_linked",
         actor_kind=provider,
-        action="dispute.chargeback_linked",
-        object_type="dispute",
-        object_id=active.id,
         after={"provider_dispute_id": provider_dispute_id},
     )
     await alert(
@@ -319,13 +316,11 @@ async def close_chargeback(
     dispute.resolution_notes = (
         f"{provider} closed dispute {dispute.provider_dispute_id}: {detail}{taken}"
     )
-    await record(
+    await audit_dispute(
         session,
-        actor_id=None,
+        dispute.id,
+        "dispute.closed",
         actor_kind=provider,
-        action="dispute.closed",
-        object_type="dispute",
-        object_id=dispute.id,
         before=before,
         after={
             "status": dispute.status,

@@ -32,6 +32,29 @@ from handwork_payments.payments.states import PAYMENT
 from handwork_payments.runtime import Runtime
 
 
+async def audit_dispute(
+    session: AsyncSession,
+    dispute_id: int,
+    action: str,
+    *,
+    actor_id: int | None = None,
+    actor_kind: str | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
+    """The audit row of a change of a dispute: by an admin, or (`actor_kind`) a provider."""
+    await record(
+        session,
+        actor_id=actor_id,
+        actor_kind=actor_kind,
+        action=action,
+        object_type="dispute",
+        object_id=dispute_id,
+        before=before,
+        after=after,
+    )
+
+
 async def freeze(
     session: AsyncSession,
     payment: Payment,
@@ -127,12 +150,11 @@ async def review(runtime: Runtime, admin: User, dispute_id: int) -> PaymentDispu
         dispute = await _locked_dispute(session, dispute_id)
         DISPUTE.check(dispute.status, DisputeStatus.UNDER_REVIEW)
         dispute.status = DisputeStatus.UNDER_REVIEW
-        await record(
+        await audit_dispute(
             session,
+            dispute.id,
+            "dispute.under_review",
             actor_id=admin.id,
-            action="dispute.under_review",
-            object_type="dispute",
-            object_id=dispute.id,
             before={"status": DisputeStatus.OPEN},
             after={"status": dispute.status},
         )
@@ -240,12 +262,11 @@ async def _mark_resolved(session: AsyncSession, admin: User, dispute_id: int) ->
     DISPUTE.check(dispute.status, DisputeStatus.RESOLVED)
     dispute.status = DisputeStatus.RESOLVED
     dispute.resolved_at = now()
-    await record(
+    await audit_dispute(
         session,
+        dispute.id,
+        "dispute.resolved",
         actor_id=admin.id,
-        action="dispute.resolved",
-        object_type="dispute",
-        object_id=dispute.id,
         before=before,
         after={
             "status": dispute.status,
