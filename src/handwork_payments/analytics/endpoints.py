@@ -12,7 +12,6 @@ from handwork_payments.kit.errors import Forbidden, Unauthorized, error_response
 from handwork_payments.kit.money import format_amount
 from handwork_payments.kit.pagination import Page, PageDep, page_of
 from handwork_payments.kit.schemas import CurrencyIn
-from handwork_payments.models import PaymentTransaction
 
 router = APIRouter(prefix="/payments", tags=["analytics"])
 
@@ -69,18 +68,4 @@ async def worker_earnings(
 async def transactions(
     user: CurrentUser, session: SessionDep, page: PageDep
 ) -> Page[TransactionOut]:
-    return await page_of(session, repository.transactions(user), page, _transaction_out)
-
-
-def _transaction_out(t: PaymentTransaction) -> TransactionOut:
-    return TransactionOut(
-        id=t.id,
-        transaction_type=t.transaction_type,
-        amount=_money(t.amount, t.currency),
-        currency=t.currency,
-        description=t.description,
-        reference_id=t.reference_id,
-        payment_id=t.payment_id,
-        payout_id=t.payout_id,
-        created_at=t.created_at,
-    )
+    return await page_of(session, repository.transactions(user), page, TransactionOut.of)
