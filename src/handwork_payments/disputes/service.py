@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.audit.alerts import alert
-from handwork_payments.audit.service import record
+from handwork_payments.audit.service import ObjectAudit
 from handwork_payments.db import transaction
 from handwork_payments.disputes import repository
 from handwork_payments.disputes.states import DISPUTE
@@ -31,28 +31,7 @@ from handwork_payments.payments.escrow import audit_payment, ensure_no_operation
 from handwork_payments.payments.states import PAYMENT
 from handwork_payments.runtime import Runtime
 
-
-async def audit_dispute(
-    session: AsyncSession,
-    dispute_id: int,
-    action: str,
-    *,
-    actor_id: int | None = None,
-    actor_kind: str | None = None,
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
-) -> None:
-    """The audit row of a change of a dispute: by an admin, or (`actor_kind`) a provider."""
-    await record(
-        session,
-        actor_id=actor_id,
-        actor_kind=actor_kind,
-        action=action,
-        object_type="dispute",
-        object_id=dispute_id,
-        before=before,
-        after=after,
-    )
+audit_dispute = ObjectAudit("dispute")
 
 
 async def freeze(

@@ -2,31 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
+from handwork_payments.audit.service import ObjectAudit
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from handwork_payments.audit.service import record
-
-
-async def audit_payout(
-    session: AsyncSession,
-    payout_id: int,
-    action: str,
-    *,
-    actor_id: int | None = None,
-    actor_kind: str | None = None,
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
-) -> None:
-    """Without an actor, the system acted (or `actor_kind`: the provider whose event it was)."""
-    await record(
-        session,
-        actor_id=actor_id,
-        actor_kind=actor_kind,
-        action=action,
-        object_type="payout",
-        object_id=payout_id,
-        before=before,
-        after=after,
-    )
+audit_payout = ObjectAudit("payout")
