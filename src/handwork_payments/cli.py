@@ -11,8 +11,9 @@ import shutil
 import signal
 import sys
 import tempfile
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -21,7 +22,13 @@ from handwork_payments.logs import JsonFormatter
 from handwork_payments.logs import configure as configure_logging
 from handwork_payments.settings import get_settings
 
+if TYPE_CHECKING:
+    from handwork_payments.db import Sessions
+    from handwork_payments.runtime import Runtime
+
 __all__ = ["JsonFormatter", "app", "main"]
+
+T = TypeVar("T")
 
 app = typer.Typer(help="Handwork Payments: escrow payments for services marketplaces.")
 db_app = typer.Typer(help="Database schema.")
@@ -169,62 +176,50 @@ def reconcile(
         _reconcile_statements(since_days if since_days is not None else 1.0, record_alerts)
         return
 
-    from handwork_payments.db import database_url
     from handwork_payments.reconcile import service
-    from handwork_payments.runtime import Runtime
 
-    async def run() -> service.Result:
-        settings = get_settings()
-        runtime = Runtime.build(settings, database_url(settings))
-        try:
-            moment = datetime.now(UTC)
-            since = moment - timedelta(days=since_days) if since_days is not None else None
-            result = await service.reconcile(runtime, now=moment, since=since)
-            if record_alerts:
-                await service.alert_differences(runtime, result)
-            return result
-        finally:
-            await runtime.aclose()
+    async def run(runtime: Runtime) -> service.Result:
+        moment = datetime.now(UTC)
+        since = moment - timedelta(days=since_days) if since_days is not None else None
+        result = await service.reconcile(runtime, now=moment, since=since)
+        if record_alerts:
+            await service.alert_differences(runtime, result)
+        return result
 
-    result = asyncio.run(run())
-    for difference in result.differences or ():
-        typer.echo(f"DIFFERENCE {difference}")
-    typer.echo(
-        f"reconciled {result.payments_checked} payments and {result.payouts_checked} payouts: "
-        f"{len(result.differences or ())} differences"
+    result = _with_runtime(run)
+    _report_differences(
+        result.differences or [],
+        f"reconciled {result.payments_checked} payments and {result.payouts_checked} payouts",
     )
-    if not result.clean:
-        raise typer.Exit(code=1)
 
 
 def _reconcile_statements(since_days: float, record_alerts: bool) -> None:
     from datetime import timedelta
 
-    from handwork_payments.db import database_url
     from handwork_payments.reconcile import statements
-    from handwork_payments.runtime import Runtime
 
-    async def run() -> statements.StatementResult:
-        settings = get_settings()
-        runtime = Runtime.build(settings, database_url(settings))
-        try:
-            moment = datetime.now(UTC)
-            since = moment - timedelta(days=since_days)
-            result = await statements.reconcile_statements(runtime, now=moment, since=since)
-            if record_alerts:
-                await statements.alert_statement_differences(runtime, result)
-            return result
-        finally:
-            await runtime.aclose()
+    async def run(runtime: Runtime) -> statements.StatementResult:
+        moment = datetime.now(UTC)
+        since = moment - timedelta(days=since_days)
+        result = await statements.reconcile_statements(runtime, now=moment, since=since)
+        if record_alerts:
+            await statements.alert_statement_differences(runtime, result)
+        return result
 
-    result = asyncio.run(run())
-    for difference in result.differences or ():
-        typer.echo(f"DIFFERENCE {difference}")
-    typer.echo(
+    result = _with_runtime(run)
+    _report_differences(
+        result.differences or [],
         f"matched {result.lines_checked} statement lines and {result.objects_checked} objects "
-        f"of ours: {len(result.differences or ())} differences"
+        "of ours",
     )
-    if result.differences:
+
+
+def _report_differences(differences: Sequence[object], checked: str) -> None:
+    """One line per difference, then what was checked; a non-zero exit if any differ."""
+    for difference in differences:
+        typer.echo(f"DIFFERENCE {difference}")
+    typer.echo(f"{checked}: {len(differences)} differences")
+    if differences:
         raise typer.Exit(code=1)
 
 
@@ -241,18 +236,13 @@ def db_upgrade() -> None:
 @ledger_app.command("verify")
 def ledger_verify() -> None:
     """Check every ledger invariant over the whole database; non-zero exit on a failure."""
-    from handwork_payments.db import database_url, make_engine, make_sessions
     from handwork_payments.ledger.verify import CHECKS, verify
 
-    async def run() -> list[str]:
-        engine = make_engine(database_url(get_settings()), pool_size=1)
-        try:
-            async with make_sessions(engine)() as session:
-                return await verify(session)
-        finally:
-            await engine.dispose()
+    async def run(sessions: Sessions) -> list[str]:
+        async with sessions() as session:
+            return await verify(session)
 
-    problems = asyncio.run(run())
+    problems = _with_sessions(run)
     for problem in problems:
         typer.echo(f"BROKEN {problem}", err=True)
     if problems:
@@ -264,16 +254,8 @@ def ledger_verify() -> None:
 def audit_seal() -> None:
     """Seal the audit rows written since the last seal into the chain."""
     from handwork_payments.audit.chain import seal
-    from handwork_payments.db import database_url, make_engine, make_sessions
 
-    async def run() -> int:
-        engine = make_engine(database_url(get_settings()), pool_size=1)
-        try:
-            return await seal(make_sessions(engine))
-        finally:
-            await engine.dispose()
-
-    typer.echo(f"sealed {asyncio.run(run())} audit rows")
+    typer.echo(f"sealed {_with_sessions(seal)} audit rows")
 
 
 @audit_app.command("verify")
@@ -282,20 +264,14 @@ def audit_verify(
 ) -> None:
     """Walk the audit chain; non-zero exit naming the first row that does not match."""
     from handwork_payments.audit.chain import Verdict, seal, verify
-    from handwork_payments.db import database_url, make_engine, make_sessions
 
-    async def run() -> Verdict:
-        engine = make_engine(database_url(get_settings()), pool_size=1)
-        try:
-            sessions = make_sessions(engine)
-            if seal_first:
-                await seal(sessions)
-            async with sessions() as session:
-                return await verify(session)
-        finally:
-            await engine.dispose()
+    async def run(sessions: Sessions) -> Verdict:
+        if seal_first:
+            await seal(sessions)
+        async with sessions() as session:
+            return await verify(session)
 
-    verdict = asyncio.run(run())
+    verdict = _with_sessions(run)
     for problem in verdict.problems:
         typer.echo(f"BROKEN {problem}", err=True)
     if verdict.problems:
@@ -309,19 +285,12 @@ def crypto_rotate(
 ) -> None:
     """Re-encrypt every stored secret with the newest key of METADATA_ENCRYPTION_KEYS, in
     batches (resumable, safe while the service runs); then older keys can be removed."""
-    from handwork_payments.db import database_url
     from handwork_payments.privacy.rotation import rotate
-    from handwork_payments.runtime import Runtime
 
-    async def run() -> dict[str, int]:
-        settings = get_settings()
-        runtime = Runtime.build(settings, database_url(settings))
-        try:
-            return await rotate(runtime, batch=batch)
-        finally:
-            await runtime.aclose()
+    async def run(runtime: Runtime) -> dict[str, int]:
+        return await rotate(runtime, batch=batch)
 
-    for column, count in asyncio.run(run()).items():
+    for column, count in _with_runtime(run).items():
         typer.echo(f"{column}: {count} re-encrypted")
 
 
@@ -365,25 +334,48 @@ def payouts_decide(
     (paid at the provider, seen by you) or `send` (clear the hold and send it)."""
     from typing import cast
 
-    from handwork_payments.db import database_url
     from handwork_payments.payouts.decisions import Decision, decide
-    from handwork_payments.runtime import Runtime
 
     if decision not in ("fail", "complete", "send"):
         typer.echo("decision must be fail, complete or send", err=True)
         raise typer.Exit(code=2)
 
-    async def run() -> str:
+    async def run(runtime: Runtime) -> str:
+        payout = await decide(runtime, payout_id, cast(Decision, decision), reason, actor_id=None)
+        return str(payout.status)
+
+    typer.echo(f"payout {payout_id}: {_with_runtime(run)}")
+
+
+def _with_runtime(work: Callable[[Runtime], Awaitable[T]]) -> T:
+    """Run one command's `work` on a runtime of the configured database, closed after."""
+    from handwork_payments.db import database_url
+    from handwork_payments.runtime import Runtime
+
+    async def run() -> T:
         settings = get_settings()
         runtime = Runtime.build(settings, database_url(settings))
         try:
-            chosen = cast(Decision, decision)
-            payout = await decide(runtime, payout_id, chosen, reason, actor_id=None)
-            return str(payout.status)
+            return await work(runtime)
         finally:
             await runtime.aclose()
 
-    typer.echo(f"payout {payout_id}: {asyncio.run(run())}")
+    return asyncio.run(run())
+
+
+def _with_sessions(work: Callable[[Sessions], Awaitable[T]]) -> T:
+    """Run `work` on sessions of the configured database over one connection: the
+    offline checks need no runtime (no providers, no worker)."""
+    from handwork_payments.db import database_url, make_engine, make_sessions
+
+    async def run() -> T:
+        engine = make_engine(database_url(get_settings()), pool_size=1)
+        try:
+            return await work(make_sessions(engine))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
 
 
 def main() -> None:

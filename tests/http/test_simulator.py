@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from handwork_payments.http import simulator
 from handwork_payments.kit.errors import DomainError
 from handwork_payments.models import SimulatedObject
-from handwork_payments.providers.base import EventKind, HoldState, ProviderHold
+from handwork_payments.providers.base import EventKind, HoldState, NewHold, ProviderHold
 from handwork_payments.providers.simulated import (
     SimulatedPayPal,
     SimulatedProvider,
@@ -42,13 +42,14 @@ def paypal_sim(runtime: Runtime) -> SimulatedPayPal:
 
 async def create(sim: SimulatedProvider, payment_id: int = 1) -> ProviderHold:
     return await sim.create_hold(
-        payment_id=payment_id,
-        booking_id=100 + payment_id,
-        amount=15_000,
-        currency="USD",
-        payment_method=None,
-        return_url="https://example.com/return",
-        cancel_url="https://example.com/cancel",
+        NewHold(
+            payment_id=payment_id,
+            booking_id=100 + payment_id,
+            amount=15_000,
+            currency="USD",
+            return_url="https://example.com/return",
+            cancel_url="https://example.com/cancel",
+        ),
         idempotency_key=f"payment-{payment_id}-hold",
     )
 

@@ -31,6 +31,7 @@ from handwork_payments.providers.base import (
     HoldRef,
     HoldState,
     InvalidSignatureError,
+    NewHold,
     PaymentDeclinedError,
     PayoutOrder,
     ProviderError,
@@ -139,13 +140,14 @@ async def authorized_hold(
     currency: str = "USD",
 ) -> HoldRef:
     hold = await provider.create_hold(
-        payment_id=payment_id,
-        booking_id=payment_id + 1000,
-        amount=amount,
-        currency=currency,
-        payment_method=None,
-        return_url=RETURN_URL,
-        cancel_url=CANCEL_URL,
+        NewHold(
+            payment_id=payment_id,
+            booking_id=payment_id + 1000,
+            amount=amount,
+            currency=currency,
+            return_url=RETURN_URL,
+            cancel_url=CANCEL_URL,
+        ),
         idempotency_key=f"payment-{payment_id}-create",
     )
     double.approve(hold.provider_payment_id)
@@ -165,13 +167,14 @@ async def test_create_approve_authorize_capture_refund(
     provider: PayPalProvider, double: PayPalDouble
 ) -> None:
     hold = await provider.create_hold(
-        payment_id=41,
-        booking_id=7,
-        amount=12345,
-        currency="usd",
-        payment_method=None,
-        return_url=RETURN_URL,
-        cancel_url=CANCEL_URL,
+        NewHold(
+            payment_id=41,
+            booking_id=7,
+            amount=12345,
+            currency="usd",
+            return_url=RETURN_URL,
+            cancel_url=CANCEL_URL,
+        ),
         idempotency_key="payment-41-create",
     )
     order_id = hold.provider_payment_id
@@ -269,13 +272,14 @@ async def test_execute_retried_after_approval_when_paypal_replays_the_refusal(
         adapter = PayPalProvider(settings_for(double))
         try:
             hold = await adapter.create_hold(
-                payment_id=49,
-                booking_id=9,
-                amount=990,
-                currency="USD",
-                payment_method=None,
-                return_url=RETURN_URL,
-                cancel_url=CANCEL_URL,
+                NewHold(
+                    payment_id=49,
+                    booking_id=9,
+                    amount=990,
+                    currency="USD",
+                    return_url=RETURN_URL,
+                    cancel_url=CANCEL_URL,
+                ),
                 idempotency_key="payment-49-create",
             )
             with pytest.raises(ProviderError):
@@ -346,13 +350,12 @@ async def test_void_and_capture_after_void(provider: PayPalProvider, double: Pay
 
     # An order never authorised has nothing to void: cancel is a no-op.
     unapproved = await provider.create_hold(
-        payment_id=44,
-        booking_id=1,
-        amount=100,
-        currency="USD",
-        payment_method=None,
-        return_url=None,
-        cancel_url=None,
+        NewHold(
+            payment_id=44,
+            booking_id=1,
+            amount=100,
+            currency="USD",
+        ),
         idempotency_key="payment-44-create",
     )
     await provider.cancel(
@@ -420,23 +423,25 @@ async def test_zero_decimal_and_whole_unit_currencies(
 
 async def test_same_request_id_acts_once(provider: PayPalProvider, double: PayPalDouble) -> None:
     first = await provider.create_hold(
-        payment_id=50,
-        booking_id=5,
-        amount=2000,
-        currency="USD",
-        payment_method=None,
-        return_url=RETURN_URL,
-        cancel_url=CANCEL_URL,
+        NewHold(
+            payment_id=50,
+            booking_id=5,
+            amount=2000,
+            currency="USD",
+            return_url=RETURN_URL,
+            cancel_url=CANCEL_URL,
+        ),
         idempotency_key="payment-50-create",
     )
     again = await provider.create_hold(
-        payment_id=50,
-        booking_id=5,
-        amount=2000,
-        currency="USD",
-        payment_method=None,
-        return_url=RETURN_URL,
-        cancel_url=CANCEL_URL,
+        NewHold(
+            payment_id=50,
+            booking_id=5,
+            amount=2000,
+            currency="USD",
+            return_url=RETURN_URL,
+            cancel_url=CANCEL_URL,
+        ),
         idempotency_key="payment-50-create",
     )
     assert again.provider_payment_id == first.provider_payment_id
@@ -492,13 +497,12 @@ async def test_token_is_cached_and_renewed_once_on_401(
     provider: PayPalProvider, double: PayPalDouble
 ) -> None:
     hold = await provider.create_hold(
-        payment_id=60,
-        booking_id=6,
-        amount=100,
-        currency="USD",
-        payment_method=None,
-        return_url=None,
-        cancel_url=None,
+        NewHold(
+            payment_id=60,
+            booking_id=6,
+            amount=100,
+            currency="USD",
+        ),
         idempotency_key="payment-60-create",
     )
     ref = HoldRef(hold.provider_payment_id)
@@ -554,13 +558,14 @@ async def test_error_bodies_are_mapped_with_their_debug_id(
 
     # A payer whose funding PayPal refuses: a decline (402 for our API), not a fault.
     hold = await provider.create_hold(
-        payment_id=70,
-        booking_id=7,
-        amount=3000,
-        currency="USD",
-        payment_method=None,
-        return_url=RETURN_URL,
-        cancel_url=CANCEL_URL,
+        NewHold(
+            payment_id=70,
+            booking_id=7,
+            amount=3000,
+            currency="USD",
+            return_url=RETURN_URL,
+            cancel_url=CANCEL_URL,
+        ),
         idempotency_key="payment-70-create",
     )
     double.approve(hold.provider_payment_id, decline="PAYER_CANNOT_PAY")
@@ -1260,13 +1265,14 @@ async def test_against_the_paypal_sandbox(paypal_specs: SpecValidator) -> None:
         # invoice_id must be unique per merchant account: a random payment id keeps reruns apart.
         payment_id = secrets.randbelow(10**12)
         hold = await adapter.create_hold(
-            payment_id=payment_id,
-            booking_id=1,
-            amount=1234,
-            currency="USD",
-            payment_method=None,
-            return_url=RETURN_URL,
-            cancel_url=CANCEL_URL,
+            NewHold(
+                payment_id=payment_id,
+                booking_id=1,
+                amount=1234,
+                currency="USD",
+                return_url=RETURN_URL,
+                cancel_url=CANCEL_URL,
+            ),
             idempotency_key=f"payment-{payment_id}-create-{secrets.token_hex(4)}",
         )
         assert hold.state is HoldState.REQUIRES_APPROVAL and hold.amount == 1234

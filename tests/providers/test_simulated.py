@@ -19,6 +19,7 @@ from handwork_payments.providers.base import (
     HoldRef,
     HoldState,
     InvalidSignatureError,
+    NewHold,
     PaymentDeclinedError,
     PayoutBatchProvider,
     PayoutOrder,
@@ -69,13 +70,15 @@ async def create(
     key: str | None = None,
 ) -> ProviderHold:
     return await sim.create_hold(
-        payment_id=payment_id,
-        booking_id=100 + payment_id,
-        amount=amount,
-        currency=currency,
-        payment_method=payment_method,
-        return_url="https://example.com/return",
-        cancel_url="https://example.com/cancel",
+        NewHold(
+            payment_id=payment_id,
+            booking_id=100 + payment_id,
+            amount=amount,
+            currency=currency,
+            payment_method=payment_method,
+            return_url="https://example.com/return",
+            cancel_url="https://example.com/cancel",
+        ),
         idempotency_key=key or f"payment-{payment_id}-hold",
     )
 

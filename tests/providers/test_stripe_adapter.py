@@ -19,7 +19,7 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,6 +34,7 @@ from handwork_payments.providers.base import (
     HoldRef,
     HoldState,
     InvalidSignatureError,
+    NewHold,
     PaymentDeclinedError,
     PayoutOrder,
     ProviderError,
@@ -168,13 +169,13 @@ async def hold_with(
 ) -> tuple[int, Any]:
     payment_id = new_id()
     hold = await adapter.create_hold(
-        payment_id=payment_id,
-        booking_id=payment_id + 1,
-        amount=amount,
-        currency="USD",
-        payment_method=payment_method,
-        return_url=None,
-        cancel_url=None,
+        NewHold(
+            payment_id=payment_id,
+            booking_id=payment_id + 1,
+            amount=amount,
+            currency="USD",
+            payment_method=payment_method,
+        ),
         idempotency_key=f"payment-{payment_id}-hold",
     )
     return payment_id, hold
@@ -552,23 +553,23 @@ async def test_create_hold_sends_manual_capture_intent_with_wallets(
     on_double: StripeProvider, double: StripeDouble
 ) -> None:
     confirmed = await on_double.create_hold(
-        payment_id=41,
-        booking_id=7,
-        amount=15000,
-        currency="USD",
-        payment_method="pm_card_visa",
-        return_url="https://example.test/ignored",
-        cancel_url=None,
+        NewHold(
+            payment_id=41,
+            booking_id=7,
+            amount=15000,
+            currency="USD",
+            payment_method="pm_card_visa",
+            return_url="https://example.test/ignored",
+        ),
         idempotency_key="payment-41-hold",
     )
     for_stripe_js = await on_double.create_hold(
-        payment_id=42,
-        booking_id=8,
-        amount=990,
-        currency="eur",
-        payment_method=None,
-        return_url=None,
-        cancel_url=None,
+        NewHold(
+            payment_id=42,
+            booking_id=8,
+            amount=990,
+            currency="eur",
+        ),
         idempotency_key="payment-42-hold",
     )
 
@@ -618,24 +619,17 @@ async def test_create_hold_sends_manual_capture_intent_with_wallets(
 async def test_create_hold_replayed_under_the_same_key_creates_one_intent(
     on_double: StripeProvider, double: StripeDouble
 ) -> None:
-    kwargs: dict[str, Any] = {
-        "payment_id": 5,
-        "booking_id": 6,
-        "amount": 1200,
-        "currency": "USD",
-        "payment_method": "pm_card_visa",
-        "return_url": None,
-        "cancel_url": None,
-        "idempotency_key": "payment-5-hold",
-    }
-    first = await on_double.create_hold(**kwargs)
-    second = await on_double.create_hold(**kwargs)
+    hold = NewHold(
+        payment_id=5, booking_id=6, amount=1200, currency="USD", payment_method="pm_card_visa"
+    )
+    first = await on_double.create_hold(hold, idempotency_key="payment-5-hold")
+    second = await on_double.create_hold(hold, idempotency_key="payment-5-hold")
 
     assert second == first
     assert len(double.intents) == 1
     # The same key with other parameters is Stripe's idempotency_error: a refusal.
     with pytest.raises(ProviderError) as refused:
-        await on_double.create_hold(**{**kwargs, "amount": 1300})
+        await on_double.create_hold(replace(hold, amount=1300), idempotency_key="payment-5-hold")
     assert refused.value.code == "idempotency_error"
     assert len(double.intents) == 1
 
@@ -644,13 +638,12 @@ async def test_requires_confirmation_is_confirmed_with_the_key(
     on_double: StripeProvider, double: StripeDouble
 ) -> None:
     double_intent = await on_double.create_hold(
-        payment_id=9,
-        booking_id=9,
-        amount=700,
-        currency="USD",
-        payment_method=None,
-        return_url=None,
-        cancel_url=None,
+        NewHold(
+            payment_id=9,
+            booking_id=9,
+            amount=700,
+            currency="USD",
+        ),
         idempotency_key="payment-9-hold",
     )
     intent_id = double_intent.provider_payment_id

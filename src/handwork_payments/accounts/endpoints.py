@@ -17,7 +17,7 @@ from handwork_payments.kit.errors import (
     UnparsableBody,
     error_responses,
 )
-from handwork_payments.kit.pagination import Page, PageDep, paginate
+from handwork_payments.kit.pagination import Page, PageDep, page_of
 from handwork_payments.kit.schemas import PathId
 from handwork_payments.models import Role
 from handwork_payments.privacy import erasure
@@ -38,13 +38,7 @@ async def list_users(
     role: Annotated[Role | None, Query()] = None,
     q: Annotated[str | None, Query(max_length=MAX_QUERY_CHARS, pattern=r"^[^\x00]*$")] = None,
 ) -> Page[AccountOut]:
-    items, total = await paginate(session, service.users_query(role, q), page)
-    return Page(
-        items=[AccountOut.model_validate(u) for u in items],
-        total=total,
-        skip=page.skip,
-        limit=page.limit,
-    )
+    return await page_of(session, service.users_query(role, q), page, AccountOut.model_validate)
 
 
 @router.post(
@@ -82,12 +76,9 @@ async def list_audit(
     actor_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
 ) -> Page[AuditEntryOut]:
     """Audit entries, newest first."""
-    items, total = await paginate(
-        session, service.audit_query(object_type, object_id, actor_id), page
-    )
-    return Page(
-        items=[AuditEntryOut.model_validate(e) for e in items],
-        total=total,
-        skip=page.skip,
-        limit=page.limit,
+    return await page_of(
+        session,
+        service.audit_query(object_type, object_id, actor_id),
+        page,
+        AuditEntryOut.model_validate,
     )

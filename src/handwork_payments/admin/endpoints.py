@@ -21,7 +21,7 @@ from handwork_payments.kit.errors import (
     Unprocessable,
     error_responses,
 )
-from handwork_payments.kit.pagination import Page, PageDep, paginate
+from handwork_payments.kit.pagination import Page, PageDep, page_of
 from handwork_payments.kit.schemas import CurrencyIn, PathId
 from handwork_payments.models import Alert, AlertStatus, DeliveryStatus, WebhookDelivery
 from handwork_payments.webhooks import service as webhooks
@@ -79,13 +79,7 @@ async def list_webhooks(
     query = select(WebhookDelivery).order_by(WebhookDelivery.id.desc())
     if status is not None:
         query = query.where(WebhookDelivery.status == status)
-    items, total = await paginate(session, query, page)
-    return Page(
-        items=[DeliveryOut.model_validate(d) for d in items],
-        total=total,
-        skip=page.skip,
-        limit=page.limit,
-    )
+    return await page_of(session, query, page, DeliveryOut.model_validate)
 
 
 @router.post(
@@ -107,13 +101,7 @@ async def list_alerts(
     query = select(Alert).order_by(Alert.last_seen_at.desc(), Alert.id.desc())
     if status is not None:
         query = query.where(Alert.status == status)
-    items, total = await paginate(session, query, page)
-    return Page(
-        items=[AlertOut.model_validate(a) for a in items],
-        total=total,
-        skip=page.skip,
-        limit=page.limit,
-    )
+    return await page_of(session, query, page, AlertOut.model_validate)
 
 
 @router.post(

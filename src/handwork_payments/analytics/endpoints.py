@@ -10,7 +10,7 @@ from handwork_payments.analytics.schemas import ClientSummary, TransactionOut, W
 from handwork_payments.http.deps import ClientUser, CurrentUser, SessionDep, WorkerUser
 from handwork_payments.kit.errors import Forbidden, Unauthorized, error_responses
 from handwork_payments.kit.money import format_amount
-from handwork_payments.kit.pagination import Page, PageDep, paginate
+from handwork_payments.kit.pagination import Page, PageDep, page_of
 from handwork_payments.kit.schemas import CurrencyIn
 
 router = APIRouter(prefix="/payments", tags=["analytics"])
@@ -68,23 +68,4 @@ async def worker_earnings(
 async def transactions(
     user: CurrentUser, session: SessionDep, page: PageDep
 ) -> Page[TransactionOut]:
-    items, total = await paginate(session, repository.transactions(user), page)
-    return Page(
-        items=[
-            TransactionOut(
-                id=t.id,
-                transaction_type=t.transaction_type,
-                amount=_money(t.amount, t.currency),
-                currency=t.currency,
-                description=t.description,
-                reference_id=t.reference_id,
-                payment_id=t.payment_id,
-                payout_id=t.payout_id,
-                created_at=t.created_at,
-            )
-            for t in items
-        ],
-        total=total,
-        skip=page.skip,
-        limit=page.limit,
-    )
+    return await page_of(session, repository.transactions(user), page, TransactionOut.of)

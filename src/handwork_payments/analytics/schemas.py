@@ -5,7 +5,8 @@ from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
-from handwork_payments.models import TransactionType
+from handwork_payments.kit.money import format_amount
+from handwork_payments.models import PaymentTransaction, TransactionType
 
 
 class ClientSummary(BaseModel):
@@ -36,6 +37,20 @@ class TransactionOut(BaseModel):
     payment_id: int | None
     payout_id: int | None
     created_at: datetime
+
+    @classmethod
+    def of(cls, t: PaymentTransaction) -> TransactionOut:
+        return cls(
+            id=t.id,
+            transaction_type=t.transaction_type,
+            amount=Decimal(format_amount(t.amount, t.currency)),
+            currency=t.currency,
+            description=t.description,
+            reference_id=t.reference_id,
+            payment_id=t.payment_id,
+            payout_id=t.payout_id,
+            created_at=t.created_at,
+        )
 
 
 class PaymentFigures(BaseModel):

@@ -47,3 +47,34 @@ async def record(
             personal_digest=personal_data.digest(apart) if apart is not None else None,
         )
     )
+
+
+class ObjectAudit:
+    """`record` for one type of object (`audit_payout = ObjectAudit("payout")`): a row names
+    the object by id, and without an actor the system acted (or `actor_kind`: the provider
+    whose event it was)."""
+
+    def __init__(self, object_type: str) -> None:
+        self.object_type = object_type
+
+    async def __call__(
+        self,
+        session: AsyncSession,
+        object_id: int,
+        action: str,
+        *,
+        actor_id: int | None = None,
+        actor_kind: str | None = None,
+        before: dict[str, Any] | None = None,
+        after: dict[str, Any] | None = None,
+    ) -> None:
+        await record(
+            session,
+            actor_id=actor_id,
+            actor_kind=actor_kind,
+            action=action,
+            object_type=self.object_type,
+            object_id=object_id,
+            before=before,
+            after=after,
+        )

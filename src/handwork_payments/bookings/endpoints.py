@@ -13,7 +13,7 @@ from handwork_payments.kit.errors import (
     UnparsableBody,
     error_responses,
 )
-from handwork_payments.kit.pagination import Page, PageDep, paginate
+from handwork_payments.kit.pagination import Page, PageDep, page_of
 from handwork_payments.kit.schemas import PathId
 from handwork_payments.models import Booking
 from handwork_payments.payments import repository
@@ -41,10 +41,7 @@ async def create_booking(body: BookingCreate, user: ClientUser, runtime: Runtime
 
 @router.get("", response_model=Page[BookingOut], responses=error_responses(Unauthorized))
 async def list_bookings(user: CurrentUser, session: SessionDep, page: PageDep) -> Page[BookingOut]:
-    items, total = await paginate(session, repository.visible_bookings(user), page)
-    return Page(
-        items=[BookingOut.of(b) for b in items], total=total, skip=page.skip, limit=page.limit
-    )
+    return await page_of(session, repository.visible_bookings(user), page, BookingOut.of)
 
 
 @router.get(

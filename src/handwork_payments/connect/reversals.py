@@ -31,7 +31,6 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.audit.alerts import alert
-from handwork_payments.audit.service import record
 from handwork_payments.db import transaction
 from handwork_payments.kit import money
 from handwork_payments.kit.clock import now
@@ -50,6 +49,7 @@ from handwork_payments.models import (
     WorkerPayout,
 )
 from handwork_payments.payouts import repository as payouts
+from handwork_payments.payouts.audit import audit_payout
 from handwork_payments.providers.base import (
     ConnectProvider,
     ProviderError,
@@ -168,13 +168,10 @@ async def _plan(runtime: Runtime, refund_id: int) -> tuple[list[int], int | None
             session.add(reversal)
             await session.flush()
             pending.append(reversal.id)
-            await record(
+            await audit_payout(
                 session,
-                actor_id=None,
-                actor_kind="system",
-                action="payout_reversal.planned",
-                object_type="payout",
-                object_id=payout_id,
+                payout_id,
+                "payout_reversal.planned",
                 after={"reversal_id": reversal.id, "refund_id": refund_id, "amount": amount},
             )
             to_cover -= amount
@@ -343,13 +340,11 @@ async def apply_reversal(
         ],
         payout_id=payout.id,
     )
-    await record(
+    await audit_payout(
         session,
-        actor_id=None,
+        payout.id,
+        "payout_reversal.succeeded",
         actor_kind=actor_kind,
-        action="payout_reversal.succeeded",
-        object_type="payout",
-        object_id=payout.id,
         after={
             "reversal_id": reversal.id,
             "refund_id": reversal.refund_id,
@@ -366,13 +361,10 @@ async def _refused(
     reversal.failure_reason = reason
     reversal.completed_at = now()
     owed = money.format_amount(reversal.amount, reversal.currency)
-    await record(
+    await audit_payout(
         session,
-        actor_id=None,
-        actor_kind="system",
-        action="payout_reversal.failed",
-        object_type="payout",
-        object_id=payout.id,
+        payout.id,
+        "payout_reversal.failed",
         after={"reversal_id": reversal.id, "amount": reversal.amount, "reason": reason},
     )
     await alert(

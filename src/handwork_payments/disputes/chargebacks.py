@@ -26,11 +26,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.audit.alerts import alert
-from handwork_payments.audit.service import record
 from handwork_payments.bookings.service import AUTO_RELEASE_TASK
 from handwork_payments.disputes import repository
 from handwork_payments.disputes.losses import book_unrecovered_chargeback
-from handwork_payments.disputes.service import add_open_dispute, freeze
+from handwork_payments.disputes.service import add_open_dispute, audit_dispute, freeze
 from handwork_payments.disputes.states import DISPUTE
 from handwork_payments.events import outbox
 from handwork_payments.kit import jobs, money
@@ -48,7 +47,7 @@ from handwork_payments.models import (
 )
 from handwork_payments.payments.escrow import apply_refund, snapshot
 from handwork_payments.payments.states import PAYMENT
-from handwork_payments.providers.base import ChargebackOutcome
+from handwork_payments.providers.base import ChargebackOutcome, ProviderEvent
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +78,11 @@ async def _join_active_dispute(
         return None
     active.provider_dispute_id = provider_dispute_id
     active.description = f"{active.description}\n\n{description}"
-    await record(
+    await audit_dispute(
         session,
-        actor_id=None,
+        active.id,
+        "dispute.chargeback_linked",
         actor_kind=provider,
-        action="dispute.chargeback_linked",
-        object_type="dispute",
-        object_id=active.id,
         after={"provider_dispute_id": provider_dispute_id},
     )
     await alert(
@@ -134,17 +131,16 @@ async def _record_open(
 
 
 async def open_chargeback(
-    session: AsyncSession,
-    payment: Payment,
-    *,
-    provider: str,
-    provider_dispute_id: str,
-    amount: int | None,
-    reason: str | None,
+    session: AsyncSession, payment: Payment, event: ProviderEvent
 ) -> PaymentDispute | None:
-    """The dispute of chargeback `provider_dispute_id`, opened now unless it already is
-    (a repeated or late event changes nothing). None for a payment that never held money.
-    The caller has made sure no provider call of ours is in flight for the payment."""
+    """The dispute of the chargeback a DISPUTE_* event is about, opened now unless it
+    already is (a repeated or late event changes nothing; a `closed` that overtook its
+    `created` opens it first, so the decision is applied to a dispute either way). None
+    for a payment that never held money. The caller has made sure no provider call of ours
+    is in flight for the payment."""
+    provider, provider_dispute_id = event.provider, event.dispute_id
+    assert provider_dispute_id, "the caller ignores an event that names no dispute"
+    amount, reason = event.amount, event.failure_message
     existing = await repository.by_provider_id(session, provider_dispute_id)
     if existing is not None:
         return existing
@@ -320,13 +316,11 @@ async def close_chargeback(
     dispute.resolution_notes = (
         f"{provider} closed dispute {dispute.provider_dispute_id}: {detail}{taken}"
     )
-    await record(
+    await audit_dispute(
         session,
-        actor_id=None,
+        dispute.id,
+        "dispute.closed",
         actor_kind=provider,
-        action="dispute.closed",
-        object_type="dispute",
-        object_id=dispute.id,
         before=before,
         after={
             "status": dispute.status,

@@ -19,7 +19,7 @@ from handwork_payments.kit.errors import (
     Unprocessable,
     error_responses,
 )
-from handwork_payments.kit.pagination import Page, PageDep, paginate
+from handwork_payments.kit.pagination import Page, PageDep, page_of
 from handwork_payments.kit.schemas import PathId, minor
 from handwork_payments.models import Payment, PaymentDispute, Role, User
 
@@ -46,13 +46,7 @@ async def create_dispute(
 
 @router.get("", response_model=Page[DisputeOut], responses=error_responses(Unauthorized))
 async def list_disputes(user: CurrentUser, session: SessionDep, page: PageDep) -> Page[DisputeOut]:
-    items, total = await paginate(session, repository.visible(user), page)
-    return Page(
-        items=[DisputeOut.model_validate(d) for d in items],
-        total=total,
-        skip=page.skip,
-        limit=page.limit,
-    )
+    return await page_of(session, repository.visible(user), page, DisputeOut.model_validate)
 
 
 @router.post(

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.audit.alerts import alert
-from handwork_payments.audit.service import record
+from handwork_payments.audit.service import ObjectAudit
 from handwork_payments.db import transaction
 from handwork_payments.disputes import repository
 from handwork_payments.disputes.states import DISPUTE
@@ -30,6 +30,8 @@ from handwork_payments.payments import service as payment_service
 from handwork_payments.payments.escrow import audit_payment, ensure_no_operation, locked, snapshot
 from handwork_payments.payments.states import PAYMENT
 from handwork_payments.runtime import Runtime
+
+audit_dispute = ObjectAudit("dispute")
 
 
 async def freeze(
@@ -127,12 +129,11 @@ async def review(runtime: Runtime, admin: User, dispute_id: int) -> PaymentDispu
         dispute = await _locked_dispute(session, dispute_id)
         DISPUTE.check(dispute.status, DisputeStatus.UNDER_REVIEW)
         dispute.status = DisputeStatus.UNDER_REVIEW
-        await record(
+        await audit_dispute(
             session,
+            dispute.id,
+            "dispute.under_review",
             actor_id=admin.id,
-            action="dispute.under_review",
-            object_type="dispute",
-            object_id=dispute.id,
             before={"status": DisputeStatus.OPEN},
             after={"status": dispute.status},
         )
@@ -240,12 +241,11 @@ async def _mark_resolved(session: AsyncSession, admin: User, dispute_id: int) ->
     DISPUTE.check(dispute.status, DisputeStatus.RESOLVED)
     dispute.status = DisputeStatus.RESOLVED
     dispute.resolved_at = now()
-    await record(
+    await audit_dispute(
         session,
+        dispute.id,
+        "dispute.resolved",
         actor_id=admin.id,
-        action="dispute.resolved",
-        object_type="dispute",
-        object_id=dispute.id,
         before=before,
         after={
             "status": dispute.status,

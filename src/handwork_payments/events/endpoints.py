@@ -10,7 +10,7 @@ from sqlalchemy import select
 from handwork_payments.events import delivery
 from handwork_payments.http.deps import AdminUser, RuntimeDep, SessionDep
 from handwork_payments.kit.errors import Forbidden, NotFound, Unauthorized, error_responses
-from handwork_payments.kit.pagination import Page, PageDep, paginate
+from handwork_payments.kit.pagination import Page, PageDep, page_of
 from handwork_payments.kit.schemas import PathId
 from handwork_payments.models import EventStatus, MarketplaceEvent
 
@@ -45,13 +45,7 @@ async def list_events(
     query = select(MarketplaceEvent).order_by(MarketplaceEvent.id.desc())
     if status is not None:
         query = query.where(MarketplaceEvent.status == status)
-    items, total = await paginate(session, query, page)
-    return Page(
-        items=[EventOut.model_validate(e) for e in items],
-        total=total,
-        skip=page.skip,
-        limit=page.limit,
-    )
+    return await page_of(session, query, page, EventOut.model_validate)
 
 
 @router.post(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Generic, TypeVar
 
 from fastapi import Depends, Query
@@ -10,6 +11,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 T = TypeVar("T")
+Out = TypeVar("Out")
 
 
 class Page(BaseModel, Generic[T]):
@@ -42,3 +44,11 @@ async def paginate(
     ).scalar_one()
     rows = (await session.execute(query.offset(page.skip).limit(page.limit))).scalars().all()
     return list(rows), total
+
+
+async def page_of(
+    session: AsyncSession, query: Select[T], page: PageParams, show: Callable[[T], Out]
+) -> Page[Out]:
+    """The page of `query` that `page` asks for, each row shown by `show`."""
+    rows, total = await paginate(session, query, page)
+    return Page(items=[show(row) for row in rows], total=total, skip=page.skip, limit=page.limit)

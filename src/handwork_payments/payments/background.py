@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -219,26 +220,16 @@ async def _capture(runtime: Runtime, payment_id: int, now: datetime, report: Rep
         payment, _ = await locked(session, payment_id)
         if payment.provider_operation is not None or not capture_due(runtime, payment, now):
             return  # released, refunded or being worked on since the query
-        begin_operation(payment, CAPTURE)
-        await record(
+        await _begin_capture(
             session,
-            actor_id=None,
-            actor_kind="system",
-            action="hold_guard.capture",
-            object_type="payment",
-            object_id=payment.id,
-            before=snapshot(payment),
-            after={
+            payment,
+            {
                 "capture_by": payment.capture_by.isoformat() if payment.capture_by else None,
                 "margin_hours": runtime.settings.capture_margin_hours,
                 "now": now.isoformat(),
             },
         )
-    captured = await service.finish_capture(
-        runtime, payment_id, actor_id=None, release=False, actor_kind="system"
-    )
-    if captured.hold_kind == HoldKind.CAPTURED:
-        report.captured.append(payment_id)
+    await _finish_capture(runtime, payment_id, report)
 
 
 async def _reauthorize(runtime: Runtime, payment_id: int, now: datetime, report: Report) -> None:
@@ -264,17 +255,27 @@ async def _capture_now(runtime: Runtime, payment_id: int, report: Report) -> Non
             or payment.hold_kind != HoldKind.AUTHORIZED
         ):
             return
-        begin_operation(payment, CAPTURE)
-        await record(
-            session,
-            actor_id=None,
-            actor_kind="system",
-            action="hold_guard.capture",
-            object_type="payment",
-            object_id=payment.id,
-            before=snapshot(payment),
-            after={"reason": "reauthorisation refused"},
-        )
+        await _begin_capture(session, payment, {"reason": "reauthorisation refused"})
+    await _finish_capture(runtime, payment_id, report)
+
+
+async def _begin_capture(session: AsyncSession, payment: Payment, why: dict[str, Any]) -> None:
+    """Step 1 of the guard's capture, under the payment's lock: the marker and the audit
+    row saying why the guard captures."""
+    begin_operation(payment, CAPTURE)
+    await record(
+        session,
+        actor_id=None,
+        actor_kind="system",
+        action="hold_guard.capture",
+        object_type="payment",
+        object_id=payment.id,
+        before=snapshot(payment),
+        after=why,
+    )
+
+
+async def _finish_capture(runtime: Runtime, payment_id: int, report: Report) -> None:
     captured = await service.finish_capture(
         runtime, payment_id, actor_id=None, release=False, actor_kind="system"
     )

@@ -60,6 +60,7 @@ from handwork_payments.payments.operations import CAPTURE
 from handwork_payments.providers.base import (
     HoldRef,
     HoldState,
+    NewHold,
     PaymentDeclinedError,
     ProviderError,
     ProviderHold,
@@ -111,13 +112,15 @@ async def create_hold(
             hold = await provider.get_hold(HoldRef(existing))
             return payment, hold
         hold = await provider.create_hold(
-            payment_id=payment.id,
-            booking_id=booking_id,
-            amount=amount,
-            currency=currency,
-            payment_method=payment_method,
-            return_url=return_url,
-            cancel_url=cancel_url,
+            NewHold(
+                payment_id=payment.id,
+                booking_id=booking_id,
+                amount=amount,
+                currency=currency,
+                payment_method=payment_method,
+                return_url=return_url,
+                cancel_url=cancel_url,
+            ),
             idempotency_key=f"payment-{payment.id}-hold",
         )
     except PaymentDeclinedError as exc:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from handwork_payments.audit.service import record
 from handwork_payments.db import transaction
 from handwork_payments.kit.errors import BadRequest, Conflict, NotFound
 from handwork_payments.models import PayoutStatus, WorkerPayout
 from handwork_payments.payouts import holds, repository
+from handwork_payments.payouts.audit import audit_payout
 from handwork_payments.payouts.service import apply_transfer
 from handwork_payments.providers.base import ProviderTransfer, TransferState
 from handwork_payments.runtime import Runtime
@@ -31,13 +31,12 @@ async def decide(
         if payout.status != PayoutStatus.PROCESSING or payout.held_reason is None:
             raise Conflict(f"Payout #{payout_id} is not held ({payout.status})")
         held = payout.held_reason
-        await record(
+        await audit_payout(
             session,
+            payout.id,
+            f"payout.decided_{decision}",
             actor_id=actor_id,
             actor_kind="admin",
-            action=f"payout.decided_{decision}",
-            object_type="payout",
-            object_id=payout.id,
             before={"held_reason": held},
             after={"decision": decision, "reason": reason},
         )

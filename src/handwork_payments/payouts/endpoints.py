@@ -11,7 +11,7 @@ from handwork_payments.kit.errors import (
     Unauthorized,
     error_responses,
 )
-from handwork_payments.kit.pagination import Page, PageDep, paginate
+from handwork_payments.kit.pagination import Page, PageDep, page_of
 from handwork_payments.kit.schemas import PathId
 from handwork_payments.models import PaymentMethod
 from handwork_payments.payouts import methods, repository, service
@@ -67,10 +67,7 @@ async def request_payout(body: PayoutRequest, worker: WorkerUser, runtime: Runti
 
 @router.get("/payouts", response_model=Page[PayoutOut], responses=error_responses(Unauthorized))
 async def list_payouts(user: CurrentUser, session: SessionDep, page: PageDep) -> Page[PayoutOut]:
-    items, total = await paginate(session, repository.visible(user), page)
-    return Page(
-        items=[PayoutOut.of(p) for p in items], total=total, skip=page.skip, limit=page.limit
-    )
+    return await page_of(session, repository.visible(user), page, PayoutOut.of)
 
 
 @router.post(

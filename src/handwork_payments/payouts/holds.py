@@ -26,11 +26,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.audit.alerts import alert
-from handwork_payments.audit.service import record
 from handwork_payments.db import Sessions, transaction
 from handwork_payments.kit import jobs
 from handwork_payments.ledger import service as ledger
 from handwork_payments.models import PayoutStatus, WorkerPayout
+from handwork_payments.payouts.audit import audit_payout
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +45,10 @@ async def park(session: AsyncSession, payout: WorkerPayout, code: str, detail: s
     if payout.held_reason is not None:
         return
     payout.held_reason = f"{code}: {detail}"
-    await record(
+    await audit_payout(
         session,
-        actor_id=None,
-        actor_kind="system",
-        action="payout.held",
-        object_type="payout",
-        object_id=payout.id,
+        payout.id,
+        "payout.held",
         after={"status": payout.status, "held_reason": payout.held_reason},
     )
     await alert(
@@ -138,13 +135,10 @@ async def unpark_found(session: AsyncSession, payout: WorkerPayout) -> None:
     """The provider named the item of a payout parked as not found: the hold ends."""
     before = payout.held_reason
     payout.held_reason = None
-    await record(
+    await audit_payout(
         session,
-        actor_id=None,
-        actor_kind="system",
-        action="payout.released",
-        object_type="payout",
-        object_id=payout.id,
+        payout.id,
+        "payout.released",
         before={"held_reason": before},
         after={"held_reason": None, "why": "the provider named its item"},
     )
@@ -156,13 +150,12 @@ async def unpark(
     before = payout.held_reason
     payout.held_reason = None
     await jobs.defer(session, SEND_TASK, args={"payout_id": payout.id}, lock=f"payout-{payout.id}")
-    await record(
+    await audit_payout(
         session,
+        payout.id,
+        "payout.released",
         actor_id=actor_id,
         actor_kind="admin" if actor_id else "system",
-        action="payout.released",
-        object_type="payout",
-        object_id=payout.id,
         before={"held_reason": before},
         after={"held_reason": None, "why": why},
     )

@@ -20,7 +20,6 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.audit.alerts import alert
-from handwork_payments.audit.service import record
 from handwork_payments.db import transaction
 from handwork_payments.events import outbox
 from handwork_payments.kit import jobs, money
@@ -37,6 +36,7 @@ from handwork_payments.models import (
     WorkerPayout,
 )
 from handwork_payments.payouts import holds, repository
+from handwork_payments.payouts.audit import audit_payout
 from handwork_payments.payouts.states import PAYOUT
 from handwork_payments.providers.base import (
     PaymentProvider,
@@ -124,12 +124,11 @@ async def request(
             history=[History(worker.id, TransactionType.PAYOUT, -amount, f"Payout #{payout.id}")],
             payout_id=payout.id,
         )
-        await record(
+        await audit_payout(
             session,
+            payout.id,
+            "payout.requested",
             actor_id=worker.id,
-            action="payout.requested",
-            object_type="payout",
-            object_id=payout.id,
             after={"status": payout.status, "amount": amount, "currency": currency},
         )
     return payout
@@ -156,12 +155,11 @@ async def process(runtime: Runtime, admin: User, payout_id: int) -> WorkerPayout
             await jobs.defer(
                 session, SEND_TASK, args={"payout_id": payout.id}, lock=f"payout-{payout.id}"
             )
-        await record(
+        await audit_payout(
             session,
+            payout.id,
+            "payout.processing",
             actor_id=admin.id,
-            action="payout.processing",
-            object_type="payout",
-            object_id=payout.id,
             before={"status": PayoutStatus.PENDING},
             after={"status": payout.status},
         )
@@ -254,13 +252,10 @@ async def send_batch(runtime: Runtime, method: PaymentMethod | str) -> list[int]
             payout.batch_key = batch_key
             payout.attempts = 1
             payout.last_attempt_at = now()
-            await record(
+            await audit_payout(
                 session,
-                actor_id=None,
-                actor_kind="system",
-                action="payout.batched",
-                object_type="payout",
-                object_id=payout.id,
+                payout.id,
+                "payout.batched",
                 after={"batch_key": batch_key, "batch_size": len(payouts)},
             )
         orders = [order_of(p) for p in payouts]
@@ -554,13 +549,11 @@ async def _complete(session: AsyncSession, payout: WorkerPayout, actor_kind: str
         lines=[(reserved, -payout.amount), (clearing, payout.amount)],
         payout_id=payout.id,
     )
-    await record(
+    await audit_payout(
         session,
-        actor_id=None,
+        payout.id,
+        "payout.completed",
         actor_kind=actor_kind,
-        action="payout.completed",
-        object_type="payout",
-        object_id=payout.id,
         before=before,
         after={"status": payout.status},
     )
@@ -596,13 +589,11 @@ async def _fail(session: AsyncSession, payout: WorkerPayout, reason: str, actor_
         ],
         payout_id=payout.id,
     )
-    await record(
+    await audit_payout(
         session,
-        actor_id=None,
+        payout.id,
+        "payout.failed",
         actor_kind=actor_kind,
-        action="payout.failed",
-        object_type="payout",
-        object_id=payout.id,
         before=before,
         after={"status": payout.status, "reason": reason},
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel
@@ -15,7 +14,6 @@ from handwork_payments.analytics.schemas import TransactionOut
 from handwork_payments.bookings.schemas import BookingOut
 from handwork_payments.disputes.schemas import DisputeOut
 from handwork_payments.kit.clock import now
-from handwork_payments.kit.money import format_amount
 from handwork_payments.models import (
     AuditLog,
     Booking,
@@ -83,7 +81,7 @@ async def export(session: AsyncSession, user: User) -> ExportOut:
             )
         ],
         transactions=[
-            _transaction(t)
+            TransactionOut.of(t)
             for t in await _all(
                 session,
                 select(PaymentTransaction)
@@ -97,20 +95,6 @@ async def export(session: AsyncSession, user: User) -> ExportOut:
 
 async def _all(session: AsyncSession, query: Any) -> list[Any]:
     return list((await session.scalars(query)).all())
-
-
-def _transaction(t: PaymentTransaction) -> TransactionOut:
-    return TransactionOut(
-        id=t.id,
-        transaction_type=t.transaction_type,
-        amount=Decimal(format_amount(t.amount, t.currency)),
-        currency=t.currency,
-        description=t.description,
-        reference_id=t.reference_id,
-        payment_id=t.payment_id,
-        payout_id=t.payout_id,
-        created_at=t.created_at,
-    )
 
 
 async def _audit(session: AsyncSession, user_id: int) -> list[AuditEntryOut]:

@@ -105,6 +105,20 @@ class HoldState(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class NewHold:
+    """What create_hold asks for: each provider uses the parts it takes (Stripe the
+    payment method, PayPal the redirect URLs)."""
+
+    payment_id: int
+    booking_id: int
+    amount: int
+    currency: str
+    payment_method: str | None = None
+    return_url: str | None = None
+    cancel_url: str | None = None
+
+
+@dataclass(frozen=True)
 class HoldRef:
     """What identifies a hold at the provider: the intent or order, and PayPal's
     authorisation / capture once there are any."""
@@ -293,18 +307,7 @@ class PaymentProvider(Protocol):
     name: str  # "stripe" | "paypal"
     live: bool  # False for the built-in simulator
 
-    async def create_hold(
-        self,
-        *,
-        payment_id: int,
-        booking_id: int,
-        amount: int,
-        currency: str,
-        payment_method: str | None,
-        return_url: str | None,
-        cancel_url: str | None,
-        idempotency_key: str,
-    ) -> ProviderHold:
+    async def create_hold(self, hold: NewHold, *, idempotency_key: str) -> ProviderHold:
         """Stripe: a manual-capture PaymentIntent (confirmed at once when a payment method
         is given). PayPal: an order with intent AUTHORIZE and its approval URL."""
         ...

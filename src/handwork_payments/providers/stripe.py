@@ -27,6 +27,7 @@ from handwork_payments.providers.base import (
     HoldRef,
     HoldState,
     InvalidSignatureError,
+    NewHold,
     PaymentDeclinedError,
     PaymentProvider,
     PayoutOrder,
@@ -122,36 +123,25 @@ class StripeProvider:
 
     # --- holds -------------------------------------------------------------------------
 
-    async def create_hold(
-        self,
-        *,
-        payment_id: int,
-        booking_id: int,
-        amount: int,
-        currency: str,
-        payment_method: str | None,
-        return_url: str | None,
-        cancel_url: str | None,
-        idempotency_key: str,
-    ) -> ProviderHold:
+    async def create_hold(self, hold: NewHold, *, idempotency_key: str) -> ProviderHold:
         # return_url / cancel_url are PayPal's: with allow_redirects="never" Stripe never
         # sends the payer away, and 3-D Secure runs in Stripe.js from the client_secret.
-        assert amount > 0
+        assert hold.amount > 0
         params: PaymentIntentCreateParams = {
-            "amount": amount,
-            "currency": currency.lower(),
+            "amount": hold.amount,
+            "currency": hold.currency.lower(),
             "capture_method": "manual",
             "metadata": {
-                "payment_id": str(payment_id),
-                "booking_id": str(booking_id),
-                "reference": self.ids.key(f"payment-{payment_id}"),
+                "payment_id": str(hold.payment_id),
+                "booking_id": str(hold.booking_id),
+                "reference": self.ids.key(f"payment-{hold.payment_id}"),
             },
             "expand": _EXPAND_CHARGE,
         }
-        if payment_method:
+        if hold.payment_method:
             # Confirmed server-side: a redirect could not come back to an API call, so only
             # methods that finish without one (cards, Apple Pay, Google Pay) are allowed.
-            params["payment_method"] = payment_method
+            params["payment_method"] = hold.payment_method
             params["confirm"] = True
             params["automatic_payment_methods"] = {"enabled": True, "allow_redirects": "never"}
         else:

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, or_, select
 
@@ -247,14 +247,32 @@ async def _payouts(runtime: Runtime, *, since: datetime | None) -> list[WorkerPa
 
 async def alert_differences(runtime: Runtime, result: Result) -> None:
     """One alert per difference (the daily job)."""
-    if not result.differences:
+    await alert_each(
+        runtime, result.differences or [], "reconciliation_difference", "Reconciliation"
+    )
+
+
+class OnObject(Protocol):
+    """A difference found on one of our objects."""
+
+    @property
+    def object_type(self) -> str: ...
+    @property
+    def object_id(self) -> int: ...
+
+
+async def alert_each(
+    runtime: Runtime, differences: Sequence[OnObject], kind: str, title: str
+) -> None:
+    """One alert `kind` per difference, on the object it was found on, in one transaction."""
+    if not differences:
         return
     async with transaction(runtime.sessions) as session:
-        for difference in result.differences:
+        for difference in differences:
             await alert(
                 session,
-                "reconciliation_difference",
-                f"Reconciliation: {difference}",
+                kind,
+                f"{title}: {difference}",
                 difference.object_type,
                 difference.object_id,
             )

@@ -28,8 +28,6 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handwork_payments.audit.alerts import alert
-from handwork_payments.db import transaction
 from handwork_payments.models import (
     Payment,
     PaymentDispute,
@@ -41,6 +39,7 @@ from handwork_payments.models import (
     WorkerPayout,
 )
 from handwork_payments.providers.base import StatementKind, StatementLine, StatementProvider
+from handwork_payments.reconcile.service import alert_each
 from handwork_payments.runtime import Runtime
 
 # Our objects are looked up this far before the window (a hold captured by the hold guard
@@ -252,14 +251,6 @@ async def reconcile_statements(
 
 
 async def alert_statement_differences(runtime: Runtime, result: StatementResult) -> None:
-    if not result.differences:
-        return
-    async with transaction(runtime.sessions) as session:
-        for difference in result.differences:
-            await alert(
-                session,
-                "statement_difference",
-                f"Statement reconciliation: {difference}",
-                difference.object_type,
-                difference.object_id,
-            )
+    await alert_each(
+        runtime, result.differences or [], "statement_difference", "Statement reconciliation"
+    )

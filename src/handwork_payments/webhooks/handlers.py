@@ -29,18 +29,21 @@ What the shared handlers do:
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.audit.alerts import alert
 from handwork_payments.audit.service import record
+from handwork_payments.connect import reversals
 from handwork_payments.db import transaction
 from handwork_payments.models import (
     Alert,
     Booking,
     HoldKind,
     Payment,
+    PaymentRefund,
     PaymentStatus,
     PayoutStatus,
     User,
@@ -61,6 +64,7 @@ from handwork_payments.payments.operations import OperationKind
 from handwork_payments.payments.provider_fees import book_capture_fee
 from handwork_payments.payments.service import void_failed_hold
 from handwork_payments.payouts import repository as payouts
+from handwork_payments.payouts.audit import audit_payout
 from handwork_payments.payouts.service import apply_transfer
 from handwork_payments.providers.base import (
     EventKind,
@@ -121,6 +125,27 @@ def ensure_no_call_in_flight(payment: Payment, event: ProviderEvent) -> None:
             f"payment {payment.id} has a provider call in flight ({payment.provider_operation}); "
             f"{event.event_type} {event.event_id} is applied after it"
         )
+
+
+PaymentStep = Callable[[AsyncSession, Payment, Booking], Awaitable[PaymentRefund | None]]
+
+
+async def apply_to_payment(runtime: Runtime, event: ProviderEvent, step: PaymentStep) -> None:
+    """Run `step` on the event's payment under its row lock, once no call of ours is in
+    flight on it (else RetryLater). A refund the step books after the release is then
+    covered from the worker's payout: after the commit, as covering calls the provider."""
+    cover: int | None = None
+    async with transaction(runtime.sessions) as session:
+        target = await locked_payment(session, event)
+        if target is None:
+            return
+        payment, booking = target
+        ensure_no_call_in_flight(payment, event)
+        row = await step(session, payment, booking)
+        if row is not None and not row.before_release:
+            cover = row.id
+    if cover is not None:
+        await reversals.cover_refund(runtime, cover)
 
 
 # --- holds --------------------------------------------------------------------------------
@@ -406,13 +431,11 @@ async def _payout_delayed(
     )
     if exists is not None:
         return
-    await record(
+    await audit_payout(
         session,
-        actor_id=None,
+        payout.id,
+        f"payout.{status}",
         actor_kind=event.provider,
-        action=f"payout.{status}",
-        object_type="payout",
-        object_id=payout.id,
         after={"status": payout.status, event.provider: event.failure_message},
     )
     await alert(

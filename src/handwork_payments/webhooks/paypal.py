@@ -47,7 +47,7 @@ from handwork_payments.models import (
     RefundStatus,
 )
 from handwork_payments.payments import repository as payments
-from handwork_payments.payments.escrow import locked, operation_of
+from handwork_payments.payments.escrow import operation_of
 from handwork_payments.payments.external_refunds import (
     REFUNDABLE_HERE,
     record_external_refund,
@@ -58,9 +58,10 @@ from handwork_payments.providers.base import ChargebackOutcome, EventKind, Provi
 from handwork_payments.runtime import Runtime
 from handwork_payments.webhooks.handlers import (
     RetryLater,
+    apply_to_payment,
     ensure_no_call_in_flight,
     hold_event,
-    unknown,
+    locked_payment,
 )
 
 log = logging.getLogger(__name__)
@@ -197,11 +198,10 @@ async def money_back_event(runtime: Runtime, event: ProviderEvent) -> None:
         return
     cover: int | None = None
     async with transaction(runtime.sessions) as session:
-        found = await payments.by_provider_id(session, PROVIDER, event.object_id)
-        if found is None:
-            unknown(event)
+        target = await locked_payment(session, event)
+        if target is None:
             return
-        payment, booking = await locked(session, found.id)
+        payment, booking = target
         if await _known_refund(session, payment, movement_id):
             return  # ours (applied by the call that made it), or recorded already
         # A refund of ours whose answer has not been applied yet looks the same.
@@ -345,29 +345,16 @@ async def dispute_event(runtime: Runtime, event: ProviderEvent) -> None:
     if not event.dispute_id:
         log.warning("paypal event %s names no dispute: ignored", event.event_id)
         return
-    cover: int | None = None
-    async with transaction(runtime.sessions) as session:
-        found = await payments.by_provider_id(session, PROVIDER, event.object_id)
-        if found is None:
-            unknown(event)
-            return
-        payment, booking = await locked(session, found.id)
-        ensure_no_call_in_flight(payment, event)
-        dispute = await open_chargeback(
-            session,
-            payment,
-            provider=PROVIDER,
-            provider_dispute_id=event.dispute_id,
-            amount=event.amount,
-            reason=event.failure_message,
-        )
+
+    async def step(
+        session: AsyncSession, payment: Payment, booking: Booking
+    ) -> PaymentRefund | None:
+        dispute = await open_chargeback(session, payment, event)
         if dispute is None:
-            return
+            return None
         await _count_earlier_reversals(session, payment, dispute)
         if event.kind != EventKind.DISPUTE_CLOSED or dispute.status == DisputeStatus.CLOSED:
-            return
-        row = await _close(session, payment, booking, dispute, event)
-        if row is not None and not row.before_release:
-            cover = row.id
-    if cover is not None:
-        await reversals.cover_refund(runtime, cover)
+            return None
+        return await _close(session, payment, booking, dispute, event)
+
+    await apply_to_payment(runtime, event, step)

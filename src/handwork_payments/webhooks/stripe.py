@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from handwork_payments.connect import reversals
 from handwork_payments.db import transaction
 from handwork_payments.disputes.chargebacks import close_chargeback, open_chargeback
 from handwork_payments.disputes.losses import book_dispute_fee
-from handwork_payments.models import PayoutStatus, ReversalStatus
+from handwork_payments.models import Booking, Payment, PaymentRefund, PayoutStatus, ReversalStatus
 from handwork_payments.payments.external_refunds import record_external_refund
 from handwork_payments.payouts import repository as payouts
 from handwork_payments.payouts.service import apply_transfer
@@ -30,8 +32,7 @@ from handwork_payments.providers.base import (
 from handwork_payments.runtime import Runtime
 from handwork_payments.webhooks.handlers import (
     RetryLater,
-    ensure_no_call_in_flight,
-    locked_payment,
+    apply_to_payment,
     unknown,
 )
 
@@ -40,26 +41,20 @@ log = logging.getLogger(__name__)
 
 async def refunded_event(runtime: Runtime, event: ProviderEvent) -> None:
     assert event.object_id is not None
-    provider_refunded = event.refunded_total or 0
-    cover: int | None = None
-    async with transaction(runtime.sessions) as session:
-        target = await locked_payment(session, event)
-        if target is None:
-            return
-        payment, booking = target
-        ensure_no_call_in_flight(payment, event)
-        row = await record_external_refund(
+
+    async def step(
+        session: AsyncSession, payment: Payment, booking: Booking
+    ) -> PaymentRefund | None:
+        return await record_external_refund(
             session,
             payment,
             booking,
             provider=event.provider,
-            provider_refunded=provider_refunded,
+            provider_refunded=event.refunded_total or 0,
             event_id=event.event_id,
         )
-        if row is not None and not row.before_release:
-            cover = row.id
-    if cover is not None:
-        await reversals.cover_refund(runtime, cover)
+
+    await apply_to_payment(runtime, event, step)
 
 
 async def dispute_event(runtime: Runtime, event: ProviderEvent) -> None:
@@ -67,41 +62,29 @@ async def dispute_event(runtime: Runtime, event: ProviderEvent) -> None:
     if not event.dispute_id:
         log.warning("stripe event %s names no dispute: ignored", event.event_id)
         return
-    cover: int | None = None
-    async with transaction(runtime.sessions) as session:
-        target = await locked_payment(session, event)
-        if target is None:
-            return
-        payment, booking = target
-        ensure_no_call_in_flight(payment, event)
-        # Opened now unless it is already: a `closed` that overtook its `created` opens it
-        # first, so the decision is applied to a dispute either way.
-        dispute = await open_chargeback(
+
+    async def step(
+        session: AsyncSession, payment: Payment, booking: Booking
+    ) -> PaymentRefund | None:
+        dispute = await open_chargeback(session, payment, event)
+        if dispute is None:
+            return None
+        await book_dispute_fee(session, payment, dispute, event.dispute_fee)
+        if event.kind != EventKind.DISPUTE_CLOSED:
+            return None
+        outcome = event.dispute_outcome or ChargebackOutcome.UNKNOWN
+        return await close_chargeback(
             session,
             payment,
+            booking,
+            dispute,
             provider=event.provider,
-            provider_dispute_id=event.dispute_id,
+            outcome=outcome,
+            detail=event.dispute_detail or outcome,
             amount=event.amount,
-            reason=event.failure_message,
         )
-        if dispute is not None:
-            await book_dispute_fee(session, payment, dispute, event.dispute_fee)
-        if dispute is not None and event.kind == EventKind.DISPUTE_CLOSED:
-            outcome = event.dispute_outcome or ChargebackOutcome.UNKNOWN
-            row = await close_chargeback(
-                session,
-                payment,
-                booking,
-                dispute,
-                provider=event.provider,
-                outcome=outcome,
-                detail=event.dispute_detail or outcome,
-                amount=event.amount,
-            )
-            if row is not None and not row.before_release:
-                cover = row.id
-    if cover is not None:
-        await reversals.cover_refund(runtime, cover)
+
+    await apply_to_payment(runtime, event, step)
 
 
 async def transfer_reversed(runtime: Runtime, event: ProviderEvent) -> None:

@@ -47,6 +47,7 @@ from handwork_payments.providers.base import (
     EventKind,
     HoldRef,
     InvalidSignatureError,
+    NewHold,
     PayoutOrder,
     ProviderCapture,
     ProviderEvent,
@@ -144,41 +145,30 @@ class PayPalProvider:
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    async def create_hold(
-        self,
-        *,
-        payment_id: int,
-        booking_id: int,
-        amount: int,
-        currency: str,
-        payment_method: str | None,
-        return_url: str | None,
-        cancel_url: str | None,
-        idempotency_key: str,
-    ) -> ProviderHold:
-        assert amount > 0, "a hold is for a positive amount"
-        currency = normalize_currency(currency)
+    async def create_hold(self, hold: NewHold, *, idempotency_key: str) -> ProviderHold:
+        assert hold.amount > 0, "a hold is for a positive amount"
+        currency = normalize_currency(hold.currency)
         # Our payment id, in the form PayPal echoes back on captures, refunds and disputes;
         # invoice_id must be unique per payment (PayPal may refuse a reused one), across
         # installations too: hence the prefix.
-        reference = self.ids.key(f"payment-{payment_id}")
+        reference = self.ids.key(f"payment-{hold.payment_id}")
         experience: dict[str, Any] = {
             "user_action": "PAY_NOW",
             "shipping_preference": "NO_SHIPPING",  # a service booking ships nothing
         }
-        if return_url:
-            experience["return_url"] = return_url
-        if cancel_url:
-            experience["cancel_url"] = cancel_url
+        if hold.return_url:
+            experience["return_url"] = hold.return_url
+        if hold.cancel_url:
+            experience["cancel_url"] = hold.cancel_url
         body = {
             "intent": "AUTHORIZE",
             "purchase_units": [
                 {
-                    "reference_id": f"booking-{booking_id}",
-                    "description": f"Booking {booking_id}",
+                    "reference_id": f"booking-{hold.booking_id}",
+                    "description": f"Booking {hold.booking_id}",
                     "custom_id": reference,
                     "invoice_id": reference,
-                    "amount": paypal_money(amount, currency),
+                    "amount": paypal_money(hold.amount, currency),
                 }
             ],
             "payment_source": {"paypal": {"experience_context": experience}},
@@ -190,7 +180,7 @@ class PayPalProvider:
             request_id=self.ids.key(idempotency_key),
             representation=True,
         )
-        return hold_from_order(order, amount=amount, currency=currency)
+        return hold_from_order(order, amount=hold.amount, currency=currency)
 
     async def confirm_hold(
         self, *, provider_payment_id: str, payer_id: str | None, idempotency_key: str

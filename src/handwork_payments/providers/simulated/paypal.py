@@ -22,6 +22,7 @@ from handwork_payments.kit.money import to_minor
 from handwork_payments.models import SimulatedObject
 from handwork_payments.providers.base import (
     HoldRef,
+    NewHold,
     PaymentProvider,
     PayoutBatchProvider,
     PayoutOrder,
@@ -55,7 +56,6 @@ from handwork_payments.providers.simulated.store import (
     STATEMENT_LINE,
     UPPER_ALNUM,
     Json,
-    NewHold,
     SimulatedProvider,
     UnknownObjectError,
     check_same_currency,

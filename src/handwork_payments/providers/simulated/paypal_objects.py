@@ -12,6 +12,7 @@ from handwork_payments.kit.money import format_amount, to_minor
 from handwork_payments.providers.base import (
     HoldRef,
     HoldState,
+    NewHold,
     PayoutOrder,
     ProviderError,
     ProviderHold,
@@ -20,7 +21,6 @@ from handwork_payments.providers.base import (
 )
 from handwork_payments.providers.simulated.store import (
     Json,
-    NewHold,
     UnknownObjectError,
     paypal_id,
     paypal_time,

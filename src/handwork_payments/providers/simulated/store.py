@@ -20,7 +20,7 @@ import string
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -35,6 +35,7 @@ from handwork_payments.models import SimulatedObject
 from handwork_payments.providers.base import (
     HoldRef,
     HoldState,
+    NewHold,
     PaymentDeclinedError,
     PayoutOrder,
     ProviderCapture,
@@ -170,20 +171,6 @@ def check_same_currency(theirs: str, ours: str, code: str) -> None:
         )
 
 
-@dataclass(frozen=True)
-class NewHold:
-    """What create_hold asks for: each flavour uses the parts its provider takes (Stripe
-    the payment method, PayPal the redirect URLs)."""
-
-    payment_id: int
-    booking_id: int
-    amount: int
-    currency: str  # checked and normalised
-    payment_method: str | None
-    return_url: str | None
-    cancel_url: str | None
-
-
 OnHold = Callable[[AsyncSession, HoldRef, int, str], Awaitable[Json]]
 
 
@@ -260,40 +247,14 @@ class SimulatedProvider(ABC):
 
     # --- the keyed calls of the PaymentProvider protocol ---------------------------------
 
-    async def create_hold(
-        self,
-        *,
-        payment_id: int,
-        booking_id: int,
-        amount: int,
-        currency: str,
-        payment_method: str | None,
-        return_url: str | None,
-        cancel_url: str | None,
-        idempotency_key: str,
-    ) -> ProviderHold:
-        params: Json = {
-            "payment_id": payment_id,
-            "booking_id": booking_id,
-            "amount": amount,
-            "currency": currency.upper(),
-            "payment_method": payment_method,
-            "return_url": return_url,
-            "cancel_url": cancel_url,
-        }
+    async def create_hold(self, hold: NewHold, *, idempotency_key: str) -> ProviderHold:
+        params: Json = asdict(hold) | {"currency": hold.currency.upper()}
 
         async def act(session: AsyncSession) -> Json:
-            self._check_amount(amount)
-            hold = NewHold(
-                payment_id,
-                booking_id,
-                amount,
-                self._currency(currency),
-                payment_method,
-                return_url,
-                cancel_url,
+            self._check_amount(hold.amount)
+            return await self._open_hold(
+                session, replace(hold, currency=self._currency(hold.currency))
             )
-            return await self._open_hold(session, hold)
 
         return hold_from_json(
             await self._call("create_hold", act, key=idempotency_key, params=params)

@@ -23,6 +23,7 @@ from handwork_payments.providers import stripe_events, stripe_statements
 from handwork_payments.providers.base import (
     ConnectProvider,
     HoldRef,
+    NewHold,
     PaymentDeclinedError,
     PaymentProvider,
     PayoutOrder,
@@ -45,7 +46,6 @@ from handwork_payments.providers.simulated.store import (
     TRANSFER,
     TRANSFER_REVERSAL,
     Json,
-    NewHold,
     SimulatedProvider,
     UnknownObjectError,
     check_same_currency,
