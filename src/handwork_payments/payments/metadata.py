@@ -7,13 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-
 from handwork_payments.audit.alerts import alert
 from handwork_payments.audit.service import record
 from handwork_payments.db import transaction
 from handwork_payments.kit.crypto import UnreadableMetadata
-from handwork_payments.models import Alert, Payment, User
+from handwork_payments.models import Payment, User
 from handwork_payments.runtime import Runtime
 
 UNREADABLE = "metadata_unreadable"
@@ -25,7 +23,17 @@ async def readable_metadata(
     try:
         metadata = runtime.cipher.decrypt(payment.payment_metadata)
     except UnreadableMetadata:
-        await _alert_once(runtime, payment.id)
+        async with transaction(runtime.sessions) as session:
+            # One open alert a payment however often admins look: alert() de-duplicates
+            # (its count says how often the metadata was unreadable).
+            await alert(
+                session,
+                UNREADABLE,
+                f"payment #{payment.id}: payment_metadata cannot be decrypted with "
+                "METADATA_ENCRYPTION_KEYS (was the key that wrote it removed?)",
+                "payment",
+                payment.id,
+            )
         return None
     if metadata is not None:
         async with transaction(runtime.sessions) as session:
@@ -37,23 +45,3 @@ async def readable_metadata(
                 object_id=payment.id,
             )
     return metadata
-
-
-async def _alert_once(runtime: Runtime, payment_id: int) -> None:
-    """One alert a payment, however often admins look at it."""
-    async with transaction(runtime.sessions) as session:
-        known = await session.scalar(
-            select(Alert.id)
-            .where(Alert.kind == UNREADABLE, Alert.object_type == "payment")
-            .where(Alert.object_id == payment_id)
-            .limit(1)
-        )
-        if known is None:
-            await alert(
-                session,
-                UNREADABLE,
-                f"payment #{payment_id}: payment_metadata cannot be decrypted with "
-                "METADATA_ENCRYPTION_KEYS (was the key that wrote it removed?)",
-                "payment",
-                payment_id,
-            )
