@@ -146,6 +146,12 @@ SELECT id, created_at, (SELECT count(*) FROM locked) AS accounts FROM entry
 """)
 
 
+async def account_exists(session: AsyncSession, code: str) -> bool:
+    """Whether the account was ever opened (read, never created)."""
+    found = await session.scalar(select(LedgerAccount.id).where(LedgerAccount.code == code))
+    return found is not None
+
+
 async def balance_of(session: AsyncSession, code: str) -> int:
     """An account's balance by its code; 0 for an account that does not exist yet."""
     value = (

@@ -95,6 +95,11 @@ async def losses(session: AsyncSession, currency: str) -> LedgerAccount:
     )
 
 
+async def has_available(session: AsyncSession, worker_id: int, currency: str) -> bool:
+    """Whether the worker has (ever had) a balance in `currency`."""
+    return await repository.account_exists(session, available_code(worker_id, currency))
+
+
 async def locked_available(session: AsyncSession, worker_id: int, currency: str) -> LedgerAccount:
     """The worker's available account under a row lock: hold it while checking a balance
     that is about to be spent, so two payouts cannot both see the same money."""

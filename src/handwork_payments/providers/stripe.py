@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import stripe
 
-from handwork_payments.providers import stripe_events, stripe_statements
+from handwork_payments.providers import currencies, stripe_events, stripe_statements
 from handwork_payments.providers.base import (
     ConnectProvider,
     HoldRef,
@@ -84,6 +84,7 @@ class StripeProvider:
 
     name = "stripe"
     live = True
+    currency_rules = currencies.STRIPE
 
     def __init__(
         self,

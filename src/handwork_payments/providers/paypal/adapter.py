@@ -43,6 +43,7 @@ from typing import Any
 import httpx
 
 from handwork_payments.kit.money import normalize_currency
+from handwork_payments.providers import currencies
 from handwork_payments.providers.base import (
     EventKind,
     HoldRef,
@@ -115,6 +116,7 @@ class PayPalProvider:
 
     name = "paypal"
     live = True
+    currency_rules = currencies.PAYPAL
 
     def __init__(
         self,
