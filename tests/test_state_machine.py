@@ -77,6 +77,38 @@ EXAMPLE_TABLES = ", ".join(t for t in TABLES.split(", ") if t != "users")
 EXPONENT = {"USD": 2, "JPY": 0, "KWD": 3}
 CURRENCIES = tuple(EXPONENT)
 MAX_AMOUNT = 99_999_999
+# The model's own table of what the providers refuse (not providers/currencies.py): PayPal
+# takes no KWD, Stripe's least charge in USD and JPY, Stripe's KWD amounts end in 0, and a
+# PayPal payout item is at most USD 20,000.00.
+STRIPE_MINIMUM = {"USD": 50, "JPY": 50}
+PAYPAL_PAYOUT_MAXIMUM = {"USD": 2_000_000}
+
+
+def refused(method: str, currency: str, amount: int) -> str | None:
+    """What the provider would refuse of a charge, as the 400's detail says it."""
+    if method == "paypal" and currency == "KWD":
+        return "PayPal does not accept KWD"
+    if method == "stripe" and amount < STRIPE_MINIMUM.get(currency, 0):
+        return "Stripe needs at least"
+    return refused_amount(method, currency, amount)
+
+
+def refused_amount(method: str, currency: str, amount: int) -> str | None:
+    """What the provider would refuse of any amount (a refund too)."""
+    if method == "stripe" and currency == "KWD" and amount % 10:
+        return "KWD amounts on Stripe must end in 0"
+    return None
+
+
+def fitted(currency: str, amount: int, method: str) -> int:
+    """`amount` moved to the nearest one the provider takes (when it takes the currency)."""
+    if method == "stripe":
+        amount = max(amount, STRIPE_MINIMUM.get(currency, 0))
+        if currency == "KWD":
+            amount = max(10, amount - amount % 10)
+    return amount
+
+
 FEE_PERCENT = 5
 # Bounded to keep the test well under a minute (about 30 s on a quiet two-core machine).
 EXAMPLES = int(os.environ.get("HP_MACHINE_EXAMPLES", "12"))
@@ -443,18 +475,23 @@ class PaymentsMachine(RuleBasedStateMachine):
                 *("card later", "paypal later", "declined card", "unpaid"),
             ]
         ),
+        fit=aims,
     )
-    def book_and_pay(self, client: int, worker: int, currency: str, amount: int, then: str) -> None:
+    def book_and_pay(
+        self, client: int, worker: int, currency: str, amount: int, then: str, fit: bool = True
+    ) -> None:
         """A booking, and (mostly) its payment: a card held at once, a PayPal order
-        approved and executed, or a payment left pending for `confirm`, or declined."""
+        approved and executed, or a payment left pending for `confirm`, or declined.
+        Mostly (`fit`) of an amount the provider takes, else perhaps refused (400)."""
+        method = "paypal" if then.startswith("paypal") else "stripe"
+        if fit:
+            amount = fitted(currency, amount, method)
         booking = self.create_booking(self.clients[client], self.workers[worker], currency, amount)
         if then == "unpaid":
             return
-        method = "paypal" if then.startswith("paypal") else "stripe"
         card = {"card": "pm_card_visa", "declined card": "pm_card_chargeDeclined"}.get(then)
         payment = self.pay_booking(booking, method, card)
-        if then == "paypal approved":
-            assert payment is not None
+        if then == "paypal approved" and payment is not None:
             self.confirm_payment(payment, "approve")
 
     def create_booking(self, payer: Party, pro: Party, currency: str, amount: int) -> BookingM:
@@ -508,6 +545,11 @@ class PaymentsMachine(RuleBasedStateMachine):
             # lost answer retried).
             card = live.card
         r = self.start_payment(booking, method, card)
+        problem = None if live is not None else refused(method, booking.currency, booking.amount)
+        if problem is not None:
+            # Refused before any provider call: no payment exists.
+            assert problem in self.expect(r, 400)["detail"]
+            return None
         if method == "stripe" and card == "pm_card_chargeDeclined" and live is None:
             assert "declined" in self.expect(r, 402)["detail"].lower()
             failed = self.run(self.call("GET", "/payments/", booking.client, status="failed"))
@@ -724,6 +766,8 @@ class PaymentsMachine(RuleBasedStateMachine):
             self.expect(r, 409)
         elif asked is not None and asked > remaining:
             assert "left to refund" in self.expect(r, 400)["detail"]
+        elif asked is not None and (problem := refused_amount(payment.method, currency, asked)):
+            assert problem in self.expect(r, 400)["detail"]
         else:
             self.on_refund(payment, remaining if asked is None else asked)
             out = self.expect(r, 200)
@@ -1034,8 +1078,14 @@ class PaymentsMachine(RuleBasedStateMachine):
         r = self.post("/payments/payouts/request", pro, body)
         if asked is None:
             self.expect(r, 422)
+        elif method == "paypal" and currency == "KWD":
+            assert "PayPal does not pay out KWD" in self.expect(r, 400)["detail"]
+        elif method == "paypal" and asked > PAYPAL_PAYOUT_MAXIMUM.get(currency, asked):
+            assert "PayPal pays out at most" in self.expect(r, 400)["detail"]
         elif asked > available:
-            assert "Insufficient available balance" in self.expect(r, 400)["detail"]
+            detail = self.expect(r, 400)["detail"]
+            # Never had this currency: no balance in it, rather than too little.
+            assert "Insufficient available balance" in detail or "balance to pay out" in detail
         else:
             out = self.expect(r, 201)
             assert out["status"] == "pending" and parse(out["amount"], currency) == asked

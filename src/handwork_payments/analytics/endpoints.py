@@ -1,44 +1,43 @@
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from handwork_payments.analytics import repository
-from handwork_payments.analytics.schemas import ClientSummary, TransactionOut, WorkerEarnings
+from handwork_payments.analytics.schemas import (
+    ClientSummaries,
+    ClientSummary,
+    TransactionOut,
+    WorkerBalances,
+    WorkerEarnings,
+)
 from handwork_payments.http.deps import ClientUser, CurrentUser, SessionDep, WorkerUser
 from handwork_payments.kit.errors import Forbidden, Unauthorized, error_responses
-from handwork_payments.kit.money import format_amount
 from handwork_payments.kit.pagination import Page, PageDep, page_of
 from handwork_payments.kit.schemas import CurrencyIn
 
 router = APIRouter(prefix="/payments", tags=["analytics"])
 
 CurrencyQuery = Annotated[CurrencyIn, Query()]
-
-
-def _money(minor: int, currency: str) -> Decimal:
-    return Decimal(format_amount(minor, currency))
+OptionalCurrency = Annotated[CurrencyIn | None, Query()]
 
 
 @router.get(
     "/summary/client",
-    response_model=ClientSummary,
+    response_model=ClientSummary | ClientSummaries,
     responses=error_responses(Unauthorized, Forbidden),
 )
 async def client_summary(
-    user: ClientUser, session: SessionDep, currency: CurrencyQuery = "USD"
-) -> ClientSummary:
-    t = await repository.client_totals(session, user.id, currency)
-    return ClientSummary(
-        currency=currency,
-        payment_count=t["count"],
-        total_spent=_money(t["held"] + t["released"], currency),
-        total_held=_money(t["held"], currency),
-        total_released=_money(t["released"], currency),
-        total_refunded=_money(t["refunded"], currency),
-    )
+    user: ClientUser, session: SessionDep, currency: OptionalCurrency = None
+) -> ClientSummary | ClientSummaries:
+    """With `currency`, that currency's summary; without, one per currency paid in."""
+    if currency is not None:
+        return ClientSummary.of(
+            currency, await repository.client_totals(session, user.id, currency)
+        )
+    found = await repository.client_totals_by_currency(session, user.id)
+    return ClientSummaries(items=[ClientSummary.of(c, t) for c, t in found.items()])
 
 
 @router.get(
@@ -49,17 +48,18 @@ async def client_summary(
 async def worker_earnings(
     user: WorkerUser, session: SessionDep, currency: CurrencyQuery = "USD"
 ) -> WorkerEarnings:
-    t = await repository.worker_totals(session, user.id, currency)
-    return WorkerEarnings(
-        currency=currency,
-        available_balance=_money(t["available"], currency),
-        pending_balance=_money(t["pending"], currency),
-        # What was released to the worker net of clawbacks: still available, reserved
-        # for a payout, or paid out.
-        total_earned=_money(t["available"] + t["reserved"] + t["paid_out"], currency),
-        total_paid_out=_money(t["paid_out"], currency),
-        pending_payouts=_money(t["reserved"], currency),
-    )
+    return WorkerEarnings.of(currency, await repository.worker_totals(session, user.id, currency))
+
+
+@router.get(
+    "/balances",
+    response_model=WorkerBalances,
+    responses=error_responses(Unauthorized, Forbidden),
+)
+async def worker_balances(user: WorkerUser, session: SessionDep) -> WorkerBalances:
+    """The earnings figures in every currency the worker has, one query."""
+    found = await repository.worker_totals_by_currency(session, user.id)
+    return WorkerBalances(items=[WorkerEarnings.of(c, t) for c, t in found.items()])
 
 
 @router.get(

@@ -39,15 +39,17 @@ class NotAccepted(BadRequest):
 
 @dataclass(frozen=True)
 class CurrencyRules:
-    """One provider's table. `step`: amounts must be a multiple of it (minor units);
-    `minimum`: the least a charge may be, where the provider fixes one; `maximum`: the
-    most one charge may be; `payout_maximum`: the most one payout may be, per currency."""
+    """One provider's table. `step`: charges and refunds must be a multiple of it (minor
+    units), `payout_step` payouts; `minimum`: the least a charge may be, where the provider
+    fixes one; `maximum`: the most one charge may be; `payout_maximum`: the most one payout
+    may be, per currency."""
 
     provider: str  # as said to people: "Stripe", "PayPal"
     currencies: frozenset[str]
     payout_currencies: frozenset[str]
     maximum: int
     step: Mapping[str, int] = field(default_factory=dict)
+    payout_step: Mapping[str, int] = field(default_factory=dict)
     minimum: Mapping[str, int] = field(default_factory=dict)
     payout_maximum: Mapping[str, int] = field(default_factory=dict)
 
@@ -63,8 +65,10 @@ class CurrencyRules:
         return self.amount_problem(amount, currency)
 
     def amount_problem(self, amount: int, currency: str) -> str | None:
-        """Why the provider would refuse this amount in any call (a refund too), or None."""
-        step = self.step.get(currency, 1)
+        """Why the provider would refuse this amount in a charge or a refund, or None."""
+        return self._step_problem(amount, currency, self.step.get(currency, 1))
+
+    def _step_problem(self, amount: int, currency: str, step: int) -> str | None:
         if amount % step == 0:
             return None
         if step == 10 ** money.exponent(currency):
@@ -78,7 +82,7 @@ class CurrencyRules:
         most = self.payout_maximum.get(currency)
         if most is not None and amount > most:
             return f"{self.provider} pays out at most {_shown(most, currency)} at once"
-        return self.amount_problem(amount, currency)
+        return self._step_problem(amount, currency, self.payout_step.get(currency, 1))
 
     def check_payment(self, amount: int, currency: str) -> None:
         _refuse(self.payment_problem(amount, currency))
@@ -114,6 +118,7 @@ def _minor(table: Mapping[str, str]) -> Mapping[str, int]:
 STRIPE_CURRENCIES = frozenset(money.CURRENCY_EXPONENTS) - {"ISK", "UGX"}
 # "these API calls [Payment Intents, Refunds, Disputes] require the least-significant
 # (last) digit to be 0 ... 5.124 KWD must be rounded to 5120 or 5130."
+# Transfers to connected accounts (our payouts) are not among the flows named: no step.
 STRIPE_THREE_DECIMAL_STEP = dict.fromkeys(("BHD", "JOD", "KWD", "OMR", "TND"), 10)
 # "Minimum and maximum charge amounts": the minimum of the settlement currency. Exact when
 # a charge settles in its own currency (ours do: no conversion anywhere); a currency the
@@ -213,6 +218,7 @@ PAYPAL = CurrencyRules(
     payout_currencies=PAYPAL_CURRENCIES,
     maximum=PAYPAL_MAXIMUM,
     step=MappingProxyType(PAYPAL_WHOLE_UNITS),
+    payout_step=MappingProxyType(PAYPAL_WHOLE_UNITS),
     payout_maximum=PAYPAL_PAYOUT_MAXIMUM,
 )
 
