@@ -146,10 +146,19 @@ SELECT id, created_at, (SELECT count(*) FROM locked) AS accounts FROM entry
 """)
 
 
-async def account_exists(session: AsyncSession, code: str) -> bool:
-    """Whether the account was ever opened (read, never created)."""
-    found = await session.scalar(select(LedgerAccount.id).where(LedgerAccount.code == code))
-    return found is not None
+async def lock_existing(session: AsyncSession, code: str) -> LedgerAccount | None:
+    """The account under a row lock, or None when it was never opened (not created)."""
+    account = (
+        await session.execute(
+            select(LedgerAccount)
+            .where(LedgerAccount.code == code)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
+    if account is not None:
+        _remember_after_commit(session, account)
+    return account
 
 
 async def balance_of(session: AsyncSession, code: str) -> int:

@@ -95,9 +95,12 @@ async def losses(session: AsyncSession, currency: str) -> LedgerAccount:
     )
 
 
-async def has_available(session: AsyncSession, worker_id: int, currency: str) -> bool:
-    """Whether the worker has (ever had) a balance in `currency`."""
-    return await repository.account_exists(session, available_code(worker_id, currency))
+async def locked_existing_available(
+    session: AsyncSession, worker_id: int, currency: str
+) -> LedgerAccount | None:
+    """locked_available, or None when the worker never had a balance in `currency` (the
+    account is not opened for asking)."""
+    return await repository.lock_existing(session, available_code(worker_id, currency))
 
 
 async def locked_available(session: AsyncSession, worker_id: int, currency: str) -> LedgerAccount:

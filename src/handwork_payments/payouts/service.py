@@ -96,11 +96,11 @@ async def request(
     # In the balance's own currency, to a provider that pays it out: never converted.
     runtime.providers.rules(method).check_payout(amount, currency)
     async with transaction(runtime.sessions) as session:
-        if not await ledger.has_available(session, worker.id, currency):
-            raise BadRequest(f"You have no {currency} balance to pay out")
         # The balance row's lock is what makes parallel requests queue up: each sees the
         # balance the previous one left.
-        available = await ledger.locked_available(session, worker.id, currency)
+        available = await ledger.locked_existing_available(session, worker.id, currency)
+        if available is None:
+            raise BadRequest(f"You have no {currency} balance to pay out")
         if available.balance < amount:
             raise BadRequest(
                 "Insufficient available balance: "
