@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from decimal import Decimal
 from functools import lru_cache
@@ -169,6 +170,19 @@ class Settings(BaseSettings):
         fee_rules.parse(value)
         return value
 
+    @field_validator("metadata_encryption_keys")
+    @classmethod
+    def _fernet_keys(cls, value: str | None) -> str | None:
+        # Checked here, so that a mistyped key stops start-up with one line naming it
+        # rather than a traceback from the first request that encrypts metadata.
+        for number, key in enumerate((k.strip() for k in (value or "").split(",")), 1):
+            if key and not _is_fernet_key(key):
+                raise ValueError(
+                    f"key {number} is not a Fernet key (32 bytes in url-safe base64, as "
+                    "`handwork-payments crypto rotate` or Fernet.generate_key() prints)"
+                )
+        return value
+
     @field_validator("worker_stalled_sweep_seconds")
     @classmethod
     def _sweep_fits_cron(cls, value: int) -> int:
@@ -227,6 +241,13 @@ class Settings(BaseSettings):
     # The simulators answer each call this much later (a slow provider, for the bench);
     # 0 in every real use.
     simulator_latency_ms: int = Field(default=0, ge=0, le=60_000)
+
+
+def _is_fernet_key(key: str) -> bool:
+    try:
+        return len(base64.urlsafe_b64decode(key.encode("ascii"))) == 32
+    except (ValueError, UnicodeEncodeError):
+        return False
 
 
 @lru_cache
