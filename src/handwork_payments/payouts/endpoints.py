@@ -82,7 +82,8 @@ async def list_payouts(
     return await page_of(session, repository.visible(user, status), page, PayoutOut.of)
 
 
-# Before `/payouts/{payout_id}/...`: a fixed path, though the int converter keeps them apart.
+# Many at once. It cannot shadow `/payouts/{payout_id:int}/process` (one) nor be shadowed by
+# it: the segments differ in number, and `process` is no int.
 @router.post(
     "/payouts/process",
     response_model=ProcessedPayouts,
