@@ -6,6 +6,7 @@ withdrawable only PAYOUT_DELAY_HOURS after its release."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -14,9 +15,10 @@ import pytest
 from sqlalchemy import select, text
 
 from handwork_payments.kit.clock import now
+from handwork_payments.kit.errors import Conflict
 from handwork_payments.ledger.repository import entry_exists
-from handwork_payments.models import MarketplaceEvent, PayoutStatus
-from handwork_payments.payouts import delay, service
+from handwork_payments.models import MarketplaceEvent, PayoutStatus, User
+from handwork_payments.payouts import controls, delay, service
 from handwork_payments.providers.base import ProviderUnavailableError
 from handwork_payments.runtime import Runtime
 from tests.faults import audit_actions, earner, payout_row, provider_objects, requested, simulator
@@ -35,6 +37,13 @@ async def earner_in(api: Api, amount: str, currency: str) -> tuple[Party, Party]
     )
     assert r.status_code == 200, r.text
     return worker, await api.admin()
+
+
+async def runtime_user(runtime: Runtime, user_id: int) -> User:
+    async with runtime.sessions() as session:
+        user = await session.get(User, user_id)
+        assert user is not None
+        return user
 
 
 async def send_jobs(runtime: Runtime, payout_id: int) -> int:
@@ -351,3 +360,30 @@ def test_the_delay_splits_a_balance() -> None:
     assert delay.split(9500, 2000) == (7500, 2000)
     assert delay.split(1000, 2000) == (0, 1000)  # clawed back meanwhile: soon <= balance
     assert delay.split(-500, 2000) == (-500, 0)  # a debt: nothing is coming
+
+
+async def test_a_hold_racing_the_send_job_either_stops_it_or_is_refused(
+    api: Api, runtime: Runtime
+) -> None:
+    """Both take the payout's lock; the job marks its attempt before calling the provider.
+    Whichever wins, a held payout is never at the provider, and a sent one is never held."""
+    worker, admin = await earner(api)
+    admin_user = await runtime_user(runtime, admin.id)
+    for _ in range(3):
+        payout_id = (await requested(api, worker, "1.00", "stripe"))["id"]
+        assert (await api.post(f"/payments/payouts/{payout_id}/process", admin)).is_success
+        held, sent = await asyncio.gather(
+            controls.hold(runtime, admin_user, payout_id, "race"),
+            service.send(runtime, payout_id),
+            return_exceptions=True,
+        )
+        assert not isinstance(sent, BaseException), sent
+        row = await payout_row(runtime, payout_id)
+        at_provider = await provider_objects(
+            runtime, "stripe", "transfer", metadata={"payout_id": str(payout_id)}
+        )
+        if isinstance(held, Conflict):
+            assert (row.status, row.held_reason, at_provider) == (PayoutStatus.COMPLETED, None, 1)
+        else:
+            assert (row.status, row.attempts, at_provider) == (PayoutStatus.PROCESSING, 0, 0)
+            assert row.held_reason == "admin: race"
