@@ -242,6 +242,11 @@ class Settings(BaseSettings):
     # 0 in every real use.
     simulator_latency_ms: int = Field(default=0, ge=0, le=60_000)
 
+    # Payout controls (issue 14). A payment's share becomes withdrawable this long after
+    # its release (`available_soon` until then), so a refund or chargeback in that time is
+    # taken from money still on the platform. 0: at once, as before; 48 to 168 in production.
+    payout_delay_hours: int = Field(default=0, ge=0, le=24 * 90)
+
 
 def _is_fernet_key(key: str) -> bool:
     try:

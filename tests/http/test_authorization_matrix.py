@@ -222,6 +222,17 @@ MATRIX: dict[str, Row] = {
                            "resolution_notes": "Matrix"}),
     f"POST {A}/payments/payouts/{{payout_id}}/process": guarded(
         "admin", OK, 403, 403, OK, path={"payout_id": "payout"}),
+    # Processing an already processing payout is refused per id, in the body: both 200.
+    f"POST {A}/payments/payouts/process": guarded(
+        "admin", OK, 403, 403, OK, json=lambda w, _: {"ids": [w.ids["processing_payout"]]}),
+    f"POST {A}/payments/payouts/{{payout_id}}/hold": guarded(
+        "admin", OK, 403, 403, OK, path={"payout_id": "hold_me"},
+        json=lambda w, _: {"reason": "Matrix"}),
+    f"POST {A}/payments/payouts/{{payout_id}}/release-hold": guarded(
+        "admin", OK, 403, 403, OK, path={"payout_id": "held_payout"}),
+    f"POST {A}/payments/payouts/{{payout_id}}/reject": guarded(
+        "admin", OK, 403, 403, OK, path={"payout_id": "reject_me"},
+        json=lambda w, _: {"reason": "Matrix"}),
     f"GET {A}/admin/webhooks": guarded("admin", OK, 403, 403, OK),
     f"POST {A}/admin/webhooks/{{delivery_id}}/replay": guarded(
         "admin", OK, 403, 403, OK, path={"delivery_id": "delivery"}),
@@ -258,6 +269,9 @@ AGAIN = {
     f"POST {A}/payments/disputes/{{dispute_id}}/review": 409,
     f"POST {A}/payments/disputes/{{dispute_id}}/resolve": 409,
     f"POST {A}/payments/payouts/{{payout_id}}/process": 409,
+    f"POST {A}/payments/payouts/{{payout_id}}/hold": 409,
+    f"POST {A}/payments/payouts/{{payout_id}}/release-hold": 409,
+    f"POST {A}/payments/payouts/{{payout_id}}/reject": 409,
 }
 
 
@@ -304,6 +318,19 @@ async def prepare(world: World) -> None:
     for name in ("suspend_me", "erase_me"):
         world.ids[name] = (await api.user("client")).id
     world.ids["dashboard_asset"] = "dashboard.css"
+    # Pending payouts of their own for the admin's payout controls; one held already.
+    for name in ("hold_me", "held_payout", "reject_me"):
+        r = await api.post(
+            "/payments/payouts/request", worker, {"amount": "1.00", "payment_method": "stripe"}
+        )
+        assert r.status_code == 201, r.text
+        world.ids[name] = r.json()["id"]
+    r = await api.post(
+        f"/payments/payouts/{world.ids['held_payout']}/hold",
+        world.parties["admin"],
+        {"reason": "Matrix"},
+    )
+    assert r.status_code == 200, r.text
     async with world.runtime.sessions() as session:
         world.ids["event"] = (
             await session.execute(text("SELECT min(id) FROM marketplace_events"))
