@@ -228,6 +228,11 @@ class Settings(BaseSettings):
     # 0 in every real use.
     simulator_latency_ms: int = Field(default=0, ge=0, le=60_000)
 
+    # Wallets and stablecoin payments (issue 14). `payment_method: "crypto"` (Stripe's
+    # stablecoin payments, USDC settling in USD) only where the platform's Stripe account
+    # has the Crypto payment method: off unless set.
+    stripe_crypto_enabled: bool = False
+
 
 @lru_cache
 def get_settings() -> Settings:
