@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import stripe
 
-from handwork_payments.providers import stripe_events, stripe_statements
+from handwork_payments.providers import stripe_events, stripe_statements, stripe_wallets
 from handwork_payments.providers.base import (
     ConnectProvider,
     HoldRef,
@@ -78,17 +78,6 @@ _EXPAND_CHARGE = ["latest_charge", "latest_charge.balance_transaction"]
 # Stripe's error code when an intent is not in a state the call needs (e.g. captured twice
 # after the 24-hour idempotency window).
 _UNEXPECTED_STATE = "payment_intent_unexpected_state"
-
-# The card wallets a payment records (the charge's `payment_method_details.card.wallet.type`);
-# Stripe's others (samsung_pay, masterpass, visa_checkout, amex_express_checkout) are
-# recorded as none.
-_WALLETS = frozenset({"apple_pay", "google_pay", "link"})
-
-# Stripe's payment method type for stablecoin payments.
-_CRYPTO = "crypto"
-
-# Stripe's largest page of a list.
-_MAX_PAGE = 100
 
 
 class StripeProvider:
@@ -156,7 +145,7 @@ class StripeProvider:
             # crypto.stripe.com, a redirect only Stripe.js follows, so it is not confirmed
             # here; the payment is held as captured money. `allowed_payment_method_types`:
             # since API version 2026-09-30.endive `payment_method_types` is read-only.
-            params["allowed_payment_method_types"] = [_CRYPTO]
+            params["allowed_payment_method_types"] = [stripe_wallets.CRYPTO]
         elif hold.payment_method:
             params["capture_method"] = "manual"
             # Confirmed server-side: a redirect could not come back to an API call, so only
@@ -176,7 +165,9 @@ class StripeProvider:
             ),
         )
         data = intent.to_dict()
-        if hold.stablecoin and _CRYPTO not in (data.get("payment_method_types") or []):
+        if hold.stablecoin and stripe_wallets.CRYPTO not in (
+            data.get("payment_method_types") or []
+        ):
             # Stripe drops an allowed type the account cannot take instead of refusing it:
             # an intent the payer could not pay in stablecoins is refused here.
             raise ProviderError(
@@ -418,14 +409,14 @@ class StripeProvider:
                 {"domain_name": domain_name}, options=self._idempotent(idempotency_key)
             ),
         )
-        return _domain(created.to_dict())
+        return stripe_wallets.domain(created.to_dict())
 
     async def list_domains(self, *, limit: int) -> list[PaymentMethodDomain]:
         assert limit > 0
         domains: list[PaymentMethodDomain] = []
         after: str | None = None
         while len(domains) < limit:
-            params: dict[str, Any] = {"limit": min(_MAX_PAGE, limit - len(domains))}
+            params: dict[str, Any] = {"limit": min(stripe_wallets.MAX_PAGE, limit - len(domains))}
             if after is not None:
                 params["starting_after"] = after
             page = await self._call(
@@ -434,7 +425,7 @@ class StripeProvider:
             )
             data = page.to_dict()
             items = data.get("data") or []
-            domains += [_domain(item) for item in items]
+            domains += [stripe_wallets.domain(item) for item in items]
             if not data.get("has_more") or not items:
                 break
             after = str(items[-1]["id"])
@@ -642,29 +633,7 @@ def _hold_from_intent(intent: Mapping[str, Any]) -> ProviderHold:
         capture_by=capture_by,
         failure_message=failure_message,
         fee=_balance_fee(charge.get("balance_transaction")) if capture_id else None,
-        wallet=_wallet(charge),
-    )
-
-
-def _wallet(charge: Mapping[str, Any]) -> str | None:
-    """The card wallet of an expanded charge (none for other methods, or a bare id)."""
-    card = (charge.get("payment_method_details") or {}).get("card") or {}
-    wallet = (card.get("wallet") or {}).get("type")
-    return wallet if wallet in _WALLETS else None
-
-
-def _domain(data: Mapping[str, Any]) -> PaymentMethodDomain:
-    created = data.get("created")
-    return PaymentMethodDomain(
-        domain_id=str(data["id"]),
-        domain_name=str(data["domain_name"]),
-        enabled=bool(data.get("enabled")),
-        statuses={
-            wallet: str(status["status"])
-            for wallet in sorted(_WALLETS)
-            if isinstance(status := data.get(wallet), Mapping) and status.get("status")
-        },
-        created=datetime.fromtimestamp(int(created), tz=UTC) if created else None,
+        wallet=stripe_wallets.wallet(charge),
     )
 
 

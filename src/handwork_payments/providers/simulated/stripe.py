@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from handwork_payments.db import transaction
 from handwork_payments.kit import fee_rules
 from handwork_payments.models import SimulatedObject
-from handwork_payments.providers import stripe_events, stripe_statements
+from handwork_payments.providers import stripe_events, stripe_statements, stripe_wallets
 from handwork_payments.providers.base import (
     ConnectProvider,
     HoldRef,
@@ -82,7 +82,6 @@ from handwork_payments.providers.simulated.stripe_objects import (
     new_reversal,
     new_transfer,
     payment_method_domain,
-    stripe_domain,
     stripe_transfer,
 )
 
@@ -487,7 +486,7 @@ class SimulatedStripe(SimulatedProvider):
 
         params: Json = {"domain_name": domain_name}
         created = await self._call("register_domain", act, key=idempotency_key, params=params)
-        return stripe_domain(created)
+        return stripe_wallets.domain(created)
 
     async def list_domains(self, *, limit: int) -> list[PaymentMethodDomain]:
         async def read(session: AsyncSession) -> Json:
@@ -501,7 +500,7 @@ class SimulatedStripe(SimulatedProvider):
             return {"data": ordered[:limit]}
 
         listed = await self._call("list_domains", read)
-        return [stripe_domain(d) for d in listed["data"]]
+        return [stripe_wallets.domain(d) for d in listed["data"]]
 
     # --- what the buyer's browser does (Stripe.js) ----------------------------------------
 

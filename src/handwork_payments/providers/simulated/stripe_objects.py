@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from handwork_payments.providers import stripe_wallets
 from handwork_payments.providers.base import (
     HoldState,
-    PaymentMethodDomain,
     PayoutOrder,
     ProviderError,
     ProviderHold,
@@ -172,12 +172,6 @@ def _method_details(pm: str) -> Json:
         wallet = WALLET_OF[pm]
         card["wallet"] = {"type": wallet, wallet: {}, "dynamic_last4": "4242"}
     return {"type": "card", "card": card}
-
-
-def charge_wallet(charge: Mapping[str, Any]) -> str | None:
-    """The charge's card wallet, as the Stripe adapter reads it."""
-    card = (charge.get("payment_method_details") or {}).get("card") or {}
-    return (card.get("wallet") or {}).get("type")
 
 
 def declined_error(charge_id: str, payment_method: str) -> Json:
@@ -350,9 +344,7 @@ def intent_hold(
         capture_by=capture_by,
         failure_message=failure_message,
         fee=fee,
-        wallet=charge_wallet(charge)
-        if state in (HoldState.AUTHORIZED, HoldState.CAPTURED)
-        else None,
+        wallet=stripe_wallets.wallet(charge),
     )
 
 
@@ -384,13 +376,3 @@ def payment_method_domain(domain_name: str) -> Json:
         "livemode": False,
         "paypal": {"status": "active"},
     }
-
-
-def stripe_domain(data: Mapping[str, Any]) -> PaymentMethodDomain:
-    return PaymentMethodDomain(
-        domain_id=str(data["id"]),
-        domain_name=str(data["domain_name"]),
-        enabled=bool(data["enabled"]),
-        statuses={w: str(data[w]["status"]) for w in ("apple_pay", "google_pay", "link")},
-        created=datetime.fromtimestamp(int(data["created"]), tz=UTC),
-    )
