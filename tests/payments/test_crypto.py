@@ -168,6 +168,19 @@ async def test_refunded_in_part_before_release_then_in_full_after(
     assert (await api.earnings(pro))["available_balance"] == "0.00"
 
 
+async def test_a_pending_card_payment_is_not_turned_into_stablecoins(
+    api: Api, crypto_enabled: None
+) -> None:
+    client, pro = await api.user("client"), await api.user("worker")
+    booking = await api.booking(client, pro, "12.00")
+    card = (await api.stripe_payment(client, booking, None)).json()
+    assert (card["status"], card["stablecoin"]) == ("pending", False)
+    status, body = await crypto_payment(api, client, booking)
+    assert status == 409, body
+    (only,) = (await api.get("/payments/", client))["items"]
+    assert (only["id"], only["stablecoin"]) == (card["id"], False)
+
+
 async def test_a_card_cannot_pay_a_stablecoin_intent(api: Api, crypto_enabled: None) -> None:
     client, pro = await api.user("client"), await api.user("worker")
     booking = await api.booking(client, pro, "10.00")

@@ -5,11 +5,13 @@ ledger's invariants are checked after every test (conftest)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from handwork_payments.providers.simulated.stripe import SimulatedStripe
 from tests.faults import payment_row, simulator
-from tests.helpers import Api
+from tests.helpers import Api, eventually
 from tests.payments.flows import payment_of
 
 # wallet -> (its authorised test payment method, its declined one)
@@ -133,3 +135,25 @@ async def test_wallet_confirmed_in_the_browser_is_recorded_at_confirm(api: Api) 
         "google_pay",
         "64.00",
     )
+
+
+async def test_wallet_held_by_stripes_event_alone(api: Api, worker: None) -> None:
+    """The payer closes the page after Stripe.js confirmed with Link: the
+    amount_capturable_updated event holds it, and the wallet comes from the intent read."""
+    client, pro = await api.user("client"), await api.user("worker")
+    booking = await api.booking(client, pro, "33.00")
+    created = (await api.stripe_payment(client, booking, None)).json()
+    r = await api.post(
+        f"/simulator/stripe/payment_intents/{created['stripe_payment_id']}/confirm",
+        None,
+        {"payment_method": "pm_card_link"},
+    )
+    assert r.status_code == 200, r.text
+
+    async def held() -> dict[str, Any] | None:
+        found = await payment_of(api, client, created["id"])
+        return found if found["status"] == "held" else None
+
+    payment = await eventually(held)
+    assert (payment["wallet"], payment["amount"]) == ("link", "33.00")
+    assert (await api.earnings(pro))["pending_balance"] == "31.35"  # 33.00 less 5% (1.65)
