@@ -18,6 +18,7 @@ from handwork_payments.providers.base import (
     ProviderUnavailableError,
 )
 from handwork_payments.providers.stripe import StripeProvider
+from handwork_payments.runtime import Runtime
 from handwork_payments.settings import Settings
 from tests.peers.stripe_double import StripeDouble
 
@@ -158,3 +159,12 @@ async def test_domain_registration_without_an_answer_is_unavailable(
     found = await on_double.register_domain("late.example.com", idempotency_key="pmd-late")
     assert [d["domain_name"] for d in double.domains.values()] == ["late.example.com"]
     assert found.domain_name == "late.example.com"
+
+
+async def test_the_simulator_refuses_stablecoins_in_another_currency(runtime: Runtime) -> None:
+    with pytest.raises(ProviderError) as refused:
+        await runtime.providers.stripe.create_hold(
+            NewHold(payment_id=1, booking_id=1, amount=500, currency="EUR", stablecoin=True),
+            idempotency_key="payment-1-hold",
+        )
+    assert refused.value.code == "payment_intent_invalid_parameter"

@@ -163,6 +163,12 @@ class SimulatedStripe(SimulatedProvider):
         if hold.payment_method is not None:
             # Stripe checks the method before it creates anything.
             check_payment_method(hold.payment_method)
+        if hold.stablecoin and hold.currency.upper() != "USD":
+            # Stablecoin payments settle in USD only.
+            raise ProviderError(
+                f"The payment method type crypto does not support currency {hold.currency}.",
+                code="payment_intent_invalid_parameter",
+            )
         intent = new_intent(
             hold.payment_id,
             hold.booking_id,
