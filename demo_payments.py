@@ -238,7 +238,7 @@ async def story(demo: Demo) -> None:
     print("   Carla releases the rest: Wes gets 38.00 (95% of 40.00), the platform 2.00")
     await demo.show(worker)
 
-    say("5. A third job is disputed; Ada resolves it with a split")
+    say("5. A third job, paid with Apple Pay, is disputed; Ada resolves it with a split")
     booking3 = await demo.call(
         "POST",
         "/bookings",
@@ -258,9 +258,10 @@ async def story(demo: Demo) -> None:
             "booking_id": booking3["id"],
             "amount": "200.00",
             "currency": "USD",
-            "payment_method": "pm_card_visa",
+            "payment_method": "pm_card_visa_apple_pay",
         },
     )
+    print(f"   payment #{p3['id']} is {p3['status']}, paid through {p3['wallet']}")
     dispute = await demo.call(
         "POST",
         "/payments/disputes",
@@ -286,6 +287,8 @@ async def story(demo: Demo) -> None:
     print(f"   dispute {resolved['status']}: 100.00 back to Carla, 100.00 released (Wes 95.00)")
     await demo.show(worker)
 
+    await stablecoin_job(demo, client, worker, worker_id)
+
     await demo.net_revenue()
 
     say("Carla's summary and Wes's history")
@@ -297,6 +300,45 @@ async def story(demo: Demo) -> None:
             f"   {t['created_at'][:19]} {t['transaction_type']:<8} {t['amount']:>8}"
             f"  {t['description']}"
         )
+
+
+async def stablecoin_job(
+    demo: Demo, client: dict[str, str], worker: dict[str, str], worker_id: int
+) -> None:
+    say("6. A fourth job paid in USDC (Stripe stablecoins): captured at once, then released")
+    booking = await demo.call(
+        "POST",
+        "/bookings",
+        client,
+        json={
+            "worker_id": worker_id,
+            "title": "Paint the fence",
+            "amount": "80.00",
+            "currency": "USD",
+        },
+    )
+    body = {**{k: booking[k] for k in ("amount", "currency")}, "booking_id": booking["id"]}
+    created = await demo.call(
+        "POST", "/payments/stripe/payment-intent", client, json={**body, "payment_method": "crypto"}
+    )
+    intent = created["stripe_payment_id"]
+    # What Stripe.js and crypto.stripe.com do in Carla's browser, played by the simulator.
+    await demo.call(
+        "POST",
+        f"/simulator/stripe/payment_intents/{intent}/confirm",
+        None,
+        json={"payment_method": "pm_crypto_usdc"},
+    )
+    held = await demo.call(
+        "POST",
+        "/payments/stripe/confirm",
+        client,
+        json={"payment_intent_id": intent, "booking_id": booking["id"]},
+    )
+    print(f"   payment #{held['id']} is {held['status']} (stablecoin), nothing left to capture")
+    await demo.call("POST", f"/payments/{held['id']}/release", client)
+    print("   Carla releases it: Wes gets 76.00 (95% of 80.00), the platform 4.00")
+    await demo.show(worker)
 
 
 ADMIN_EMAIL = "admin@handwork.example"
@@ -315,6 +357,7 @@ async def main(url: str, keep_serving: bool) -> None:
         stripe_secret_key=None,
         paypal_client_id=None,
         jwt_secret="demo-only-jwt-secret-not-for-production",
+        stripe_crypto_enabled=True,  # the simulator plays Stripe's stablecoin payments
     )
     runtime = Runtime.build(settings, url)
     port = int(os.environ.get("DEMO_PORT") or free_port())

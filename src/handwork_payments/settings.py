@@ -14,6 +14,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from handwork_payments.kit import fee_rules
 
 
+def _is_fernet_key(key: str) -> bool:
+    try:
+        return len(base64.urlsafe_b64decode(key.encode("ascii"))) == 32
+    except (ValueError, UnicodeEncodeError):
+        return False
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
@@ -247,12 +254,10 @@ class Settings(BaseSettings):
     # taken from money still on the platform. 0: at once, as before; 48 to 168 in production.
     payout_delay_hours: int = Field(default=0, ge=0, le=24 * 90)
 
-
-def _is_fernet_key(key: str) -> bool:
-    try:
-        return len(base64.urlsafe_b64decode(key.encode("ascii"))) == 32
-    except (ValueError, UnicodeEncodeError):
-        return False
+    # Wallets and stablecoin payments (issue 14). `payment_method: "crypto"` (Stripe's
+    # stablecoin payments, USDC settling in USD) only where the platform's Stripe account
+    # has the Crypto payment method: off unless set.
+    stripe_crypto_enabled: bool = False
 
 
 @lru_cache

@@ -261,6 +261,10 @@ MATRIX: dict[str, Row] = {
     f"POST {A}/admin/alerts/{{alert_id}}/acknowledge": guarded(
         "admin", OK, 403, 403, OK, path={"alert_id": "alert"}),
     f"GET {A}/admin/analytics": guarded("admin", OK, 403, 403, OK),
+    f"POST {A}/admin/stripe/payment-method-domains": guarded(
+        "admin", CREATED, 403, 403, CREATED,
+        json=lambda w, who: {"domain": f"matrix-{who}.example.com"}),
+    f"GET {A}/admin/stripe/payment-method-domains": guarded("admin", OK, 403, 403, OK),
 }
 # fmt: on
 # Admin-only rows: the admin acts twice (as `admin` and as `owner`); the second time the

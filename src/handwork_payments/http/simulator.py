@@ -47,7 +47,9 @@ class ConfirmRequest(BaseModel):
     payment_method: str = Field(
         min_length=1,
         max_length=100,
-        description="pm_card_visa | pm_card_chargeDeclined | pm_card_authenticationRequired",
+        description="pm_card_visa | pm_card_chargeDeclined | pm_card_authenticationRequired | "
+        "pm_card_visa_apple_pay | pm_card_visa_google_pay | pm_card_link | "
+        "pm_card_{apple_pay,google_pay,link}_chargeDeclined | pm_crypto_usdc (stablecoin)",
     )
 
 
@@ -111,8 +113,9 @@ async def confirm_intent(
     intent_id: IntentId, body: ConfirmRequest, runtime: RuntimeDep
 ) -> dict[str, Any]:
     """Answers the intent as it now is; an authorisation is followed by
-    `payment_intent.amount_capturable_updated`, a decline by `payment_intent.payment_failed`
-    (the intent shows `last_payment_error`), 3-D Secure by nothing until it is done."""
+    `payment_intent.amount_capturable_updated`, a stablecoin payment (captured at once) by
+    `payment_intent.succeeded`, a decline by `payment_intent.payment_failed` (the intent
+    shows `last_payment_error`), 3-D Secure by nothing until it is done."""
     simulator = _stripe(runtime)
     event_type: str | None = None
     try:
@@ -124,6 +127,8 @@ async def confirm_intent(
     else:
         if hold.state is HoldState.AUTHORIZED:
             event_type = "payment_intent.amount_capturable_updated"
+        elif hold.state is HoldState.CAPTURED:
+            event_type = "payment_intent.succeeded"
     intent = await simulator.intent_object(intent_id)
     if event_type is not None:
         await _deliver(runtime, simulator, event_type, intent)

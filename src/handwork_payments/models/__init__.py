@@ -35,6 +35,7 @@ from handwork_payments.models.payments import (
     PaymentStatus,
     RefundKind,
     RefundStatus,
+    Wallet,
 )
 from handwork_payments.models.payouts import PayoutStatus, WorkerPayout
 from handwork_payments.models.users import Role, User, UserStatus
@@ -75,6 +76,7 @@ __all__ = [
     "TransactionType",
     "User",
     "UserStatus",
+    "Wallet",
     "WebhookDelivery",
     "WorkerPayout",
     "WorkerWriteOff",

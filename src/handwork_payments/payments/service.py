@@ -88,6 +88,7 @@ async def create_hold(
     payment_method: str | None = None,
     return_url: str | None = None,
     cancel_url: str | None = None,
+    stablecoin: bool = False,
     metadata: dict[str, Any] | None = None,
 ) -> tuple[Payment, ProviderHold]:
     """A pending payment for the booking and its hold at the provider. Asking again while
@@ -102,6 +103,7 @@ async def create_hold(
             booking_id=booking_id,
             amount=amount,
             currency=currency,
+            stablecoin=stablecoin,
             metadata=metadata,
         )
     provider = runtime.providers.for_method(method)
@@ -120,6 +122,7 @@ async def create_hold(
                 payment_method=payment_method,
                 return_url=return_url,
                 cancel_url=cancel_url,
+                stablecoin=stablecoin,
             ),
             idempotency_key=f"payment-{payment.id}-hold",
         )
@@ -152,6 +155,7 @@ async def _pending_payment(
     booking_id: int,
     amount: int,
     currency: str,
+    stablecoin: bool,
     metadata: dict[str, Any] | None,
 ) -> Payment:
     """Step 1 of create_hold, under the booking's lock: the booking's pending payment by
@@ -166,7 +170,9 @@ async def _pending_payment(
         )
     payment = await repository.live_payment(session, booking.id)
     if payment is not None and (
-        payment.status != PaymentStatus.PENDING or payment.payment_method != method
+        payment.status != PaymentStatus.PENDING
+        or payment.payment_method != method
+        or payment.stablecoin != stablecoin
     ):
         raise Conflict(f"Booking #{booking.id} already has a {payment.status} payment")
     if booking.status != BookingStatus.PENDING_PAYMENT:
@@ -184,6 +190,7 @@ async def _pending_payment(
         captured_amount=0,
         currency=currency,
         payment_method=method,
+        stablecoin=stablecoin,
         status=PaymentStatus.PENDING,
         payment_metadata=runtime.cipher.encrypt(metadata),
     )
@@ -236,6 +243,11 @@ async def confirm_hold(
     payment = await _apply_hold_state(runtime, payment.id, hold, user.id)
     if payment.status == PaymentStatus.FAILED:
         raise PaymentDeclined(payment.failure_reason or "The payment was declined")
+    if hold.state == HoldState.REQUIRES_ACTION and payment.stablecoin:
+        raise Conflict(
+            "The payer has not completed the stablecoin payment yet (crypto.stripe.com, or "
+            "it is settling on-chain); it is held once Stripe says it succeeded"
+        )
     if hold.state == HoldState.REQUIRES_ACTION:
         raise PaymentDeclined(
             "authentication_required: the card needs 3-D Secure; complete it with the "

@@ -116,6 +116,9 @@ class NewHold:
     payment_method: str | None = None
     return_url: str | None = None
     cancel_url: str | None = None
+    # Stripe's stablecoin payments (payment method type `crypto`): no manual capture, so
+    # the intent captures when the payer completes it (a CAPTURED hold).
+    stablecoin: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,8 @@ class ProviderHold:
     failure_message: str | None = None
     # CAPTURED: the provider's processing fee on the capture, as it reported it
     fee: int | None = None
+    # The card wallet the payer used (Stripe: apple_pay, google_pay, link), when known
+    wallet: str | None = None
 
 
 @dataclass(frozen=True)
@@ -460,3 +465,33 @@ class ReauthorizingProvider(Protocol):
     async def reauthorize(
         self, *, ref: HoldRef, amount: int, currency: str, idempotency_key: str
     ) -> ProviderHold: ...
+
+
+@dataclass(frozen=True)
+class PaymentMethodDomain:
+    """A web domain registered with the provider for its wallets (Stripe's
+    PaymentMethodDomain): Apple Pay, Google Pay and Link show in Elements there once
+    their status is `active`."""
+
+    domain_id: str
+    domain_name: str
+    enabled: bool
+    # wallet -> its status on the domain ("active" | "inactive"), as the provider says
+    statuses: Mapping[str, str] = field(default_factory=dict)
+    created: datetime | None = None
+
+
+@runtime_checkable
+class PaymentMethodDomainProvider(Protocol):
+    """Stripe: the marketplace's front-end domains registered for wallets (Apple Pay's
+    domain verification, Google Pay, Link)."""
+
+    async def register_domain(
+        self, domain_name: str, *, idempotency_key: str
+    ) -> PaymentMethodDomain:
+        """Register `domain_name` (a repeat under the same key answers the first)."""
+        ...
+
+    async def list_domains(self, *, limit: int) -> list[PaymentMethodDomain]:
+        """Up to `limit` registered domains, newest first, every page read."""
+        ...

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import stripe
 
-from handwork_payments.providers import stripe_events, stripe_statements
+from handwork_payments.providers import stripe_events, stripe_statements, stripe_wallets
 from handwork_payments.providers.base import (
     ConnectProvider,
     HoldRef,
@@ -29,6 +29,8 @@ from handwork_payments.providers.base import (
     InvalidSignatureError,
     NewHold,
     PaymentDeclinedError,
+    PaymentMethodDomain,
+    PaymentMethodDomainProvider,
     PaymentProvider,
     PayoutOrder,
     ProviderCapture,
@@ -130,7 +132,6 @@ class StripeProvider:
         params: PaymentIntentCreateParams = {
             "amount": hold.amount,
             "currency": hold.currency.lower(),
-            "capture_method": "manual",
             "metadata": {
                 "payment_id": str(hold.payment_id),
                 "booking_id": str(hold.booking_id),
@@ -138,13 +139,22 @@ class StripeProvider:
             },
             "expand": _EXPAND_CHARGE,
         }
-        if hold.payment_method:
+        if hold.stablecoin:
+            # Stablecoin payments have no manual capture (Stripe: "Manual capture support:
+            # Not supported"): the intent captures when the payer completes it at
+            # crypto.stripe.com, a redirect only Stripe.js follows, so it is not confirmed
+            # here; the payment is held as captured money. `allowed_payment_method_types`:
+            # since API version 2026-09-30.endive `payment_method_types` is read-only.
+            params["allowed_payment_method_types"] = [stripe_wallets.CRYPTO]
+        elif hold.payment_method:
+            params["capture_method"] = "manual"
             # Confirmed server-side: a redirect could not come back to an API call, so only
             # methods that finish without one (cards, Apple Pay, Google Pay) are allowed.
             params["payment_method"] = hold.payment_method
             params["confirm"] = True
             params["automatic_payment_methods"] = {"enabled": True, "allow_redirects": "never"}
         else:
+            params["capture_method"] = "manual"
             # The client confirms with Stripe.js / the mobile SDK from the client_secret;
             # automatic payment methods let it offer wallets (Apple Pay, Google Pay).
             params["automatic_payment_methods"] = {"enabled": True}
@@ -154,7 +164,17 @@ class StripeProvider:
                 params, options=self._idempotent(idempotency_key)
             ),
         )
-        return _hold_from_intent(intent.to_dict())
+        data = intent.to_dict()
+        if hold.stablecoin and stripe_wallets.CRYPTO not in (
+            data.get("payment_method_types") or []
+        ):
+            # Stripe drops an allowed type the account cannot take instead of refusing it:
+            # an intent the payer could not pay in stablecoins is refused here.
+            raise ProviderError(
+                "the Crypto payment method is not available on this Stripe account",
+                code="crypto_unavailable",
+            )
+        return _hold_from_intent(data)
 
     async def confirm_hold(
         self, *, provider_payment_id: str, payer_id: str | None, idempotency_key: str
@@ -378,6 +398,39 @@ class StripeProvider:
         )
         return ProviderRefund(refund_id=str(reversal.id), amount=int(reversal.amount))
 
+    # --- payment method domains (PaymentMethodDomainProvider) ------------------------------
+
+    async def register_domain(
+        self, domain_name: str, *, idempotency_key: str
+    ) -> PaymentMethodDomain:
+        created = await self._call(
+            "payment_method_domains.create",
+            lambda: self._client.v1.payment_method_domains.create_async(
+                {"domain_name": domain_name}, options=self._idempotent(idempotency_key)
+            ),
+        )
+        return stripe_wallets.domain(created.to_dict())
+
+    async def list_domains(self, *, limit: int) -> list[PaymentMethodDomain]:
+        assert limit > 0
+        domains: list[PaymentMethodDomain] = []
+        after: str | None = None
+        while len(domains) < limit:
+            params: dict[str, Any] = {"limit": min(stripe_wallets.MAX_PAGE, limit - len(domains))}
+            if after is not None:
+                params["starting_after"] = after
+            page = await self._call(
+                "payment_method_domains.list",
+                lambda: self._client.v1.payment_method_domains.list_async(params),  # type: ignore[arg-type]  # noqa: B023
+            )
+            data = page.to_dict()
+            items = data.get("data") or []
+            domains += [stripe_wallets.domain(item) for item in items]
+            if not data.get("has_more") or not items:
+                break
+            after = str(items[-1]["id"])
+        return domains
+
     # --- webhooks --------------------------------------------------------------------------
 
     async def parse_event(self, headers: Mapping[str, str], body: bytes) -> ProviderEvent:
@@ -580,6 +633,7 @@ def _hold_from_intent(intent: Mapping[str, Any]) -> ProviderHold:
         capture_by=capture_by,
         failure_message=failure_message,
         fee=_balance_fee(charge.get("balance_transaction")) if capture_id else None,
+        wallet=stripe_wallets.wallet(charge),
     )
 
 
@@ -611,6 +665,8 @@ def _transfer(data: Mapping[str, Any]) -> ProviderTransfer:
 
 if TYPE_CHECKING:
 
-    def _implements(provider: StripeProvider) -> tuple[PaymentProvider, ConnectProvider]:
-        # mypy checks here that StripeProvider satisfies both protocols.
-        return provider, provider
+    def _implements(
+        provider: StripeProvider,
+    ) -> tuple[PaymentProvider, ConnectProvider, PaymentMethodDomainProvider]:
+        # mypy checks here that StripeProvider satisfies the protocols.
+        return provider, provider, provider

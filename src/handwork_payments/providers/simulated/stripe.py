@@ -3,7 +3,10 @@ transfers to connected accounts, Stripe Connect (ConnectProvider), and what Stri
 in the buyer's browser (confirming with a test card, 3-D Secure).
 
 Test payment methods: `pm_card_visa` (authorised), `pm_card_chargeDeclined` (declined) and
-`pm_card_authenticationRequired` (3-D Secure, see `authenticate`). Objects are stored in
+`pm_card_authenticationRequired` (3-D Secure, see `authenticate`); wallet cards
+`pm_card_visa_apple_pay`, `pm_card_visa_google_pay`, `pm_card_link` (authorised) and
+`pm_card_{apple_pay,google_pay,link}_chargeDeclined`; `pm_crypto_usdc` pays a stablecoin
+intent, captured at once. Registered payment method domains are kept too. Objects are stored in
 Stripe's JSON shape (stripe_objects.py) so that events built from them look like the real
 ones.
 """
@@ -14,17 +17,20 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.db import transaction
 from handwork_payments.kit import fee_rules
 from handwork_payments.models import SimulatedObject
-from handwork_payments.providers import stripe_events, stripe_statements
+from handwork_payments.providers import stripe_events, stripe_statements, stripe_wallets
 from handwork_payments.providers.base import (
     ConnectProvider,
     HoldRef,
     NewHold,
     PaymentDeclinedError,
+    PaymentMethodDomain,
+    PaymentMethodDomainProvider,
     PaymentProvider,
     PayoutOrder,
     ProviderError,
@@ -42,6 +48,7 @@ from handwork_payments.providers.simulated.store import (
     CHARGE,
     DISPUTE,
     PAYMENT_INTENT,
+    PAYMENT_METHOD_DOMAIN,
     REFUND,
     TRANSFER,
     TRANSFER_REVERSAL,
@@ -57,12 +64,14 @@ from handwork_payments.providers.simulated.store import (
     transfer_json,
 )
 from handwork_payments.providers.simulated.stripe_objects import (
+    AUTHORISING,
+    DECLINING,
     PM_AUTHENTICATION_REQUIRED,
-    PM_DECLINED,
-    PM_VISA,
+    PM_CRYPTO,
     STRIPE_CONNECT_LINK_BASE,
     balance_transaction,
     charge,
+    check_method_allowed,
     check_payment_method,
     connected_account,
     declined_error,
@@ -72,6 +81,7 @@ from handwork_payments.providers.simulated.stripe_objects import (
     new_refund,
     new_reversal,
     new_transfer,
+    payment_method_domain,
     stripe_transfer,
 )
 
@@ -153,12 +163,19 @@ class SimulatedStripe(SimulatedProvider):
         if hold.payment_method is not None:
             # Stripe checks the method before it creates anything.
             check_payment_method(hold.payment_method)
+        if hold.stablecoin and hold.currency.upper() != "USD":
+            # Stablecoin payments settle in USD only.
+            raise ProviderError(
+                f"The payment method type crypto does not support currency {hold.currency}.",
+                code="payment_intent_invalid_parameter",
+            )
         intent = new_intent(
             hold.payment_id,
             hold.booking_id,
             hold.amount,
             hold.currency,
             self.ids.key(f"payment-{hold.payment_id}"),
+            stablecoin=hold.stablecoin,
         )
         row = self._insert(session, intent["id"], PAYMENT_INTENT, intent)
         await session.flush()
@@ -171,6 +188,7 @@ class SimulatedStripe(SimulatedProvider):
     ) -> None:
         intent = row.data
         check_payment_method(payment_method)
+        check_method_allowed(intent, payment_method)
         if intent["status"] not in ("requires_payment_method", "requires_confirmation"):
             raise ProviderError(
                 "You cannot confirm this PaymentIntent because it has a status of "
@@ -179,8 +197,10 @@ class SimulatedStripe(SimulatedProvider):
             )
         intent["payment_method"] = payment_method
         intent["last_payment_error"] = None
-        if payment_method == PM_VISA:
+        if payment_method in AUTHORISING:
             await self._authorise_intent(session, row)
+        elif payment_method == PM_CRYPTO:
+            await self._collect_intent(session, row)
         elif payment_method == PM_AUTHENTICATION_REQUIRED:
             intent["status"] = "requires_action"
             intent["next_action"] = {
@@ -189,7 +209,7 @@ class SimulatedStripe(SimulatedProvider):
             }
             save(row, intent)
         else:
-            assert payment_method == PM_DECLINED
+            assert payment_method in DECLINING
             self._decline_intent(session, row)
 
     def _decline_intent(self, session: AsyncSession, row: SimulatedObject) -> None:
@@ -218,6 +238,28 @@ class SimulatedStripe(SimulatedProvider):
         intent.update(
             status="requires_capture",
             amount_capturable=intent["amount"],
+            latest_charge=charge_id,
+            last_payment_error=None,
+            next_action=None,
+        )
+        save(row, intent)
+        await session.flush()
+
+    async def _collect_intent(self, session: AsyncSession, row: SimulatedObject) -> None:
+        """The payer paid a stablecoin intent: captured at once (no manual capture for
+        crypto), settled in USD on the balance less Stripe's fee."""
+        intent = row.data
+        amount, currency = int(intent["amount"]), str(intent["currency"])
+        charge_id = stripe_id("ch")
+        fee = fee_rules.fee(self.settings.simulator_stripe_fees, amount, currency.upper())
+        txn_id = self._book(session, "charge", charge_id, amount, fee, currency)
+        paid = charge(intent, charge_id, status="succeeded")
+        paid.update(captured=True, amount_captured=amount, balance_transaction=txn_id)
+        self._insert(session, charge_id, CHARGE, paid)
+        intent.update(
+            status="succeeded",
+            amount_received=amount,
+            amount_capturable=0,
             latest_charge=charge_id,
             last_payment_error=None,
             next_action=None,
@@ -434,6 +476,38 @@ class SimulatedStripe(SimulatedProvider):
             save(row, account)
             return dict(account)
 
+    # --- payment method domains (PaymentMethodDomainProvider) ----------------------------
+
+    async def register_domain(
+        self, domain_name: str, *, idempotency_key: str
+    ) -> PaymentMethodDomain:
+        async def act(session: AsyncSession) -> Json:
+            # One object per domain name: registering it again answers the one there is.
+            found = await self._find(session, PAYMENT_METHOD_DOMAIN, {"domain_name": domain_name})
+            if found is not None:
+                return dict(found.data)
+            domain = payment_method_domain(domain_name)
+            self._insert(session, domain["id"], PAYMENT_METHOD_DOMAIN, domain)
+            return domain
+
+        params: Json = {"domain_name": domain_name}
+        created = await self._call("register_domain", act, key=idempotency_key, params=params)
+        return stripe_wallets.domain(created)
+
+    async def list_domains(self, *, limit: int) -> list[PaymentMethodDomain]:
+        async def read(session: AsyncSession) -> Json:
+            rows = await session.scalars(
+                select(SimulatedObject).where(
+                    SimulatedObject.provider == self.name,
+                    SimulatedObject.kind == PAYMENT_METHOD_DOMAIN,
+                )
+            )
+            ordered = sorted((r.data for r in rows), key=lambda d: (-d["created"], d["id"]))
+            return {"data": ordered[:limit]}
+
+        listed = await self._call("list_domains", read)
+        return [stripe_wallets.domain(d) for d in listed["data"]]
+
     # --- what the buyer's browser does (Stripe.js) ----------------------------------------
 
     async def client_confirm(self, provider_payment_id: str, payment_method: str) -> ProviderHold:
@@ -555,6 +629,8 @@ def _check_positive(amount: int, field: str) -> None:
 
 if TYPE_CHECKING:
 
-    def _implements(provider: SimulatedStripe) -> tuple[PaymentProvider, ConnectProvider]:
-        # mypy checks here that the simulator satisfies both protocols.
-        return provider, provider
+    def _implements(
+        provider: SimulatedStripe,
+    ) -> tuple[PaymentProvider, ConnectProvider, PaymentMethodDomainProvider]:
+        # mypy checks here that the simulator satisfies the protocols.
+        return provider, provider, provider
