@@ -43,6 +43,7 @@ EVENT_TYPES = (
     "payout.completed",
     "payout.failed",
     "balance.available",
+    "recurring.payment_failed",
 )
 
 

@@ -30,6 +30,7 @@ from handwork_payments.providers.simulated import (
     SimulatedStripe,
     UnknownObjectError,
 )
+from handwork_payments.providers.simulated.store import SETUP_INTENT
 from handwork_payments.runtime import Runtime
 from handwork_payments.webhooks.service import receive
 
@@ -47,7 +48,8 @@ class ConfirmRequest(BaseModel):
     payment_method: str = Field(
         min_length=1,
         max_length=100,
-        description="pm_card_visa | pm_card_chargeDeclined | pm_card_authenticationRequired",
+        description="pm_card_visa | pm_card_chargeDeclined | pm_card_authenticationRequired"
+        " | pm_card_chargeCustomerFail (SetupIntents)",
     )
 
 
@@ -128,6 +130,30 @@ async def confirm_intent(
     if event_type is not None:
         await _deliver(runtime, simulator, event_type, intent)
     return intent
+
+
+@router.post(
+    "/stripe/setup_intents/{setup_id}/confirm",
+    responses=error_responses(BadRequest, NotFound, Conflict),
+    summary="Confirm a SetupIntent with a test card, as Stripe.js confirmSetup does",
+)
+async def confirm_setup(
+    setup_id: IntentId, body: ConfirmRequest, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """`pm_card_visa` or `pm_card_chargeCustomerFail` (saved; every later charge declined)
+    saves the card on the setup's customer, followed by `setup_intent.succeeded`;
+    `pm_card_chargeDeclined` is declined (`setup_intent.setup_failed`)."""
+    simulator = _stripe(runtime)
+    event_type = "setup_intent.succeeded"
+    try:
+        await simulator.client_confirm_setup(setup_id, body.payment_method)
+    except PaymentDeclinedError:
+        event_type = "setup_intent.setup_failed"
+    except ProviderError as exc:
+        raise _domain_error(exc) from exc
+    setup = await simulator.object_of(setup_id, SETUP_INTENT)
+    await _deliver(runtime, simulator, event_type, setup)
+    return setup
 
 
 @router.post(

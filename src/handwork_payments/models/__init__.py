@@ -37,6 +37,13 @@ from handwork_payments.models.payments import (
     RefundStatus,
 )
 from handwork_payments.models.payouts import PayoutStatus, WorkerPayout
+from handwork_payments.models.recurring import (
+    Interval,
+    RecurringRun,
+    RecurringSchedule,
+    RunStatus,
+    ScheduleStatus,
+)
 from handwork_payments.models.users import Role, User, UserStatus
 
 __all__ = [
@@ -54,6 +61,7 @@ __all__ = [
     "EventStatus",
     "HoldKind",
     "IdempotencyRecord",
+    "Interval",
     "JournalEntry",
     "LedgerAccount",
     "MarketplaceEvent",
@@ -67,10 +75,14 @@ __all__ = [
     "PayoutStatus",
     "Posting",
     "RateLimitCounter",
+    "RecurringRun",
+    "RecurringSchedule",
     "RefundKind",
     "RefundStatus",
     "ReversalStatus",
     "Role",
+    "RunStatus",
+    "ScheduleStatus",
     "SimulatedObject",
     "TransactionType",
     "User",

@@ -71,6 +71,7 @@ FAULT_OPERATIONS = frozenset(
         "create_account_link",
         "reverse_transfer",
         "statement",
+        "create_setup",
     }
 )
 FAULT_MODES = frozenset({"timeout", "timeout_after_success", "error", "delay"})
@@ -88,6 +89,8 @@ ORDER = "order"
 PAYOUT_ITEM = "payout_item"
 DISPUTE = "dispute"
 BALANCE_TRANSACTION = "balance_transaction"  # Stripe's statement lines
+CUSTOMER = "customer"
+SETUP_INTENT = "setup_intent"
 STATEMENT_LINE = "statement_line"  # PayPal's (Transaction Search)
 
 ALNUM = string.ascii_letters + string.digits
