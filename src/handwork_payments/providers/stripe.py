@@ -300,7 +300,8 @@ class StripeProvider:
                 {
                     "customer": str(customer.id),
                     "usage": "off_session",
-                    "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
+                    # Cards: what a manual-capture (escrow) intent can hold off-session.
+                    "payment_method_types": ["card"],
                     "metadata": {"reference": self.ids.key(reference)},
                 },
                 options=self._idempotent(f"{reference}-setup"),
