@@ -755,7 +755,7 @@ class StripeDouble:
             "customer": customer,
             "metadata": params.get("metadata") or {},
             "payment_method": None,
-            "payment_method_types": _values(params.get("payment_method_types")),
+            "payment_method_types": _values(params.get("allowed_payment_method_types")),
             "status": "requires_payment_method",
             "usage": params.get("usage", "on_session"),
         }

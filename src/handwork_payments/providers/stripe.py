@@ -50,7 +50,7 @@ from handwork_payments.settings import Settings
 if TYPE_CHECKING:
     from stripe import RequestOptions
     from stripe._base_address import BaseAddresses
-    from stripe.params import PaymentIntentCreateParams
+    from stripe.params import PaymentIntentCreateParams, SetupIntentCreateParams
 
 log = logging.getLogger(__name__)
 
@@ -294,17 +294,17 @@ class StripeProvider:
                 options=self._idempotent(f"{reference}-customer"),
             ),
         )
+        params: SetupIntentCreateParams = {
+            "customer": str(customer.id),
+            "usage": "off_session",
+            # Cards: what a manual-capture (escrow) intent can hold off-session.
+            "allowed_payment_method_types": ["card"],
+            "metadata": {"reference": self.ids.key(reference)},
+        }
         setup = await self._call(
             "setup_intents.create",
             lambda: self._client.v1.setup_intents.create_async(
-                {
-                    "customer": str(customer.id),
-                    "usage": "off_session",
-                    # Cards: what a manual-capture (escrow) intent can hold off-session.
-                    "payment_method_types": ["card"],
-                    "metadata": {"reference": self.ids.key(reference)},
-                },
-                options=self._idempotent(f"{reference}-setup"),
+                params, options=self._idempotent(f"{reference}-setup")
             ),
         )
         return _setup(setup.to_dict())
