@@ -167,7 +167,7 @@ async def test_a_job_killed_between_the_charge_and_its_record_charges_once(
 
     monkeypatch.setattr(runs, "_record", killed)
     with pytest.raises(RuntimeError):
-        await run_due(runtime, now=START)
+        await runs.run_schedule(runtime, schedule["id"], now=START)
     monkeypatch.setattr(runs, "_record", real_record)
     (run,) = await runs_of(runtime, schedule["id"])
     assert (run.status, run.attempts, run.charging_since) == ("due", 0, START)
@@ -195,6 +195,25 @@ async def test_a_charge_whose_answer_was_lost_is_resumed_under_its_key(
     (run,) = await runs_of(runtime, schedule["id"])
     assert (run.status, run.attempts) == ("held", 1)
     assert await intents(runtime) == 1
+
+
+async def test_a_failing_schedule_does_not_hold_up_the_others(
+    api: Api, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, worker = await api.user("client"), await api.user("worker")
+    first = await active_schedule(api, client, worker, starts_at=START, interval="weekly")
+    second = await active_schedule(api, client, worker, starts_at=START, interval="weekly")
+    real_record = runs._record
+
+    async def fails_for_the_first(runtime: Runtime, session: Any, claim: Any, *rest: Any) -> None:
+        if claim.schedule_id == first["id"]:
+            raise RuntimeError("a bug")
+        await real_record(runtime, session, claim, *rest)
+
+    monkeypatch.setattr(runs, "_record", fails_for_the_first)
+    assert await run_due(runtime, now=START) == 1
+    (run,) = await runs_of(runtime, second["id"])
+    assert (run.status, run.attempts) == ("held", 1)
 
 
 async def test_two_workers_racing_the_same_occurrence_charge_once(

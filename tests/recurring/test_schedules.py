@@ -8,10 +8,11 @@ from typing import Any
 from sqlalchemy import func, select, text
 
 from handwork_payments.kit.clock import now
-from handwork_payments.models import RecurringSchedule
+from handwork_payments.models import RecurringSchedule, SimulatedObject
 from handwork_payments.recurring.runs import run_due
 from handwork_payments.runtime import Runtime
 from handwork_payments.webhooks.service import process
+from tests.faults import simulator
 from tests.helpers import Api
 from tests.recurring.flows import active_schedule
 
@@ -165,3 +166,26 @@ async def test_setup_confirmation_in_the_simulator(api: Api, runtime: Runtime) -
     assert r.status_code == 200 and r.json()["status"] == "succeeded"
     r = await api.post(path, None, {"payment_method": "pm_card_visa"})
     assert r.status_code == 409, r.text
+
+
+async def test_a_setup_whose_answer_was_lost_is_resumed_by_reading_the_schedule(
+    api: Api, runtime: Runtime
+) -> None:
+    client, worker = await api.user("client"), await api.user("worker")
+    await simulator(runtime).inject_fault("create_setup", "timeout_after_success")
+    r = await api.post("/recurring-schedules", client, body(worker.id))
+    assert r.status_code == 502, r.text
+    (pending,) = (await api.get("/recurring-schedules", client))["items"]
+    assert (pending["status"], pending["setup"]) == ("pending_setup", None)
+    assert f"#{pending['id']}" in r.json()["detail"]
+    shown = await api.get(f"/recurring-schedules/{pending['id']}", client)
+    setup = shown["setup"]
+    assert setup["setup_intent_id"].startswith("seti_") and setup["client_secret"]
+    # The same SetupIntent the lost call made (its key), not a second one.
+    async with runtime.sessions() as session:
+        made = await session.scalar(
+            select(func.count())
+            .select_from(SimulatedObject)
+            .where(SimulatedObject.kind == "setup_intent")
+        )
+    assert made == 1

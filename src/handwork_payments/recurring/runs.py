@@ -90,7 +90,12 @@ async def run_due(runtime: Runtime, *, now: datetime) -> int:
         ids = list(due.all())
     attempted = 0
     for schedule_id in ids:
-        attempted += await run_schedule(runtime, schedule_id, now=now)
+        try:
+            attempted += await run_schedule(runtime, schedule_id, now=now)
+        except Exception:
+            # One schedule's failure must not hold up the others: its claim stays, and a
+            # later run takes it over once the claim is old (CLAIM_TIMEOUT).
+            log.exception("recurring schedule %s: the run failed", schedule_id)
     return attempted
 
 
