@@ -11,12 +11,15 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from handwork_payments.db import transaction
+from handwork_payments.kit import jobs
+from handwork_payments.kit.clock import now
 from handwork_payments.models import Alert, MarketplaceEvent, RecurringRun, User
 from handwork_payments.recurring import runs
 from handwork_payments.recurring.runs import CLAIM_TIMEOUT, run_due
 from handwork_payments.runtime import Runtime
 from tests.faults import simulator
-from tests.helpers import Api
+from tests.helpers import Api, eventually
 from tests.recurring.flows import active_schedule, intents, payments_of, runs_of
 
 START = datetime(2027, 1, 31, 9, 0, tzinfo=UTC)
@@ -234,3 +237,21 @@ async def test_two_workers_racing_the_same_occurrence_charge_once(
         booked = await session.scalars(select(RecurringRun.booking_id))
         assert len(set(booked.all())) == 1
         assert await session.get(User, client.id) is not None
+
+
+async def test_the_worker_runs_the_job(api: Api, runtime: Runtime, worker: None) -> None:
+    """`hp:run_recurring` as procrastinate runs it (deferred here rather than waiting for
+    its minute), on the real clock: a start in the past is due at once."""
+    client, pro = await api.user("client"), await api.user("worker")
+    start = now() - timedelta(hours=1)
+    schedule = await active_schedule(api, client, pro, starts_at=start, interval="weekly")
+    async with transaction(runtime.sessions) as session:
+        await jobs.defer(session, "hp:run_recurring", args={"timestamp": 0})
+
+    async def held() -> bool:
+        runs = await runs_of(runtime, schedule["id"])
+        return bool(runs) and runs[0].status == "held"
+
+    await eventually(held)
+    shown = await api.get(f"/recurring-schedules/{schedule['id']}", client)
+    assert datetime.fromisoformat(shown["next_run_at"]) == start + timedelta(days=7)
