@@ -158,6 +158,21 @@ async def test_declines_to_the_last_retry_pause_the_schedule(api: Api, runtime: 
     assert (shown["status"], shown["runs"][0]["attempts"]) == ("paused", 5)
 
 
+async def test_authentication_required_off_session_is_dunned_like_a_decline(
+    api: Api, runtime: Runtime
+) -> None:
+    client, worker = await api.user("client"), await api.user("worker")
+    schedule = await active_schedule(
+        api, client, worker, starts_at=START, card="pm_card_authenticationRequired"
+    )
+    assert await run_due(runtime, now=START) == 1
+    shown = await api.get(f"/recurring-schedules/{schedule['id']}", client)
+    (run,) = shown["runs"]
+    assert (run["status"], run["attempts"]) == ("retrying", 1)
+    assert "authentication_required" in run["last_error"]
+    assert shown["next_run_at"] == "2027-02-01T09:00:00Z"
+
+
 async def test_a_job_killed_between_the_charge_and_its_record_charges_once(
     api: Api, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:

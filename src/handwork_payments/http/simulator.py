@@ -140,8 +140,10 @@ async def confirm_intent(
 async def confirm_setup(
     setup_id: IntentId, body: ConfirmRequest, runtime: RuntimeDep
 ) -> dict[str, Any]:
-    """`pm_card_visa` or `pm_card_chargeCustomerFail` (saved; every later charge declined)
-    saves the card on the setup's customer, followed by `setup_intent.succeeded`;
+    """`pm_card_visa`, `pm_card_chargeCustomerFail` (saved; every later charge declined) or
+    `pm_card_authenticationRequired` (saved; every off-session charge declined with
+    `authentication_required`) saves the card on the setup's customer, followed by
+    `setup_intent.succeeded`;
     `pm_card_chargeDeclined` is declined (`setup_intent.setup_failed`)."""
     simulator = _stripe(runtime)
     event_type = "setup_intent.succeeded"
