@@ -13,6 +13,7 @@ import signal
 import socket
 import sys
 import tempfile
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -23,7 +24,9 @@ from handwork_payments import migrate
 from handwork_payments.app import create_app
 from handwork_payments.auth.service import ensure_admin
 from handwork_payments.db import start_embedded, stop_embedded
+from handwork_payments.kit.clock import now
 from handwork_payments.ledger.verify import verify
+from handwork_payments.recurring.runs import run_due
 from handwork_payments.runtime import Runtime
 from handwork_payments.settings import Settings
 from handwork_payments.worker import running_worker
@@ -341,6 +344,49 @@ async def stablecoin_job(
     await demo.show(worker)
 
 
+async def recurring_story(demo: Demo) -> None:
+    """A recurring schedule: the card saved once, each month's booking paid off-session.
+    The run job (every minute in the worker) is called here with the clock moved to each
+    due date, as the tests do."""
+    say("Rosa books Walt monthly from 31 January, 80.00 USD, 3 times (recurring schedule)")
+    _, rosa = await demo.user("rosa@example.com", "Rosa Client", "client")
+    worker_id, worker = await demo.user("walt@example.com", "Walt Worker", "worker")
+    start = datetime(now().year + 1, 1, 31, 9, tzinfo=UTC)
+    body = {
+        "worker_id": worker_id,
+        "title": "Monthly garden",
+        "amount": "80.00",
+        "currency": "USD",
+        "interval": "monthly",
+        "starts_at": start.isoformat(),
+        "occurrences": 3,
+        "payment_method": "stripe",
+    }
+    schedule = await demo.call("POST", "/recurring-schedules", rosa, json=body)
+    setup_id = schedule["setup"]["setup_intent_id"]
+    print(f"   schedule #{schedule['id']} is {schedule['status']}: SetupIntent {setup_id}")
+    await demo.call(
+        "POST",
+        f"/simulator/stripe/setup_intents/{setup_id}/confirm",
+        None,
+        json={"payment_method": "pm_card_visa"},
+    )
+    path = f"/recurring-schedules/{schedule['id']}"
+    schedule = await demo.call("GET", path, rosa)
+    print(f"   Rosa saved her card (Stripe.js confirmSetup): {schedule['status']}")
+    while schedule["next_run_at"] is not None:
+        moment = datetime.fromisoformat(schedule["next_run_at"])
+        await run_due(demo.runtime, now=moment)
+        schedule = await demo.call("GET", path, rosa)
+        run = schedule["runs"][-1]
+        print(
+            f"   {moment:%d %b %Y}: occurrence {run['number']} booked (booking "
+            f"#{run['booking_id']}), payment #{run['payment_id']} {run['status']} off-session"
+        )
+    print(f"   schedule {schedule['status']}: 3 x 80.00 in escrow, Walt's 76.00 each once released")
+    await demo.show(worker)
+
+
 ADMIN_EMAIL = "admin@handwork.example"
 
 
@@ -377,6 +423,7 @@ async def main(url: str, keep_serving: bool) -> None:
             print(f"Handwork Payments demo: the service runs at http://127.0.0.1:{port}")
             print(f"providers: {runtime.providers.modes()}")
             await story(Demo(http, runtime))
+            await recurring_story(Demo(http, runtime))
             print("\nDone: every movement above is a balanced journal entry.")
             print(f"\nDashboard: http://127.0.0.1:{port}/dashboard  (API docs: /docs)")
             print(f"Admin: {ADMIN_EMAIL} / {PASSWORD}  (this temporary database only)")

@@ -102,6 +102,7 @@ def api_router() -> APIRouter:
     from handwork_payments.payments.refund_endpoints import router as refunds
     from handwork_payments.payouts.endpoints import router as payouts
     from handwork_payments.privacy.endpoints import router as privacy
+    from handwork_payments.recurring.endpoints import router as recurring
     from handwork_payments.webhooks.endpoints import router as webhooks
 
     router = APIRouter(prefix=API_PREFIX, responses=MALFORMED)
@@ -115,6 +116,7 @@ def api_router() -> APIRouter:
     router.include_router(privacy)
     router.include_router(accounts)
     router.include_router(wallet_domains)
+    router.include_router(recurring)
     return router
 
 

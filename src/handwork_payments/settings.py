@@ -259,6 +259,26 @@ class Settings(BaseSettings):
     # has the Crypto payment method: off unless set.
     stripe_crypto_enabled: bool = False
 
+    # Recurring bookings (issue 13). A declined off-session charge is tried again this
+    # many days after its first failure (comma-separated, increasing); after the last
+    # the schedule is paused.
+    recurring_retry_days: str = "1,3,5"
+
+    @field_validator("recurring_retry_days")
+    @classmethod
+    def _retry_days(cls, value: str) -> str:
+        try:
+            days = [int(part) for part in value.split(",") if part.strip()]
+        except ValueError as exc:
+            raise ValueError("RECURRING_RETRY_DAYS is whole days, e.g. 1,3,5") from exc
+        if len(days) > 10 or any(d < 1 or d > 60 for d in days) or days != sorted(set(days)):
+            raise ValueError("RECURRING_RETRY_DAYS: at most 10 increasing days of 1-60")
+        return ",".join(str(d) for d in days)
+
+    @property
+    def recurring_retry_schedule(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.recurring_retry_days.split(",") if d)
+
 
 @lru_cache
 def get_settings() -> Settings:

@@ -21,6 +21,7 @@ import itertools
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -40,6 +41,7 @@ from handwork_payments.runtime import Runtime
 from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.helpers import PASSWORD, Api
 from tests.http.world import World, seeded
+from tests.recurring.flows import active_schedule
 
 PARTIES = ("anonymous", "bad_token", "other_client", "other_worker", "admin", "owner")
 _serial = itertools.count(1)
@@ -136,6 +138,9 @@ MATRIX: dict[str, Row] = {
         409, path={"intent_id": "intent"}, json=lambda w, _: {"payment_method": "pm_card_visa"}),
     f"POST {A}/simulator/stripe/payment_intents/{{intent_id}}/authenticate": everyone(
         409, path={"intent_id": "intent"}, json=lambda w, _: {"succeed": True}),
+    # The setup succeeded already: the simulator refuses to confirm it again, to anyone.
+    f"POST {A}/simulator/stripe/setup_intents/{{setup_id}}/confirm": everyone(
+        409, path={"setup_id": "setup"}, json=lambda w, _: {"payment_method": "pm_card_visa"}),
     f"GET {A}/simulator/paypal/checkoutnow": everyone(
         OK, params=lambda w, _: {"token": w.ids["order"]}),
     "GET /health": everyone(OK),
@@ -192,6 +197,21 @@ MATRIX: dict[str, Row] = {
     f"POST {A}/payments/{{payment_id}}/release": guarded(
         "client", OK, 404, 404, 403, path={"payment_id": "release_me"}),
     f"GET {A}/payments/summary/client": guarded("client", OK, OK, 403, 403),
+    # --- recurring schedules: their client's (admins may change them too) ------------------
+    f"GET {A}/recurring-schedules": guarded("client", OK, OK, OK, OK),
+    f"POST {A}/recurring-schedules": guarded(
+        "client", CREATED, CREATED, 403, 403,
+        json=lambda w, _: {"worker_id": w.ids["worker_id"], "title": "Matrix", "amount": "10.00",
+                           "interval": "weekly", "starts_at": "2030-01-01T09:00:00Z",
+                           "payment_method": "stripe"}),
+    f"GET {A}/recurring-schedules/{{schedule_id}}": guarded(
+        "client", OK, 404, 404, OK, path={"schedule_id": "schedule"}),
+    f"POST {A}/recurring-schedules/{{schedule_id}}/pause": guarded(
+        "client", OK, 404, 404, OK, path={"schedule_id": "pause_me"}),
+    f"POST {A}/recurring-schedules/{{schedule_id}}/resume": guarded(
+        "client", OK, 404, 404, OK, path={"schedule_id": "resume_me"}),
+    f"POST {A}/recurring-schedules/{{schedule_id}}/cancel": guarded(
+        "client", OK, 404, 404, OK, path={"schedule_id": "cancel_me"}),
     # --- either side of the booking --------------------------------------------------------
     f"POST {A}/payments/disputes": guarded(
         "client", CREATED, 404, 404, 403,
@@ -276,6 +296,10 @@ AGAIN = {
     f"POST {A}/payments/payouts/{{payout_id}}/hold": 409,
     f"POST {A}/payments/payouts/{{payout_id}}/release-hold": 409,
     f"POST {A}/payments/payouts/{{payout_id}}/reject": 409,
+    # The admin (before the client) paused, resumed or cancelled the schedule already.
+    f"POST {A}/recurring-schedules/{{schedule_id}}/pause": 409,
+    f"POST {A}/recurring-schedules/{{schedule_id}}/resume": 409,
+    f"POST {A}/recurring-schedules/{{schedule_id}}/cancel": 409,
 }
 
 
@@ -341,6 +365,14 @@ async def prepare(world: World) -> None:
         ).scalar_one()
     for name in ("cancel_booking", "paypal_unpaid"):
         world.ids[name] = (await api.booking(client, worker))["id"]
+    for name in ("schedule", "pause_me", "resume_me", "cancel_me"):
+        schedule = await active_schedule(
+            api, client, worker, starts_at=datetime(2030, 1, 1, tzinfo=UTC)
+        )
+        world.ids[name] = schedule["id"]
+    world.ids["setup"] = schedule["setup"]["setup_intent_id"]
+    r = await api.post(f"/recurring-schedules/{world.ids['resume_me']}/pause", client)
+    assert r.status_code == 200, r.text
     for name in ("release_me", "dispute_me", "review_me"):
         booking = await api.booking(client, worker)
         r = await api.stripe_payment(client, booking)

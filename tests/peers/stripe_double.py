@@ -164,6 +164,8 @@ class StripeDouble:
         self.accounts: dict[str, dict[str, Any]] = {}
         self.domains: dict[str, dict[str, Any]] = {}
         self.crypto_available = True
+        self.customers: dict[str, dict[str, Any]] = {}
+        self.setup_intents: dict[str, dict[str, Any]] = {}
         self.account_links: list[dict[str, Any]] = []
         # What each connected account holds (transfers in, reversals and payouts out).
         self.account_balances: dict[str, dict[str, int]] = {}
@@ -198,6 +200,8 @@ class StripeDouble:
             ("POST", re.compile(r"/v1/account_links"), self._create_account_link),
             ("POST", re.compile(r"/v1/payment_method_domains"), self._create_domain),
             ("GET", re.compile(r"/v1/payment_method_domains"), self._list_domains),
+            ("POST", re.compile(r"/v1/customers"), self._create_customer),
+            ("POST", re.compile(r"/v1/setup_intents"), self._create_setup_intent),
         ]
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -768,6 +772,39 @@ class StripeDouble:
         self.accounts[account_id] = account
         self.account_balances.setdefault(account_id, {})
         return account
+
+    def _create_customer(
+        self, params: dict[str, Any], _: dict[str, str]
+    ) -> tuple[int, dict[str, Any]]:
+        customer = {
+            "id": _new_id("cus"),
+            "object": "customer",
+            "email": params.get("email"),
+            "metadata": params.get("metadata") or {},
+        }
+        self.customers[customer["id"]] = customer
+        return 200, customer
+
+    def _create_setup_intent(
+        self, params: dict[str, Any], _: dict[str, str]
+    ) -> tuple[int, dict[str, Any]]:
+        customer = params.get("customer")
+        if customer not in self.customers:
+            raise _invalid(f"No such customer: '{customer}'", "resource_missing", "customer")
+        setup_id = _new_id("seti")
+        setup = {
+            "id": setup_id,
+            "object": "setup_intent",
+            "client_secret": f"{setup_id}_secret_{secrets.token_hex(8)}",
+            "customer": customer,
+            "metadata": params.get("metadata") or {},
+            "payment_method": None,
+            "payment_method_types": _values(params.get("allowed_payment_method_types")),
+            "status": "requires_payment_method",
+            "usage": params.get("usage", "on_session"),
+        }
+        self.setup_intents[setup_id] = setup
+        return 200, setup
 
     def _create_account(
         self, params: dict[str, Any], _: dict[str, str]

@@ -44,6 +44,7 @@ EVENT_TYPES = (
     "payout.failed",
     "payout.rejected",
     "balance.available",
+    "recurring.payment_failed",
 )
 
 

@@ -38,6 +38,13 @@ from handwork_payments.models.payments import (
     Wallet,
 )
 from handwork_payments.models.payouts import PayoutStatus, WorkerPayout
+from handwork_payments.models.recurring import (
+    Interval,
+    RecurringRun,
+    RecurringSchedule,
+    RunStatus,
+    ScheduleStatus,
+)
 from handwork_payments.models.users import Role, User, UserStatus
 
 __all__ = [
@@ -55,6 +62,7 @@ __all__ = [
     "EventStatus",
     "HoldKind",
     "IdempotencyRecord",
+    "Interval",
     "JournalEntry",
     "LedgerAccount",
     "MarketplaceEvent",
@@ -68,10 +76,14 @@ __all__ = [
     "PayoutStatus",
     "Posting",
     "RateLimitCounter",
+    "RecurringRun",
+    "RecurringSchedule",
     "RefundKind",
     "RefundStatus",
     "ReversalStatus",
     "Role",
+    "RunStatus",
+    "ScheduleStatus",
     "SimulatedObject",
     "TransactionType",
     "User",

@@ -90,10 +90,12 @@ async def create_hold(
     cancel_url: str | None = None,
     stablecoin: bool = False,
     metadata: dict[str, Any] | None = None,
+    customer: str | None = None,
 ) -> tuple[Payment, ProviderHold]:
     """A pending payment for the booking and its hold at the provider. Asking again while
     the payment is pending answers the same payment and hold (the provider call repeats
-    with the same idempotency key), so a lost answer is safe to retry."""
+    with the same idempotency key), so a lost answer is safe to retry. With `customer`,
+    `payment_method` is that customer's saved method, charged off-session (recurring)."""
     async with transaction(runtime.sessions) as session:
         payment = await _pending_payment(
             session,
@@ -123,6 +125,7 @@ async def create_hold(
                 return_url=return_url,
                 cancel_url=cancel_url,
                 stablecoin=stablecoin,
+                customer=customer,
             ),
             idempotency_key=f"payment-{payment.id}-hold",
         )

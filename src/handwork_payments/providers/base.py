@@ -119,6 +119,10 @@ class NewHold:
     # Stripe's stablecoin payments (payment method type `crypto`): no manual capture, so
     # the intent captures when the payer completes it (a CAPTURED hold).
     stablecoin: bool = False
+    # A recurring charge: the saved `payment_method` of this provider customer, charged
+    # with the payer absent (Stripe: `off_session`); a bank asking for authentication
+    # declines it (code `authentication_required`).
+    customer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -244,6 +248,8 @@ class EventKind(enum.StrEnum):
     # Stripe Connect: (part of) a transfer to a worker's account taken back.
     TRANSFER_REVERSED = "transfer_reversed"
     ACCOUNT_UPDATED = "account_updated"
+    # A payer's method saved for off-session charges (Stripe SetupIntent succeeded).
+    SETUP_SUCCEEDED = "setup_succeeded"
     IGNORED = "ignored"
 
 
@@ -495,3 +501,34 @@ class PaymentMethodDomainProvider(Protocol):
     async def list_domains(self, *, limit: int) -> list[PaymentMethodDomain]:
         """Up to `limit` registered domains, newest first, every page read."""
         ...
+
+
+class SetupState(enum.StrEnum):
+    """Where saving a payer's method for later (off-session) charges stands."""
+
+    PENDING = "pending"  # the payer has not confirmed a method yet (or must authenticate)
+    SUCCEEDED = "succeeded"  # saved: `payment_method` may be charged off-session
+    CANCELED = "canceled"
+
+
+@dataclass(frozen=True)
+class ProviderSetup:
+    setup_id: str
+    state: SetupState
+    customer: str
+    payment_method: str | None = None
+    client_secret: str | None = None
+
+
+@runtime_checkable
+class SetupProvider(Protocol):
+    """Stripe: a SetupIntent on a customer of ours saves the payer's card for the
+    off-session charges of a recurring schedule (`NewHold.customer`)."""
+
+    async def create_setup(self, *, reference: str, email: str) -> ProviderSetup:
+        """A customer and its SetupIntent for our `reference` (`recurring-{id}`): the
+        idempotency keys are `{reference}-customer` and `{reference}-setup`, so asking
+        again answers the same ones."""
+        ...
+
+    async def get_setup(self, setup_id: str) -> ProviderSetup: ...

@@ -39,8 +39,11 @@ from handwork_payments.providers.base import (
     ProviderHold,
     ProviderIds,
     ProviderRefund,
+    ProviderSetup,
     ProviderTransfer,
     ProviderUnavailableError,
+    SetupProvider,
+    SetupState,
     StatementLine,
     TransferState,
 )
@@ -49,7 +52,7 @@ from handwork_payments.settings import Settings
 if TYPE_CHECKING:
     from stripe import RequestOptions
     from stripe._base_address import BaseAddresses
-    from stripe.params import PaymentIntentCreateParams
+    from stripe.params import PaymentIntentCreateParams, SetupIntentCreateParams
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +156,12 @@ class StripeProvider:
             params["payment_method"] = hold.payment_method
             params["confirm"] = True
             params["automatic_payment_methods"] = {"enabled": True, "allow_redirects": "never"}
+            if hold.customer:
+                # A recurring charge, the payer absent: the customer's saved method, and
+                # `off_session` so a bank wanting authentication declines at once
+                # (`authentication_required`) instead of waiting for a payer who is away.
+                params["customer"] = hold.customer
+                params["off_session"] = True
         else:
             params["capture_method"] = "manual"
             # The client confirms with Stripe.js / the mobile SDK from the client_secret;
@@ -294,6 +303,38 @@ class StripeProvider:
             amount=int(data["amount"]),
             fee_refunded=-(_balance_fee(data.get("balance_transaction")) or 0),
         )
+
+    # --- saved payment methods (SetupProvider) ------------------------------------------
+
+    async def create_setup(self, *, reference: str, email: str) -> ProviderSetup:
+        customer = await self._call(
+            "customers.create",
+            lambda: self._client.v1.customers.create_async(
+                {"email": email, "metadata": {"reference": self.ids.key(reference)}},
+                options=self._idempotent(f"{reference}-customer"),
+            ),
+        )
+        params: SetupIntentCreateParams = {
+            "customer": str(customer.id),
+            "usage": "off_session",
+            # Cards: what a manual-capture (escrow) intent can hold off-session.
+            "allowed_payment_method_types": ["card"],
+            "metadata": {"reference": self.ids.key(reference)},
+        }
+        setup = await self._call(
+            "setup_intents.create",
+            lambda: self._client.v1.setup_intents.create_async(
+                params, options=self._idempotent(f"{reference}-setup")
+            ),
+        )
+        return _setup(setup.to_dict())
+
+    async def get_setup(self, setup_id: str) -> ProviderSetup:
+        setup = await self._call(
+            "setup_intents.retrieve",
+            lambda: self._client.v1.setup_intents.retrieve_async(setup_id),
+        )
+        return _setup(setup.to_dict())
 
     # --- payouts (Connect transfers) ---------------------------------------------------
 
@@ -645,6 +686,28 @@ def _balance_fee(txn: Any) -> int | None:
     return None
 
 
+def _setup(data: Mapping[str, Any]) -> ProviderSetup:
+    """A SetupIntent as a ProviderSetup: `requires_payment_method`, `requires_confirmation`,
+    `requires_action` and `processing` are all still pending for us."""
+    status = data.get("status")
+    state = {"succeeded": SetupState.SUCCEEDED, "canceled": SetupState.CANCELED}.get(
+        str(status), SetupState.PENDING
+    )
+    method = data.get("payment_method")
+    if isinstance(method, Mapping):
+        method = method.get("id")
+    customer = data.get("customer")
+    if isinstance(customer, Mapping):
+        customer = customer.get("id")
+    return ProviderSetup(
+        setup_id=str(data["id"]),
+        state=state,
+        customer=str(customer or ""),
+        payment_method=str(method) if method else None,
+        client_secret=data.get("client_secret"),
+    )
+
+
 def _transfer(data: Mapping[str, Any]) -> ProviderTransfer:
     """A Connect transfer as a ProviderTransfer. A transfer moves the money to the connected
     account when it is created, so it is SUCCEEDED unless it has been reversed in full."""
@@ -667,6 +730,6 @@ if TYPE_CHECKING:
 
     def _implements(
         provider: StripeProvider,
-    ) -> tuple[PaymentProvider, ConnectProvider, PaymentMethodDomainProvider]:
+    ) -> tuple[PaymentProvider, ConnectProvider, PaymentMethodDomainProvider, SetupProvider]:
         # mypy checks here that StripeProvider satisfies the protocols.
-        return provider, provider, provider
+        return provider, provider, provider, provider

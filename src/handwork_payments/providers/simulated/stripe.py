@@ -37,7 +37,9 @@ from handwork_payments.providers.base import (
     ProviderEvent,
     ProviderHold,
     ProviderRefund,
+    ProviderSetup,
     ProviderTransfer,
+    SetupProvider,
     StatementLine,
 )
 from handwork_payments.providers.simulated import events
@@ -46,10 +48,12 @@ from handwork_payments.providers.simulated.store import (
     ACCOUNT,
     BALANCE_TRANSACTION,
     CHARGE,
+    CUSTOMER,
     DISPUTE,
     PAYMENT_INTENT,
     PAYMENT_METHOD_DOMAIN,
     REFUND,
+    SETUP_INTENT,
     TRANSFER,
     TRANSFER_REVERSAL,
     Json,
@@ -67,7 +71,10 @@ from handwork_payments.providers.simulated.stripe_objects import (
     AUTHORISING,
     DECLINING,
     PM_AUTHENTICATION_REQUIRED,
+    PM_CHARGE_CUSTOMER_FAIL,
     PM_CRYPTO,
+    PM_DECLINED,
+    SETUP_METHODS,
     STRIPE_CONNECT_LINK_BASE,
     balance_transaction,
     charge,
@@ -76,12 +83,15 @@ from handwork_payments.providers.simulated.stripe_objects import (
     connected_account,
     declined_error,
     intent_hold,
+    new_customer,
     new_dispute,
     new_intent,
     new_refund,
     new_reversal,
+    new_setup_intent,
     new_transfer,
     payment_method_domain,
+    setup_of,
     stripe_transfer,
 )
 
@@ -177,6 +187,9 @@ class SimulatedStripe(SimulatedProvider):
             self.ids.key(f"payment-{hold.payment_id}"),
             stablecoin=hold.stablecoin,
         )
+        if hold.customer is not None:
+            await self._check_attached(session, hold.customer, hold.payment_method)
+            intent.update(customer=hold.customer, off_session=True)
         row = self._insert(session, intent["id"], PAYMENT_INTENT, intent)
         await session.flush()
         if hold.payment_method is not None:
@@ -201,6 +214,11 @@ class SimulatedStripe(SimulatedProvider):
             await self._authorise_intent(session, row)
         elif payment_method == PM_CRYPTO:
             await self._collect_intent(session, row)
+        elif payment_method == PM_CHARGE_CUSTOMER_FAIL:
+            self._decline_intent(session, row)
+        elif payment_method == PM_AUTHENTICATION_REQUIRED and intent.get("off_session"):
+            # Off-session, nobody can do 3-D Secure: Stripe declines at once.
+            self._decline_intent(session, row, code="authentication_required")
         elif payment_method == PM_AUTHENTICATION_REQUIRED:
             intent["status"] = "requires_action"
             intent["next_action"] = {
@@ -212,7 +230,9 @@ class SimulatedStripe(SimulatedProvider):
             assert payment_method in DECLINING
             self._decline_intent(session, row)
 
-    def _decline_intent(self, session: AsyncSession, row: SimulatedObject) -> None:
+    def _decline_intent(
+        self, session: AsyncSession, row: SimulatedObject, code: str = "card_declined"
+    ) -> None:
         """The card is declined: a failed charge, the error kept on the intent (committed
         with it, as Stripe keeps it) and PaymentDeclinedError raised."""
         intent = row.data
@@ -221,15 +241,16 @@ class SimulatedStripe(SimulatedProvider):
             session,
             charge_id,
             CHARGE,
-            charge(intent, charge_id, status="failed", failure_code="card_declined"),
+            charge(intent, charge_id, status="failed", failure_code=code),
         )
+        error = declined_error(charge_id, str(intent["payment_method"]))
+        if code != "card_declined":
+            error.update(code=code, decline_code=code)
         intent.update(
-            status="requires_payment_method",
-            last_payment_error=declined_error(charge_id, str(intent["payment_method"])),
-            latest_charge=charge_id,
+            status="requires_payment_method", last_payment_error=error, latest_charge=charge_id
         )
         save(row, intent)
-        raise PaymentDeclinedError("Your card was declined.", code="card_declined")
+        raise PaymentDeclinedError("Your card was declined.", code=code)
 
     async def _authorise_intent(self, session: AsyncSession, row: SimulatedObject) -> None:
         intent = row.data
@@ -387,6 +408,78 @@ class SimulatedStripe(SimulatedProvider):
         refunded["refunded"] = refunded["amount_refunded"] == refunded["amount_captured"]
         save(charge_row, refunded)
         return {"refund_id": refund["id"], "amount": amount, "fee_refunded": 0}
+
+    # --- saved payment methods (SetupProvider) -------------------------------------------
+
+    async def create_setup(self, *, reference: str, email: str) -> ProviderSetup:
+        async def act(session: AsyncSession) -> Json:
+            customer = new_customer(email, self.ids.key(reference))
+            self._insert(session, customer["id"], CUSTOMER, customer)
+            setup = new_setup_intent(customer["id"], self.ids.key(reference))
+            self._insert(session, setup["id"], SETUP_INTENT, setup)
+            return setup
+
+        params: Json = {"reference": reference, "email": email}
+        return setup_of(
+            await self._call("create_setup", act, key=f"{reference}-setup", params=params)
+        )
+
+    async def get_setup(self, setup_id: str) -> ProviderSetup:
+        return setup_of(await self.object_of(setup_id, SETUP_INTENT))
+
+    async def object_of(self, object_id: str, kind: str) -> Json:
+        async def read(session: AsyncSession) -> Json:
+            return dict((await self._load(session, object_id, kind)).data)
+
+        return await self._call("get_setup", read)
+
+    async def _check_attached(
+        self, session: AsyncSession, customer_id: str, payment_method: str | None
+    ) -> None:
+        customer = await self._load(session, customer_id, CUSTOMER)
+        if payment_method not in customer.data["payment_methods"]:
+            raise ProviderError(
+                f"The provided PaymentMethod ({payment_method}) is not attached to customer "
+                f"{customer_id}.",
+                code="payment_method_not_attached",
+            )
+
+    async def client_confirm_setup(self, setup_id: str, payment_method: str) -> ProviderSetup:
+        """Stripe.js `confirmSetup` with a test card: the card is attached to the setup's
+        customer. `pm_card_chargeDeclined` is declined (the setup keeps the error)."""
+
+        async def act(session: AsyncSession) -> Json:
+            row = await self._load(session, setup_id, SETUP_INTENT, lock=True)
+            setup = row.data
+            check_payment_method(payment_method)
+            if setup["status"] != "requires_payment_method":
+                raise ProviderError(
+                    "You cannot confirm this SetupIntent because it has a status of "
+                    f"{setup['status']}.",
+                    code="setup_intent_unexpected_state",
+                )
+            if payment_method == PM_DECLINED:
+                setup["last_setup_error"] = {
+                    "type": "card_error",
+                    "code": "card_declined",
+                    "message": "Your card was declined.",
+                }
+                save(row, setup)
+                raise PaymentDeclinedError("Your card was declined.", code="card_declined")
+            if payment_method not in SETUP_METHODS:
+                raise ProviderError(
+                    f"The simulator sets up {sorted(SETUP_METHODS)} only",
+                    code="resource_missing",
+                )
+            customer = await self._load(session, setup["customer"], CUSTOMER, lock=True)
+            attached = customer.data
+            attached["payment_methods"] = [*attached["payment_methods"], payment_method]
+            save(customer, attached)
+            setup.update(status="succeeded", payment_method=payment_method, last_setup_error=None)
+            save(row, setup)
+            return dict(setup)
+
+        return setup_of(await self._perform(act))
 
     # --- transfers (payouts to connected accounts) ----------------------------------------
 
@@ -631,6 +724,6 @@ if TYPE_CHECKING:
 
     def _implements(
         provider: SimulatedStripe,
-    ) -> tuple[PaymentProvider, ConnectProvider, PaymentMethodDomainProvider]:
+    ) -> tuple[PaymentProvider, ConnectProvider, PaymentMethodDomainProvider, SetupProvider]:
         # mypy checks here that the simulator satisfies the protocols.
-        return provider, provider, provider
+        return provider, provider, provider, provider

@@ -15,7 +15,9 @@ from handwork_payments.providers.base import (
     PayoutOrder,
     ProviderError,
     ProviderHold,
+    ProviderSetup,
     ProviderTransfer,
+    SetupState,
     TransferState,
 )
 from handwork_payments.providers.simulated.store import (
@@ -44,6 +46,8 @@ PM_GOOGLE_PAY_DECLINED = "pm_card_google_pay_chargeDeclined"
 PM_LINK_DECLINED = "pm_card_link_chargeDeclined"
 # The simulator's stablecoin payer: USDC on Base, paid at once.
 PM_CRYPTO = "pm_crypto_usdc"
+# Attaches to a customer (a SetupIntent succeeds with it); every charge is then declined.
+PM_CHARGE_CUSTOMER_FAIL = "pm_card_chargeCustomerFail"
 _TEST_CARDS: dict[str, str] = {
     PM_VISA: "4242",
     PM_DECLINED: "0002",
@@ -54,6 +58,7 @@ _TEST_CARDS: dict[str, str] = {
     PM_APPLE_PAY_DECLINED: "0002",
     PM_GOOGLE_PAY_DECLINED: "0002",
     PM_LINK_DECLINED: "0002",
+    PM_CHARGE_CUSTOMER_FAIL: "0341",
 }
 WALLET_OF: dict[str, str] = {
     PM_APPLE_PAY: "apple_pay",
@@ -72,6 +77,13 @@ DECLINING = frozenset(
 def method_type(payment_method: str) -> str:
     """The PaymentMethod's type, as an intent's `payment_method_types` lists it."""
     return "crypto" if payment_method == PM_CRYPTO else "card"
+
+
+# What a SetupIntent can be confirmed with in the simulator. `pm_card_authenticationRequired`
+# (Stripe's 4000002760003184: authentication on every payment) is saved as if 3-D Secure
+# was done in the browser at setup; charged off-session it is declined with
+# `authentication_required`, as Stripe does.
+SETUP_METHODS = frozenset({PM_VISA, PM_CHARGE_CUSTOMER_FAIL, PM_AUTHENTICATION_REQUIRED})
 
 
 def check_payment_method(payment_method: str) -> None:
@@ -299,6 +311,49 @@ def connected_account(worker_id: int, email: str) -> Json:
         "metadata": {"worker_id": str(worker_id)},
         "created": int(time.time()),
     }
+
+
+def new_customer(email: str, reference: str) -> Json:
+    return {
+        "id": stripe_id("cus", 14),
+        "object": "customer",
+        "created": int(time.time()),
+        "email": email,
+        "metadata": {"reference": reference},
+        "payment_methods": [],  # the simulator's record of what is attached
+    }
+
+
+def new_setup_intent(customer_id: str, reference: str) -> Json:
+    """An off-session SetupIntent waiting for the payer's card."""
+    setup_id = stripe_id("seti")
+    return {
+        "id": setup_id,
+        "object": "setup_intent",
+        "client_secret": f"{setup_id}_secret_{random_string(ALNUM, 25)}",
+        "created": int(time.time()),
+        "customer": customer_id,
+        "last_setup_error": None,
+        "livemode": False,
+        "metadata": {"reference": reference},
+        "payment_method": None,
+        "payment_method_types": ["card"],
+        "status": "requires_payment_method",
+        "usage": "off_session",
+    }
+
+
+def setup_of(data: Mapping[str, Any]) -> ProviderSetup:
+    state = {"succeeded": SetupState.SUCCEEDED, "canceled": SetupState.CANCELED}.get(
+        str(data["status"]), SetupState.PENDING
+    )
+    return ProviderSetup(
+        setup_id=str(data["id"]),
+        state=state,
+        customer=str(data["customer"]),
+        payment_method=data.get("payment_method"),
+        client_secret=str(data["client_secret"]),
+    )
 
 
 # --- translations -----------------------------------------------------------------------------
