@@ -89,6 +89,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 def api_router() -> APIRouter:
     from handwork_payments.accounts.endpoints import router as accounts
     from handwork_payments.admin.endpoints import router as admin
+    from handwork_payments.admin.payment_method_domains import router as wallet_domains
     from handwork_payments.admin.story import router as story
     from handwork_payments.analytics.endpoints import router as analytics
     from handwork_payments.auth.endpoints import router as auth
@@ -101,6 +102,7 @@ def api_router() -> APIRouter:
     from handwork_payments.payments.refund_endpoints import router as refunds
     from handwork_payments.payouts.endpoints import router as payouts
     from handwork_payments.privacy.endpoints import router as privacy
+    from handwork_payments.recurring.endpoints import router as recurring
     from handwork_payments.webhooks.endpoints import router as webhooks
 
     router = APIRouter(prefix=API_PREFIX, responses=MALFORMED)
@@ -113,6 +115,8 @@ def api_router() -> APIRouter:
         router.include_router(sub)
     router.include_router(privacy)
     router.include_router(accounts)
+    router.include_router(wallet_domains)
+    router.include_router(recurring)
     return router
 
 

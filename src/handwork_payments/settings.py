@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from decimal import Decimal
 from functools import lru_cache
@@ -11,6 +12,13 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from handwork_payments.kit import fee_rules
+
+
+def _is_fernet_key(key: str) -> bool:
+    try:
+        return len(base64.urlsafe_b64decode(key.encode("ascii"))) == 32
+    except (ValueError, UnicodeEncodeError):
+        return False
 
 
 class Settings(BaseSettings):
@@ -169,6 +177,19 @@ class Settings(BaseSettings):
         fee_rules.parse(value)
         return value
 
+    @field_validator("metadata_encryption_keys")
+    @classmethod
+    def _fernet_keys(cls, value: str | None) -> str | None:
+        # Checked here, so that a mistyped key stops start-up with one line naming it
+        # rather than a traceback from the first request that encrypts metadata.
+        for number, key in enumerate((k.strip() for k in (value or "").split(",")), 1):
+            if key and not _is_fernet_key(key):
+                raise ValueError(
+                    f"key {number} is not a Fernet key (32 bytes in url-safe base64, as "
+                    "`handwork-payments crypto rotate` or Fernet.generate_key() prints)"
+                )
+        return value
+
     @field_validator("worker_stalled_sweep_seconds")
     @classmethod
     def _sweep_fits_cron(cls, value: int) -> int:
@@ -227,6 +248,36 @@ class Settings(BaseSettings):
     # The simulators answer each call this much later (a slow provider, for the bench);
     # 0 in every real use.
     simulator_latency_ms: int = Field(default=0, ge=0, le=60_000)
+
+    # Payout controls (issue 14). A payment's share becomes withdrawable this long after
+    # its release (`available_soon` until then), so a refund or chargeback in that time is
+    # taken from money still on the platform. 0: at once, as before; 48 to 168 in production.
+    payout_delay_hours: int = Field(default=0, ge=0, le=24 * 90)
+
+    # Wallets and stablecoin payments (issue 14). `payment_method: "crypto"` (Stripe's
+    # stablecoin payments, USDC settling in USD) only where the platform's Stripe account
+    # has the Crypto payment method: off unless set.
+    stripe_crypto_enabled: bool = False
+
+    # Recurring bookings (issue 13). A declined off-session charge is tried again this
+    # many days after its first failure (comma-separated, increasing); after the last
+    # the schedule is paused.
+    recurring_retry_days: str = "1,3,5"
+
+    @field_validator("recurring_retry_days")
+    @classmethod
+    def _retry_days(cls, value: str) -> str:
+        try:
+            days = [int(part) for part in value.split(",") if part.strip()]
+        except ValueError as exc:
+            raise ValueError("RECURRING_RETRY_DAYS is whole days, e.g. 1,3,5") from exc
+        if len(days) > 10 or any(d < 1 or d > 60 for d in days) or days != sorted(set(days)):
+            raise ValueError("RECURRING_RETRY_DAYS: at most 10 increasing days of 1-60")
+        return ",".join(str(d) for d in days)
+
+    @property
+    def recurring_retry_schedule(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.recurring_retry_days.split(",") if d)
 
 
 @lru_cache

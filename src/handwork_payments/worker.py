@@ -98,6 +98,7 @@ def blueprints() -> list[procrastinate.Blueprint]:
     from handwork_payments.payouts.tasks import blueprint as payouts
     from handwork_payments.privacy.tasks import blueprint as privacy
     from handwork_payments.reconcile.tasks import blueprint as reconcile
+    from handwork_payments.recurring.tasks import blueprint as recurring
     from handwork_payments.webhooks.tasks import blueprint as webhooks
 
     return [
@@ -110,6 +111,7 @@ def blueprints() -> list[procrastinate.Blueprint]:
         audit,
         privacy,
         events,
+        recurring,
     ]
 
 

@@ -33,6 +33,7 @@ AUTHENTICATED = [
     "GET /payments/", "GET /payments/{held}", "POST /payments/{held}/release",
     "GET /payments/disputes", "POST /payments/disputes/{dispute}/review",
     "GET /payments/payouts", "POST /payments/payouts/{payout}/process",
+    "POST /payments/payouts/{payout}/release-hold",
     "POST /payments/stripe/connect/onboarding",
     "GET /payments/summary/client", "GET /payments/earnings/worker", "GET /payments/transactions",
     "GET /admin/webhooks", "POST /admin/webhooks/{delivery}/replay", "GET /admin/alerts",
@@ -116,6 +117,7 @@ PATH_IDS = [
     ("POST /payments/disputes/{id}/review", "admin"),
     ("POST /payments/disputes/{id}/resolve", "admin"),
     ("POST /payments/payouts/{id}/process", "admin"),
+    ("POST /payments/payouts/{id}/release-hold", "admin"),
     ("POST /admin/webhooks/{id}/replay", "admin"),
 ]
 MALFORMED_PATH_IDS = ["abc", "0", "-1", "1.5", str(BEYOND_BIGINT)]

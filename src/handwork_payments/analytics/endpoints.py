@@ -12,10 +12,17 @@ from handwork_payments.analytics.schemas import (
     WorkerBalances,
     WorkerEarnings,
 )
-from handwork_payments.http.deps import ClientUser, CurrentUser, SessionDep, WorkerUser
+from handwork_payments.http.deps import (
+    ClientUser,
+    CurrentUser,
+    RuntimeDep,
+    SessionDep,
+    WorkerUser,
+)
 from handwork_payments.kit.errors import Forbidden, Unauthorized, error_responses
 from handwork_payments.kit.pagination import Page, PageDep, page_of
 from handwork_payments.kit.schemas import CurrencyIn
+from handwork_payments.payouts import delay
 
 router = APIRouter(prefix="/payments", tags=["analytics"])
 
@@ -46,9 +53,11 @@ async def client_summary(
     responses=error_responses(Unauthorized, Forbidden),
 )
 async def worker_earnings(
-    user: WorkerUser, session: SessionDep, currency: CurrencyQuery = "USD"
+    user: WorkerUser, session: SessionDep, runtime: RuntimeDep, currency: CurrencyQuery = "USD"
 ) -> WorkerEarnings:
-    return WorkerEarnings.of(currency, await repository.worker_totals(session, user.id, currency))
+    since = delay.since(runtime.settings)
+    totals = await repository.worker_totals(session, user.id, currency, since)
+    return WorkerEarnings.of(currency, totals)
 
 
 @router.get(
@@ -56,9 +65,12 @@ async def worker_earnings(
     response_model=WorkerBalances,
     responses=error_responses(Unauthorized, Forbidden),
 )
-async def worker_balances(user: WorkerUser, session: SessionDep) -> WorkerBalances:
+async def worker_balances(
+    user: WorkerUser, session: SessionDep, runtime: RuntimeDep
+) -> WorkerBalances:
     """The earnings figures in every currency the worker has, one query."""
-    found = await repository.worker_totals_by_currency(session, user.id)
+    since = delay.since(runtime.settings)
+    found = await repository.worker_totals_by_currency(session, user.id, delay_since=since)
     return WorkerBalances(items=[WorkerEarnings.of(c, t) for c, t in found.items()])
 
 

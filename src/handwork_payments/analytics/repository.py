@@ -3,7 +3,20 @@ read, whatever the ledger's size); the rest are indexed sums over one user's own
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Label, Select, case, func, literal, select, union_all
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Label,
+    Select,
+    case,
+    func,
+    literal,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.kit import money
@@ -22,6 +35,7 @@ from handwork_payments.models import (
     User,
     WorkerPayout,
 )
+from handwork_payments.payouts import delay
 
 IN_ESCROW = (PaymentStatus.HELD, PaymentStatus.DISPUTED)
 
@@ -65,40 +79,42 @@ async def client_totals_by_currency(
     }
 
 
-async def worker_totals(session: AsyncSession, worker_id: int, currency: str) -> WorkerTotals:
-    return (await worker_totals_by_currency(session, worker_id, currency)).get(
-        currency, dict.fromkeys(("available", "reserved", "pending", "paid_out"), 0)
-    )
+async def worker_totals(
+    session: AsyncSession, worker_id: int, currency: str, delay_since: datetime | None = None
+) -> WorkerTotals:
+    found = await worker_totals_by_currency(session, worker_id, currency, delay_since)
+    return found.get(currency, dict.fromkeys(FIGURES, 0))
+
+
+FIGURES = ("available", "available_soon", "reserved", "pending", "paid_out")
+# The columns every part of the union gives, per currency; each part fills its own.
+_PARTS = ("available", "reserved", "pending", "paid", "reversed", "delayed")
 
 
 async def worker_totals_by_currency(
-    session: AsyncSession, worker_id: int, currency: str | None = None
+    session: AsyncSession,
+    worker_id: int,
+    currency: str | None = None,
+    delay_since: datetime | None = None,
 ) -> dict[str, WorkerTotals]:
     """Every figure of the earnings summary, per currency the worker has (or in
     `currency`), in one round trip: the balance rows found by their codes (the unique
-    index; one pair per currency kit.money knows when none is given), and indexed sums
-    over the worker's payments and payouts, added up per currency."""
+    index; one pair per currency kit.money knows when none is given), indexed sums over the
+    worker's payments and payouts and, with a payout delay, what was released after
+    `delay_since` (not withdrawable yet), added up per currency."""
     codes = [currency] if currency is not None else list(money.CURRENCY_EXPONENTS)
+    available_codes = [available_code(worker_id, c) for c in codes]
     is_available = LedgerAccount.kind == AccountKind.WORKER_AVAILABLE
     accounts = select(
-        LedgerAccount.currency.label("currency"),
-        case((is_available, LedgerAccount.balance), else_=0).label("available"),
-        case((is_available, 0), else_=LedgerAccount.balance).label("reserved"),
-        *_zeros("pending", "paid", "reversed"),
-    ).where(
-        LedgerAccount.code.in_(
-            [available_code(worker_id, c) for c in codes]
-            + [reserved_code(worker_id, c) for c in codes]
-        )
-    )
+        LedgerAccount.currency,
+        *_columns(
+            available=case((is_available, LedgerAccount.balance), else_=0),
+            reserved=case((is_available, 0), else_=LedgerAccount.balance),
+        ),
+    ).where(LedgerAccount.code.in_(available_codes + [reserved_code(worker_id, c) for c in codes]))
     share = Payment.worker_amount - (Payment.refunded_amount - Payment.refunded_fee)
     pending = (
-        select(
-            Payment.currency,
-            *_zeros("available", "reserved"),
-            func.sum(share).label("pending"),
-            *_zeros("paid", "reversed"),
-        )
+        select(Payment.currency, *_columns(pending=func.sum(share)))
         .join(Booking, Booking.id == Payment.booking_id)
         .where(
             Booking.worker_id == worker_id,
@@ -113,40 +129,36 @@ async def worker_totals_by_currency(
         WorkerPayout.status == PayoutStatus.COMPLETED,
     )
     paid = (
-        select(
-            WorkerPayout.currency,
-            *_zeros("available", "reserved", "pending"),
-            func.sum(WorkerPayout.amount).label("paid"),
-            *_zeros("reversed"),
-        )
+        select(WorkerPayout.currency, *_columns(paid=func.sum(WorkerPayout.amount)))
         .where(*completed)
         .group_by(WorkerPayout.currency)
     )
     # Money reversed from completed Stripe payouts (to cover refunds, or at Stripe) is back
     # with the platform: no longer paid out to the worker.
     reversed_ = (
-        select(
-            WorkerPayout.currency,
-            *_zeros("available", "reserved", "pending", "paid"),
-            func.sum(PayoutReversal.amount).label("reversed"),
-        )
+        select(WorkerPayout.currency, *_columns(reversed=func.sum(PayoutReversal.amount)))
         .join(WorkerPayout, WorkerPayout.id == PayoutReversal.payout_id)
         .where(*completed, PayoutReversal.status == ReversalStatus.SUCCEEDED)
         .group_by(WorkerPayout.currency)
     )
-    parts = union_all(accounts, pending, paid, reversed_).subquery()
-    figures = ("available", "reserved", "pending", "paid", "reversed")
+    selects = [accounts, pending, paid, reversed_]
+    if delay_since is not None:
+        per_currency = delay.in_delay_by_currency(available_codes, delay_since).subquery()
+        selects.append(select(per_currency.c.currency, *_columns(delayed=per_currency.c.delayed)))
+    parts = union_all(*selects).subquery()
     query = (
-        select(parts.c.currency, *(func.sum(parts.c[name]) for name in figures))
+        select(parts.c.currency, *(func.sum(parts.c[name]) for name in _PARTS))
         .group_by(parts.c.currency)
         .order_by(parts.c.currency)
     )
     found: dict[str, WorkerTotals] = {}
-    for code, available, reserved, pending_sum, paid_sum, reversed_sum in (
+    for code, balance, reserved, pending_sum, paid_sum, reversed_sum, delayed in (
         await session.execute(query)
     ).all():
+        available, soon = delay.split(int(balance), int(delayed))
         found[code] = {
-            "available": int(available),
+            "available": available,
+            "available_soon": soon,
             "reserved": int(reserved),
             "pending": int(pending_sum),
             "paid_out": int(paid_sum) - int(reversed_sum),
@@ -154,8 +166,11 @@ async def worker_totals_by_currency(
     return found
 
 
-def _zeros(*names: str) -> list[Label[int]]:
-    return [literal(0, BigInteger).label(name) for name in names]
+def _columns(**given: ColumnElement[Any]) -> list[Label[Any]]:
+    """The union's columns in their order: those `given`, 0 for the others."""
+    return [
+        (given[name] if name in given else literal(0, BigInteger)).label(name) for name in _PARTS
+    ]
 
 
 def transactions(user: User) -> Select[PaymentTransaction]:

@@ -42,6 +42,8 @@ class ClientSummaries(BaseModel):
 class WorkerEarnings(BaseModel):
     currency: str
     available_balance: Decimal
+    # Released, but withdrawable only once PAYOUT_DELAY_HOURS have passed (0 without a delay).
+    available_soon: Decimal
     pending_balance: Decimal
     total_earned: Decimal
     total_paid_out: Decimal
@@ -51,11 +53,16 @@ class WorkerEarnings(BaseModel):
     def of(cls, currency: str, t: dict[str, int]) -> WorkerEarnings:
         return cls(
             currency=currency,
+            # What a payout may take now (it always meant that); with PAYOUT_DELAY_HOURS,
+            # what was released within the delay is `available_soon` instead.
             available_balance=_money(t["available"], currency),
+            available_soon=_money(t["available_soon"], currency),
             pending_balance=_money(t["pending"], currency),
-            # What was released to the worker net of clawbacks: still available, reserved
-            # for a payout, or paid out.
-            total_earned=_money(t["available"] + t["reserved"] + t["paid_out"], currency),
+            # What was released to the worker net of clawbacks: still available (now or
+            # soon), reserved for a payout, or paid out.
+            total_earned=_money(
+                t["available"] + t["available_soon"] + t["reserved"] + t["paid_out"], currency
+            ),
             total_paid_out=_money(t["paid_out"], currency),
             pending_payouts=_money(t["reserved"], currency),
         )

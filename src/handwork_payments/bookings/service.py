@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from handwork_payments.audit.service import record
 from handwork_payments.db import transaction
 from handwork_payments.kit import jobs
@@ -20,27 +22,54 @@ async def create(
     runtime: Runtime, client: User, *, worker_id: int, title: str, amount: int, currency: str
 ) -> Booking:
     async with transaction(runtime.sessions) as session:
-        worker = await session.get(User, worker_id)
-        if worker is None or worker.role != Role.WORKER:
-            raise NotFound(f"Worker #{worker_id} not found")
-        booking = Booking(
-            client_id=client.id,
-            worker_id=worker_id,
+        await check_worker(session, worker_id)
+        return await add(
+            session,
+            client.id,
+            worker_id,
             title=title,
             amount=amount,
             currency=currency,
-            status=BookingStatus.PENDING_PAYMENT,
-        )
-        session.add(booking)
-        await session.flush()
-        await record(
-            session,
             actor_id=client.id,
-            action="booking.created",
-            object_type="booking",
-            object_id=booking.id,
-            after={"status": booking.status, "amount": amount, "currency": currency},
         )
+
+
+async def check_worker(session: AsyncSession, worker_id: int) -> None:
+    worker = await session.get(User, worker_id)
+    if worker is None or worker.role != Role.WORKER:
+        raise NotFound(f"Worker #{worker_id} not found")
+
+
+async def add(
+    session: AsyncSession,
+    client_id: int,
+    worker_id: int,
+    *,
+    title: str,
+    amount: int,
+    currency: str,
+    actor_id: int | None,
+) -> Booking:
+    """A booking awaiting payment, in the caller's transaction (a recurring run creates
+    its occurrence's booking next to the run; `actor_id` None: the system did)."""
+    booking = Booking(
+        client_id=client_id,
+        worker_id=worker_id,
+        title=title,
+        amount=amount,
+        currency=currency,
+        status=BookingStatus.PENDING_PAYMENT,
+    )
+    session.add(booking)
+    await session.flush()
+    await record(
+        session,
+        actor_id=actor_id,
+        action="booking.created",
+        object_type="booking",
+        object_id=booking.id,
+        after={"status": booking.status, "amount": amount, "currency": currency},
+    )
     return booking
 
 

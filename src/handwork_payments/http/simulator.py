@@ -30,6 +30,7 @@ from handwork_payments.providers.simulated import (
     SimulatedStripe,
     UnknownObjectError,
 )
+from handwork_payments.providers.simulated.store import SETUP_INTENT
 from handwork_payments.runtime import Runtime
 from handwork_payments.webhooks.service import receive
 
@@ -47,7 +48,10 @@ class ConfirmRequest(BaseModel):
     payment_method: str = Field(
         min_length=1,
         max_length=100,
-        description="pm_card_visa | pm_card_chargeDeclined | pm_card_authenticationRequired",
+        description="pm_card_visa | pm_card_chargeDeclined | pm_card_authenticationRequired | "
+        "pm_card_visa_apple_pay | pm_card_visa_google_pay | pm_card_link | "
+        "pm_card_{apple_pay,google_pay,link}_chargeDeclined | pm_crypto_usdc (stablecoin) | "
+        "pm_card_chargeCustomerFail (SetupIntents)",
     )
 
 
@@ -111,8 +115,9 @@ async def confirm_intent(
     intent_id: IntentId, body: ConfirmRequest, runtime: RuntimeDep
 ) -> dict[str, Any]:
     """Answers the intent as it now is; an authorisation is followed by
-    `payment_intent.amount_capturable_updated`, a decline by `payment_intent.payment_failed`
-    (the intent shows `last_payment_error`), 3-D Secure by nothing until it is done."""
+    `payment_intent.amount_capturable_updated`, a stablecoin payment (captured at once) by
+    `payment_intent.succeeded`, a decline by `payment_intent.payment_failed` (the intent
+    shows `last_payment_error`), 3-D Secure by nothing until it is done."""
     simulator = _stripe(runtime)
     event_type: str | None = None
     try:
@@ -124,10 +129,38 @@ async def confirm_intent(
     else:
         if hold.state is HoldState.AUTHORIZED:
             event_type = "payment_intent.amount_capturable_updated"
+        elif hold.state is HoldState.CAPTURED:
+            event_type = "payment_intent.succeeded"
     intent = await simulator.intent_object(intent_id)
     if event_type is not None:
         await _deliver(runtime, simulator, event_type, intent)
     return intent
+
+
+@router.post(
+    "/stripe/setup_intents/{setup_id}/confirm",
+    responses=error_responses(BadRequest, NotFound, Conflict),
+    summary="Confirm a SetupIntent with a test card, as Stripe.js confirmSetup does",
+)
+async def confirm_setup(
+    setup_id: IntentId, body: ConfirmRequest, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """`pm_card_visa`, `pm_card_chargeCustomerFail` (saved; every later charge declined) or
+    `pm_card_authenticationRequired` (saved; every off-session charge declined with
+    `authentication_required`) saves the card on the setup's customer, followed by
+    `setup_intent.succeeded`;
+    `pm_card_chargeDeclined` is declined (`setup_intent.setup_failed`)."""
+    simulator = _stripe(runtime)
+    event_type = "setup_intent.succeeded"
+    try:
+        await simulator.client_confirm_setup(setup_id, body.payment_method)
+    except PaymentDeclinedError:
+        event_type = "setup_intent.setup_failed"
+    except ProviderError as exc:
+        raise _domain_error(exc) from exc
+    setup = await simulator.object_of(setup_id, SETUP_INTENT)
+    await _deliver(runtime, simulator, event_type, setup)
+    return setup
 
 
 @router.post(

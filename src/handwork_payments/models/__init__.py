@@ -35,8 +35,16 @@ from handwork_payments.models.payments import (
     PaymentStatus,
     RefundKind,
     RefundStatus,
+    Wallet,
 )
 from handwork_payments.models.payouts import PayoutStatus, WorkerPayout
+from handwork_payments.models.recurring import (
+    Interval,
+    RecurringRun,
+    RecurringSchedule,
+    RunStatus,
+    ScheduleStatus,
+)
 from handwork_payments.models.users import Role, User, UserStatus
 
 __all__ = [
@@ -54,6 +62,7 @@ __all__ = [
     "EventStatus",
     "HoldKind",
     "IdempotencyRecord",
+    "Interval",
     "JournalEntry",
     "LedgerAccount",
     "MarketplaceEvent",
@@ -67,14 +76,19 @@ __all__ = [
     "PayoutStatus",
     "Posting",
     "RateLimitCounter",
+    "RecurringRun",
+    "RecurringSchedule",
     "RefundKind",
     "RefundStatus",
     "ReversalStatus",
     "Role",
+    "RunStatus",
+    "ScheduleStatus",
     "SimulatedObject",
     "TransactionType",
     "User",
     "UserStatus",
+    "Wallet",
     "WebhookDelivery",
     "WorkerPayout",
     "WorkerWriteOff",

@@ -25,6 +25,14 @@ class PaymentMethod(enum.StrEnum):
     PAYPAL = "paypal"
 
 
+class Wallet(enum.StrEnum):
+    """The card wallet a Stripe payment came through (the charge's `card.wallet.type`)."""
+
+    APPLE_PAY = "apple_pay"
+    GOOGLE_PAY = "google_pay"
+    LINK = "link"
+
+
 class PaymentStatus(enum.StrEnum):
     PENDING = "pending"
     HELD = "held"
@@ -47,6 +55,8 @@ class Payment(Base):
     __table_args__ = (
         CheckConstraint(enum_check("status", PaymentStatus), name="status"),
         CheckConstraint(enum_check("payment_method", PaymentMethod), name="payment_method"),
+        # NULL passes: a payment by card without a wallet, PayPal, stablecoins (0017).
+        CheckConstraint(enum_check("wallet", Wallet), name="wallet"),
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("platform_fee >= 0 AND worker_amount >= 0", name="shares_non_negative"),
         CheckConstraint("amount = platform_fee + worker_amount", name="shares_add_up"),
@@ -92,6 +102,10 @@ class Payment(Base):
     provider_authorization_id: Mapped[str | None] = mapped_column(String(255))
     provider_capture_id: Mapped[str | None] = mapped_column(String(255))
     payer_id: Mapped[str | None] = mapped_column(String(255))
+    # How it was paid (0017): the card wallet, set when the payment is held; and whether
+    # it is a stablecoin payment (captured at once), set when it is created.
+    wallet: Mapped[Wallet | None] = mapped_column(String(16))
+    stablecoin: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
 
     hold_kind: Mapped[HoldKind | None] = mapped_column(String(16))
     # When the provider authorisation behind the hold lapses; null once captured.

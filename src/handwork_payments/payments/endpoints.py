@@ -18,7 +18,7 @@ from handwork_payments.kit.errors import (
 from handwork_payments.kit.pagination import Page, PageDep, paginate
 from handwork_payments.kit.schemas import PathId
 from handwork_payments.models import Booking, Payment, PaymentMethod, PaymentStatus, Role, User
-from handwork_payments.payments import repository, service
+from handwork_payments.payments import repository, service, stablecoin
 from handwork_payments.payments.metadata import readable_metadata
 from handwork_payments.payments.schemas import (
     PaymentOut,
@@ -54,6 +54,9 @@ async def create_payment_intent(
     body: StripeIntentCreate, user: ClientUser, runtime: RuntimeDep
 ) -> StripeIntentOut:
     runtime.providers.ensure_offered(PaymentMethod.STRIPE)
+    crypto = body.payment_method == stablecoin.CRYPTO
+    if crypto:
+        stablecoin.check_allowed(runtime.settings, body.currency)
     payment, hold = await service.create_hold(
         runtime,
         user,
@@ -61,7 +64,8 @@ async def create_payment_intent(
         booking_id=body.booking_id,
         amount=body.amount_minor,
         currency=body.currency,
-        payment_method=body.payment_method,
+        payment_method=None if crypto else body.payment_method,
+        stablecoin=crypto,
         metadata=body.metadata,
     )
     return StripeIntentOut(**PaymentOut.of(payment).model_dump(), client_secret=hold.client_secret)

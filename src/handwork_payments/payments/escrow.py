@@ -30,6 +30,7 @@ from handwork_payments.models import (
     PaymentRefund,
     PaymentStatus,
     RefundStatus,
+    Wallet,
 )
 from handwork_payments.payments import repository
 from handwork_payments.payments.ledger import post_hold, post_refund, post_release
@@ -157,6 +158,8 @@ async def apply_hold(
         payment.hold_kind = HoldKind.AUTHORIZED
         payment.capture_by = hold.capture_by
     payment.provider_authorization_id = hold.authorization_id or payment.provider_authorization_id
+    if hold.wallet is not None:
+        payment.wallet = Wallet(hold.wallet)
     move_booking(booking, BookingStatus.PAID)
     await post_hold(session, payment, booking)
     if hold.state == HoldState.CAPTURED:

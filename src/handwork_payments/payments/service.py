@@ -88,11 +88,14 @@ async def create_hold(
     payment_method: str | None = None,
     return_url: str | None = None,
     cancel_url: str | None = None,
+    stablecoin: bool = False,
     metadata: dict[str, Any] | None = None,
+    customer: str | None = None,
 ) -> tuple[Payment, ProviderHold]:
     """A pending payment for the booking and its hold at the provider. Asking again while
     the payment is pending answers the same payment and hold (the provider call repeats
-    with the same idempotency key), so a lost answer is safe to retry."""
+    with the same idempotency key), so a lost answer is safe to retry. With `customer`,
+    `payment_method` is that customer's saved method, charged off-session (recurring)."""
     async with transaction(runtime.sessions) as session:
         payment = await _pending_payment(
             session,
@@ -102,6 +105,7 @@ async def create_hold(
             booking_id=booking_id,
             amount=amount,
             currency=currency,
+            stablecoin=stablecoin,
             metadata=metadata,
         )
     provider = runtime.providers.for_method(method)
@@ -120,6 +124,8 @@ async def create_hold(
                 payment_method=payment_method,
                 return_url=return_url,
                 cancel_url=cancel_url,
+                stablecoin=stablecoin,
+                customer=customer,
             ),
             idempotency_key=f"payment-{payment.id}-hold",
         )
@@ -152,6 +158,7 @@ async def _pending_payment(
     booking_id: int,
     amount: int,
     currency: str,
+    stablecoin: bool,
     metadata: dict[str, Any] | None,
 ) -> Payment:
     """Step 1 of create_hold, under the booking's lock: the booking's pending payment by
@@ -166,7 +173,9 @@ async def _pending_payment(
         )
     payment = await repository.live_payment(session, booking.id)
     if payment is not None and (
-        payment.status != PaymentStatus.PENDING or payment.payment_method != method
+        payment.status != PaymentStatus.PENDING
+        or payment.payment_method != method
+        or payment.stablecoin != stablecoin
     ):
         raise Conflict(f"Booking #{booking.id} already has a {payment.status} payment")
     if booking.status != BookingStatus.PENDING_PAYMENT:
@@ -187,6 +196,7 @@ async def _pending_payment(
         captured_amount=0,
         currency=currency,
         payment_method=method,
+        stablecoin=stablecoin,
         status=PaymentStatus.PENDING,
         payment_metadata=runtime.cipher.encrypt(metadata),
     )
@@ -239,6 +249,11 @@ async def confirm_hold(
     payment = await _apply_hold_state(runtime, payment.id, hold, user.id)
     if payment.status == PaymentStatus.FAILED:
         raise PaymentDeclined(payment.failure_reason or "The payment was declined")
+    if hold.state == HoldState.REQUIRES_ACTION and payment.stablecoin:
+        raise Conflict(
+            "The payer has not completed the stablecoin payment yet (crypto.stripe.com, or "
+            "it is settling on-chain); it is held once Stripe says it succeeded"
+        )
     if hold.state == HoldState.REQUIRES_ACTION:
         raise PaymentDeclined(
             "authentication_required: the card needs 3-D Secure; complete it with the "

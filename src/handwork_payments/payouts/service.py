@@ -24,7 +24,7 @@ from handwork_payments.db import transaction
 from handwork_payments.events import outbox
 from handwork_payments.kit import jobs, money
 from handwork_payments.kit.clock import now
-from handwork_payments.kit.errors import BadRequest, NotFound
+from handwork_payments.kit.errors import BadRequest, Conflict, NotFound
 from handwork_payments.ledger import service as ledger
 from handwork_payments.ledger.service import History
 from handwork_payments.models import (
@@ -35,7 +35,7 @@ from handwork_payments.models import (
     User,
     WorkerPayout,
 )
-from handwork_payments.payouts import holds, repository
+from handwork_payments.payouts import delay, holds, repository
 from handwork_payments.payouts.audit import audit_payout
 from handwork_payments.payouts.states import PAYOUT
 from handwork_payments.providers.base import (
@@ -101,10 +101,11 @@ async def request(
         available = await ledger.locked_existing_available(session, worker.id, currency)
         if available is None:
             raise BadRequest(f"You have no {currency} balance to pay out")
-        if available.balance < amount:
+        withdrawable = await delay.withdrawable(session, available, runtime.settings)
+        if withdrawable < amount:
             raise BadRequest(
                 "Insufficient available balance: "
-                f"{money.format_amount(max(available.balance, 0), currency)} {currency}"
+                f"{money.format_amount(max(withdrawable, 0), currency)} {currency}"
             )
         payout = WorkerPayout(
             worker_id=worker.id,
@@ -145,20 +146,12 @@ async def process(runtime: Runtime, admin: User, payout_id: int) -> WorkerPayout
         if payout is None:
             raise NotFound("Payout not found")
         PAYOUT.check(payout.status, PayoutStatus.PROCESSING)
+        if payout.held_reason is not None:
+            raise Conflict(f"Payout #{payout.id} is held ({payout.held_reason}): release it first")
         payout.status = PayoutStatus.PROCESSING
         payout.processed_at = now()
         payout.processed_by = admin.id
-        if batch_sender(runtime, payout.payment_method) is not None:
-            # One job per method at a time (the lock): while one batch is out, the payouts
-            # processed meanwhile gather for the next.
-            method = str(payout.payment_method)
-            await jobs.defer(
-                session, SEND_BATCH_TASK, args={"method": method}, lock=f"payout-batch-{method}"
-            )
-        else:
-            await jobs.defer(
-                session, SEND_TASK, args={"payout_id": payout.id}, lock=f"payout-{payout.id}"
-            )
+        await defer_send(runtime, session, payout)
         await audit_payout(
             session,
             payout.id,
@@ -168,6 +161,21 @@ async def process(runtime: Runtime, admin: User, payout_id: int) -> WorkerPayout
             after={"status": payout.status},
         )
     return payout
+
+
+async def defer_send(runtime: Runtime, session: AsyncSession, payout: WorkerPayout) -> None:
+    """Enqueue, in the caller's transaction, the job that sends a processing payout."""
+    if batch_sender(runtime, payout.payment_method) is not None:
+        # One job per method at a time (the lock): while one batch is out, the payouts
+        # processed meanwhile gather for the next.
+        method = str(payout.payment_method)
+        await jobs.defer(
+            session, SEND_BATCH_TASK, args={"method": method}, lock=f"payout-batch-{method}"
+        )
+    else:
+        await jobs.defer(
+            session, SEND_TASK, args={"payout_id": payout.id}, lock=f"payout-{payout.id}"
+        )
 
 
 def order_of(payout: WorkerPayout) -> PayoutOrder:
@@ -565,9 +573,26 @@ async def _complete(session: AsyncSession, payout: WorkerPayout, actor_kind: str
 
 
 async def _fail(session: AsyncSession, payout: WorkerPayout, reason: str, actor_kind: str) -> None:
-    """The amount goes back to the available balance: from the reservation, or (a payout
-    the provider returned after completing it) from the provider balance it came back to."""
     before = {"status": payout.status}
+    await give_back(session, payout, reason)
+    await audit_payout(
+        session,
+        payout.id,
+        "payout.failed",
+        actor_kind=actor_kind,
+        before=before,
+        after={"status": payout.status, "reason": reason},
+    )
+    await alert(
+        session, "payout_failed", f"Payout #{payout.id} failed: {reason}", "payout", payout.id
+    )
+    await outbox.payout_failed(session, payout)
+
+
+async def give_back(session: AsyncSession, payout: WorkerPayout, reason: str) -> None:
+    """Fail `payout` (locked): the amount goes back to the available balance, from the
+    reservation, or (a payout the provider returned after completing it) from the provider
+    balance it came back to."""
     returned = payout.status == PayoutStatus.COMPLETED
     payout.status = PayoutStatus.FAILED
     payout.failure_reason = reason
@@ -593,15 +618,3 @@ async def _fail(session: AsyncSession, payout: WorkerPayout, reason: str, actor_
         ],
         payout_id=payout.id,
     )
-    await audit_payout(
-        session,
-        payout.id,
-        "payout.failed",
-        actor_kind=actor_kind,
-        before=before,
-        after={"status": payout.status, "reason": reason},
-    )
-    await alert(
-        session, "payout_failed", f"Payout #{payout.id} failed: {reason}", "payout", payout.id
-    )
-    await outbox.payout_failed(session, payout)

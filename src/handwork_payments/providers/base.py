@@ -118,6 +118,13 @@ class NewHold:
     payment_method: str | None = None
     return_url: str | None = None
     cancel_url: str | None = None
+    # Stripe's stablecoin payments (payment method type `crypto`): no manual capture, so
+    # the intent captures when the payer completes it (a CAPTURED hold).
+    stablecoin: bool = False
+    # A recurring charge: the saved `payment_method` of this provider customer, charged
+    # with the payer absent (Stripe: `off_session`); a bank asking for authentication
+    # declines it (code `authentication_required`).
+    customer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +153,8 @@ class ProviderHold:
     failure_message: str | None = None
     # CAPTURED: the provider's processing fee on the capture, as it reported it
     fee: int | None = None
+    # The card wallet the payer used (Stripe: apple_pay, google_pay, link), when known
+    wallet: str | None = None
 
 
 @dataclass(frozen=True)
@@ -241,6 +250,8 @@ class EventKind(enum.StrEnum):
     # Stripe Connect: (part of) a transfer to a worker's account taken back.
     TRANSFER_REVERSED = "transfer_reversed"
     ACCOUNT_UPDATED = "account_updated"
+    # A payer's method saved for off-session charges (Stripe SetupIntent succeeded).
+    SETUP_SUCCEEDED = "setup_succeeded"
     IGNORED = "ignored"
 
 
@@ -465,3 +476,64 @@ class ReauthorizingProvider(Protocol):
     async def reauthorize(
         self, *, ref: HoldRef, amount: int, currency: str, idempotency_key: str
     ) -> ProviderHold: ...
+
+
+@dataclass(frozen=True)
+class PaymentMethodDomain:
+    """A web domain registered with the provider for its wallets (Stripe's
+    PaymentMethodDomain): Apple Pay, Google Pay and Link show in Elements there once
+    their status is `active`."""
+
+    domain_id: str
+    domain_name: str
+    enabled: bool
+    # wallet -> its status on the domain ("active" | "inactive"), as the provider says
+    statuses: Mapping[str, str] = field(default_factory=dict)
+    created: datetime | None = None
+
+
+@runtime_checkable
+class PaymentMethodDomainProvider(Protocol):
+    """Stripe: the marketplace's front-end domains registered for wallets (Apple Pay's
+    domain verification, Google Pay, Link)."""
+
+    async def register_domain(
+        self, domain_name: str, *, idempotency_key: str
+    ) -> PaymentMethodDomain:
+        """Register `domain_name` (a repeat under the same key answers the first)."""
+        ...
+
+    async def list_domains(self, *, limit: int) -> list[PaymentMethodDomain]:
+        """Up to `limit` registered domains, newest first, every page read."""
+        ...
+
+
+class SetupState(enum.StrEnum):
+    """Where saving a payer's method for later (off-session) charges stands."""
+
+    PENDING = "pending"  # the payer has not confirmed a method yet (or must authenticate)
+    SUCCEEDED = "succeeded"  # saved: `payment_method` may be charged off-session
+    CANCELED = "canceled"
+
+
+@dataclass(frozen=True)
+class ProviderSetup:
+    setup_id: str
+    state: SetupState
+    customer: str
+    payment_method: str | None = None
+    client_secret: str | None = None
+
+
+@runtime_checkable
+class SetupProvider(Protocol):
+    """Stripe: a SetupIntent on a customer of ours saves the payer's card for the
+    off-session charges of a recurring schedule (`NewHold.customer`)."""
+
+    async def create_setup(self, *, reference: str, email: str) -> ProviderSetup:
+        """A customer and its SetupIntent for our `reference` (`recurring-{id}`): the
+        idempotency keys are `{reference}-customer` and `{reference}-setup`, so asking
+        again answers the same ones."""
+        ...
+
+    async def get_setup(self, setup_id: str) -> ProviderSetup: ...

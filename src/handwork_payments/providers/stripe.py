@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import stripe
 
-from handwork_payments.providers import currencies, stripe_events, stripe_statements
+from handwork_payments.providers import currencies, stripe_events, stripe_statements, stripe_wallets
 from handwork_payments.providers.base import (
     ConnectProvider,
     HoldRef,
@@ -29,6 +29,8 @@ from handwork_payments.providers.base import (
     InvalidSignatureError,
     NewHold,
     PaymentDeclinedError,
+    PaymentMethodDomain,
+    PaymentMethodDomainProvider,
     PaymentProvider,
     PayoutOrder,
     ProviderCapture,
@@ -37,8 +39,11 @@ from handwork_payments.providers.base import (
     ProviderHold,
     ProviderIds,
     ProviderRefund,
+    ProviderSetup,
     ProviderTransfer,
     ProviderUnavailableError,
+    SetupProvider,
+    SetupState,
     StatementLine,
     TransferState,
 )
@@ -47,7 +52,7 @@ from handwork_payments.settings import Settings
 if TYPE_CHECKING:
     from stripe import RequestOptions
     from stripe._base_address import BaseAddresses
-    from stripe.params import PaymentIntentCreateParams
+    from stripe.params import PaymentIntentCreateParams, SetupIntentCreateParams
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +136,6 @@ class StripeProvider:
         params: PaymentIntentCreateParams = {
             "amount": hold.amount,
             "currency": hold.currency.lower(),
-            "capture_method": "manual",
             "metadata": {
                 "payment_id": str(hold.payment_id),
                 "booking_id": str(hold.booking_id),
@@ -139,13 +143,28 @@ class StripeProvider:
             },
             "expand": _EXPAND_CHARGE,
         }
-        if hold.payment_method:
+        if hold.stablecoin:
+            # Stablecoin payments have no manual capture (Stripe: "Manual capture support:
+            # Not supported"): the intent captures when the payer completes it at
+            # crypto.stripe.com, a redirect only Stripe.js follows, so it is not confirmed
+            # here; the payment is held as captured money. `allowed_payment_method_types`:
+            # since API version 2026-09-30.endive `payment_method_types` is read-only.
+            params["allowed_payment_method_types"] = [stripe_wallets.CRYPTO]
+        elif hold.payment_method:
+            params["capture_method"] = "manual"
             # Confirmed server-side: a redirect could not come back to an API call, so only
             # methods that finish without one (cards, Apple Pay, Google Pay) are allowed.
             params["payment_method"] = hold.payment_method
             params["confirm"] = True
             params["automatic_payment_methods"] = {"enabled": True, "allow_redirects": "never"}
+            if hold.customer:
+                # A recurring charge, the payer absent: the customer's saved method, and
+                # `off_session` so a bank wanting authentication declines at once
+                # (`authentication_required`) instead of waiting for a payer who is away.
+                params["customer"] = hold.customer
+                params["off_session"] = True
         else:
+            params["capture_method"] = "manual"
             # The client confirms with Stripe.js / the mobile SDK from the client_secret;
             # automatic payment methods let it offer wallets (Apple Pay, Google Pay).
             params["automatic_payment_methods"] = {"enabled": True}
@@ -155,7 +174,17 @@ class StripeProvider:
                 params, options=self._idempotent(idempotency_key)
             ),
         )
-        return _hold_from_intent(intent.to_dict())
+        data = intent.to_dict()
+        if hold.stablecoin and stripe_wallets.CRYPTO not in (
+            data.get("payment_method_types") or []
+        ):
+            # Stripe drops an allowed type the account cannot take instead of refusing it:
+            # an intent the payer could not pay in stablecoins is refused here.
+            raise ProviderError(
+                "the Crypto payment method is not available on this Stripe account",
+                code="crypto_unavailable",
+            )
+        return _hold_from_intent(data)
 
     async def confirm_hold(
         self, *, provider_payment_id: str, payer_id: str | None, idempotency_key: str
@@ -276,6 +305,38 @@ class StripeProvider:
             fee_refunded=-(_balance_fee(data.get("balance_transaction")) or 0),
         )
 
+    # --- saved payment methods (SetupProvider) ------------------------------------------
+
+    async def create_setup(self, *, reference: str, email: str) -> ProviderSetup:
+        customer = await self._call(
+            "customers.create",
+            lambda: self._client.v1.customers.create_async(
+                {"email": email, "metadata": {"reference": self.ids.key(reference)}},
+                options=self._idempotent(f"{reference}-customer"),
+            ),
+        )
+        params: SetupIntentCreateParams = {
+            "customer": str(customer.id),
+            "usage": "off_session",
+            # Cards: what a manual-capture (escrow) intent can hold off-session.
+            "allowed_payment_method_types": ["card"],
+            "metadata": {"reference": self.ids.key(reference)},
+        }
+        setup = await self._call(
+            "setup_intents.create",
+            lambda: self._client.v1.setup_intents.create_async(
+                params, options=self._idempotent(f"{reference}-setup")
+            ),
+        )
+        return _setup(setup.to_dict())
+
+    async def get_setup(self, setup_id: str) -> ProviderSetup:
+        setup = await self._call(
+            "setup_intents.retrieve",
+            lambda: self._client.v1.setup_intents.retrieve_async(setup_id),
+        )
+        return _setup(setup.to_dict())
+
     # --- payouts (Connect transfers) ---------------------------------------------------
 
     async def send_payout(self, order: PayoutOrder) -> ProviderTransfer:
@@ -378,6 +439,39 @@ class StripeProvider:
             ),
         )
         return ProviderRefund(refund_id=str(reversal.id), amount=int(reversal.amount))
+
+    # --- payment method domains (PaymentMethodDomainProvider) ------------------------------
+
+    async def register_domain(
+        self, domain_name: str, *, idempotency_key: str
+    ) -> PaymentMethodDomain:
+        created = await self._call(
+            "payment_method_domains.create",
+            lambda: self._client.v1.payment_method_domains.create_async(
+                {"domain_name": domain_name}, options=self._idempotent(idempotency_key)
+            ),
+        )
+        return stripe_wallets.domain(created.to_dict())
+
+    async def list_domains(self, *, limit: int) -> list[PaymentMethodDomain]:
+        assert limit > 0
+        domains: list[PaymentMethodDomain] = []
+        after: str | None = None
+        while len(domains) < limit:
+            params: dict[str, Any] = {"limit": min(stripe_wallets.MAX_PAGE, limit - len(domains))}
+            if after is not None:
+                params["starting_after"] = after
+            page = await self._call(
+                "payment_method_domains.list",
+                lambda: self._client.v1.payment_method_domains.list_async(params),  # type: ignore[arg-type]  # noqa: B023
+            )
+            data = page.to_dict()
+            items = data.get("data") or []
+            domains += [stripe_wallets.domain(item) for item in items]
+            if not data.get("has_more") or not items:
+                break
+            after = str(items[-1]["id"])
+        return domains
 
     # --- webhooks --------------------------------------------------------------------------
 
@@ -581,6 +675,7 @@ def _hold_from_intent(intent: Mapping[str, Any]) -> ProviderHold:
         capture_by=capture_by,
         failure_message=failure_message,
         fee=_balance_fee(charge.get("balance_transaction")) if capture_id else None,
+        wallet=stripe_wallets.wallet(charge),
     )
 
 
@@ -590,6 +685,28 @@ def _balance_fee(txn: Any) -> int | None:
     if isinstance(txn, Mapping) and txn.get("fee") is not None:
         return int(txn["fee"])
     return None
+
+
+def _setup(data: Mapping[str, Any]) -> ProviderSetup:
+    """A SetupIntent as a ProviderSetup: `requires_payment_method`, `requires_confirmation`,
+    `requires_action` and `processing` are all still pending for us."""
+    status = data.get("status")
+    state = {"succeeded": SetupState.SUCCEEDED, "canceled": SetupState.CANCELED}.get(
+        str(status), SetupState.PENDING
+    )
+    method = data.get("payment_method")
+    if isinstance(method, Mapping):
+        method = method.get("id")
+    customer = data.get("customer")
+    if isinstance(customer, Mapping):
+        customer = customer.get("id")
+    return ProviderSetup(
+        setup_id=str(data["id"]),
+        state=state,
+        customer=str(customer or ""),
+        payment_method=str(method) if method else None,
+        client_secret=data.get("client_secret"),
+    )
 
 
 def _transfer(data: Mapping[str, Any]) -> ProviderTransfer:
@@ -612,6 +729,8 @@ def _transfer(data: Mapping[str, Any]) -> ProviderTransfer:
 
 if TYPE_CHECKING:
 
-    def _implements(provider: StripeProvider) -> tuple[PaymentProvider, ConnectProvider]:
-        # mypy checks here that StripeProvider satisfies both protocols.
-        return provider, provider
+    def _implements(
+        provider: StripeProvider,
+    ) -> tuple[PaymentProvider, ConnectProvider, PaymentMethodDomainProvider, SetupProvider]:
+        # mypy checks here that StripeProvider satisfies the protocols.
+        return provider, provider, provider, provider
