@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from handwork_payments.models import LedgerAccount, Payment, PaymentRefund, SimulatedObject
@@ -123,6 +124,7 @@ async def test_balances_and_summaries_in_every_currency(api: Api) -> None:
             {
                 "currency": "JPY",
                 "available_balance": "0",
+                "available_soon": "0",
                 "pending_balance": "9500",
                 "total_earned": "0",
                 "total_paid_out": "0",
@@ -132,6 +134,7 @@ async def test_balances_and_summaries_in_every_currency(api: Api) -> None:
                 # 11.723 released (12.340 less 5%), 1.000 of it asked for.
                 "currency": "KWD",
                 "available_balance": "10.723",
+                "available_soon": "0.000",
                 "pending_balance": "0.000",
                 "total_earned": "11.723",
                 "total_paid_out": "0.000",
@@ -141,6 +144,7 @@ async def test_balances_and_summaries_in_every_currency(api: Api) -> None:
                 # 142.50 released, 47.50 of it taken back by the 50.00 refund.
                 "currency": "USD",
                 "available_balance": "95.00",
+                "available_soon": "0.00",
                 "pending_balance": "0.00",
                 "total_earned": "95.00",
                 "total_paid_out": "0.00",
@@ -183,3 +187,24 @@ async def test_balances_and_summaries_in_every_currency(api: Api) -> None:
     }
     for item in summaries["items"]:
         assert await api.get("/payments/summary/client", client, currency=item["currency"]) == item
+
+
+async def test_balances_with_a_payout_delay_per_currency(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(api.runtime.settings, "payout_delay_hours", 48)
+    client, worker = await api.user("client"), await api.user("worker")
+    for amount, currency in (("10000", "JPY"), ("12.340", "KWD")):
+        payment = (await pay(api, client, worker, amount, currency)).json()
+        r = await api.post(f"/payments/{payment['id']}/release", client)
+        assert r.status_code == 200, r.text
+    # The KWD payment refunded in part within the delay: 1.230, of which the worker's
+    # 1.169 (1.230 less its 0.061 of the fee) comes out of what is still in the delay.
+    kwd = {"payment_id": payment["id"], "amount": "1.230", "reason": "r"}
+    assert (await api.post("/payments/refund", worker, kwd)).status_code == 200
+    items = (await api.get("/payments/balances", worker))["items"]
+    figures = [(i["currency"], i["available_balance"], i["available_soon"]) for i in items]
+    assert figures == [("JPY", "0", "9500"), ("KWD", "0.000", "10.554")]
+    assert [i["total_earned"] for i in items] == ["9500", "10.554"]
+    for item in items:
+        assert await api.earnings(worker, item["currency"]) == item
