@@ -250,6 +250,12 @@ MATRIX: dict[str, Row] = {
     f"POST {A}/admin/alerts/{{alert_id}}/acknowledge": guarded(
         "admin", OK, 403, 403, OK, path={"alert_id": "alert"}),
     f"GET {A}/admin/analytics": guarded("admin", OK, 403, 403, OK),
+    f"GET {A}/admin/reviews": guarded("admin", OK, 403, 403, OK),
+    f"POST {A}/admin/reviews/{{review_id}}/approve": guarded(
+        "admin", OK, 403, 403, OK, path={"review_id": "review"}),
+    f"POST {A}/admin/reviews/{{review_id}}/reject": guarded(
+        "admin", OK, 403, 403, OK, path={"review_id": "review_to_reject"},
+        json=lambda w, _: {"reason": "Matrix"}),
 }
 # fmt: on
 # Admin-only rows: the admin acts twice (as `admin` and as `owner`); the second time the
@@ -258,6 +264,8 @@ AGAIN = {
     f"POST {A}/payments/disputes/{{dispute_id}}/review": 409,
     f"POST {A}/payments/disputes/{{dispute_id}}/resolve": 409,
     f"POST {A}/payments/payouts/{{payout_id}}/process": 409,
+    f"POST {A}/admin/reviews/{{review_id}}/approve": 409,
+    f"POST {A}/admin/reviews/{{review_id}}/reject": 409,
 }
 
 

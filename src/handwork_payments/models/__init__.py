@@ -37,6 +37,14 @@ from handwork_payments.models.payments import (
     RefundStatus,
 )
 from handwork_payments.models.payouts import PayoutStatus, WorkerPayout
+from handwork_payments.models.risk import (
+    ReviewObject,
+    ReviewStatus,
+    RiskLevel,
+    RiskReview,
+    RiskSignal,
+    SignalKind,
+)
 from handwork_payments.models.users import Role, User, UserStatus
 
 __all__ = [
@@ -70,7 +78,13 @@ __all__ = [
     "RefundKind",
     "RefundStatus",
     "ReversalStatus",
+    "ReviewObject",
+    "ReviewStatus",
+    "RiskLevel",
+    "RiskReview",
+    "RiskSignal",
     "Role",
+    "SignalKind",
     "SimulatedObject",
     "TransactionType",
     "User",

@@ -7,7 +7,8 @@ W = PayoutStatus
 PAYOUT = StateMachine(
     "payout",
     {
-        W.PENDING: frozenset({W.PROCESSING}),
+        # Failed before it was sent: a risk review rejected it (its amount goes back).
+        W.PENDING: frozenset({W.PROCESSING, W.FAILED}),
         W.PROCESSING: frozenset({W.COMPLETED, W.FAILED}),
         # The provider returned a payout it had completed (PayPal RETURNED, a reversed
         # Stripe transfer): the money is back on the platform and goes back to the worker.

@@ -144,6 +144,11 @@ class ProviderHold:
     failure_message: str | None = None
     # CAPTURED: the provider's processing fee on the capture, as it reported it
     fee: int | None = None
+    # The provider's fraud verdict where it gives one (Stripe Radar's `risk_level` on the
+    # charge): normal | elevated | highest; None when it gave none.
+    risk_level: str | None = None
+    # The card's fingerprint at the provider (the same card on any account gives the same).
+    card_fingerprint: str | None = None
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,11 @@
 transfers to connected accounts, Stripe Connect (ConnectProvider), and what Stripe.js does
 in the buyer's browser (confirming with a test card, 3-D Secure).
 
-Test payment methods: `pm_card_visa` (authorised), `pm_card_chargeDeclined` (declined) and
-`pm_card_authenticationRequired` (3-D Secure, see `authenticate`). Objects are stored in
-Stripe's JSON shape (stripe_objects.py) so that events built from them look like the real
-ones.
+Test payment methods: `pm_card_visa` (authorised), `pm_card_chargeDeclined` (declined),
+`pm_card_authenticationRequired` (3-D Secure, see `authenticate`), and Radar's
+`pm_card_riskLevelElevated` / `pm_card_riskLevelHighest` (authorised, with that risk
+level). Objects are stored in Stripe's JSON shape (stripe_objects.py) so that events built
+from them look like the real ones.
 """
 
 from __future__ import annotations
@@ -57,9 +58,9 @@ from handwork_payments.providers.simulated.store import (
     transfer_json,
 )
 from handwork_payments.providers.simulated.stripe_objects import (
+    AUTHORISING_CARDS,
     PM_AUTHENTICATION_REQUIRED,
     PM_DECLINED,
-    PM_VISA,
     STRIPE_CONNECT_LINK_BASE,
     balance_transaction,
     charge,
@@ -179,7 +180,7 @@ class SimulatedStripe(SimulatedProvider):
             )
         intent["payment_method"] = payment_method
         intent["last_payment_error"] = None
-        if payment_method == PM_VISA:
+        if payment_method in AUTHORISING_CARDS:
             await self._authorise_intent(session, row)
         elif payment_method == PM_AUTHENTICATION_REQUIRED:
             intent["status"] = "requires_action"

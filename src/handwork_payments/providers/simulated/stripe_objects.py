@@ -32,10 +32,22 @@ STRIPE_AUTHORIZATION_WINDOW = timedelta(days=7)
 PM_VISA = "pm_card_visa"
 PM_DECLINED = "pm_card_chargeDeclined"
 PM_AUTHENTICATION_REQUIRED = "pm_card_authenticationRequired"
+# Stripe's Radar test cards (docs.stripe.com/radar/testing): authorised, with the charge's
+# `outcome.risk_level` elevated (4000000000009235) or highest (4000000000004954).
+PM_RISK_ELEVATED = "pm_card_riskLevelElevated"
+PM_RISK_HIGHEST = "pm_card_riskLevelHighest"
 _TEST_CARDS: dict[str, str] = {
     PM_VISA: "4242",
     PM_DECLINED: "0002",
     PM_AUTHENTICATION_REQUIRED: "3155",
+    PM_RISK_ELEVATED: "9235",
+    PM_RISK_HIGHEST: "4954",
+}
+# The cards that authorise, and the risk level Radar gives their charges.
+AUTHORISING_CARDS: dict[str, str] = {
+    PM_VISA: "normal",
+    PM_RISK_ELEVATED: "elevated",
+    PM_RISK_HIGHEST: "highest",
 }
 
 
@@ -105,8 +117,14 @@ def charge(
             "card": {
                 "brand": "visa",
                 "last4": _TEST_CARDS.get(pm, "0000"),
+                # As at Stripe: one card, one fingerprint, whoever pays with it.
+                "fingerprint": f"simfp{_TEST_CARDS.get(pm, '0000')}",
                 "capture_before": int((utc_now() + STRIPE_AUTHORIZATION_WINDOW).timestamp()),
             },
+        },
+        "outcome": {
+            "type": "authorized" if status == "succeeded" else "issuer_declined",
+            "risk_level": AUTHORISING_CARDS.get(pm, "normal"),
         },
         "refunded": False,
         "status": status,
@@ -283,6 +301,10 @@ def intent_hold(
         capture_by=capture_by,
         failure_message=failure_message,
         fee=fee,
+        risk_level=(charge.get("outcome") or {}).get("risk_level"),
+        card_fingerprint=charge.get("payment_method_details", {})
+        .get("card", {})
+        .get("fingerprint"),
     )
 
 
