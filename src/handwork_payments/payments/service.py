@@ -195,7 +195,7 @@ async def _pending_payment(
         status=PaymentStatus.PENDING,
         payment_metadata=runtime.cipher.encrypt(metadata),
     )
-    await risk.evaluate_payment(session, runtime.settings, booking, payment)
+    await risk.evaluate_payment(session, runtime.settings, user, booking, payment)
     session.add(payment)
     await session.flush()
     await audit_payment(session, payment, "payment.created", actor_id=user.id)

@@ -134,7 +134,7 @@ async def request(
             actor_id=worker.id,
             after={"status": payout.status, "amount": amount, "currency": currency},
         )
-        await risk.evaluate_payout(session, runtime.settings, payout)
+        await risk.evaluate_payout(session, runtime.settings, worker, payout)
     return payout
 
 

@@ -32,30 +32,27 @@ ENFORCE, OBSERVE, OFF = "enforce", "observe", "off"
 
 
 async def evaluate_payment(
-    session: AsyncSession, settings: Settings, booking: Booking, payment: Payment
+    session: AsyncSession, settings: Settings, client: User, booking: Booking, payment: Payment
 ) -> None:
     """Before the hold: run the payment rules and record the verdict on the (new, not yet
     flushed) payment. Enforced, a block raises RiskBlocked and nothing is written."""
     mode = settings.risk_mode_effective
     if mode == OFF:
         return
-    client = await session.get(User, booking.client_id)
-    worker = await session.get(User, booking.worker_id)
-    assert client is not None and worker is not None
     at = now()
-    hour, day, declines, largest = await repository.client_payments(
-        session, client.id, payment.currency, at
+    history = await repository.client_history(
+        session, client.id, booking.worker_id, payment.currency, at
     )
     facts = rules.PaymentFacts(
         amount=payment.amount,
         client_registered_at=client.created_at,
-        worker_registered_at=worker.created_at,
+        worker_registered_at=history.worker_registered_at,
         now=at,
-        payments_last_hour=hour,
-        payments_last_day=day,
-        declines_last_day=declines,
-        largest_earlier=largest,
-        shared_signals=await signals.shared_kinds(session, client.id, [worker.id]),
+        payments_last_hour=history.payments_last_hour,
+        payments_last_day=history.payments_last_day,
+        declines_last_day=history.declines_last_day,
+        largest_earlier=history.largest,
+        shared_signals=history.shared,
     )
     decision = rules.decide([rule(facts, settings) for rule in rules.PAYMENT_RULES])
     if mode == ENFORCE and decision.outcome == Outcome.BLOCK:
@@ -92,8 +89,7 @@ async def after_hold(
     card_on_other_client = False
     if hold.card_fingerprint:
         card = signals.digest(signals.CARD_KEY, SignalKind.CARD, hold.card_fingerprint)
-        await signals.note(session, booking.client_id, SignalKind.CARD, card)
-        card_on_other_client = await signals.card_of_other_client(
+        card_on_other_client = await signals.note_card(
             session, card, booking.client_id, booking.worker_id
         )
     facts = rules.HoldFacts(
@@ -113,24 +109,23 @@ async def after_hold(
         )
 
 
-async def evaluate_payout(session: AsyncSession, settings: Settings, payout: WorkerPayout) -> None:
+async def evaluate_payout(
+    session: AsyncSession, settings: Settings, worker: User, payout: WorkerPayout
+) -> None:
     """On a payout request, in its transaction: enforced, a payout the rules flag waits for
     a review before it can be processed; observed, the verdict goes to the audit log."""
     mode = settings.risk_mode_effective
     if mode == OFF:
         return
-    worker = await session.get(User, payout.worker_id)
-    assert worker is not None
     at = now()
-    earlier, last_day = await repository.worker_payouts(session, worker.id, at)
-    clients = await repository.clients_of(session, worker.id)
+    earlier, last_day, shared = await repository.worker_payouts(session, worker.id, at)
     facts = rules.PayoutFacts(
         worker_registered_at=worker.created_at,
         now=at,
         # The payout itself is flushed already: not counted.
         earlier_payouts=earlier - 1,
         payouts_last_day=last_day - 1,
-        shared_with_client=await signals.shared_kinds(session, worker.id, clients),
+        shared_with_client=shared,
     )
     decision = rules.decide([rule(facts, settings) for rule in rules.PAYOUT_RULES])
     if decision.outcome == Outcome.ALLOW:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import Any
 
-from sqlalchemy import and_, exists, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import ScalarSelect, and_, distinct, exists, func, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -55,26 +56,30 @@ async def note_value(
     await note(session, user_id, kind, digest(key, kind, value))
 
 
-async def shared_kinds(session: AsyncSession, user_id: int, other_ids: list[int]) -> list[str]:
-    """The kinds of signal the account shares with any of the others (sorted): [] when
-    nothing ties them."""
-    if not other_ids:
-        return []
+def shared_kinds(user_id: int, others: Any) -> ScalarSelect[Any]:
+    """SQL: the kinds of signal the account shares with any of `others` (ids, or a
+    subquery of them), as a sorted array; NULL when nothing ties them."""
     mine, theirs = aliased(RiskSignal), aliased(RiskSignal)
-    rows = await session.scalars(
-        select(mine.kind)
+    return (
+        select(func.array_agg(aggregate_order_by(distinct(mine.kind), mine.kind)))
         .join(theirs, and_(theirs.kind == mine.kind, theirs.digest == mine.digest))
-        .where(mine.user_id == user_id, theirs.user_id.in_(other_ids))
-        .distinct()
+        .where(mine.user_id == user_id, theirs.user_id.in_(others), theirs.user_id != user_id)
+        .scalar_subquery()
     )
-    return sorted(str(kind) for kind in rows)
 
 
-async def card_of_other_client(
+async def note_card(
     session: AsyncSession, card_digest: str, client_id: int, worker_id: int
 ) -> bool:
-    """Whether another client account paid this worker with the same card: one person
-    paying their own worker account through several client accounts."""
+    """Record the client's card, and answer whether another client account paid this
+    worker with it (one person paying their own worker account through several client
+    accounts). One statement: the insert rides along as a CTE."""
+    noted = (
+        insert(RiskSignal)
+        .values(user_id=client_id, kind=SignalKind.CARD, digest=card_digest)
+        .on_conflict_do_nothing(index_elements=["user_id", "kind", "digest"])
+        .cte("noted")
+    )
     other = aliased(RiskSignal)
     return bool(
         await session.scalar(
@@ -87,7 +92,7 @@ async def card_of_other_client(
                         Booking.client_id == other.user_id, Booking.worker_id == worker_id
                     ),
                 )
-            )
+            ).add_cte(noted)
         )
     )
 
