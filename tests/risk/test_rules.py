@@ -128,6 +128,17 @@ def test_shared_card() -> None:
     assert verdict is not None and verdict.outcome == Outcome.REVIEW
 
 
+def test_seller_protection_is_recorded_not_acted_on() -> None:
+    for status in (None, "ELIGIBLE"):
+        assert rules.seller_protection(rules.HoldFacts(None, False, status)) is None
+    verdict = rules.seller_protection(rules.HoldFacts(None, False, "NOT_ELIGIBLE"))
+    assert verdict == Verdict(Outcome.ALLOW, "seller_protection: PayPal says NOT_ELIGIBLE")
+    earlier = Decision(Outcome.ALLOW, RiskLevel.NORMAL, [])
+    assert rules.decide([verdict], earlier) == Decision(
+        Outcome.ALLOW, RiskLevel.NORMAL, ["seller_protection: PayPal says NOT_ELIGIBLE"]
+    )
+
+
 def test_payout_rules(settings: Settings) -> None:
     assert [rule(quiet_payout(), settings) for rule in rules.PAYOUT_RULES] == [None] * 4
     assert rules.first_payout(quiet_payout(earlier_payouts=0), settings) == Verdict(

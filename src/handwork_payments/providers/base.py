@@ -149,6 +149,9 @@ class ProviderHold:
     risk_level: str | None = None
     # The card's fingerprint at the provider (the same card on any account gives the same).
     card_fingerprint: str | None = None
+    # PayPal Seller Protection of the authorisation or capture: ELIGIBLE, PARTIALLY_ELIGIBLE
+    # or NOT_ELIGIBLE (who bears an "unauthorised payment" claim).
+    seller_protection: str | None = None
 
 
 @dataclass(frozen=True)

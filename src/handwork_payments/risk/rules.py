@@ -53,6 +53,7 @@ class HoldFacts:
 
     provider_risk: str | None  # normal | elevated | highest, when it gave a verdict
     card_on_other_client: bool  # another client account paid this worker with this card
+    seller_protection: str | None = None  # PayPal's, when it gave one
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,21 @@ def shared_card(f: HoldFacts) -> Verdict | None:
     return None
 
 
-HOLD_RULES: tuple[Callable[[HoldFacts], Verdict | None], ...] = (provider_verdict, shared_card)
+def seller_protection(f: HoldFacts) -> Verdict | None:
+    """PayPal Seller Protection covers tangible items shipped: a services marketplace is
+    NOT_ELIGIBLE as a rule, so it says nothing of fraud and reviewing on it would review
+    every PayPal payment. Recorded (an admin reading a review or a chargeback learns that
+    the platform bears an unauthorised-payment claim), it changes no outcome."""
+    if f.seller_protection in ("NOT_ELIGIBLE", "PARTIALLY_ELIGIBLE"):
+        return Verdict(Outcome.ALLOW, f"seller_protection: PayPal says {f.seller_protection}")
+    return None
+
+
+HOLD_RULES: tuple[Callable[[HoldFacts], Verdict | None], ...] = (
+    provider_verdict,
+    shared_card,
+    seller_protection,
+)
 
 
 def first_payout(f: PayoutFacts, s: Settings) -> Verdict | None:

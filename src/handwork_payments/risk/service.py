@@ -93,7 +93,9 @@ async def after_hold(
             session, card, booking.client_id, booking.worker_id
         )
     facts = rules.HoldFacts(
-        provider_risk=hold.risk_level, card_on_other_client=card_on_other_client
+        provider_risk=hold.risk_level,
+        card_on_other_client=card_on_other_client,
+        seller_protection=hold.seller_protection,
     )
     earlier = Decision(
         Outcome.REVIEW if payment.risk_level != RiskLevel.NORMAL else Outcome.ALLOW,
