@@ -45,6 +45,20 @@ _DISPUTED = text(
     """
 )
 PAYMENT_STATUSES = ("created", "held", "failed", "released", "refunded", "disputed")
+# Risk decisions on payments (risk/): what each payment's verdict was, and the payments
+# blocked (they left no payment row, only their audit entry). Observed, `highest` is a
+# block that was not enforced.
+_RISK = text(
+    """
+    SELECT CASE WHEN risk_level = 'normal' THEN 'allow'
+                WHEN risk_level = 'highest' AND NOT risk_enforced THEN 'block'
+                ELSE 'review' END,
+           CASE WHEN risk_enforced THEN 'enforce' ELSE 'observe' END, count(*)
+    FROM payments WHERE risk_level IS NOT NULL GROUP BY 1, 2
+    UNION ALL
+    SELECT 'block', 'enforce', count(*) FROM audit_log WHERE action = 'payment.risk_blocked'
+    """
+)
 
 
 def _histogram_sql(buckets: Sequence[int], seconds: str, source: str, label: str) -> str:
@@ -194,6 +208,13 @@ async def families(session: AsyncSession) -> list[Metric]:
     alerts = GaugeMetricFamily("handwork_open_alerts", "Open alerts", labels=["kind"])
     for kind, count in (await session.execute(_ALERTS)).all():
         alerts.add_metric([kind], int(count))
+    risk = CounterMetricFamily(
+        "handwork_risk_decisions",
+        "Risk decisions on payments by outcome, enforced or only observed (RISK_MODE)",
+        labels=["outcome", "mode"],
+    )
+    for outcome, mode, count in (await session.execute(_RISK)).all():
+        risk.add_metric([outcome, mode], int(count))
     return [
         payments,
         _histogram(
@@ -222,4 +243,5 @@ async def families(session: AsyncSession) -> list[Metric]:
         jobs,
         queue,
         alerts,
+        risk,
     ]
