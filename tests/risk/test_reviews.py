@@ -12,8 +12,10 @@ from sqlalchemy import func, select
 
 from handwork_payments.models import AuditLog, Booking, Payment
 from handwork_payments.payments import background
+from handwork_payments.providers.base import HoldRef
 from handwork_payments.runtime import Runtime
 from tests.helpers import Api, Party
+from tests.payments.flows import paypal_held
 from tests.risk.flows import party, pay, payment_row, reviews_of, risk_settings
 
 NEW_PAIR = "new_client_new_worker: both accounts registered < 24 h ago"
@@ -271,3 +273,16 @@ async def test_an_approved_payout_is_processed(api: Api, runtime: Runtime) -> No
         r = await api.post(f"/payments/payouts/{payout['id']}/process", admin)
         assert (r.status_code, r.json()["status"]) == (200, "processing")
         assert (await api.earnings(worker))["available_balance"] == "42.50"
+
+
+async def test_a_paypal_payment_in_review(api: Api, runtime: Runtime) -> None:
+    """The PayPal path (approve, execute) holds under review the same way; PayPal's Seller
+    Protection (the simulator's ELIGIBLE) is read from the authorisation and adds nothing."""
+    async with risk_settings(runtime, risk_mode="enforce"):
+        client, _, payment = await paypal_held(api)
+        hold = await runtime.providers.paypal.get_hold(HoldRef(payment["paypal_payment_id"]))
+        assert hold.seller_protection == "ELIGIBLE"
+        [review] = await reviews_of(runtime, "payment", payment["id"])
+        assert review.reasons == [NEW_PAIR, "same_person: client and worker share ip"]
+        r = await api.post(f"/payments/{payment['id']}/release", client)
+        assert (r.status_code, r.json()["detail"]) == (409, WAITS)
