@@ -15,6 +15,7 @@ from handwork_payments.payments import background
 from handwork_payments.providers.base import HoldRef
 from handwork_payments.runtime import Runtime
 from tests.helpers import Api, Party
+from tests.http.test_metrics import scrape, value
 from tests.payments.flows import paypal_held
 from tests.risk.flows import party, pay, payment_row, reviews_of, risk_settings
 
@@ -286,3 +287,19 @@ async def test_a_paypal_payment_in_review(api: Api, runtime: Runtime) -> None:
         assert review.reasons == [NEW_PAIR, "same_person: client and worker share ip"]
         r = await api.post(f"/payments/{payment['id']}/release", client)
         assert (r.status_code, r.json()["detail"]) == (409, WAITS)
+
+
+async def test_observe_counts_a_block_it_did_not_enforce(api: Api, runtime: Runtime) -> None:
+    async with risk_settings(runtime, risk_client_payments_per_hour=1):
+        client = await party(api, "client", "198.51.100.12")
+        worker = await party(api, "worker", "198.51.100.13")
+        first, second = [(await pay(api, client, worker)).json() for _ in range(2)]
+        assert (first["status"], second["status"]) == ("held", "held")  # nothing held back
+        row = await payment_row(runtime, second["id"])
+        assert (row.risk_level, row.risk_enforced) == ("highest", False)
+        assert row.risk_reasons[0] == "client_velocity_hour: 2 payments in an hour > 1"
+        samples = await scrape(api)
+        assert value(samples, "handwork_risk_decisions_total", outcome="block", mode="observe") == 1
+        assert (
+            value(samples, "handwork_risk_decisions_total", outcome="review", mode="observe") == 1
+        )

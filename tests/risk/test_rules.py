@@ -69,6 +69,18 @@ def test_client_velocity_hour_blocks_the_eleventh_payment(settings: Settings) ->
     assert verdict == Verdict(Outcome.BLOCK, "client_velocity_hour: 11 payments in an hour > 10")
 
 
+def test_only_the_blocking_rules_block(settings: Settings) -> None:
+    busy = quiet_payment(
+        payments_last_hour=99, payments_last_day=99, declines_last_day=99, shared_signals=["ip"]
+    )
+    blocking = [
+        v.reason.split(":")[0]
+        for rule in rules.PAYMENT_RULES
+        if (v := rule(busy, settings)) is not None and v.outcome == Outcome.BLOCK
+    ]
+    assert tuple(blocking) == rules.BLOCKING_RULES
+
+
 def test_client_velocity_day_reviews(settings: Settings) -> None:
     assert rules.client_velocity_day(quiet_payment(payments_last_day=29), settings) is None
     verdict = rules.client_velocity_day(quiet_payment(payments_last_day=30), settings)

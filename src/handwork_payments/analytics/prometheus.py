@@ -24,6 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.kit.money import format_amount
+from handwork_payments.risk.rules import BLOCKING_RULES
 
 HOLD_BUCKETS = (1, 5, 15, 60, 300, 1800, 3600, 6 * 3600, 86400)
 DAY = 86400
@@ -46,12 +47,13 @@ _DISPUTED = text(
 )
 PAYMENT_STATUSES = ("created", "held", "failed", "released", "refunded", "disputed")
 # Risk decisions on payments (risk/): what each payment's verdict was, and the payments
-# blocked (they left no payment row, only their audit entry). Observed, `highest` is a
-# block that was not enforced.
+# blocked (they left no payment row, only their audit entry). Observed, a payment a
+# blocking rule fired on counts as the block it would have been.
 _RISK = text(
     """
     SELECT CASE WHEN risk_level = 'normal' THEN 'allow'
-                WHEN risk_level = 'highest' AND NOT risk_enforced THEN 'block'
+                WHEN EXISTS (SELECT 1 FROM jsonb_array_elements_text(risk_reasons) r
+                             WHERE split_part(r, ':', 1) = ANY(:blocking)) THEN 'block'
                 ELSE 'review' END,
            CASE WHEN risk_enforced THEN 'enforce' ELSE 'observe' END, count(*)
     FROM payments WHERE risk_level IS NOT NULL GROUP BY 1, 2
@@ -213,7 +215,8 @@ async def families(session: AsyncSession) -> list[Metric]:
         "Risk decisions on payments by outcome, enforced or only observed (RISK_MODE)",
         labels=["outcome", "mode"],
     )
-    for outcome, mode, count in (await session.execute(_RISK)).all():
+    blocking = list(BLOCKING_RULES)
+    for outcome, mode, count in (await session.execute(_RISK, {"blocking": blocking})).all():
         risk.add_metric([outcome, mode], int(count))
     return [
         payments,

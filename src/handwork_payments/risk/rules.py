@@ -122,6 +122,9 @@ def same_person(f: PaymentFacts, s: Settings) -> Verdict | None:
     return None
 
 
+# The rules whose verdict is a block (the metrics count an observed one as a block).
+BLOCKING_RULES = ("client_velocity_hour",)
+
 PAYMENT_RULES: tuple[Callable[[PaymentFacts, Settings], Verdict | None], ...] = (
     client_velocity_hour,
     client_velocity_day,
