@@ -6,7 +6,16 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, Text, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -72,7 +81,7 @@ class RiskSignal(Base):
     __tablename__ = "risk_signals"
     __table_args__ = (
         CheckConstraint(enum_check("kind", SignalKind), name="kind"),
-        Index("uq_risk_signals_user_id", "user_id", "kind", "digest", unique=True),
+        UniqueConstraint("user_id", "kind", "digest"),
         Index("ix_risk_signals_kind_digest", "kind", "digest"),
     )
 
