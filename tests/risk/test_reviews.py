@@ -8,10 +8,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
+from handwork_payments.kit.errors import UnderReview
 from handwork_payments.models import AuditLog, Booking, Payment
-from handwork_payments.payments import background
+from handwork_payments.payments import background, service
 from handwork_payments.providers.base import HoldRef
 from handwork_payments.runtime import Runtime
 from tests.helpers import Api, Party
@@ -105,6 +107,10 @@ async def test_auto_release_skips_a_payment_in_review(api: Api, runtime: Runtime
         late = deadline + timedelta(seconds=runtime.settings.provider_operation_stale_seconds + 1)
         report = await background.release_overdue(runtime, now=late)
         assert (report.released, report.not_done) == ([], {})  # skipped, not failed
+        # The booking's own auto-release job releases as the system: refused, a domain
+        # error the job logs (payments/tasks.py), never a retry.
+        with pytest.raises(UnderReview):
+            await service.release(runtime, payment["id"], actor=None)
         assert (await payment_row(runtime, payment["id"])).status == "held"
 
         review = await review_id(api, admin, "payment", payment["id"])
