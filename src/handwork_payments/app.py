@@ -103,6 +103,7 @@ def api_router() -> APIRouter:
     from handwork_payments.payouts.endpoints import router as payouts
     from handwork_payments.privacy.endpoints import router as privacy
     from handwork_payments.recurring.endpoints import router as recurring
+    from handwork_payments.risk.endpoints import router as risk
     from handwork_payments.webhooks.endpoints import router as webhooks
 
     router = APIRouter(prefix=API_PREFIX, responses=MALFORMED)
@@ -111,7 +112,7 @@ def api_router() -> APIRouter:
     # Fixed paths under /payments (disputes, payouts, refund, summary, webhooks) come
     # before the payments router's /payments/{payment_id}.
     routers = (disputes, payouts, connect, refunds, analytics, webhooks, payments, admin)
-    for sub in (*routers, events, story, losses):
+    for sub in (*routers, events, story, losses, risk):
         router.include_router(sub)
     router.include_router(privacy)
     router.include_router(accounts)

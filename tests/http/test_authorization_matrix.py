@@ -285,6 +285,12 @@ MATRIX: dict[str, Row] = {
         "admin", CREATED, 403, 403, CREATED,
         json=lambda w, who: {"domain": f"matrix-{who}.example.com"}),
     f"GET {A}/admin/stripe/payment-method-domains": guarded("admin", OK, 403, 403, OK),
+    f"GET {A}/admin/reviews": guarded("admin", OK, 403, 403, OK),
+    f"POST {A}/admin/reviews/{{review_id}}/approve": guarded(
+        "admin", OK, 403, 403, OK, path={"review_id": "review"}),
+    f"POST {A}/admin/reviews/{{review_id}}/reject": guarded(
+        "admin", OK, 403, 403, OK, path={"review_id": "review_to_reject"},
+        json=lambda w, _: {"reason": "Matrix"}),
 }
 # fmt: on
 # Admin-only rows: the admin acts twice (as `admin` and as `owner`); the second time the
@@ -300,6 +306,8 @@ AGAIN = {
     f"POST {A}/recurring-schedules/{{schedule_id}}/pause": 409,
     f"POST {A}/recurring-schedules/{{schedule_id}}/resume": 409,
     f"POST {A}/recurring-schedules/{{schedule_id}}/cancel": 409,
+    f"POST {A}/admin/reviews/{{review_id}}/approve": 409,
+    f"POST {A}/admin/reviews/{{review_id}}/reject": 409,
 }
 
 

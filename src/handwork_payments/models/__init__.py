@@ -45,6 +45,14 @@ from handwork_payments.models.recurring import (
     RunStatus,
     ScheduleStatus,
 )
+from handwork_payments.models.risk import (
+    ReviewObject,
+    ReviewStatus,
+    RiskLevel,
+    RiskReview,
+    RiskSignal,
+    SignalKind,
+)
 from handwork_payments.models.users import Role, User, UserStatus
 
 __all__ = [
@@ -81,9 +89,15 @@ __all__ = [
     "RefundKind",
     "RefundStatus",
     "ReversalStatus",
+    "ReviewObject",
+    "ReviewStatus",
+    "RiskLevel",
+    "RiskReview",
+    "RiskSignal",
     "Role",
     "RunStatus",
     "ScheduleStatus",
+    "SignalKind",
     "SimulatedObject",
     "TransactionType",
     "User",

@@ -38,6 +38,7 @@ from handwork_payments.payments.operations import Operation
 from handwork_payments.payments.provider_fees import book_capture_fee
 from handwork_payments.payments.states import BOOKING, PAYMENT
 from handwork_payments.providers.base import HoldRef, HoldState, ProviderHold
+from handwork_payments.risk import service as risk
 
 
 def snapshot(payment: Payment) -> dict[str, Any]:
@@ -162,6 +163,7 @@ async def apply_hold(
         payment.wallet = Wallet(hold.wallet)
     move_booking(booking, BookingStatus.PAID)
     await post_hold(session, payment, booking)
+    await risk.after_hold(session, payment, booking, hold)
     if hold.state == HoldState.CAPTURED:
         await book_capture_fee(session, payment, hold.fee)
     await audit_payment(

@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, text
+from sqlalchemy import delete, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.accounts.service import locked_user
@@ -33,6 +33,7 @@ from handwork_payments.models import (
     PaymentDispute,
     PaymentStatus,
     PayoutStatus,
+    RiskSignal,
     User,
     UserStatus,
     WorkerPayout,
@@ -63,6 +64,9 @@ async def erase(runtime: Runtime, admin: User, user_id: int) -> User:
             [user.full_name],
         )
         await _scrub_records(session, user.id, key, scrubber)
+        # The risk rules' digests of the person's addresses, emails and cards: nothing to
+        # compare an erased account with any more.
+        await session.execute(delete(RiskSignal).where(RiskSignal.user_id == user.id))
         user.email = f"erased-{user.id}@invalid"
         user.full_name = ERASED_NAME
         user.paypal_email = None

@@ -153,6 +153,14 @@ class ProviderHold:
     fee: int | None = None
     # The card wallet the payer used (Stripe: apple_pay, google_pay, link), when known
     wallet: str | None = None
+    # The provider's fraud verdict where it gives one (Stripe Radar's `risk_level` on the
+    # charge): normal | elevated | highest; None when it gave none.
+    risk_level: str | None = None
+    # The card's fingerprint at the provider (the same card on any account gives the same).
+    card_fingerprint: str | None = None
+    # PayPal Seller Protection of the authorisation or capture: ELIGIBLE, PARTIALLY_ELIGIBLE
+    # or NOT_ELIGIBLE (who bears an "unauthorised payment" claim).
+    seller_protection: str | None = None
 
 
 @dataclass(frozen=True)

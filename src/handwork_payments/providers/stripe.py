@@ -77,6 +77,8 @@ RATE_LIMIT_MAX_DELAY_SECONDS = 8.0
 # refunded amounts and `capture_before`.
 # The charge's balance transaction carries Stripe's fee (`fee`, itemised in `fee_details`).
 _EXPAND_CHARGE = ["latest_charge", "latest_charge.balance_transaction"]
+# Radar's verdicts on a charge that say something (it also answers not_assessed, unknown).
+RADAR_LEVELS = ("normal", "elevated", "highest")
 
 # Stripe's error code when an intent is not in a state the call needs (e.g. captured twice
 # after the 24-hour idempotency window).
@@ -675,7 +677,18 @@ def _hold_from_intent(intent: Mapping[str, Any]) -> ProviderHold:
         failure_message=failure_message,
         fee=_balance_fee(charge.get("balance_transaction")) if capture_id else None,
         wallet=stripe_wallets.wallet(charge),
+        risk_level=_radar_level(charge),
+        card_fingerprint=((charge.get("payment_method_details") or {}).get("card") or {}).get(
+            "fingerprint"
+        ),
     )
+
+
+def _radar_level(charge: Mapping[str, Any]) -> str | None:
+    """Radar's `outcome.risk_level` on the charge; `not_assessed` and `unknown` (and no
+    outcome yet) are no verdict."""
+    level = (charge.get("outcome") or {}).get("risk_level")
+    return level if level in RADAR_LEVELS else None
 
 
 def _balance_fee(txn: Any) -> int | None:

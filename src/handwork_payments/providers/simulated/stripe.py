@@ -2,13 +2,15 @@
 transfers to connected accounts, Stripe Connect (ConnectProvider), and what Stripe.js does
 in the buyer's browser (confirming with a test card, 3-D Secure).
 
-Test payment methods: `pm_card_visa` (authorised), `pm_card_chargeDeclined` (declined) and
-`pm_card_authenticationRequired` (3-D Secure, see `authenticate`); wallet cards
-`pm_card_visa_apple_pay`, `pm_card_visa_google_pay`, `pm_card_link` (authorised) and
-`pm_card_{apple_pay,google_pay,link}_chargeDeclined`; `pm_crypto_usdc` pays a stablecoin
-intent, captured at once. Registered payment method domains are kept too. Objects are stored in
-Stripe's JSON shape (stripe_objects.py) so that events built from them look like the real
-ones.
+Test payment methods: `pm_card_visa` (authorised), `pm_card_chargeDeclined` (declined),
+`pm_card_authenticationRequired` (3-D Secure, see `authenticate`), Radar's
+`pm_card_riskLevelElevated` / `pm_card_riskLevelHighest` (authorised, with that risk
+level); wallet cards `pm_card_visa_apple_pay`, `pm_card_visa_google_pay`, `pm_card_link`
+(authorised) and `pm_card_{apple_pay,google_pay,link}_chargeDeclined`; `pm_crypto_usdc`
+pays a stablecoin intent, captured at once; `pm_card_chargeCustomerFail` saves with a
+SetupIntent, then declines. Registered payment method domains are kept too. Objects are
+stored in Stripe's JSON shape (stripe_objects.py) so that events built from them look like
+the real ones.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ from handwork_payments.providers.simulated.store import (
     transfer_json,
 )
 from handwork_payments.providers.simulated.stripe_objects import (
-    AUTHORISING,
+    AUTHORISING_CARDS,
     DECLINING,
     PM_AUTHENTICATION_REQUIRED,
     PM_CHARGE_CUSTOMER_FAIL,
@@ -210,7 +212,7 @@ class SimulatedStripe(SimulatedProvider):
             )
         intent["payment_method"] = payment_method
         intent["last_payment_error"] = None
-        if payment_method in AUTHORISING:
+        if payment_method in AUTHORISING_CARDS:
             await self._authorise_intent(session, row)
         elif payment_method == PM_CRYPTO:
             await self._collect_intent(session, row)
