@@ -22,6 +22,8 @@ Each protocol method's calls:
   batch when its id is known.
 - parse_event: POST /v1/notifications/verify-webhook-signature ("api") or the offline check,
   then translate_event.
+- submit_evidence: POST /v1/customer/disputes/{id}/provide-evidence (multipart, an `input`
+  JSON part; see `evidence`).
 - translate_event: no verification; GET the capture / authorisation when the event does not
   name the order.
 
@@ -44,6 +46,7 @@ import httpx
 
 from handwork_payments.kit.money import normalize_currency
 from handwork_payments.providers.base import (
+    ChargebackEvidence,
     EventKind,
     HoldRef,
     InvalidSignatureError,
@@ -59,6 +62,7 @@ from handwork_payments.providers.base import (
     StatementLine,
     UnlinkedDuplicateBatchError,
 )
+from handwork_payments.providers.paypal import evidence as paypal_evidence
 from handwork_payments.providers.paypal import statements
 from handwork_payments.providers.paypal.client import (
     MAX_RATE_LIMIT_RETRIES,
@@ -330,6 +334,17 @@ class PayPalProvider:
             refund_id=str(refund["id"]),
             amount=minor(refund.get("amount"), amount) or amount,
             fee_refunded=fee_refunded(refund),
+        )
+
+    async def submit_evidence(
+        self, *, dispute_id: str, evidence: ChargebackEvidence, idempotency_key: str
+    ) -> None:
+        # PayPal-Request-Id makes a repeat (after a lost answer) replay the first outcome.
+        await self._call(
+            "POST",
+            f"/v1/customer/disputes/{_segment(dispute_id)}/provide-evidence",
+            parts={"input": paypal_evidence.input_part(evidence)},
+            request_id=self.ids.key(idempotency_key),
         )
 
     async def statement(self, since: datetime, until: datetime) -> list[StatementLine]:

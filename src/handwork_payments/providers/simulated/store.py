@@ -71,6 +71,7 @@ FAULT_OPERATIONS = frozenset(
         "create_account_link",
         "reverse_transfer",
         "statement",
+        "submit_evidence",
     }
 )
 FAULT_MODES = frozenset({"timeout", "timeout_after_success", "error", "delay"})

@@ -1,0 +1,199 @@
+"""Chargeback evidence on the Stripe simulator, end to end over HTTP: a payment made and
+released from the client's own address, the bank's chargeback opened through the
+simulator (its signed charge.dispute.created through our inbox), the evidence previewed,
+submitted with the admin's text, the dispute under review, then lost: exactly what is
+taken back today. And the defined outcomes: no answer, a refusal, the 409s."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from handwork_payments.app import create_app
+from handwork_payments.kit.clock import now
+from handwork_payments.models import (
+    Alert,
+    DisputeEvidence,
+    LedgerAccount,
+    PaymentDispute,
+    WebhookDelivery,
+)
+from handwork_payments.providers.base import ChargebackEvidence
+from handwork_payments.providers.simulated.stripe import SimulatedStripe
+from handwork_payments.providers.stripe_evidence import stripe_evidence
+from handwork_payments.runtime import Runtime
+from handwork_payments.webhooks import service as inbox
+from tests.faults import payment_row, simulator
+from tests.helpers import Api, Party
+
+CLIENT_IP = "203.0.113.7"  # the client's device (documentation range, RFC 5737)
+STAFF_IP = "198.51.100.20"  # where the worker and the admin act from
+
+
+@pytest.fixture
+async def apis(runtime: Runtime) -> AsyncIterator[tuple[Api, Api]]:
+    """The service seen from the client's address and from everyone else's."""
+    app = create_app(runtime)
+    clients = [
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=(ip, 50000)), base_url="http://test"
+        )
+        for ip in (CLIENT_IP, STAFF_IP)
+    ]
+    try:
+        yield Api(clients[0], runtime), Api(clients[1], runtime)
+    finally:
+        for http in clients:
+            await http.aclose()
+
+
+async def process_deliveries(runtime: Runtime) -> None:
+    """What the worker does with the deliveries the simulator made."""
+    async with runtime.sessions() as session:
+        pending = list(
+            await session.scalars(
+                select(WebhookDelivery.id).where(WebhookDelivery.status == "received")
+            )
+        )
+    for delivery_id in pending:
+        processed = await inbox.process(runtime, delivery_id)
+        assert processed is not None and processed.status == "processed", processed
+
+
+async def released_and_disputed(
+    client_api: Api, staff: Api, amount: str = "100.00"
+) -> tuple[Party, Party, dict[str, Any], dict[str, Any]]:
+    """Paid from the client's address, completed by the worker, released by the client,
+    then disputed by the client's bank: (client, worker, payment, our dispute)."""
+    client, worker = await client_api.user("client"), await staff.user("worker")
+    booking = await client_api.booking(client, worker, amount)
+    r = await client_api.stripe_payment(client, booking)
+    assert r.status_code == 201 and r.json()["status"] == "held", r.text
+    payment = r.json()
+    r = await staff.post(f"/bookings/{booking['id']}/complete", worker)
+    assert r.status_code == 200, r.text
+    r = await client_api.post(f"/payments/{payment['id']}/release", client)
+    assert r.status_code == 200 and r.json()["status"] == "released", r.text
+    intent = payment["stripe_payment_id"]
+    r = await staff.client.post(
+        f"/api/v1/simulator/stripe/payment_intents/{intent}/dispute",
+        json={"reason": "product_not_received"},
+    )
+    assert r.status_code == 200 and r.json()["status"] == "needs_response", r.text
+    await process_deliveries(staff.runtime)
+    (dispute,) = (await staff.get("/payments/disputes", client))["items"]
+    assert (dispute["status"], dispute["payment_id"]) == ("open", payment["id"])
+    return client, worker, payment, {**dispute, "provider": r.json()}
+
+
+async def balances(runtime: Runtime, currency: str) -> dict[str, int]:
+    async with runtime.sessions() as session:
+        rows = await session.scalars(select(LedgerAccount).where(LedgerAccount.currency == currency))
+        return {row.code: row.balance for row in rows if row.balance}
+
+
+async def submission(runtime: Runtime, dispute_id: int) -> DisputeEvidence:
+    async with runtime.sessions() as session:
+        row = await session.scalar(
+            select(DisputeEvidence).where(DisputeEvidence.dispute_id == dispute_id)
+        )
+        assert row is not None
+        return row
+
+
+def evidence_url(dispute_id: int) -> str:
+    return f"/api/v1/admin/chargebacks/{dispute_id}/evidence"
+
+
+async def test_a_chargeback_answered_with_evidence_then_lost(apis: tuple[Api, Api]) -> None:
+    client_api, staff = apis
+    client, worker, payment, dispute = await released_and_disputed(client_api, staff)
+    admin = await staff.admin()
+    sim = simulator(staff.runtime)
+    assert isinstance(sim, SimulatedStripe)
+    today = now().date().isoformat()
+
+    r = await staff.client.get(evidence_url(dispute["id"]), headers=admin.headers)
+    assert r.status_code == 200, r.text
+    preview = r.json()
+    assert (preview["status"], preview["attempt"]) == (None, None)
+    fields = preview["evidence"]
+    assert fields["customer_email"] == client.email
+    assert fields["customer_purchase_ip"] == CLIENT_IP
+    assert fields["service_date"] == today
+    assert fields["product_description"].startswith('"Fix the sink": a service booked on ')
+    assert "for 100.00 USD" in fields["product_description"]
+    assert f"Released to the worker on {today}" in fields["product_description"]
+    activity = fields["access_activity_log"].splitlines()
+    assert [line.split(" ", 4)[4] for line in activity] == [
+        f"by the client Client (user #{client.id}) from IP {CLIENT_IP}",  # payment.created
+        f"by the client Client (user #{client.id}) from IP {CLIENT_IP}",  # payment.held
+        f"by the worker Worker (user #{worker.id})",  # booking.completed (no payment row)
+        f"by the client Client (user #{client.id}) from IP {CLIENT_IP}",  # payment.released
+    ]
+    assert [line.split(" ")[3] for line in activity] == [
+        "payment.created",
+        "payment.held",
+        "booking.completed",
+        "payment.released",
+    ]
+    assert "Dispute history:\nDispute #" in fields["uncategorized_text"]
+    assert "Chargeback (product_not_received)" in fields["uncategorized_text"]
+    # Nothing was written by looking.
+    async with staff.runtime.sessions() as session:
+        assert (await session.scalars(select(DisputeEvidence))).all() == []
+
+    text = "The client confirmed the sink works in a message on the day of the job."
+    r = await staff.client.post(
+        evidence_url(dispute["id"]), headers=admin.headers, json={"text": text}
+    )
+    assert r.status_code == 200, r.text
+    submitted = r.json()
+    assert (submitted["status"], submitted["attempt"], submitted["admin_text"]) == (
+        "submitted",
+        1,
+        text,
+    )
+    sent = submitted["evidence"]
+    assert sent["uncategorized_text"].startswith(f"Statement of the platform:\n{text}\n\n")
+    # At Stripe (the simulator): the evidence as the adapter maps it, under review.
+    held = await sim.object_data(dispute["provider"]["id"])
+    assert held["status"] == "under_review"
+    assert held["evidence_details"]["submission_count"] == 1
+    assert held["evidence"] == stripe_evidence(ChargebackEvidence(**sent))
+    assert held["evidence"]["customer_purchase_ip"] == CLIENT_IP
+    (ours,) = (await staff.get("/payments/disputes", client))["items"]
+    assert ours["status"] == "under_review"
+    # Once is all.
+    r = await staff.client.post(evidence_url(dispute["id"]), headers=admin.headers)
+    assert r.status_code == 409 and "submitted already" in r.json()["detail"], r.text
+
+    # The bank decides against us: taken back exactly as without evidence.
+    r = await staff.client.post(
+        f"/api/v1/simulator/stripe/disputes/{dispute['provider']['id']}/close",
+        json={"outcome": "lost"},
+    )
+    assert r.status_code == 200 and r.json()["status"] == "lost", r.text
+    await process_deliveries(staff.runtime)
+    row = await payment_row(staff.runtime, payment["id"])
+    assert (row.status, row.refunded_amount, row.refunded_fee) == ("refunded", 10000, 500)
+    assert (await staff.earnings(worker))["available_balance"] == "0.00"
+    async with staff.runtime.sessions() as session:
+        closed = await session.get(PaymentDispute, dispute["id"])
+        assert closed is not None
+        assert (closed.status, closed.outcome, closed.refund_amount) == ("closed", "refund", 10000)
+        assert closed.provider_fee == 1500
+    found = await balances(staff.runtime, "USD")
+    # Stripe's 3.20 fee on the capture and its 15.00 dispute fee are ours to bear; the
+    # 5.00 platform fee went back with the 100.00, the worker's 95.00 was taken back.
+    assert found == {
+        "provider_clearing:stripe:USD": 320 + 1500,
+        "provider_fees:stripe:USD": -320,
+        "platform_losses:USD": -1500,
+    }
+    r = await staff.client.post(evidence_url(dispute["id"]), headers=admin.headers)
+    assert r.status_code == 409, r.text
