@@ -92,7 +92,9 @@ async def released_and_disputed(
 
 async def balances(runtime: Runtime, currency: str) -> dict[str, int]:
     async with runtime.sessions() as session:
-        rows = await session.scalars(select(LedgerAccount).where(LedgerAccount.currency == currency))
+        rows = await session.scalars(
+            select(LedgerAccount).where(LedgerAccount.currency == currency)
+        )
         return {row.code: row.balance for row in rows if row.balance}
 
 
@@ -197,3 +199,128 @@ async def test_a_chargeback_answered_with_evidence_then_lost(apis: tuple[Api, Ap
     }
     r = await staff.client.post(evidence_url(dispute["id"]), headers=admin.headers)
     assert r.status_code == 409, r.text
+
+
+@pytest.mark.parametrize("mode", ["timeout", "timeout_after_success"])
+async def test_no_answer_leaves_the_submission_in_flight_until_sent_again(
+    apis: tuple[Api, Api], mode: str
+) -> None:
+    """Submitted or not (the answer lost either way): the row stays `submitting` with the
+    evidence it will send; the next POST sends exactly that under the same key, and
+    Stripe (the simulator) counts one submission."""
+    client_api, staff = apis
+    _, _, _, dispute = await released_and_disputed(client_api, staff)
+    admin = await staff.admin()
+    sim = simulator(staff.runtime)
+    await sim.inject_fault("submit_evidence", mode)
+    r = await staff.client.post(
+        evidence_url(dispute["id"]), headers=admin.headers, json={"text": "First words"}
+    )
+    assert r.status_code == 502 and "submit again" in r.json()["detail"], r.text
+    row = await submission(staff.runtime, dispute["id"])
+    assert (row.status, row.attempt, row.admin_text) == ("submitting", 1, "First words")
+    r = await staff.client.get(evidence_url(dispute["id"]), headers=admin.headers)
+    assert r.json()["status"] == "submitting"
+    assert r.json()["evidence"] == row.evidence  # what will be sent, not assembled anew
+    # Other words would be another request under the same key: refused.
+    r = await staff.client.post(
+        evidence_url(dispute["id"]), headers=admin.headers, json={"text": "Second words"}
+    )
+    assert r.status_code == 409 and "other text" in r.json()["detail"], r.text
+
+    r = await staff.client.post(evidence_url(dispute["id"]), headers=admin.headers)
+    assert r.status_code == 200 and r.json()["status"] == "submitted", r.text
+    assert r.json()["evidence"] == row.evidence
+    held = await sim.object_data(dispute["provider"]["id"])
+    assert (held["status"], held["evidence_details"]["submission_count"]) == ("under_review", 1)
+
+
+async def test_a_refusal_is_recorded_and_a_new_attempt_may_follow(
+    apis: tuple[Api, Api],
+) -> None:
+    client_api, staff = apis
+    _, _, _, dispute = await released_and_disputed(client_api, staff)
+    admin = await staff.admin()
+    sim = simulator(staff.runtime)
+    await sim.inject_fault("submit_evidence", "error")
+    r = await staff.client.post(evidence_url(dispute["id"]), headers=admin.headers)
+    assert r.status_code == 409 and "refused the evidence" in r.json()["detail"], r.text
+    row = await submission(staff.runtime, dispute["id"])
+    assert (row.status, row.attempt) == ("failed", 1)
+    assert row.last_error == "Simulated failure of stripe submit_evidence"
+    async with staff.runtime.sessions() as session:
+        (alert,) = await session.scalars(select(Alert).where(Alert.kind == "evidence_refused"))
+    assert alert.object_id == dispute["id"]
+    (ours,) = (await staff.get("/payments/disputes", admin))["items"]
+    assert ours["status"] == "open"  # not under review: nothing reached the bank
+
+    r = await staff.client.post(
+        evidence_url(dispute["id"]), headers=admin.headers, json={"text": "Again"}
+    )
+    assert r.status_code == 200, r.text
+    assert (r.json()["status"], r.json()["attempt"]) == ("submitted", 2)
+    held = await sim.object_data(dispute["provider"]["id"])
+    assert held["evidence_details"]["submission_count"] == 1
+
+
+async def test_only_open_provider_chargebacks_take_evidence(
+    apis: tuple[Api, Api],
+) -> None:
+    client_api, staff = apis
+    admin = await staff.admin()
+    # Unknown: 404.
+    r = await staff.client.get(evidence_url(999999), headers=admin.headers)
+    assert r.status_code == 404, r.text
+    # A dispute opened on our API: our admins decide it, no provider takes evidence.
+    client, _, payment = await client_api.held_payment("30.00")
+    r = await client_api.post(
+        "/payments/disputes",
+        client,
+        {"payment_id": payment["id"], "reason": "Late", "description": "Not done"},
+    )
+    assert r.status_code == 201, r.text
+    ours = r.json()["id"]
+    for method in ("GET", "POST"):
+        r = await staff.client.request(method, evidence_url(ours), headers=admin.headers)
+        assert r.status_code == 409 and "not a chargeback" in r.json()["detail"], r.text
+    # A chargeback the bank decided before anyone answered it: closed, no evidence.
+    _, _, _, dispute = await released_and_disputed(client_api, staff)
+    r = await staff.client.post(
+        f"/api/v1/simulator/stripe/disputes/{dispute['provider']['id']}/close",
+        json={"outcome": "won"},
+    )
+    assert r.status_code == 200, r.text
+    await process_deliveries(staff.runtime)
+    r = await staff.client.post(evidence_url(dispute["id"]), headers=admin.headers)
+    assert r.status_code == 409 and "is closed" in r.json()["detail"], r.text
+    # Decided once only.
+    r = await staff.client.post(
+        f"/api/v1/simulator/stripe/disputes/{dispute['provider']['id']}/close",
+        json={"outcome": "lost"},
+    )
+    assert r.status_code == 409, r.text
+    # Bad input changes nothing: unknown fields, empty text.
+    for body in ({"txt": "x"}, {"text": ""}):
+        r = await staff.client.post(evidence_url(dispute["id"]), headers=admin.headers, json=body)
+        assert r.status_code == 422, r.text
+    async with staff.runtime.sessions() as session:
+        assert (await session.scalars(select(DisputeEvidence))).all() == []
+
+
+async def test_the_simulated_bank_disputes_captured_charges_once(apis: tuple[Api, Api]) -> None:
+    client_api, staff = apis
+    _, _, payment = await client_api.held_payment("20.00")
+    url = f"/api/v1/simulator/stripe/payment_intents/{payment['stripe_payment_id']}/dispute"
+    # Authorised only, nothing captured: no charge to dispute.
+    r = await staff.client.post(url, json={"reason": "fraudulent"})
+    assert r.status_code == 409 and "no captured charge" in r.json()["detail"], r.text
+    r = await staff.client.post(url, json={"reason": "stolen_card"})
+    assert r.status_code == 422, r.text
+    r = await staff.client.post(
+        "/api/v1/simulator/stripe/payment_intents/pi_unknown/dispute", json={}
+    )
+    assert r.status_code == 404, r.text
+    _, _, _, dispute = await released_and_disputed(client_api, staff)
+    intent = dispute["provider"]["payment_intent"]
+    r = await staff.client.post(f"/api/v1/simulator/stripe/payment_intents/{intent}/dispute")
+    assert r.status_code == 409 and "disputed already" in r.json()["detail"], r.text
