@@ -166,7 +166,7 @@ async def authenticate_intent(
 
 @router.post(
     "/stripe/payment_intents/{intent_id}/dispute",
-    responses=error_responses(NotFound, Conflict),
+    responses=error_responses(UnparsableBody, NotFound, Conflict),
     summary="The payer's bank disputes the intent's captured charge (a chargeback)",
 )
 async def dispute_intent(
@@ -187,7 +187,7 @@ async def dispute_intent(
 
 @router.post(
     "/stripe/disputes/{dispute_id}/close",
-    responses=error_responses(NotFound, Conflict),
+    responses=error_responses(UnparsableBody, NotFound, Conflict),
     summary="The card network decides a chargeback: won (the money comes back) or lost",
 )
 async def close_dispute(
