@@ -6,7 +6,8 @@ Create Date: 2026-11-27
 
 - dispute_evidence: one row per chargeback, marked `submitting` (and committed) before the
   provider call, `submitted` or `failed` after it; the evidence as sent, so a submission
-  resumed after a timeout sends the same under the same key.
+  resumed after a timeout (by the admin, or the sweep after `marked_at` grew stale) sends
+  the same under the same key.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def upgrade() -> None:
         sa.Column(
             "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
         ),
+        sa.Column("marked_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("submitted_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_dispute_evidence")),
         sa.UniqueConstraint("dispute_id", name=op.f("uq_dispute_evidence_dispute_id")),
@@ -56,6 +58,13 @@ def upgrade() -> None:
             name=op.f("ck_dispute_evidence_status"),
         ),
         sa.CheckConstraint("attempt > 0", name=op.f("ck_dispute_evidence_attempt_positive")),
+    )
+    # What the sweep of submissions left in flight looks for.
+    op.create_index(
+        "ix_dispute_evidence_in_flight",
+        "dispute_evidence",
+        ["marked_at"],
+        postgresql_where=sa.text("status = 'submitting'"),
     )
 
 

@@ -7,6 +7,7 @@ taken back today. And the defined outcomes: no answer, a refusal, the 409s."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -14,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from handwork_payments.app import create_app
+from handwork_payments.disputes import submission as submission_service
 from handwork_payments.kit.clock import now
 from handwork_payments.models import (
     Alert,
@@ -324,3 +326,36 @@ async def test_the_simulated_bank_disputes_captured_charges_once(apis: tuple[Api
     intent = dispute["provider"]["payment_intent"]
     r = await staff.client.post(f"/api/v1/simulator/stripe/payment_intents/{intent}/dispute")
     assert r.status_code == 409 and "disputed already" in r.json()["detail"], r.text
+
+
+async def test_the_worker_resumes_submissions_left_in_flight(apis: tuple[Api, Api]) -> None:
+    """No admin comes back: once PROVIDER_OPERATION_STALE_SECONDS have passed, the sweep
+    sends the same evidence under the same key; a chargeback decided meanwhile takes none,
+    and its submission ends failed."""
+    client_api, staff = apis
+    runtime = staff.runtime
+    admin = await staff.admin()
+    sim = simulator(runtime)
+    _, _, _, first = await released_and_disputed(client_api, staff)
+    _, _, _, second = await released_and_disputed(client_api, staff)
+    for dispute in (first, second):
+        await sim.inject_fault("submit_evidence", "timeout")
+        r = await staff.client.post(evidence_url(dispute["id"]), headers=admin.headers)
+        assert r.status_code == 502, r.text
+    r = await staff.client.post(
+        f"/api/v1/simulator/stripe/disputes/{second['provider']['id']}/close",
+        json={"outcome": "won"},
+    )
+    assert r.status_code == 200, r.text
+    await process_deliveries(runtime)
+
+    assert await submission_service.resume_stale(runtime, now=now()) == []  # not stale yet
+    later = now() + timedelta(seconds=runtime.settings.provider_operation_stale_seconds + 1)
+    assert await submission_service.resume_stale(runtime, now=later) == [first["id"]]
+    row = await submission(runtime, first["id"])
+    assert (row.status, row.attempt, row.submitted_by) == ("submitted", 1, admin.id)
+    held = await sim.object_data(first["provider"]["id"])
+    assert (held["status"], held["evidence_details"]["submission_count"]) == ("under_review", 1)
+    row = await submission(runtime, second["id"])
+    assert (row.status, row.last_error) == ("failed", "dispute closed before it was confirmed")
+    assert await submission_service.resume_stale(runtime, now=later) == []

@@ -3,14 +3,18 @@
 The house pattern for a provider call: the submission is marked `submitting` (with the
 evidence as it will be sent) and committed; the provider is called outside any
 transaction under the key `dispute-{id}-evidence-{attempt}`; the outcome is applied in a
-new transaction. No answer: the row stays `submitting` and the admin's next POST sends the
-same evidence under the same key (the provider acts once). A refusal: `failed`, and a
-later POST is a new attempt, assembled afresh, under a new key.
+new transaction. No answer: the row stays `submitting` and the admin's next POST, or the
+worker's sweep once PROVIDER_OPERATION_STALE_SECONDS have passed, sends the same evidence
+under the same key (the provider acts once). A refusal: `failed`, and a later POST is a new
+attempt, assembled afresh, under a new key. A chargeback closed while its submission was
+in flight takes none any more: the sweep marks the submission `failed`.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -23,7 +27,7 @@ from handwork_payments.disputes.evidence import assemble
 from handwork_payments.disputes.service import audit_dispute
 from handwork_payments.disputes.states import DISPUTE, EVIDENCE
 from handwork_payments.kit.clock import now
-from handwork_payments.kit.errors import Conflict, NotFound, ProviderUnavailable
+from handwork_payments.kit.errors import Conflict, DomainError, NotFound, ProviderUnavailable
 from handwork_payments.models import (
     DisputeEvidence,
     DisputeStatus,
@@ -39,6 +43,8 @@ from handwork_payments.providers.base import (
     ProviderUnavailableError,
 )
 from handwork_payments.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 OPEN = (DisputeStatus.OPEN, DisputeStatus.UNDER_REVIEW)
 
@@ -114,6 +120,7 @@ async def _mark(
             admin_text=text,
             evidence=evidence,
             submitted_by=admin.id,
+            marked_at=now(),
         )
         session.add(row)
         await session.flush()
@@ -122,6 +129,7 @@ async def _mark(
         row.status = EvidenceStatus.SUBMITTING
         row.attempt += 1
         row.admin_text, row.evidence, row.submitted_by = text, evidence, admin.id
+        row.marked_at = now()
     await audit_dispute(
         session,
         dispute.id,
@@ -194,3 +202,45 @@ async def submit(
         raise Conflict(f"{provider.name} refused the evidence: {exc.message}") from exc
     async with transaction(runtime.sessions) as session:
         return await _apply(session, admin, row.id, None)
+
+
+# At most this many submissions resumed per sweep, so one run never holds a worker long.
+MAX_RESUMED_PER_RUN = 50
+
+
+async def _stale(runtime: Runtime, cutoff: datetime) -> list[tuple[int, int, DisputeStatus]]:
+    async with runtime.sessions() as session:
+        rows = await session.execute(
+            select(DisputeEvidence.id, DisputeEvidence.submitted_by, PaymentDispute.status)
+            .join(PaymentDispute, PaymentDispute.id == DisputeEvidence.dispute_id)
+            .where(
+                DisputeEvidence.status == EvidenceStatus.SUBMITTING,
+                DisputeEvidence.marked_at < cutoff,
+            )
+            .order_by(DisputeEvidence.marked_at)
+            .limit(MAX_RESUMED_PER_RUN)
+        )
+        return [(row_id, admin_id, status) for row_id, admin_id, status in rows]
+
+
+async def resume_stale(runtime: Runtime, *, now: datetime) -> list[int]:
+    """Submissions left in flight for longer than PROVIDER_OPERATION_STALE_SECONDS, made
+    again (same evidence, same key) in the name of the admin who started them; those whose
+    chargeback closed meanwhile marked failed. The dispute ids submitted now."""
+    cutoff = now - timedelta(seconds=runtime.settings.provider_operation_stale_seconds)
+    done = []
+    for row_id, admin_id, status in await _stale(runtime, cutoff):
+        async with transaction(runtime.sessions) as session:
+            admin = await session.get(User, admin_id)
+            row = await session.get(DisputeEvidence, row_id)
+            assert admin is not None and row is not None
+            if status not in OPEN:
+                await _apply(session, admin, row_id, f"dispute {status} before it was confirmed")
+                continue
+        try:
+            await submit(runtime, admin, row.dispute_id, None)
+        except DomainError as exc:
+            log.warning("evidence of dispute %s not resumed: %s", row.dispute_id, exc.detail)
+            continue
+        done.append(row.dispute_id)
+    return done

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Integer, String, Text
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -25,6 +25,11 @@ class DisputeEvidence(Base):
     __table_args__ = (
         CheckConstraint(enum_check("status", EvidenceStatus), name="status"),
         CheckConstraint("attempt > 0", name="attempt_positive"),
+        Index(
+            "ix_dispute_evidence_in_flight",
+            "marked_at",
+            postgresql_where=text("status = 'submitting'"),
+        ),
     )
 
     id: Mapped[IdPk]
@@ -42,4 +47,6 @@ class DisputeEvidence(Base):
     submitted_by: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"))
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[CreatedAt]
+    # When the current attempt was marked: the sweep resumes attempts left in flight.
+    marked_at: Mapped[When]
     submitted_at: Mapped[When]
