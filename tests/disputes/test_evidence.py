@@ -25,12 +25,15 @@ from handwork_payments.models import (
     WebhookDelivery,
 )
 from handwork_payments.providers.base import ChargebackEvidence
+from handwork_payments.providers.paypal import evidence as paypal_evidence
+from handwork_payments.providers.simulated.paypal import SimulatedPayPal
 from handwork_payments.providers.simulated.stripe import SimulatedStripe
 from handwork_payments.providers.stripe_evidence import stripe_evidence
 from handwork_payments.runtime import Runtime
 from handwork_payments.webhooks import service as inbox
 from tests.faults import payment_row, simulator
 from tests.helpers import Api, Party
+from tests.payments.flows import paypal_held
 
 CLIENT_IP = "203.0.113.7"  # the client's device (documentation range, RFC 5737)
 STAFF_IP = "198.51.100.20"  # where the worker and the admin act from
@@ -359,3 +362,35 @@ async def test_the_worker_resumes_submissions_left_in_flight(apis: tuple[Api, Ap
     row = await submission(runtime, second["id"])
     assert (row.status, row.last_error) == ("failed", "dispute closed before it was confirmed")
     assert await submission_service.resume_stale(runtime, now=later) == []
+
+
+async def test_the_paypal_simulator_records_the_evidence(api: Api) -> None:
+    """A PayPal chargeback (CUSTOMER.DISPUTE.CREATED naming the capture) on a released
+    payment: the evidence goes to the PayPal simulator as provide-evidence's evidences."""
+    client, _, payment = await paypal_held(api, "80.00")
+    r = await api.post(f"/payments/{payment['id']}/release", client)
+    assert r.status_code == 200, r.text
+    row = await payment_row(api.runtime, payment["id"])
+    sim = simulator(api.runtime, "paypal")
+    assert isinstance(sim, SimulatedPayPal)
+    resource = {
+        "dispute_id": "PP-D-9001",
+        "create_time": "2026-11-27T10:00:00Z",
+        "reason": "MERCHANDISE_OR_SERVICE_NOT_RECEIVED",
+        "status": "OPEN",
+        "dispute_amount": {"currency_code": "USD", "value": "80.00"},
+        "disputed_transactions": [{"seller_transaction_id": row.provider_capture_id}],
+    }
+    body, headers = sim.paypal_event("CUSTOMER.DISPUTE.CREATED", resource)
+    await inbox.receive(api.runtime, "paypal", headers, body)
+    await process_deliveries(api.runtime)
+    (dispute,) = (await api.get("/payments/disputes", client))["items"]
+    admin = await api.admin()
+    r = await api.client.post(evidence_url(dispute["id"]), headers=admin.headers)
+    assert r.status_code == 200 and r.json()["status"] == "submitted", r.text
+    held = await sim.object_data("PP-D-9001")
+    assert held["status"] == "UNDER_REVIEW"
+    assert held["evidences"] == paypal_evidence.evidences(
+        ChargebackEvidence(**r.json()["evidence"])
+    )
+    assert held["evidences"][0]["evidence_type"] == "PROOF_FOR_SOFTWARE_OR_SERVICE_DELIVERED"
