@@ -143,13 +143,17 @@ async def _mark(
 async def _apply(
     session: AsyncSession, admin: User, row_id: int, refusal: str | None
 ) -> DisputeEvidence:
-    """The provider's answer: submitted (the dispute goes under review) or refused."""
-    row = await session.get(DisputeEvidence, row_id, with_for_update=True)
-    assert row is not None
+    """The provider's answer: submitted (the dispute goes under review) or refused. Locks
+    the dispute, then its submission, in the order `_mark` takes them."""
+    dispute_id = await session.scalar(
+        select(DisputeEvidence.dispute_id).where(DisputeEvidence.id == row_id)
+    )
+    assert dispute_id is not None
+    dispute = await repository.lock(session, dispute_id)
+    row = await _submission(session, dispute_id)
+    assert dispute is not None and row is not None
     if row.status != EvidenceStatus.SUBMITTING:
         return row  # applied already, by a concurrent submission
-    dispute = await repository.lock(session, row.dispute_id)
-    assert dispute is not None
     target = EvidenceStatus.FAILED if refusal else EvidenceStatus.SUBMITTED
     EVIDENCE.check(row.status, target)
     row.status, row.last_error = target, refusal
