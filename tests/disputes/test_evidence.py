@@ -6,6 +6,7 @@ taken back today. And the defined outcomes: no answer, a refusal, the 409s."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -204,6 +205,15 @@ async def test_a_chargeback_answered_with_evidence_then_lost(apis: tuple[Api, Ap
     }
     r = await staff.client.post(evidence_url(dispute["id"]), headers=admin.headers)
     assert r.status_code == 409, r.text
+
+    # The client erased: the evidence keeps neither their email nor their address (a
+    # name is replaced where it is a whole value, as everywhere erasure looks).
+    r = await staff.post(f"/admin/users/{client.id}/erase", admin)
+    assert r.status_code == 200, r.text
+    row = await submission(staff.runtime, dispute["id"])
+    kept = json.dumps(row.evidence)
+    assert client.email not in kept and CLIENT_IP not in kept
+    assert row.evidence["customer_name"].startswith("erased:")
 
 
 @pytest.mark.parametrize("mode", ["timeout", "timeout_after_success"])
