@@ -4,6 +4,7 @@ from handwork_payments.models.base import Base
 from handwork_payments.models.bookings import Booking, BookingStatus
 from handwork_payments.models.connect import PayoutReversal, ReversalStatus
 from handwork_payments.models.events import EventStatus, MarketplaceEvent
+from handwork_payments.models.evidence import DisputeEvidence, EvidenceStatus
 from handwork_payments.models.ledger import (
     AccountKind,
     JournalEntry,
@@ -65,9 +66,11 @@ __all__ = [
     "Booking",
     "BookingStatus",
     "DeliveryStatus",
+    "DisputeEvidence",
     "DisputeOutcome",
     "DisputeStatus",
     "EventStatus",
+    "EvidenceStatus",
     "HoldKind",
     "IdempotencyRecord",
     "Interval",

@@ -19,6 +19,7 @@ from handwork_payments.audit.alerts import alert
 from handwork_payments.audit.service import record
 from handwork_payments.events import outbox
 from handwork_payments.kit import money
+from handwork_payments.kit.caller import client_ip
 from handwork_payments.kit.clock import now
 from handwork_payments.kit.errors import Conflict, NotFound
 from handwork_payments.models import (
@@ -64,7 +65,11 @@ async def audit_payment(
     **extra: Any,
 ) -> None:
     """The audit row of a change of the payment: `before` as given, after as it is now
-    (its snapshot and what else the change is about)."""
+    (its snapshot and what else the change is about). A user's change over the API
+    records their IP too (kept apart as personal data): chargeback evidence."""
+    address = client_ip() if actor_id is not None else None
+    if address is not None:
+        extra["client_ip"] = address
     await record(
         session,
         actor_id=actor_id,

@@ -302,17 +302,49 @@ def balance_transaction(
     }
 
 
-def new_dispute(intent: Mapping[str, Any], charge_id: str, amount: int) -> Json:
+# Stripe's dispute reasons (Dispute.reason).
+DISPUTE_REASONS = (
+    "bank_cannot_process",
+    "check_returned",
+    "credit_not_processed",
+    "customer_initiated",
+    "debit_not_authorized",
+    "duplicate",
+    "fraudulent",
+    "general",
+    "incorrect_account_details",
+    "insufficient_funds",
+    "product_not_received",
+    "product_unacceptable",
+    "subscription_canceled",
+    "unrecognized",
+)
+# Dispute statuses in which Stripe takes evidence.
+DISPUTE_TAKES_EVIDENCE = ("warning_needs_response", "needs_response")
+
+
+def new_dispute(
+    intent: Mapping[str, Any], charge_id: str, amount: int, reason: str = "fraudulent"
+) -> Json:
+    created = int(time.time())
     return {
         "id": stripe_id("du"),
         "object": "dispute",
         "amount": amount,
         "balance_transactions": [],
         "charge": charge_id,
-        "created": int(time.time()),
+        "created": created,
         "currency": intent["currency"],
+        "evidence": {},
+        # Stripe gives the seller about a week to answer before the bank decides.
+        "evidence_details": {
+            "due_by": created + 7 * 24 * 3600,
+            "has_evidence": False,
+            "past_due": False,
+            "submission_count": 0,
+        },
         "payment_intent": intent["id"],
-        "reason": "fraudulent",
+        "reason": reason,
         "status": "needs_response",
     }
 
