@@ -487,3 +487,7 @@ def payment_method_domain(domain_name: str) -> Json:
         "livemode": False,
         "paypal": {"status": "active"},
     }
+
+
+def currency(obj: Mapping[str, Any]) -> str:
+    return str(obj["currency"]).upper()
