@@ -96,6 +96,7 @@ def api_router() -> APIRouter:
     from handwork_payments.bookings.endpoints import router as bookings
     from handwork_payments.connect.endpoints import router as connect
     from handwork_payments.disputes.endpoints import router as disputes
+    from handwork_payments.disputes.evidence_endpoints import router as chargebacks
     from handwork_payments.events.endpoints import router as events
     from handwork_payments.losses.endpoints import router as losses
     from handwork_payments.payments.endpoints import router as payments
@@ -103,6 +104,7 @@ def api_router() -> APIRouter:
     from handwork_payments.payouts.endpoints import router as payouts
     from handwork_payments.privacy.endpoints import router as privacy
     from handwork_payments.recurring.endpoints import router as recurring
+    from handwork_payments.risk.endpoints import router as risk
     from handwork_payments.webhooks.endpoints import router as webhooks
 
     router = APIRouter(prefix=API_PREFIX, responses=MALFORMED)
@@ -111,7 +113,7 @@ def api_router() -> APIRouter:
     # Fixed paths under /payments (disputes, payouts, refund, summary, webhooks) come
     # before the payments router's /payments/{payment_id}.
     routers = (disputes, payouts, connect, refunds, analytics, webhooks, payments, admin)
-    for sub in (*routers, events, story, losses):
+    for sub in (*routers, events, story, losses, risk, chargebacks):
         router.include_router(sub)
     router.include_router(privacy)
     router.include_router(accounts)

@@ -279,6 +279,32 @@ class Settings(BaseSettings):
     def recurring_retry_schedule(self) -> tuple[int, ...]:
         return tuple(int(d) for d in self.recurring_retry_days.split(",") if d)
 
+    # Risk rules (issue 14): enforce | observe | off; unset = enforce in production,
+    # observe elsewhere (rules run and record, nothing is held back). See README "Risk rules".
+    risk_mode: Literal["enforce", "observe", "off"] | None = None
+    # Payments by one client: more than this many within an hour are blocked, within a day
+    # go to review.
+    risk_client_payments_per_hour: int = Field(default=10, ge=1, le=100_000)
+    risk_client_payments_per_day: int = Field(default=30, ge=1, le=1_000_000)
+    # An account younger than this is new: a new client paying a new worker goes to review.
+    risk_new_account_hours: int = Field(default=24, ge=0, le=24 * 365)
+    # A payment over this many times the client's largest earlier one (same currency) goes
+    # to review; 0 turns the rule off.
+    risk_amount_history_multiplier: int = Field(default=5, ge=0, le=1_000)
+    # Failed payments by one client within a day from which its next payment goes to review.
+    risk_declines_per_day: int = Field(default=3, ge=1, le=1_000)
+    # Payout controls: a payout within this many days of the worker's registration goes to
+    # review (and a worker's first payout always does); payouts per worker per day beyond
+    # PAYOUT_MAX_PER_DAY go to review too.
+    payout_hold_new_worker_days: int = Field(default=7, ge=0, le=365)
+    payout_max_per_day: int = Field(default=3, ge=1, le=1_000)
+
+    @property
+    def risk_mode_effective(self) -> str:
+        if self.risk_mode is not None:
+            return self.risk_mode
+        return "enforce" if self.production else "observe"
+
 
 @lru_cache
 def get_settings() -> Settings:

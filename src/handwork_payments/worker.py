@@ -92,6 +92,7 @@ async def prune_jobs(context: JobContext, timestamp: int) -> None:
 
 def blueprints() -> list[procrastinate.Blueprint]:
     from handwork_payments.audit.tasks import blueprint as audit
+    from handwork_payments.disputes.tasks import blueprint as disputes
     from handwork_payments.events.tasks import blueprint as events
     from handwork_payments.http.tasks import blueprint as housekeeping
     from handwork_payments.payments.tasks import blueprint as payments
@@ -112,6 +113,7 @@ def blueprints() -> list[procrastinate.Blueprint]:
         privacy,
         events,
         recurring,
+        disputes,
     ]
 
 

@@ -27,17 +27,19 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.routing import iter_route_contexts
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from handwork_payments.app import create_app
 from handwork_payments.auth import tokens
 from handwork_payments.ledger.verify import verify
+from handwork_payments.models import PaymentDispute, WebhookDelivery
 from handwork_payments.providers import stripe_events
 from handwork_payments.providers.simulated import (
     PAYPAL_SIGNATURE_HEADER,
     paypal_simulator_signature,
 )
 from handwork_payments.runtime import Runtime
+from handwork_payments.webhooks import service as webhooks
 from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.helpers import PASSWORD, Api
 from tests.http.world import World, seeded
@@ -141,6 +143,12 @@ MATRIX: dict[str, Row] = {
     # The setup succeeded already: the simulator refuses to confirm it again, to anyone.
     f"POST {A}/simulator/stripe/setup_intents/{{setup_id}}/confirm": everyone(
         409, path={"setup_id": "setup"}, json=lambda w, _: {"payment_method": "pm_card_visa"}),
+    # The bank's side: the world's intent is only authorised (nothing captured to dispute),
+    # and no dispute has the made-up id.
+    f"POST {A}/simulator/stripe/payment_intents/{{intent_id}}/dispute": everyone(
+        409, path={"intent_id": "intent"}, json=lambda w, _: {"reason": "fraudulent"}),
+    f"POST {A}/simulator/stripe/disputes/{{dispute_id}}/close": everyone(
+        404, path={"dispute_id": "no_such_dispute"}, json=lambda w, _: {"outcome": "won"}),
     f"GET {A}/simulator/paypal/checkoutnow": everyone(
         OK, params=lambda w, _: {"token": w.ids["order"]}),
     "GET /health": everyone(OK),
@@ -286,6 +294,17 @@ MATRIX: dict[str, Row] = {
         "admin", CREATED, 403, 403, CREATED,
         json=lambda w, who: {"domain": f"matrix-{who}.example.com"}),
     f"GET {A}/admin/stripe/payment-method-domains": guarded("admin", OK, 403, 403, OK),
+    f"GET {A}/admin/reviews": guarded("admin", OK, 403, 403, OK),
+    f"POST {A}/admin/reviews/{{review_id}}/approve": guarded(
+        "admin", OK, 403, 403, OK, path={"review_id": "review"}),
+    f"POST {A}/admin/reviews/{{review_id}}/reject": guarded(
+        "admin", OK, 403, 403, OK, path={"review_id": "review_to_reject"},
+        json=lambda w, _: {"reason": "Matrix"}),
+    f"GET {A}/admin/chargebacks/{{dispute_id}}/evidence": guarded(
+        "admin", OK, 403, 403, OK, path={"dispute_id": "chargeback"}),
+    f"POST {A}/admin/chargebacks/{{dispute_id}}/evidence": guarded(
+        "admin", OK, 403, 403, OK, path={"dispute_id": "chargeback"},
+        json=lambda w, _: {"text": "Matrix"}),
 }
 # fmt: on
 # Admin-only rows: the admin acts twice (as `admin` and as `owner`); the second time the
@@ -301,6 +320,9 @@ AGAIN = {
     f"POST {A}/recurring-schedules/{{schedule_id}}/pause": 409,
     f"POST {A}/recurring-schedules/{{schedule_id}}/resume": 409,
     f"POST {A}/recurring-schedules/{{schedule_id}}/cancel": 409,
+    f"POST {A}/admin/reviews/{{review_id}}/approve": 409,
+    f"POST {A}/admin/reviews/{{review_id}}/reject": 409,
+    f"POST {A}/admin/chargebacks/{{dispute_id}}/evidence": 409,
 }
 
 
@@ -386,6 +408,8 @@ async def prepare(world: World) -> None:
     )
     assert r.status_code == 201, r.text
     world.ids["open_dispute"] = r.json()["id"]
+    world.ids["chargeback"] = await chargeback(api, client, worker)
+    world.ids["no_such_dispute"] = "du_nobody_knows"
     # A PayPal order its payer approved, for the client to execute.
     booking = await api.booking(client, worker)
     r = await api.post(
@@ -410,6 +434,32 @@ async def prepare(world: World) -> None:
             text("UPDATE webhook_deliveries SET status = 'failed', attempts = 1 WHERE id = :id"),
             {"id": world.ids["delivery"]},
         )
+
+
+async def chargeback(api: Api, client: Any, worker: Any) -> int:
+    """A released payment the client's bank disputes (the simulator's charge.dispute.created
+    processed as the worker would): our dispute's id."""
+    booking = await api.booking(client, worker)
+    r = await api.stripe_payment(client, booking)
+    payment = r.json()
+    await api.post(f"/bookings/{booking['id']}/complete", worker)
+    r = await api.post(f"/payments/{payment['id']}/release", client)
+    assert r.status_code == 200, r.text
+    intent = payment["stripe_payment_id"]
+    r = await api.client.post(f"{A}/simulator/stripe/payment_intents/{intent}/dispute", json={})
+    assert r.status_code == 200, r.text
+    async with api.runtime.sessions() as session:
+        delivery_id = await session.scalar(
+            select(WebhookDelivery.id).where(WebhookDelivery.event_type == "charge.dispute.created")
+        )
+        assert delivery_id is not None
+    await webhooks.process(api.runtime, delivery_id)
+    async with api.runtime.sessions() as session:
+        found = await session.scalar(
+            select(PaymentDispute.id).where(PaymentDispute.payment_id == payment["id"])
+        )
+    assert found is not None
+    return found
 
 
 def headers_of(world: World, row: Row, party: str) -> dict[str, str]:

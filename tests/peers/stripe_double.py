@@ -7,7 +7,8 @@ included. It records every request exactly as the SDK sent it (flattened form fi
 `metadata[payout_id]`, and the `Idempotency-Key` header) for tests to assert on.
 
 Covered: PaymentIntents with manual and partial capture, cancel, refunds, Connect accounts
-and account links, transfers (list by transfer_group) and reversals, idempotent replay (and
+and account links, transfers (list by transfer_group) and reversals, disputes (retrieve,
+and update with evidence checked against Stripe's DisputeUpdateParams), idempotent replay (and
 the idempotency_error for a key reused with other parameters), and scripted faults: any
 Stripe error answer, rate limits, 5xx, and requests that never answer (before or after
 they took effect, to stand for a timeout whose outcome is unknown).
@@ -51,6 +52,51 @@ DEFAULT_PLATFORM_BALANCE = 10_000_000
 # Stripe card authorisations: the charge says when it must be captured. Deliberately not
 # exactly created + 7 days, so tests can tell the adapter used the charge's value.
 CAPTURE_BEFORE_SECONDS = 6 * 24 * 3600 + 23 * 3600
+
+# DisputeUpdateParams.evidence: the text fields (the long ones at most 20,000 characters
+# each, all fields together 150,000) and the fields that take a file upload's id.
+EVIDENCE_LONG_TEXT = frozenset(
+    {
+        "access_activity_log",
+        "cancellation_policy_disclosure",
+        "cancellation_rebuttal",
+        "duplicate_charge_explanation",
+        "product_description",
+        "refund_policy_disclosure",
+        "refund_refusal_explanation",
+        "uncategorized_text",
+    }
+)
+EVIDENCE_SHORT_TEXT = frozenset(
+    {
+        "billing_address",
+        "customer_email_address",
+        "customer_name",
+        "customer_purchase_ip",
+        "duplicate_charge_id",
+        "service_date",
+        "shipping_address",
+        "shipping_carrier",
+        "shipping_date",
+        "shipping_tracking_number",
+    }
+)
+EVIDENCE_FILES = frozenset(
+    {
+        "cancellation_policy",
+        "customer_communication",
+        "customer_signature",
+        "duplicate_charge_documentation",
+        "receipt",
+        "refund_policy",
+        "service_documentation",
+        "shipping_documentation",
+        "uncategorized_file",
+    }
+)
+EVIDENCE_FIELD_LIMIT = 20_000
+EVIDENCE_TOTAL_LIMIT = 150_000
+DISPUTE_TAKES_EVIDENCE = ("warning_needs_response", "needs_response")
 
 CARD_METHODS = {
     "pm_card_visa": "authorize",
@@ -159,6 +205,7 @@ class StripeDouble:
         self.charges: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
         self.transfers: dict[str, dict[str, Any]] = {}
+        self.disputes: dict[str, dict[str, Any]] = {}
         # The platform's statement, oldest first (Stripe lists it newest first).
         self.balance_transactions: dict[str, dict[str, Any]] = {}
         self.accounts: dict[str, dict[str, Any]] = {}
@@ -202,6 +249,8 @@ class StripeDouble:
             ("GET", re.compile(r"/v1/payment_method_domains"), self._list_domains),
             ("POST", re.compile(r"/v1/customers"), self._create_customer),
             ("POST", re.compile(r"/v1/setup_intents"), self._create_setup_intent),
+            ("GET", re.compile(r"/v1/disputes/(?P<id>[^/]+)"), self._get_dispute),
+            ("POST", re.compile(r"/v1/disputes/(?P<id>[^/]+)"), self._update_dispute),
         ]
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -327,6 +376,38 @@ class StripeDouble:
         with self._lock:
             account = self._new_account({"type": "express"}, account_id)
             return str(account["id"])
+
+    def add_dispute(self, intent_id: str, amount: int, dispute_id: str) -> dict[str, Any]:
+        """The payer's bank disputes the intent's charge; the dispute as Stripe sends it."""
+        with self._lock:
+            charge = self.charges[self.intents[intent_id]["latest_charge"]]
+            created = int(time.time())
+            self.disputes[dispute_id] = {
+                "id": dispute_id,
+                "object": "dispute",
+                "amount": amount,
+                "charge": charge["id"],
+                "created": created,
+                "currency": charge["currency"],
+                "evidence": {},
+                "evidence_details": {
+                    "due_by": created + 7 * 24 * 3600,
+                    "has_evidence": False,
+                    "past_due": False,
+                    "submission_count": 0,
+                },
+                "livemode": False,
+                "metadata": {},
+                "payment_intent": intent_id,
+                "reason": "product_not_received",
+                "status": "needs_response",
+            }
+            return dict(self.disputes[dispute_id])
+
+    def forget_idempotency_keys(self) -> None:
+        """What Stripe does 24 hours after a request: its key answers nothing any more."""
+        with self._lock:
+            self._idempotent.clear()
 
     # --- HTTP ------------------------------------------------------------------------------
 
@@ -984,6 +1065,71 @@ class StripeDouble:
             "has_more": len(found) > limit,
             "url": "/v1/payment_method_domains",
         }
+
+    # --- disputes ------------------------------------------------------------------------
+
+    def _dispute(self, dispute_id: str) -> dict[str, Any]:
+        if dispute_id not in self.disputes:
+            raise _invalid(f"No such dispute: '{dispute_id}'", "resource_missing")
+        return self.disputes[dispute_id]
+
+    def _get_dispute(self, _: dict[str, Any], match: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        return 200, self._dispute(match["id"])
+
+    @staticmethod
+    def _check_evidence(evidence: Any) -> dict[str, str]:
+        if not isinstance(evidence, dict):
+            raise _invalid("Invalid hash", "parameter_invalid_hash", "evidence")
+        total = 0
+        for name, value in evidence.items():
+            param = f"evidence[{name}]"
+            if isinstance(value, dict):
+                raise _invalid(f"Invalid string: {param}", "parameter_invalid_string", param)
+            if name in EVIDENCE_FILES:
+                if not re.fullmatch(r"file_\w+", value):
+                    raise _invalid(f"No such file upload: '{value}'", "resource_missing", param)
+            elif name in EVIDENCE_LONG_TEXT:
+                if len(value) > EVIDENCE_FIELD_LIMIT:
+                    raise _invalid(
+                        f"{param} is limited to {EVIDENCE_FIELD_LIMIT} characters",
+                        "parameter_invalid_string",
+                        param,
+                    )
+            elif name not in EVIDENCE_SHORT_TEXT:
+                raise _invalid(f"Received unknown parameter: {param}", "parameter_unknown", param)
+            total += len(value)
+        if total > EVIDENCE_TOTAL_LIMIT:
+            raise _invalid(
+                f"The combined character count of evidence is limited to {EVIDENCE_TOTAL_LIMIT}",
+                "parameter_invalid_string",
+                "evidence",
+            )
+        return dict(evidence)
+
+    def _update_dispute(
+        self, params: dict[str, Any], match: dict[str, str]
+    ) -> tuple[int, dict[str, Any]]:
+        dispute = self._dispute(match["id"])
+        unknown = set(params) - {"evidence", "submit", "metadata", "expand"}
+        if unknown:
+            name = sorted(unknown)[0]
+            raise _invalid(f"Received unknown parameter: {name}", "parameter_unknown", name)
+        submit = params.get("submit", "true")
+        if submit not in ("true", "false"):
+            raise _invalid("Invalid boolean", "parameter_invalid_boolean", "submit")
+        evidence = self._check_evidence(params.get("evidence", {}))
+        if dispute["status"] not in DISPUTE_TAKES_EVIDENCE:
+            raise _invalid(
+                f"This dispute is {dispute['status']} and can no longer be updated.",
+                param="evidence",
+            )
+        dispute["evidence"] = {**dispute["evidence"], **evidence}
+        details = dispute["evidence_details"]
+        details["has_evidence"] = bool(dispute["evidence"])
+        if submit == "true":
+            details["submission_count"] += 1
+            dispute["status"] = "under_review"
+        return 200, dispute
 
 
 @pytest.fixture

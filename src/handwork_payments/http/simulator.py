@@ -1,5 +1,6 @@
 """What the buyer's browser does at the provider, over HTTP, for the built-in simulators:
-Stripe.js confirming a card or finishing 3-D Secure, and PayPal's approval page.
+Stripe.js confirming a card or finishing 3-D Secure, and PayPal's approval page; and what
+the payer's bank does: a chargeback opened on a Stripe payment, and its decision.
 
 No bearer token: at a real provider these are the payer's own actions. Mounted only while
 a provider is simulated. A Stripe action is followed by the event Stripe would send,
@@ -10,7 +11,7 @@ Calling the inbox is why this module sits in http/, above the domains, and not i
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
@@ -31,6 +32,7 @@ from handwork_payments.providers.simulated import (
     UnknownObjectError,
 )
 from handwork_payments.providers.simulated.store import SETUP_INTENT
+from handwork_payments.providers.simulated.stripe_objects import DISPUTE_REASONS
 from handwork_payments.runtime import Runtime
 from handwork_payments.webhooks.service import receive
 
@@ -57,6 +59,16 @@ class ConfirmRequest(BaseModel):
 
 class AuthenticateRequest(BaseModel):
     succeed: bool = True
+
+
+class DisputeRequest(BaseModel):
+    reason: Literal[DISPUTE_REASONS] = Field(  # type: ignore[valid-type]
+        default="fraudulent", description="Stripe's dispute reason"
+    )
+
+
+class DisputeDecision(BaseModel):
+    outcome: Literal["won", "lost"]
 
 
 class ApprovalResponse(BaseModel):
@@ -183,6 +195,46 @@ async def authenticate_intent(
     elif hold.state is HoldState.FAILED:
         await _deliver(runtime, simulator, "payment_intent.payment_failed", intent)
     return intent
+
+
+@router.post(
+    "/stripe/payment_intents/{intent_id}/dispute",
+    responses=error_responses(UnparsableBody, NotFound, Conflict),
+    summary="The payer's bank disputes the intent's captured charge (a chargeback)",
+)
+async def dispute_intent(
+    intent_id: IntentId, runtime: RuntimeDep, body: DisputeRequest | None = None
+) -> dict[str, Any]:
+    """Answers the dispute as Stripe holds it (`needs_response`), after delivering
+    `charge.dispute.created` to our webhook inbox. Refused (409) for an intent with no
+    captured charge or a charge disputed already."""
+    simulator = _stripe(runtime)
+    reason = body.reason if body is not None else "fraudulent"
+    try:
+        dispute = await simulator.open_dispute(intent_id, reason=reason)
+    except ProviderError as exc:
+        raise _domain_error(exc) from exc
+    await _deliver(runtime, simulator, "charge.dispute.created", dispute)
+    return dispute
+
+
+@router.post(
+    "/stripe/disputes/{dispute_id}/close",
+    responses=error_responses(UnparsableBody, NotFound, Conflict),
+    summary="The card network decides a chargeback: won (the money comes back) or lost",
+)
+async def close_dispute(
+    dispute_id: IntentId, body: DisputeDecision, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """Followed by `charge.dispute.closed`; a lost chargeback is taken back as the
+    webhook handler does it for real Stripe."""
+    simulator = _stripe(runtime)
+    try:
+        dispute = await simulator.close_dispute(dispute_id, won=body.outcome == "won")
+    except ProviderError as exc:
+        raise _domain_error(exc) from exc
+    await _deliver(runtime, simulator, "charge.dispute.closed", dispute)
+    return dispute
 
 
 @router.get(

@@ -4,6 +4,7 @@ from handwork_payments.models.base import Base
 from handwork_payments.models.bookings import Booking, BookingStatus
 from handwork_payments.models.connect import PayoutReversal, ReversalStatus
 from handwork_payments.models.events import EventStatus, MarketplaceEvent
+from handwork_payments.models.evidence import DisputeEvidence, EvidenceStatus
 from handwork_payments.models.ledger import (
     AccountKind,
     JournalEntry,
@@ -45,6 +46,14 @@ from handwork_payments.models.recurring import (
     RunStatus,
     ScheduleStatus,
 )
+from handwork_payments.models.risk import (
+    ReviewObject,
+    ReviewStatus,
+    RiskLevel,
+    RiskReview,
+    RiskSignal,
+    SignalKind,
+)
 from handwork_payments.models.users import Role, User, UserStatus
 
 __all__ = [
@@ -57,9 +66,11 @@ __all__ = [
     "Booking",
     "BookingStatus",
     "DeliveryStatus",
+    "DisputeEvidence",
     "DisputeOutcome",
     "DisputeStatus",
     "EventStatus",
+    "EvidenceStatus",
     "HoldKind",
     "IdempotencyRecord",
     "Interval",
@@ -81,9 +92,15 @@ __all__ = [
     "RefundKind",
     "RefundStatus",
     "ReversalStatus",
+    "ReviewObject",
+    "ReviewStatus",
+    "RiskLevel",
+    "RiskReview",
+    "RiskSignal",
     "Role",
     "RunStatus",
     "ScheduleStatus",
+    "SignalKind",
     "SimulatedObject",
     "TransactionType",
     "User",

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     Text,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from handwork_payments.models.base import Base, CreatedAt, Currency, IdPk, Minor, When, enum_check
@@ -63,6 +65,7 @@ class Payment(Base):
         CheckConstraint("refunded_amount BETWEEN 0 AND amount", name="refund_within_amount"),
         CheckConstraint("refunded_fee BETWEEN 0 AND platform_fee", name="refund_fee_within_fee"),
         CheckConstraint("captured_amount BETWEEN 0 AND amount", name="capture_within_amount"),
+        CheckConstraint("risk_level IN ('normal', 'elevated', 'highest')", name="risk_level"),
         # A booking has at most one live payment; a failed attempt may be retried.
         Index(
             "uq_payments_live_booking",
@@ -135,6 +138,11 @@ class Payment(Base):
     failure_reason: Mapped[str | None] = mapped_column(Text)
     # Fernet-encrypted JSON (kit.crypto); shown to admins only.
     payment_metadata: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The risk rules' verdict (risk/, migration 0014): normal | elevated | highest, the
+    # rules that fired, and whether RISK_MODE enforced it. Shown to admins only.
+    risk_level: Mapped[str | None] = mapped_column(String(16))
+    risk_reasons: Mapped[list[Any]] = mapped_column(JSONB, default=list, server_default="[]")
+    risk_enforced: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
 
 
 class RefundStatus(enum.StrEnum):

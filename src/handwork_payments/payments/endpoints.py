@@ -41,7 +41,9 @@ PAYING = error_responses(
 async def present(payment: Payment, user: User, runtime: Runtime) -> PaymentOut:
     if user.role != Role.ADMIN:
         return PaymentOut.of(payment)
-    return PaymentOut.of(payment, metadata=await readable_metadata(runtime, payment, user))
+    out = PaymentOut.of(payment, metadata=await readable_metadata(runtime, payment, user))
+    out.risk_level, out.risk_reasons = payment.risk_level, list(payment.risk_reasons)
+    return out
 
 
 @router.post(

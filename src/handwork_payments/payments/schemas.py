@@ -66,6 +66,12 @@ class PaymentOut(BaseModel):
     payment_metadata: dict[str, Any] | None = Field(
         default=None, description="Decrypted for admins only"
     )
+    risk_level: str | None = Field(
+        default=None, description="Admins only: normal | elevated | highest (risk rules)"
+    )
+    risk_reasons: list[str] | None = Field(
+        default=None, description="Admins only: the risk rules that fired"
+    )
 
     @classmethod
     def of(cls, payment: Payment, *, metadata: dict[str, Any] | None = None) -> PaymentOut:

@@ -30,6 +30,7 @@ from handwork_payments.kit.errors import (
     NotFound,
     PaymentDeclined,
     ProviderUnavailable,
+    RiskBlocked,
 )
 from handwork_payments.models import (
     Booking,
@@ -38,6 +39,7 @@ from handwork_payments.models import (
     Payment,
     PaymentMethod,
     PaymentStatus,
+    ReviewObject,
     Role,
     User,
 )
@@ -66,6 +68,8 @@ from handwork_payments.providers.base import (
     ProviderHold,
     ProviderUnavailableError,
 )
+from handwork_payments.risk import reviews
+from handwork_payments.risk import service as risk
 from handwork_payments.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -96,18 +100,22 @@ async def create_hold(
     the payment is pending answers the same payment and hold (the provider call repeats
     with the same idempotency key), so a lost answer is safe to retry. With `customer`,
     `payment_method` is that customer's saved method, charged off-session (recurring)."""
-    async with transaction(runtime.sessions) as session:
-        payment = await _pending_payment(
-            session,
-            runtime,
-            user,
-            method=method,
-            booking_id=booking_id,
-            amount=amount,
-            currency=currency,
-            stablecoin=stablecoin,
-            metadata=metadata,
-        )
+    try:
+        async with transaction(runtime.sessions) as session:
+            payment = await _pending_payment(
+                session,
+                runtime,
+                user,
+                method=method,
+                booking_id=booking_id,
+                amount=amount,
+                currency=currency,
+                stablecoin=stablecoin,
+                metadata=metadata,
+            )
+    except RiskBlocked as exc:
+        await risk.record_block(runtime.sessions, user.id, booking_id, exc)
+        raise
     provider = runtime.providers.for_method(method)
     existing = payment.stripe_payment_id or payment.paypal_payment_id
     try:
@@ -200,6 +208,7 @@ async def _pending_payment(
         status=PaymentStatus.PENDING,
         payment_metadata=runtime.cipher.encrypt(metadata),
     )
+    await risk.evaluate_payment(session, runtime.settings, user, booking, payment)
     session.add(payment)
     await session.flush()
     await audit_payment(session, payment, "payment.created", actor_id=user.id)
@@ -355,6 +364,7 @@ async def release(
         expected = PaymentStatus.DISPUTED if from_disputed else PaymentStatus.HELD
         if payment.status != expected:
             raise Conflict(f"A {payment.status} payment cannot be released")
+        await reviews.ensure_no_open_review(session, ReviewObject.PAYMENT, payment.id)
         if operation_of(payment) == CAPTURE:
             pass  # a capture that never answered: make the same call again below
         elif payment.hold_kind == HoldKind.CAPTURED:

@@ -31,6 +31,7 @@ from handwork_payments.models import (
     Alert,
     PaymentMethod,
     PayoutStatus,
+    ReviewObject,
     TransactionType,
     User,
     WorkerPayout,
@@ -48,6 +49,8 @@ from handwork_payments.providers.base import (
     TransferState,
     UnlinkedDuplicateBatchError,
 )
+from handwork_payments.risk import reviews
+from handwork_payments.risk import service as risk
 from handwork_payments.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -136,6 +139,7 @@ async def request(
             actor_id=worker.id,
             after={"status": payout.status, "amount": amount, "currency": currency},
         )
+        await risk.evaluate_payout(session, runtime.settings, worker, payout)
     return payout
 
 
@@ -148,6 +152,7 @@ async def process(runtime: Runtime, admin: User, payout_id: int) -> WorkerPayout
         PAYOUT.check(payout.status, PayoutStatus.PROCESSING)
         if payout.held_reason is not None:
             raise Conflict(f"Payout #{payout.id} is held ({payout.held_reason}): release it first")
+        await reviews.ensure_no_open_review(session, ReviewObject.PAYOUT, payout.id)
         payout.status = PayoutStatus.PROCESSING
         payout.processed_at = now()
         payout.processed_by = admin.id
@@ -198,6 +203,8 @@ async def send(runtime: Runtime, payout_id: int) -> WorkerPayout | None:
             return payout  # settled meanwhile (a webhook, another attempt)
         if payout.held_reason is not None:
             return payout  # parked for an admin (holds.py)
+        if await session.scalar(select(reviews.reviewed(ReviewObject.PAYOUT, payout.id))):
+            return payout  # waits for a risk review
         if payout.stripe_transfer_id or payout.paypal_payout_id or payout.paypal_batch_id:
             return payout  # sent, waiting for the provider's settlement
         if payout.attempts == 0 and await holds.park_if_in_debt(session, payout):
@@ -250,6 +257,7 @@ async def send_batch(runtime: Runtime, method: PaymentMethod | str) -> list[int]
                     WorkerPayout.attempts == 0,
                     WorkerPayout.batch_key.is_(None),
                     WorkerPayout.held_reason.is_(None),
+                    ~reviews.reviewed(ReviewObject.PAYOUT, WorkerPayout.id),
                 )
                 .order_by(WorkerPayout.id)
                 .limit(runtime.settings.payout_batch_size)

@@ -12,8 +12,8 @@ W = PayoutStatus
 PAYOUT = StateMachine(
     "payout",
     {
-        # An admin rejects a payout before it is processed (controls.py): its reserved
-        # amount goes back to the worker's available balance.
+        # Failed before it was sent: an admin rejected it (controls.py), or a risk review
+        # did (risk/decisions.py); its reserved amount goes back to available.
         W.PENDING: frozenset({W.PROCESSING, W.FAILED}),
         W.PROCESSING: frozenset({W.COMPLETED, W.FAILED}),
         # The provider returned a payout it had completed (PayPal RETURNED, a reversed

@@ -155,6 +155,14 @@ class ProviderHold:
     fee: int | None = None
     # The card wallet the payer used (Stripe: apple_pay, google_pay, link), when known
     wallet: str | None = None
+    # The provider's fraud verdict where it gives one (Stripe Radar's `risk_level` on the
+    # charge): normal | elevated | highest; None when it gave none.
+    risk_level: str | None = None
+    # The card's fingerprint at the provider (the same card on any account gives the same).
+    card_fingerprint: str | None = None
+    # PayPal Seller Protection of the authorisation or capture: ELIGIBLE, PARTIALLY_ELIGIBLE
+    # or NOT_ELIGIBLE (who bears an "unauthorised payment" claim).
+    seller_protection: str | None = None
 
 
 @dataclass(frozen=True)
@@ -537,3 +545,43 @@ class SetupProvider(Protocol):
         ...
 
     async def get_setup(self, setup_id: str) -> ProviderSetup: ...
+
+
+@dataclass(frozen=True)
+class ChargebackEvidence:
+    """What we answer a chargeback with, in our terms: text only (no file uploads). Each
+    adapter maps it onto its provider's fields (Stripe's `evidence` hash, PayPal's
+    `evidences` of provide-evidence) and cuts it to their limits."""
+
+    product_description: str  # the booking: title, dates, amount, the worker
+    customer_name: str
+    customer_email: str
+    customer_purchase_ip: str | None  # the client's IP when they paid
+    service_date: str | None  # YYYY-MM-DD: when the worker marked the job done
+    access_activity_log: str  # payment, completion and release: when, by whom, from where
+    uncategorized_text: str  # the audit trail, the dispute history, the admin's text
+
+
+EVIDENCE_CUT_MARK = "\n[...cut to the provider's limit]"
+
+
+def cut_to(text: str, limit: int) -> str:
+    """`text` within a provider's `limit` of characters, marked when it had to be cut."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - len(EVIDENCE_CUT_MARK)] + EVIDENCE_CUT_MARK
+
+
+@runtime_checkable
+class EvidenceSubmitter(Protocol):
+    """Stripe and PayPal: evidence answering a chargeback, submitted to the payer's bank
+    (Stripe) or to PayPal, once."""
+
+    async def submit_evidence(
+        self, *, dispute_id: str, evidence: ChargebackEvidence, idempotency_key: str
+    ) -> None:
+        """Submit `evidence` for the provider's dispute `dispute_id`. Raises ProviderError
+        when the provider refuses (e.g. the dispute takes no evidence any more), and
+        ProviderUnavailableError when it did not answer: the caller asks again under the
+        same key, which submits at most once."""
+        ...

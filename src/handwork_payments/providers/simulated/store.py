@@ -75,6 +75,7 @@ FAULT_OPERATIONS = frozenset(
         "register_domain",
         "list_domains",
         "create_setup",
+        "submit_evidence",
     }
 )
 FAULT_MODES = frozenset({"timeout", "timeout_after_success", "error", "delay"})

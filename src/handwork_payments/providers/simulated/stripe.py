@@ -2,13 +2,15 @@
 transfers to connected accounts, Stripe Connect (ConnectProvider), and what Stripe.js does
 in the buyer's browser (confirming with a test card, 3-D Secure).
 
-Test payment methods: `pm_card_visa` (authorised), `pm_card_chargeDeclined` (declined) and
-`pm_card_authenticationRequired` (3-D Secure, see `authenticate`); wallet cards
-`pm_card_visa_apple_pay`, `pm_card_visa_google_pay`, `pm_card_link` (authorised) and
-`pm_card_{apple_pay,google_pay,link}_chargeDeclined`; `pm_crypto_usdc` pays a stablecoin
-intent, captured at once. Registered payment method domains are kept too. Objects are stored in
-Stripe's JSON shape (stripe_objects.py) so that events built from them look like the real
-ones.
+Test payment methods: `pm_card_visa` (authorised), `pm_card_chargeDeclined` (declined),
+`pm_card_authenticationRequired` (3-D Secure, see `authenticate`), Radar's
+`pm_card_riskLevelElevated` / `pm_card_riskLevelHighest` (authorised, with that risk
+level); wallet cards `pm_card_visa_apple_pay`, `pm_card_visa_google_pay`, `pm_card_link`
+(authorised) and `pm_card_{apple_pay,google_pay,link}_chargeDeclined`; `pm_crypto_usdc`
+pays a stablecoin intent, captured at once; `pm_card_chargeCustomerFail` saves with a
+SetupIntent, then declines. Registered payment method domains are kept too. Objects are
+stored in Stripe's JSON shape (stripe_objects.py) so that events built from them look like
+the real ones.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from handwork_payments.models import SimulatedObject
 from handwork_payments.providers import currencies, stripe_events, stripe_statements, stripe_wallets
 from handwork_payments.providers.base import (
     ConnectProvider,
+    EvidenceSubmitter,
     HoldRef,
     NewHold,
     PaymentDeclinedError,
@@ -49,7 +52,6 @@ from handwork_payments.providers.simulated.store import (
     BALANCE_TRANSACTION,
     CHARGE,
     CUSTOMER,
-    DISPUTE,
     PAYMENT_INTENT,
     PAYMENT_METHOD_DOMAIN,
     REFUND,
@@ -57,7 +59,6 @@ from handwork_payments.providers.simulated.store import (
     TRANSFER,
     TRANSFER_REVERSAL,
     Json,
-    SimulatedProvider,
     UnknownObjectError,
     check_same_currency,
     hold_from_json,
@@ -67,8 +68,9 @@ from handwork_payments.providers.simulated.store import (
     transfer_from_json,
     transfer_json,
 )
+from handwork_payments.providers.simulated.stripe_disputes import StripeBank
 from handwork_payments.providers.simulated.stripe_objects import (
-    AUTHORISING,
+    AUTHORISING_CARDS,
     DECLINING,
     PM_AUTHENTICATION_REQUIRED,
     PM_CHARGE_CUSTOMER_FAIL,
@@ -84,7 +86,6 @@ from handwork_payments.providers.simulated.stripe_objects import (
     declined_error,
     intent_hold,
     new_customer,
-    new_dispute,
     new_intent,
     new_refund,
     new_reversal,
@@ -96,7 +97,7 @@ from handwork_payments.providers.simulated.stripe_objects import (
 )
 
 
-class SimulatedStripe(SimulatedProvider):
+class SimulatedStripe(StripeBank):
     """Stripe behind the PaymentProvider and ConnectProvider protocols, plus the buyer's
     side (`client_confirm`, `authenticate`) and event building. No payout batches and no
     reauthorisation: Stripe has neither."""
@@ -211,7 +212,7 @@ class SimulatedStripe(SimulatedProvider):
             )
         intent["payment_method"] = payment_method
         intent["last_payment_error"] = None
-        if payment_method in AUTHORISING:
+        if payment_method in AUTHORISING_CARDS:
             await self._authorise_intent(session, row)
         elif payment_method == PM_CRYPTO:
             await self._collect_intent(session, row)
@@ -648,56 +649,6 @@ class SimulatedStripe(SimulatedProvider):
 
         return hold_from_json(await self._perform(act))
 
-    # --- chargebacks (what the payer's bank does) -----------------------------------------
-
-    async def open_dispute(self, provider_payment_id: str, amount: int | None = None) -> Json:
-        """The payer's bank disputes the captured charge: Stripe takes the amount and its
-        dispute fee (SIMULATOR_STRIPE_DISPUTE_FEES) from the balance in one balance
-        transaction. Returns the dispute, ready for `stripe_event("charge.dispute.created")`."""
-
-        async def act(session: AsyncSession) -> Json:
-            row = await self._load(session, provider_payment_id, PAYMENT_INTENT, lock=True)
-            intent = row.data
-            taken = amount if amount is not None else int(intent["amount_received"])
-            dispute = new_dispute(intent, str(intent["latest_charge"]), taken)
-            fee = fee_rules.fee(
-                self.settings.simulator_stripe_dispute_fees, taken, currency(intent)
-            )
-            txn = balance_transaction(
-                "adjustment", dispute["id"], -taken, fee, currency(intent), "Dispute fee"
-            )
-            self._insert(session, txn["id"], BALANCE_TRANSACTION, txn)
-            dispute["balance_transactions"].append(txn)
-            self._insert(session, dispute["id"], DISPUTE, dispute)
-            return dispute
-
-        return await self._perform(act)
-
-    async def close_dispute(self, dispute_id: str, *, won: bool) -> Json:
-        """The network decides. Won: the amount comes back and, as Stripe's dispute FAQ says,
-        the dispute fee too (a reinstating balance transaction with a negative fee)."""
-
-        async def act(session: AsyncSession) -> Json:
-            row = await self._load(session, dispute_id, DISPUTE, lock=True)
-            dispute = row.data
-            if won:
-                taken = dispute["balance_transactions"][0]
-                txn = balance_transaction(
-                    "adjustment",
-                    dispute_id,
-                    -int(taken["amount"]),
-                    -int(taken["fee"]),
-                    str(dispute["currency"]),
-                    "Dispute fee returned",
-                )
-                self._insert(session, txn["id"], BALANCE_TRANSACTION, txn)
-                dispute["balance_transactions"].append(txn)
-            dispute["status"] = "won" if won else "lost"
-            save(row, dispute)
-            return dict(dispute)
-
-        return await self._perform(act)
-
     # --- objects and events ---------------------------------------------------------------
 
     async def intent_object(self, provider_payment_id: str) -> Json:
@@ -712,10 +663,6 @@ class SimulatedStripe(SimulatedProvider):
         return events.stripe_event(event_type, obj, self.webhook_secret)
 
 
-def currency(obj: Mapping[str, Any]) -> str:
-    return str(obj["currency"]).upper()
-
-
 def _check_positive(amount: int, field: str) -> None:
     if amount < 1:
         raise ProviderError(f"Invalid positive integer: {field}", code="parameter_invalid_integer")
@@ -725,6 +672,12 @@ if TYPE_CHECKING:
 
     def _implements(
         provider: SimulatedStripe,
-    ) -> tuple[PaymentProvider, ConnectProvider, PaymentMethodDomainProvider, SetupProvider]:
+    ) -> tuple[
+        PaymentProvider,
+        ConnectProvider,
+        PaymentMethodDomainProvider,
+        SetupProvider,
+        EvidenceSubmitter,
+    ]:
         # mypy checks here that the simulator satisfies the protocols.
-        return provider, provider, provider, provider
+        return provider, provider, provider, provider, provider

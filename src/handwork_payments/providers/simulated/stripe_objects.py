@@ -48,6 +48,10 @@ PM_LINK_DECLINED = "pm_card_link_chargeDeclined"
 PM_CRYPTO = "pm_crypto_usdc"
 # Attaches to a customer (a SetupIntent succeeds with it); every charge is then declined.
 PM_CHARGE_CUSTOMER_FAIL = "pm_card_chargeCustomerFail"
+# Stripe's Radar test cards (docs.stripe.com/radar/testing): authorised, with the charge's
+# `outcome.risk_level` elevated (4000000000009235) or highest (4000000000004954).
+PM_RISK_ELEVATED = "pm_card_riskLevelElevated"
+PM_RISK_HIGHEST = "pm_card_riskLevelHighest"
 _TEST_CARDS: dict[str, str] = {
     PM_VISA: "4242",
     PM_DECLINED: "0002",
@@ -59,6 +63,17 @@ _TEST_CARDS: dict[str, str] = {
     PM_GOOGLE_PAY_DECLINED: "0002",
     PM_LINK_DECLINED: "0002",
     PM_CHARGE_CUSTOMER_FAIL: "0341",
+    PM_RISK_ELEVATED: "9235",
+    PM_RISK_HIGHEST: "4954",
+}
+# The cards that authorise, and the risk level Radar gives their charges.
+AUTHORISING_CARDS: dict[str, str] = {
+    PM_VISA: "normal",
+    PM_APPLE_PAY: "normal",
+    PM_GOOGLE_PAY: "normal",
+    PM_LINK: "normal",
+    PM_RISK_ELEVATED: "elevated",
+    PM_RISK_HIGHEST: "highest",
 }
 WALLET_OF: dict[str, str] = {
     PM_APPLE_PAY: "apple_pay",
@@ -68,7 +83,6 @@ WALLET_OF: dict[str, str] = {
     PM_GOOGLE_PAY_DECLINED: "google_pay",
     PM_LINK_DECLINED: "link",
 }
-AUTHORISING = frozenset({PM_VISA, PM_APPLE_PAY, PM_GOOGLE_PAY, PM_LINK})
 DECLINING = frozenset(
     {PM_DECLINED, PM_APPLE_PAY_DECLINED, PM_GOOGLE_PAY_DECLINED, PM_LINK_DECLINED}
 )
@@ -166,6 +180,10 @@ def charge(
         "payment_intent": intent["id"],
         "payment_method": pm,
         "payment_method_details": _method_details(pm),
+        "outcome": {
+            "type": "authorized" if status == "succeeded" else "issuer_declined",
+            "risk_level": AUTHORISING_CARDS.get(pm, "normal"),
+        },
         "refunded": False,
         "status": status,
     }
@@ -177,6 +195,8 @@ def _method_details(pm: str) -> Json:
     card: Json = {
         "brand": "visa",
         "last4": _TEST_CARDS.get(pm, "0000"),
+        # As at Stripe: one card, one fingerprint, whoever pays with it.
+        "fingerprint": f"simfp{_TEST_CARDS.get(pm, '0000')}",
         "capture_before": int((utc_now() + STRIPE_AUTHORIZATION_WINDOW).timestamp()),
         "wallet": None,
     }
@@ -282,17 +302,49 @@ def balance_transaction(
     }
 
 
-def new_dispute(intent: Mapping[str, Any], charge_id: str, amount: int) -> Json:
+# Stripe's dispute reasons (Dispute.reason).
+DISPUTE_REASONS = (
+    "bank_cannot_process",
+    "check_returned",
+    "credit_not_processed",
+    "customer_initiated",
+    "debit_not_authorized",
+    "duplicate",
+    "fraudulent",
+    "general",
+    "incorrect_account_details",
+    "insufficient_funds",
+    "product_not_received",
+    "product_unacceptable",
+    "subscription_canceled",
+    "unrecognized",
+)
+# Dispute statuses in which Stripe takes evidence.
+DISPUTE_TAKES_EVIDENCE = ("warning_needs_response", "needs_response")
+
+
+def new_dispute(
+    intent: Mapping[str, Any], charge_id: str, amount: int, reason: str = "fraudulent"
+) -> Json:
+    created = int(time.time())
     return {
         "id": stripe_id("du"),
         "object": "dispute",
         "amount": amount,
         "balance_transactions": [],
         "charge": charge_id,
-        "created": int(time.time()),
+        "created": created,
         "currency": intent["currency"],
+        "evidence": {},
+        # Stripe gives the seller about a week to answer before the bank decides.
+        "evidence_details": {
+            "due_by": created + 7 * 24 * 3600,
+            "has_evidence": False,
+            "past_due": False,
+            "submission_count": 0,
+        },
         "payment_intent": intent["id"],
-        "reason": "fraudulent",
+        "reason": reason,
         "status": "needs_response",
     }
 
@@ -400,6 +452,10 @@ def intent_hold(
         failure_message=failure_message,
         fee=fee,
         wallet=stripe_wallets.wallet(charge),
+        risk_level=(charge.get("outcome") or {}).get("risk_level"),
+        card_fingerprint=charge.get("payment_method_details", {})
+        .get("card", {})
+        .get("fingerprint"),
     )
 
 
@@ -431,3 +487,7 @@ def payment_method_domain(domain_name: str) -> Json:
         "livemode": False,
         "paypal": {"status": "active"},
     }
+
+
+def currency(obj: Mapping[str, Any]) -> str:
+    return str(obj["currency"]).upper()
