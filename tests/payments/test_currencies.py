@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from handwork_payments.models import LedgerAccount, Payment, PaymentRefund, SimulatedObject
+from handwork_payments.models import (
+    LedgerAccount,
+    Payment,
+    PaymentRefund,
+    RecurringSchedule,
+    SimulatedObject,
+)
 from handwork_payments.runtime import Runtime
 from tests.helpers import Api, Party
 
@@ -17,12 +23,12 @@ URLS = {"return_url": "https://app.example.com/ok", "cancel_url": "https://app.e
 
 
 async def written(runtime: Runtime) -> tuple[int, ...]:
-    """Rows a refused request must not add: payments, refunds, ledger accounts, and every
-    object either simulator holds (a provider call leaves at least its idempotency key)."""
+    """Rows a refused request must not add: payments, refunds, ledger accounts, schedules,
+    and every object either simulator holds (a provider call leaves at least its key)."""
     async with runtime.sessions() as session:
         counts = [
             await session.scalar(select(func.count()).select_from(table))
-            for table in (Payment, PaymentRefund, LedgerAccount, SimulatedObject)
+            for table in (Payment, PaymentRefund, LedgerAccount, SimulatedObject, RecurringSchedule)
         ]
     return tuple(int(c or 0) for c in counts)
 
@@ -208,3 +214,23 @@ async def test_balances_with_a_payout_delay_per_currency(
     assert [i["total_earned"] for i in items] == ["9500", "10.554"]
     for item in items:
         assert await api.earnings(worker, item["currency"]) == item
+
+
+async def test_a_schedule_stripe_would_refuse_is_refused_at_creation(api: Api) -> None:
+    client, worker = await api.user("client"), await api.user("worker")
+    before = await written(api.runtime)
+    body = {
+        "worker_id": worker.id,
+        "title": "Weekly clean",
+        "amount": "12.345",
+        "currency": "KWD",
+        "interval": "weekly",
+        "starts_at": "2027-02-01T09:00:00Z",
+        "payment_method": "stripe",
+    }
+    r = await api.post("/recurring-schedules", client, body)
+    assert (r.status_code, r.json()) == (400, {"detail": "KWD amounts on Stripe must end in 0"})
+    body = {**body, "amount": "0.40", "currency": "USD"}
+    r = await api.post("/recurring-schedules", client, body)
+    assert (r.status_code, r.json()) == (400, {"detail": "Stripe needs at least 0.50 USD"})
+    assert await written(api.runtime) == before

@@ -54,6 +54,8 @@ async def create(
     `confirmSetup` with its client_secret)."""
     if new.payment_method is not PaymentMethod.STRIPE:
         raise BadRequest("Recurring schedules are paid with stripe for now (paypal: not yet)")
+    # Every occurrence would be refused: refused once, here, before anything is written.
+    runtime.providers.rules(new.payment_method).check_payment(new.amount, new.currency)
     async with transaction(runtime.sessions) as session:
         await check_worker(session, new.worker_id)
         schedule = RecurringSchedule(
