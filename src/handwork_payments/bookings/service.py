@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from handwork_payments.audit.service import record
 from handwork_payments.db import transaction
 from handwork_payments.kit import jobs
 from handwork_payments.kit.clock import now
 from handwork_payments.kit.errors import Conflict, Forbidden, NotFound
-from handwork_payments.models import Booking, BookingStatus, PaymentStatus, Role, User
+from handwork_payments.models import (
+    Booking,
+    BookingStatus,
+    Milestone,
+    MilestoneStatus,
+    PaymentStatus,
+    Role,
+    User,
+)
 from handwork_payments.payments import refunds, repository
 from handwork_payments.payments.escrow import apply_failure, locked, move_booking
 from handwork_payments.payments.service import auto_release_deadline, void_quietly
@@ -17,8 +27,16 @@ AUTO_RELEASE_TASK = "hp:auto_release"
 
 
 async def create(
-    runtime: Runtime, client: User, *, worker_id: int, title: str, amount: int, currency: str
-) -> Booking:
+    runtime: Runtime,
+    client: User,
+    *,
+    worker_id: int,
+    title: str,
+    amount: int,
+    currency: str,
+    parts: Sequence[tuple[str, int]] = (),
+) -> tuple[Booking, list[Milestone]]:
+    """The booking, and its milestones (`parts`: title and amount, in their order)."""
     async with transaction(runtime.sessions) as session:
         worker = await session.get(User, worker_id)
         if worker is None or worker.role != Role.WORKER:
@@ -33,15 +51,34 @@ async def create(
         )
         session.add(booking)
         await session.flush()
+        milestones = [
+            Milestone(
+                booking_id=booking.id,
+                position=position,
+                title=part_title,
+                amount=part_amount,
+                status=MilestoneStatus.PENDING,
+                refunded_amount=0,
+                released_amount=0,
+            )
+            for position, (part_title, part_amount) in enumerate(parts)
+        ]
+        session.add_all(milestones)
+        await session.flush()
         await record(
             session,
             actor_id=client.id,
             action="booking.created",
             object_type="booking",
             object_id=booking.id,
-            after={"status": booking.status, "amount": amount, "currency": currency},
+            after={
+                "status": booking.status,
+                "amount": amount,
+                "currency": currency,
+                "milestones": [m.amount for m in milestones],
+            },
         )
-    return booking
+    return booking, milestones
 
 
 async def complete(runtime: Runtime, worker: User, booking_id: int) -> Booking:
@@ -100,6 +137,12 @@ async def cancel(runtime: Runtime, client: User, booking_id: int) -> Booking:
         payment = await repository.live_payment(session, booking.id)
     if booking.status not in (BookingStatus.PENDING_PAYMENT, BookingStatus.PAID):
         raise Conflict(f"A {booking.status} booking cannot be cancelled")
+    if payment is not None and payment.released_amount > 0:
+        # The worker was paid for part of the job: cancelling would undo that silently.
+        raise Conflict(
+            "Milestones of this booking were released already: it cannot be cancelled; "
+            "refund what is still held instead"
+        )
     if payment is not None and payment.status == PaymentStatus.HELD:
         # The refund cancels the booking in the same transaction as its entry.
         await refunds.refund(

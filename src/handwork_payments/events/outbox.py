@@ -91,13 +91,11 @@ async def payment_event(
     await emit(session, event_type, data)
 
 
-async def released(session: AsyncSession, payment: Payment, worker_id: int) -> None:
-    """payment.released, then balance.available: the worker's share (net of refunds made
-    before release) is now on their available balance."""
+async def released(session: AsyncSession, payment: Payment, worker_id: int, share: int) -> None:
+    """payment.released, then balance.available: the worker's share of this release (net
+    of refunds made before it and of milestones released earlier) is now on their
+    available balance."""
     await payment_event(session, "payment.released", payment)
-    share = (payment.amount - payment.refunded_amount) - (
-        payment.platform_fee - payment.refunded_fee
-    )
     await balance_event(session, worker_id, payment.currency, share, payment_id=payment.id)
 
 

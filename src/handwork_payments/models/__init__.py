@@ -14,6 +14,7 @@ from handwork_payments.models.ledger import (
 )
 from handwork_payments.models.limits import RateLimitCounter
 from handwork_payments.models.losses import WorkerWriteOff
+from handwork_payments.models.milestones import Milestone, MilestoneStatus
 from handwork_payments.models.operations import (
     Alert,
     AlertStatus,
@@ -57,6 +58,8 @@ __all__ = [
     "JournalEntry",
     "LedgerAccount",
     "MarketplaceEvent",
+    "Milestone",
+    "MilestoneStatus",
     "Payment",
     "PaymentDispute",
     "PaymentMethod",
