@@ -10,6 +10,8 @@ Create Date: 2026-11-27
   revenue. Existing released payments get what their release moved: the amount less the
   refunds made before it (and the fee less those refunds' fee parts).
 - payment_refunds.milestone_id: the milestone a refund was asked of.
+- bookings.milestone_count: how many it has (0: none), so that a booking without any
+  never costs a look-up.
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ def upgrade() -> None:
     )
     op.create_index(
         op.f("ix_booking_milestones_booking_id"), "booking_milestones", ["booking_id"]
+    )
+    op.add_column(
+        "bookings",
+        sa.Column("milestone_count", sa.SmallInteger, nullable=False, server_default="0"),
     )
     op.add_column(
         "payments",
@@ -104,5 +110,6 @@ def downgrade() -> None:
     op.drop_constraint(op.f("ck_payments_release_within_amount"), "payments", type_="check")
     op.drop_column("payments", "released_fee")
     op.drop_column("payments", "released_amount")
+    op.drop_column("bookings", "milestone_count")
     op.drop_index(op.f("ix_booking_milestones_booking_id"), "booking_milestones")
     op.drop_table("booking_milestones")

@@ -42,7 +42,7 @@ async def create_booking(body: BookingCreate, user: ClientUser, runtime: Runtime
 
 
 async def present(session: AsyncSession, booking: Booking) -> BookingOut:
-    return BookingOut.of(booking, await milestones.of_booking(session, booking.id))
+    return BookingOut.of(booking, await milestones.of_booking(session, booking))
 
 
 @router.get("", response_model=Page[BookingOut], responses=error_responses(Unauthorized))

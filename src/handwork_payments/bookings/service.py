@@ -48,6 +48,7 @@ async def create(
             amount=amount,
             currency=currency,
             status=BookingStatus.PENDING_PAYMENT,
+            milestone_count=len(parts),
         )
         session.add(booking)
         await session.flush()

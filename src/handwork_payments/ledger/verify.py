@@ -182,7 +182,8 @@ CHECKS: dict[str, str] = {
         FROM from_balances b FULL JOIN from_postings q ON q.currency = b.currency
         WHERE coalesce(b.amount, 0) <> coalesce(q.amount, 0)
     """,
-    "11. a booking's milestones add up to its amount, and on its live payment the"
+    "11. a booking's milestones (as many as it counts) add up to its amount, and on its"
+    " live payment the"
     " milestones' released and refunded amounts add up to the payment's": """
         SELECT 'booking ' || b.id || ': milestones ' || sum(m.amount) || ' of '
                || b.amount || ', released ' || sum(m.released_amount) || ' of '
@@ -192,7 +193,7 @@ CHECKS: dict[str, str] = {
         JOIN bookings b ON b.id = m.booking_id
         LEFT JOIN payments p ON p.booking_id = b.id AND p.status <> 'failed'
         GROUP BY b.id
-        HAVING sum(m.amount) <> b.amount
+        HAVING sum(m.amount) <> b.amount OR count(m.id) <> b.milestone_count
             OR sum(m.released_amount) <> coalesce(min(p.released_amount), 0)
             OR sum(m.refunded_amount) <> coalesce(min(p.refunded_amount), 0)
     """,

@@ -231,7 +231,7 @@ async def apply_release(
     payment.auto_release_at = None
     end_operation(payment)
     move_booking(booking, BookingStatus.CLOSED)
-    for milestone in await milestones.of_booking(session, booking.id):
+    for milestone in await milestones.of_booking(session, booking):
         if milestone.status == MilestoneStatus.PENDING:
             milestones.mark_released(milestone)
     share = await post_release(session, payment, booking)
@@ -256,7 +256,7 @@ async def apply_milestone_release(
 ) -> None:
     """Release one milestone of a held, captured payment: its part of escrow to the worker
     and its fee share to the revenue. The last one pending releases the payment."""
-    parts = await milestones.of_booking(session, booking.id)
+    parts = await milestones.of_booking(session, booking)
     milestone = milestones.pending_one(parts, milestone_id)
     if sum(m.status == MilestoneStatus.PENDING for m in parts) == 1:
         await apply_release(session, payment, booking, actor_id=actor_id)
@@ -307,7 +307,7 @@ async def apply_refund(
     before = snapshot(payment)
     refunded = payment.refunded_amount + refund.amount
     assert refunded <= payment.amount
-    parts = await milestones.of_booking(session, booking.id)
+    parts = await milestones.of_booking(session, booking)
     if parts:
         fee_total = payment.refunded_fee + milestones.take_refund(payment, parts, refund)
     else:

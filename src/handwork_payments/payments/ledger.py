@@ -44,6 +44,9 @@ async def post_release(session: AsyncSession, payment: Payment, booking: Booking
     released already; the worker's share."""
     held = payment.amount - payment.refunded_amount - payment.released_amount
     fee = payment.platform_fee - payment.refunded_fee - payment.released_fee
+    # Before the entry: the payment's row is written once, by the flush the entry causes.
+    payment.released_amount += held
+    payment.released_fee += fee
     await _post_earning(
         session,
         payment,
@@ -53,8 +56,6 @@ async def post_release(session: AsyncSession, payment: Payment, booking: Booking
         key=f"payment-{payment.id}-release",
         what=f"booking #{booking.id}",
     )
-    payment.released_amount += held
-    payment.released_fee += fee
     return held - fee
 
 
@@ -64,6 +65,8 @@ async def post_milestone_release(
     """One milestone's part of escrow (`released_amount`, less its refunds) to the worker
     and its fee share to the revenue; the worker's share."""
     held = milestone.released_amount
+    payment.released_amount += held
+    payment.released_fee += fee
     await _post_earning(
         session,
         payment,
@@ -74,8 +77,6 @@ async def post_milestone_release(
         what=f"milestone #{milestone.id} of booking #{booking.id}",
         detail=f" (milestone #{milestone.id})",
     )
-    payment.released_amount += held
-    payment.released_fee += fee
     return held - fee
 
 

@@ -17,17 +17,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from handwork_payments.kit import money
 from handwork_payments.kit.clock import now
 from handwork_payments.kit.errors import Conflict, NotFound
-from handwork_payments.models import Milestone, MilestoneStatus, Payment, PaymentRefund
+from handwork_payments.models import Booking, Milestone, MilestoneStatus, Payment, PaymentRefund
 
 MIN_MILESTONES = 2
 MAX_MILESTONES = 20
 
 
-async def of_booking(session: AsyncSession, booking_id: int) -> list[Milestone]:
-    """The booking's milestones in their order (empty for a booking without)."""
+async def of_booking(session: AsyncSession, booking: Booking) -> list[Milestone]:
+    """The booking's milestones in their order (empty, and no query, for one without)."""
+    if not booking.milestone_count:
+        return []
     rows = await session.execute(
         select(Milestone)
-        .where(Milestone.booking_id == booking_id)
+        .where(Milestone.booking_id == booking.id)
         .order_by(Milestone.position)
         .execution_options(populate_existing=True)
     )

@@ -84,7 +84,7 @@ async def refund(
             raise Conflict(f"A {payment.status} payment cannot be refunded")
         remaining = refundable_now(payment)
         if milestone_id is not None:
-            remaining = await _milestone_refundable(session, payment, milestone_id)
+            remaining = await _milestone_refundable(session, payment, booking, milestone_id)
         amount = remaining if amount is None else amount
         if amount <= 0:
             raise BadRequest("The refund amount must be positive")
@@ -115,8 +115,10 @@ async def refund(
     return await finish_refund(runtime, payment_id, refund_id, actor_id=actor_id)
 
 
-async def _milestone_refundable(session: AsyncSession, payment: Payment, milestone_id: int) -> int:
-    parts = await milestones.of_booking(session, payment.booking_id)
+async def _milestone_refundable(
+    session: AsyncSession, payment: Payment, booking: Booking, milestone_id: int
+) -> int:
+    parts = await milestones.of_booking(session, booking)
     milestone = next((m for m in parts if m.id == milestone_id), None)
     if milestone is None:
         raise NotFound(f"Milestone #{milestone_id} not found in this booking")

@@ -343,7 +343,7 @@ async def release(
             raise Conflict(f"A {payment.status} payment cannot be released")
         if milestone_id is not None:
             # Checked before any capture: an unknown or released milestone moves nothing.
-            milestones.pending_one(await milestones.of_booking(session, booking.id), milestone_id)
+            milestones.pending_one(await milestones.of_booking(session, booking), milestone_id)
         if operation_of(payment) == CAPTURE:
             pass  # a capture that never answered: make the same call again below
         elif payment.hold_kind == HoldKind.CAPTURED and milestone_id is not None:
