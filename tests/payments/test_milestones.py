@@ -5,11 +5,14 @@ ledger's invariants (the milestones' one among them) are checked after every tes
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
 
 from handwork_payments.models import Payment
+from handwork_payments.payments import background
+from handwork_payments.runtime import Runtime
 from tests.helpers import Api, Party
 from tests.payments.flows import payment_of
 
@@ -257,3 +260,83 @@ async def test_release_of_a_milestone_checks_whose_it_is(api: Api) -> None:
     r = await api.post(f"/payments/{other['id']}/release", other_client, {"other": 1})
     assert r.status_code == 422, r.text
     assert (await payment_of(api, other_client, other["id"]))["released_amount"] == "0.00"
+
+
+async def test_completion_auto_releases_the_whole_held_remainder(
+    api: Api, runtime: Runtime
+) -> None:
+    client, pro, booking, payment = await milestone_booking(
+        api, "90.00", "USD", ["30.00", "30.00", "30.00"]
+    )
+    await release(api, client, payment["id"], booking["milestones"][0]["id"])
+    r = await api.post(f"/bookings/{booking['id']}/complete", pro)
+    assert r.status_code == 200, r.text
+    async with runtime.sessions() as session:
+        row = await session.scalar(select(Payment).where(Payment.id == payment["id"]))
+        assert row is not None and row.auto_release_at is not None
+        deadline = row.auto_release_at
+    # Completion is the whole job done: after AUTO_RELEASE_HOURS (and the job's own
+    # delay), the sweep releases everything still held, not one milestone.
+    late = deadline + timedelta(seconds=runtime.settings.provider_operation_stale_seconds + 1)
+    report = await background.release_overdue(runtime, now=late)
+    assert report.released == [payment["id"]]
+    final = await payment_of(api, client, payment["id"])
+    assert final["status"] == "released" and final["released_amount"] == "90.00"
+    # 90.00 less the 5% fee 4.50 (1.50 a milestone).
+    assert (await api.earnings(pro))["available_balance"] == "85.50"
+    shown = await api.get(f"/bookings/{booking['id']}", client)
+    assert [m["status"] for m in shown["milestones"]] == ["released"] * 3
+
+
+async def test_paypal_authorisation_is_captured_whole_by_the_first_milestone(api: Api) -> None:
+    client, pro = await api.user("client"), await api.user("worker")
+    r = await api.post(
+        "/bookings",
+        client,
+        {
+            "worker_id": pro.id,
+            "title": "Paint the house",
+            "amount": "200.00",
+            "currency": "USD",
+            "milestones": [
+                {"title": "Walls", "amount": "120.00"},
+                {"title": "Trim", "amount": "80.00"},
+            ],
+        },
+    )
+    assert r.status_code == 201, r.text
+    booking = r.json()
+    r = await api.post(
+        "/payments/paypal/create",
+        client,
+        {
+            "booking_id": booking["id"],
+            "amount": "200.00",
+            "currency": "USD",
+            "return_url": "https://app.example.com/ok",
+            "cancel_url": "https://app.example.com/cancel",
+        },
+    )
+    assert r.status_code == 201, r.text
+    created = r.json()
+    approval = await api.client.get(created["approval_url"])
+    r = await api.post(
+        "/payments/paypal/execute",
+        client,
+        {
+            "payment_id": created["paypal_payment_id"],
+            "payer_id": approval.json()["payer_id"],
+            "booking_id": booking["id"],
+        },
+    )
+    assert r.status_code == 200 and r.json()["status"] == "held", r.text
+    walls, trim = (m["id"] for m in booking["milestones"])
+    held = await release(api, client, created["id"], walls)
+    assert held["status"] == "held" and held["capture_by"] is None
+    # Fee 10.00: floor(12000*1000/20000) = 600 for the walls, 400 for the trim.
+    assert (await api.earnings(pro))["available_balance"] == "114.00"
+    assert (await api.earnings(pro))["pending_balance"] == "76.00"
+    final = await release(api, client, created["id"], trim)
+    assert final["status"] == "released"
+    assert (await api.earnings(pro))["available_balance"] == "190.00"
+    assert await fee_rows(api) == ["4.00", "6.00"]
