@@ -10,9 +10,11 @@ from typing import Any
 
 from sqlalchemy import select
 
+from handwork_payments.kit.clock import now
 from handwork_payments.models import Payment
 from handwork_payments.payments import background
 from handwork_payments.runtime import Runtime
+from tests.faults import simulator
 from tests.helpers import Api, Party
 from tests.payments.flows import payment_of
 
@@ -340,3 +342,28 @@ async def test_paypal_authorisation_is_captured_whole_by_the_first_milestone(api
     assert final["status"] == "released"
     assert (await api.earnings(pro))["available_balance"] == "190.00"
     assert await fee_rows(api) == ["4.00", "6.00"]
+
+
+async def test_no_release_while_a_refund_call_is_in_flight(api: Api, runtime: Runtime) -> None:
+    client, pro, booking, payment = await milestone_booking(api, "60.00", "USD", ["20.00", "40.00"])
+    first, second = (m["id"] for m in booking["milestones"])
+    await release(api, client, payment["id"], first)  # captured now
+    await simulator(runtime).inject_fault("refund", "timeout")
+    r = await api.post(
+        "/payments/refund", pro, {"payment_id": payment["id"], "amount": "10.00", "reason": "x"}
+    )
+    assert r.status_code == 502, r.text
+    await simulator(runtime).clear_faults()
+    # Neither a milestone nor the whole may be released over the refund's marker: the
+    # release would clear it and the refund, made at the provider, never be booked.
+    for body in ({"milestone_id": second}, None):
+        r = await api.post(f"/payments/{payment['id']}/release", client, body)
+        assert r.status_code == 409, r.text
+    stale = runtime.settings.provider_operation_stale_seconds
+    report = await background.resolve_operations(runtime, now=now() + timedelta(seconds=stale + 5))
+    assert report.resumed == [payment["id"]]
+    final = await release(api, client, payment["id"], second)
+    assert final["status"] == "released" and final["refunded_amount"] == "10.00"
+    # Fee shares 1.00 and 2.00: 19.00 for the first; the refund took 10.00 of the second
+    # (fee part floor(1000*200/4000) = 0.50), whose 30.00 left goes with a 1.50 fee: 28.50.
+    assert (await api.earnings(pro))["available_balance"] == "47.50"

@@ -346,14 +346,16 @@ async def release(
             milestones.pending_one(await milestones.of_booking(session, booking), milestone_id)
         if operation_of(payment) == CAPTURE:
             pass  # a capture that never answered: make the same call again below
-        elif payment.hold_kind == HoldKind.CAPTURED and milestone_id is not None:
-            ensure_no_operation(payment)
-            await apply_milestone_release(
-                session, payment, booking, milestone_id, actor_id=actor_id
-            )
-            return payment
         elif payment.hold_kind == HoldKind.CAPTURED:
-            await apply_release(session, payment, booking, actor_id=actor_id)
+            # A refund's provider call in flight: the release waits for it (a 409), or
+            # it would clear that call's marker and the refund would never be booked.
+            ensure_no_operation(payment)
+            if milestone_id is None:
+                await apply_release(session, payment, booking, actor_id=actor_id)
+            else:
+                await apply_milestone_release(
+                    session, payment, booking, milestone_id, actor_id=actor_id
+                )
             return payment
         else:
             begin_operation(payment, CAPTURE)
