@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 
 from handwork_payments.kit.clock import now
-from handwork_payments.models import Payment
+from handwork_payments.models import MarketplaceEvent, Payment
 from handwork_payments.payments import background
 from handwork_payments.runtime import Runtime
 from tests.faults import simulator
@@ -92,6 +92,28 @@ async def test_usd_milestones_released_one_by_one_add_up_to_the_fee(api: Api) ->
     assert all(m["released_at"] for m in shown["milestones"])
     r = await api.post(f"/payments/{payment['id']}/release", client, {"milestone_id": third})
     assert r.status_code == 409
+    async with api.runtime.sessions() as session:
+        events = (
+            await session.execute(
+                select(MarketplaceEvent.type, MarketplaceEvent.data).order_by(MarketplaceEvent.id)
+            )
+        ).all()
+    told = [(kind, data.get("milestone", {}).get("amount")) for kind, data in events]
+    assert told == [
+        ("payment.held", None),
+        ("payment.milestone_released", "33.33"),
+        ("balance.available", None),
+        ("payment.milestone_released", "33.33"),
+        ("balance.available", None),
+        ("payment.released", None),
+        ("balance.available", None),
+    ]
+    # The worker's share of each release: 31.67, 31.66, 31.68.
+    assert [d["amount"] for k, d in events if k == "balance.available"] == [
+        "31.67",
+        "31.66",
+        "31.68",
+    ]
 
 
 async def test_jpy_refund_takes_the_newest_unreleased_milestone_first(api: Api) -> None:

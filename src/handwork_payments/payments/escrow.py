@@ -275,9 +275,7 @@ async def apply_milestone_release(
         milestone_id=milestone.id,
         released_amount=payment.released_amount,
     )
-    await outbox.balance_event(
-        session, booking.worker_id, payment.currency, share, payment_id=payment.id
-    )
+    await outbox.milestone_released(session, payment, milestone, booking.worker_id, share)
 
 
 async def apply_capture(
