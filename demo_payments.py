@@ -13,6 +13,7 @@ import signal
 import socket
 import sys
 import tempfile
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -23,7 +24,9 @@ from handwork_payments import migrate
 from handwork_payments.app import create_app
 from handwork_payments.auth.service import ensure_admin
 from handwork_payments.db import start_embedded, stop_embedded
+from handwork_payments.kit.clock import now
 from handwork_payments.ledger.verify import verify
+from handwork_payments.recurring.runs import run_due
 from handwork_payments.runtime import Runtime
 from handwork_payments.settings import Settings
 from handwork_payments.worker import running_worker
@@ -238,7 +241,7 @@ async def story(demo: Demo) -> None:
     print("   Carla releases the rest: Wes gets 38.00 (95% of 40.00), the platform 2.00")
     await demo.show(worker)
 
-    say("5. A third job is disputed; Ada resolves it with a split")
+    say("5. A third job, paid with Apple Pay, is disputed; Ada resolves it with a split")
     booking3 = await demo.call(
         "POST",
         "/bookings",
@@ -258,9 +261,10 @@ async def story(demo: Demo) -> None:
             "booking_id": booking3["id"],
             "amount": "200.00",
             "currency": "USD",
-            "payment_method": "pm_card_visa",
+            "payment_method": "pm_card_visa_apple_pay",
         },
     )
+    print(f"   payment #{p3['id']} is {p3['status']}, paid through {p3['wallet']}")
     dispute = await demo.call(
         "POST",
         "/payments/disputes",
@@ -286,7 +290,8 @@ async def story(demo: Demo) -> None:
     print(f"   dispute {resolved['status']}: 100.00 back to Carla, 100.00 released (Wes 95.00)")
     await demo.show(worker)
 
-    say("6. A kitchen in two milestones: one card payment, released part by part")
+    await stablecoin_job(demo, client, worker, worker_id)
+    say("7. A kitchen in two milestones: one card payment, released part by part")
     booking4 = await demo.call(
         "POST",
         "/bookings",
@@ -340,6 +345,88 @@ async def story(demo: Demo) -> None:
         )
 
 
+async def stablecoin_job(
+    demo: Demo, client: dict[str, str], worker: dict[str, str], worker_id: int
+) -> None:
+    say("6. A fourth job paid in USDC (Stripe stablecoins): captured at once, then released")
+    booking = await demo.call(
+        "POST",
+        "/bookings",
+        client,
+        json={
+            "worker_id": worker_id,
+            "title": "Paint the fence",
+            "amount": "80.00",
+            "currency": "USD",
+        },
+    )
+    body = {**{k: booking[k] for k in ("amount", "currency")}, "booking_id": booking["id"]}
+    created = await demo.call(
+        "POST", "/payments/stripe/payment-intent", client, json={**body, "payment_method": "crypto"}
+    )
+    intent = created["stripe_payment_id"]
+    # What Stripe.js and crypto.stripe.com do in Carla's browser, played by the simulator.
+    await demo.call(
+        "POST",
+        f"/simulator/stripe/payment_intents/{intent}/confirm",
+        None,
+        json={"payment_method": "pm_crypto_usdc"},
+    )
+    held = await demo.call(
+        "POST",
+        "/payments/stripe/confirm",
+        client,
+        json={"payment_intent_id": intent, "booking_id": booking["id"]},
+    )
+    print(f"   payment #{held['id']} is {held['status']} (stablecoin), nothing left to capture")
+    await demo.call("POST", f"/payments/{held['id']}/release", client)
+    print("   Carla releases it: Wes gets 76.00 (95% of 80.00), the platform 4.00")
+    await demo.show(worker)
+
+
+async def recurring_story(demo: Demo) -> None:
+    """A recurring schedule: the card saved once, each month's booking paid off-session.
+    The run job (every minute in the worker) is called here with the clock moved to each
+    due date, as the tests do."""
+    say("Rosa books Walt monthly from 31 January, 80.00 USD, 3 times (recurring schedule)")
+    _, rosa = await demo.user("rosa@example.com", "Rosa Client", "client")
+    worker_id, worker = await demo.user("walt@example.com", "Walt Worker", "worker")
+    start = datetime(now().year + 1, 1, 31, 9, tzinfo=UTC)
+    body = {
+        "worker_id": worker_id,
+        "title": "Monthly garden",
+        "amount": "80.00",
+        "currency": "USD",
+        "interval": "monthly",
+        "starts_at": start.isoformat(),
+        "occurrences": 3,
+        "payment_method": "stripe",
+    }
+    schedule = await demo.call("POST", "/recurring-schedules", rosa, json=body)
+    setup_id = schedule["setup"]["setup_intent_id"]
+    print(f"   schedule #{schedule['id']} is {schedule['status']}: SetupIntent {setup_id}")
+    await demo.call(
+        "POST",
+        f"/simulator/stripe/setup_intents/{setup_id}/confirm",
+        None,
+        json={"payment_method": "pm_card_visa"},
+    )
+    path = f"/recurring-schedules/{schedule['id']}"
+    schedule = await demo.call("GET", path, rosa)
+    print(f"   Rosa saved her card (Stripe.js confirmSetup): {schedule['status']}")
+    while schedule["next_run_at"] is not None:
+        moment = datetime.fromisoformat(schedule["next_run_at"])
+        await run_due(demo.runtime, now=moment)
+        schedule = await demo.call("GET", path, rosa)
+        run = schedule["runs"][-1]
+        print(
+            f"   {moment:%d %b %Y}: occurrence {run['number']} booked (booking "
+            f"#{run['booking_id']}), payment #{run['payment_id']} {run['status']} off-session"
+        )
+    print(f"   schedule {schedule['status']}: 3 x 80.00 in escrow, Walt's 76.00 each once released")
+    await demo.show(worker)
+
+
 ADMIN_EMAIL = "admin@handwork.example"
 
 
@@ -356,6 +443,7 @@ async def main(url: str, keep_serving: bool) -> None:
         stripe_secret_key=None,
         paypal_client_id=None,
         jwt_secret="demo-only-jwt-secret-not-for-production",
+        stripe_crypto_enabled=True,  # the simulator plays Stripe's stablecoin payments
     )
     runtime = Runtime.build(settings, url)
     port = int(os.environ.get("DEMO_PORT") or free_port())
@@ -375,6 +463,7 @@ async def main(url: str, keep_serving: bool) -> None:
             print(f"Handwork Payments demo: the service runs at http://127.0.0.1:{port}")
             print(f"providers: {runtime.providers.modes()}")
             await story(Demo(http, runtime))
+            await recurring_story(Demo(http, runtime))
             print("\nDone: every movement above is a balanced journal entry.")
             print(f"\nDashboard: http://127.0.0.1:{port}/dashboard  (API docs: /docs)")
             print(f"Admin: {ADMIN_EMAIL} / {PASSWORD}  (this temporary database only)")

@@ -88,3 +88,18 @@ def test_invalid_settings_are_one_line_too(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.startswith("invalid settings: HANDWORK_ENV: ")
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_a_mistyped_encryption_key_is_named_in_one_line(tmp_path: Path) -> None:
+    """A key that is not a Fernet key once crashed the first request that encrypted
+    metadata with a traceback; now start-up names it (its position, never its value)."""
+    good = "qEo2oYw0Ff7p3TzN2x0b1m3a9Y7tV4Xk8cQ5rW6uJ1s="
+    env = {**os.environ, "METADATA_ENCRYPTION_KEYS": f"{good}, not-a-key-secret"}
+    done = subprocess.run(
+        [str(CLI), "serve"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("invalid settings: METADATA_ENCRYPTION_KEYS: ")
+    assert "key 2 is not a Fernet key" in done.stderr
+    assert "not-a-key-secret" not in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

@@ -89,18 +89,22 @@ def _install_error_handlers(app: FastAPI) -> None:
 def api_router() -> APIRouter:
     from handwork_payments.accounts.endpoints import router as accounts
     from handwork_payments.admin.endpoints import router as admin
+    from handwork_payments.admin.payment_method_domains import router as wallet_domains
     from handwork_payments.admin.story import router as story
     from handwork_payments.analytics.endpoints import router as analytics
     from handwork_payments.auth.endpoints import router as auth
     from handwork_payments.bookings.endpoints import router as bookings
     from handwork_payments.connect.endpoints import router as connect
     from handwork_payments.disputes.endpoints import router as disputes
+    from handwork_payments.disputes.evidence_endpoints import router as chargebacks
     from handwork_payments.events.endpoints import router as events
     from handwork_payments.losses.endpoints import router as losses
     from handwork_payments.payments.endpoints import router as payments
     from handwork_payments.payments.refund_endpoints import router as refunds
     from handwork_payments.payouts.endpoints import router as payouts
     from handwork_payments.privacy.endpoints import router as privacy
+    from handwork_payments.recurring.endpoints import router as recurring
+    from handwork_payments.risk.endpoints import router as risk
     from handwork_payments.webhooks.endpoints import router as webhooks
 
     router = APIRouter(prefix=API_PREFIX, responses=MALFORMED)
@@ -109,10 +113,12 @@ def api_router() -> APIRouter:
     # Fixed paths under /payments (disputes, payouts, refund, summary, webhooks) come
     # before the payments router's /payments/{payment_id}.
     routers = (disputes, payouts, connect, refunds, analytics, webhooks, payments, admin)
-    for sub in (*routers, events, story, losses):
+    for sub in (*routers, events, story, losses, risk, chargebacks):
         router.include_router(sub)
     router.include_router(privacy)
     router.include_router(accounts)
+    router.include_router(wallet_domains)
+    router.include_router(recurring)
     return router
 
 

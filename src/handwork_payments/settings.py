@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from decimal import Decimal
 from functools import lru_cache
@@ -11,6 +12,13 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from handwork_payments.kit import fee_rules
+
+
+def _is_fernet_key(key: str) -> bool:
+    try:
+        return len(base64.urlsafe_b64decode(key.encode("ascii"))) == 32
+    except (ValueError, UnicodeEncodeError):
+        return False
 
 
 class Settings(BaseSettings):
@@ -169,6 +177,19 @@ class Settings(BaseSettings):
         fee_rules.parse(value)
         return value
 
+    @field_validator("metadata_encryption_keys")
+    @classmethod
+    def _fernet_keys(cls, value: str | None) -> str | None:
+        # Checked here, so that a mistyped key stops start-up with one line naming it
+        # rather than a traceback from the first request that encrypts metadata.
+        for number, key in enumerate((k.strip() for k in (value or "").split(",")), 1):
+            if key and not _is_fernet_key(key):
+                raise ValueError(
+                    f"key {number} is not a Fernet key (32 bytes in url-safe base64, as "
+                    "`handwork-payments crypto rotate` or Fernet.generate_key() prints)"
+                )
+        return value
+
     @field_validator("worker_stalled_sweep_seconds")
     @classmethod
     def _sweep_fits_cron(cls, value: int) -> int:
@@ -227,6 +248,62 @@ class Settings(BaseSettings):
     # The simulators answer each call this much later (a slow provider, for the bench);
     # 0 in every real use.
     simulator_latency_ms: int = Field(default=0, ge=0, le=60_000)
+
+    # Payout controls (issue 14). A payment's share becomes withdrawable this long after
+    # its release (`available_soon` until then), so a refund or chargeback in that time is
+    # taken from money still on the platform. 0: at once, as before; 48 to 168 in production.
+    payout_delay_hours: int = Field(default=0, ge=0, le=24 * 90)
+
+    # Wallets and stablecoin payments (issue 14). `payment_method: "crypto"` (Stripe's
+    # stablecoin payments, USDC settling in USD) only where the platform's Stripe account
+    # has the Crypto payment method: off unless set.
+    stripe_crypto_enabled: bool = False
+
+    # Recurring bookings (issue 13). A declined off-session charge is tried again this
+    # many days after its first failure (comma-separated, increasing); after the last
+    # the schedule is paused.
+    recurring_retry_days: str = "1,3,5"
+
+    @field_validator("recurring_retry_days")
+    @classmethod
+    def _retry_days(cls, value: str) -> str:
+        try:
+            days = [int(part) for part in value.split(",") if part.strip()]
+        except ValueError as exc:
+            raise ValueError("RECURRING_RETRY_DAYS is whole days, e.g. 1,3,5") from exc
+        if len(days) > 10 or any(d < 1 or d > 60 for d in days) or days != sorted(set(days)):
+            raise ValueError("RECURRING_RETRY_DAYS: at most 10 increasing days of 1-60")
+        return ",".join(str(d) for d in days)
+
+    @property
+    def recurring_retry_schedule(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.recurring_retry_days.split(",") if d)
+
+    # Risk rules (issue 14): enforce | observe | off; unset = enforce in production,
+    # observe elsewhere (rules run and record, nothing is held back). See README "Risk rules".
+    risk_mode: Literal["enforce", "observe", "off"] | None = None
+    # Payments by one client: more than this many within an hour are blocked, within a day
+    # go to review.
+    risk_client_payments_per_hour: int = Field(default=10, ge=1, le=100_000)
+    risk_client_payments_per_day: int = Field(default=30, ge=1, le=1_000_000)
+    # An account younger than this is new: a new client paying a new worker goes to review.
+    risk_new_account_hours: int = Field(default=24, ge=0, le=24 * 365)
+    # A payment over this many times the client's largest earlier one (same currency) goes
+    # to review; 0 turns the rule off.
+    risk_amount_history_multiplier: int = Field(default=5, ge=0, le=1_000)
+    # Failed payments by one client within a day from which its next payment goes to review.
+    risk_declines_per_day: int = Field(default=3, ge=1, le=1_000)
+    # Payout controls: a payout within this many days of the worker's registration goes to
+    # review (and a worker's first payout always does); payouts per worker per day beyond
+    # PAYOUT_MAX_PER_DAY go to review too.
+    payout_hold_new_worker_days: int = Field(default=7, ge=0, le=365)
+    payout_max_per_day: int = Field(default=3, ge=1, le=1_000)
+
+    @property
+    def risk_mode_effective(self) -> str:
+        if self.risk_mode is not None:
+            return self.risk_mode
+        return "enforce" if self.production else "observe"
 
 
 @lru_cache

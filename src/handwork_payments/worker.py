@@ -92,12 +92,14 @@ async def prune_jobs(context: JobContext, timestamp: int) -> None:
 
 def blueprints() -> list[procrastinate.Blueprint]:
     from handwork_payments.audit.tasks import blueprint as audit
+    from handwork_payments.disputes.tasks import blueprint as disputes
     from handwork_payments.events.tasks import blueprint as events
     from handwork_payments.http.tasks import blueprint as housekeeping
     from handwork_payments.payments.tasks import blueprint as payments
     from handwork_payments.payouts.tasks import blueprint as payouts
     from handwork_payments.privacy.tasks import blueprint as privacy
     from handwork_payments.reconcile.tasks import blueprint as reconcile
+    from handwork_payments.recurring.tasks import blueprint as recurring
     from handwork_payments.webhooks.tasks import blueprint as webhooks
 
     return [
@@ -110,6 +112,8 @@ def blueprints() -> list[procrastinate.Blueprint]:
         audit,
         privacy,
         events,
+        recurring,
+        disputes,
     ]
 
 

@@ -21,25 +21,29 @@ import itertools
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 from fastapi.routing import iter_route_contexts
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from handwork_payments.app import create_app
 from handwork_payments.auth import tokens
 from handwork_payments.ledger.verify import verify
+from handwork_payments.models import PaymentDispute, WebhookDelivery
 from handwork_payments.providers import stripe_events
 from handwork_payments.providers.simulated import (
     PAYPAL_SIGNATURE_HEADER,
     paypal_simulator_signature,
 )
 from handwork_payments.runtime import Runtime
+from handwork_payments.webhooks import service as webhooks
 from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.helpers import PASSWORD, Api
 from tests.http.world import World, seeded
+from tests.recurring.flows import active_schedule
 
 PARTIES = ("anonymous", "bad_token", "other_client", "other_worker", "admin", "owner")
 _serial = itertools.count(1)
@@ -136,6 +140,15 @@ MATRIX: dict[str, Row] = {
         409, path={"intent_id": "intent"}, json=lambda w, _: {"payment_method": "pm_card_visa"}),
     f"POST {A}/simulator/stripe/payment_intents/{{intent_id}}/authenticate": everyone(
         409, path={"intent_id": "intent"}, json=lambda w, _: {"succeed": True}),
+    # The setup succeeded already: the simulator refuses to confirm it again, to anyone.
+    f"POST {A}/simulator/stripe/setup_intents/{{setup_id}}/confirm": everyone(
+        409, path={"setup_id": "setup"}, json=lambda w, _: {"payment_method": "pm_card_visa"}),
+    # The bank's side: the world's intent is only authorised (nothing captured to dispute),
+    # and no dispute has the made-up id.
+    f"POST {A}/simulator/stripe/payment_intents/{{intent_id}}/dispute": everyone(
+        409, path={"intent_id": "intent"}, json=lambda w, _: {"reason": "fraudulent"}),
+    f"POST {A}/simulator/stripe/disputes/{{dispute_id}}/close": everyone(
+        404, path={"dispute_id": "no_such_dispute"}, json=lambda w, _: {"outcome": "won"}),
     f"GET {A}/simulator/paypal/checkoutnow": everyone(
         OK, params=lambda w, _: {"token": w.ids["order"]}),
     "GET /health": everyone(OK),
@@ -192,6 +205,21 @@ MATRIX: dict[str, Row] = {
     f"POST {A}/payments/{{payment_id}}/release": guarded(
         "client", OK, 404, 404, 403, path={"payment_id": "release_me"}),
     f"GET {A}/payments/summary/client": guarded("client", OK, OK, 403, 403),
+    # --- recurring schedules: their client's (admins may change them too) ------------------
+    f"GET {A}/recurring-schedules": guarded("client", OK, OK, OK, OK),
+    f"POST {A}/recurring-schedules": guarded(
+        "client", CREATED, CREATED, 403, 403,
+        json=lambda w, _: {"worker_id": w.ids["worker_id"], "title": "Matrix", "amount": "10.00",
+                           "interval": "weekly", "starts_at": "2030-01-01T09:00:00Z",
+                           "payment_method": "stripe"}),
+    f"GET {A}/recurring-schedules/{{schedule_id}}": guarded(
+        "client", OK, 404, 404, OK, path={"schedule_id": "schedule"}),
+    f"POST {A}/recurring-schedules/{{schedule_id}}/pause": guarded(
+        "client", OK, 404, 404, OK, path={"schedule_id": "pause_me"}),
+    f"POST {A}/recurring-schedules/{{schedule_id}}/resume": guarded(
+        "client", OK, 404, 404, OK, path={"schedule_id": "resume_me"}),
+    f"POST {A}/recurring-schedules/{{schedule_id}}/cancel": guarded(
+        "client", OK, 404, 404, OK, path={"schedule_id": "cancel_me"}),
     # --- either side of the booking --------------------------------------------------------
     f"POST {A}/payments/disputes": guarded(
         "client", CREATED, 404, 404, 403,
@@ -222,6 +250,17 @@ MATRIX: dict[str, Row] = {
                            "resolution_notes": "Matrix"}),
     f"POST {A}/payments/payouts/{{payout_id}}/process": guarded(
         "admin", OK, 403, 403, OK, path={"payout_id": "payout"}),
+    # Processing an already processing payout is refused per id, in the body: both 200.
+    f"POST {A}/payments/payouts/process": guarded(
+        "admin", OK, 403, 403, OK, json=lambda w, _: {"ids": [w.ids["processing_payout"]]}),
+    f"POST {A}/payments/payouts/{{payout_id}}/hold": guarded(
+        "admin", OK, 403, 403, OK, path={"payout_id": "hold_me"},
+        json=lambda w, _: {"reason": "Matrix"}),
+    f"POST {A}/payments/payouts/{{payout_id}}/release-hold": guarded(
+        "admin", OK, 403, 403, OK, path={"payout_id": "held_payout"}),
+    f"POST {A}/payments/payouts/{{payout_id}}/reject": guarded(
+        "admin", OK, 403, 403, OK, path={"payout_id": "reject_me"},
+        json=lambda w, _: {"reason": "Matrix"}),
     f"GET {A}/admin/webhooks": guarded("admin", OK, 403, 403, OK),
     f"POST {A}/admin/webhooks/{{delivery_id}}/replay": guarded(
         "admin", OK, 403, 403, OK, path={"delivery_id": "delivery"}),
@@ -250,6 +289,21 @@ MATRIX: dict[str, Row] = {
     f"POST {A}/admin/alerts/{{alert_id}}/acknowledge": guarded(
         "admin", OK, 403, 403, OK, path={"alert_id": "alert"}),
     f"GET {A}/admin/analytics": guarded("admin", OK, 403, 403, OK),
+    f"POST {A}/admin/stripe/payment-method-domains": guarded(
+        "admin", CREATED, 403, 403, CREATED,
+        json=lambda w, who: {"domain": f"matrix-{who}.example.com"}),
+    f"GET {A}/admin/stripe/payment-method-domains": guarded("admin", OK, 403, 403, OK),
+    f"GET {A}/admin/reviews": guarded("admin", OK, 403, 403, OK),
+    f"POST {A}/admin/reviews/{{review_id}}/approve": guarded(
+        "admin", OK, 403, 403, OK, path={"review_id": "review"}),
+    f"POST {A}/admin/reviews/{{review_id}}/reject": guarded(
+        "admin", OK, 403, 403, OK, path={"review_id": "review_to_reject"},
+        json=lambda w, _: {"reason": "Matrix"}),
+    f"GET {A}/admin/chargebacks/{{dispute_id}}/evidence": guarded(
+        "admin", OK, 403, 403, OK, path={"dispute_id": "chargeback"}),
+    f"POST {A}/admin/chargebacks/{{dispute_id}}/evidence": guarded(
+        "admin", OK, 403, 403, OK, path={"dispute_id": "chargeback"},
+        json=lambda w, _: {"text": "Matrix"}),
 }
 # fmt: on
 # Admin-only rows: the admin acts twice (as `admin` and as `owner`); the second time the
@@ -258,6 +312,16 @@ AGAIN = {
     f"POST {A}/payments/disputes/{{dispute_id}}/review": 409,
     f"POST {A}/payments/disputes/{{dispute_id}}/resolve": 409,
     f"POST {A}/payments/payouts/{{payout_id}}/process": 409,
+    f"POST {A}/payments/payouts/{{payout_id}}/hold": 409,
+    f"POST {A}/payments/payouts/{{payout_id}}/release-hold": 409,
+    f"POST {A}/payments/payouts/{{payout_id}}/reject": 409,
+    # The admin (before the client) paused, resumed or cancelled the schedule already.
+    f"POST {A}/recurring-schedules/{{schedule_id}}/pause": 409,
+    f"POST {A}/recurring-schedules/{{schedule_id}}/resume": 409,
+    f"POST {A}/recurring-schedules/{{schedule_id}}/cancel": 409,
+    f"POST {A}/admin/reviews/{{review_id}}/approve": 409,
+    f"POST {A}/admin/reviews/{{review_id}}/reject": 409,
+    f"POST {A}/admin/chargebacks/{{dispute_id}}/evidence": 409,
 }
 
 
@@ -304,12 +368,33 @@ async def prepare(world: World) -> None:
     for name in ("suspend_me", "erase_me"):
         world.ids[name] = (await api.user("client")).id
     world.ids["dashboard_asset"] = "dashboard.css"
+    # Pending payouts of their own for the admin's payout controls; one held already.
+    for name in ("hold_me", "held_payout", "reject_me"):
+        r = await api.post(
+            "/payments/payouts/request", worker, {"amount": "1.00", "payment_method": "stripe"}
+        )
+        assert r.status_code == 201, r.text
+        world.ids[name] = r.json()["id"]
+    r = await api.post(
+        f"/payments/payouts/{world.ids['held_payout']}/hold",
+        world.parties["admin"],
+        {"reason": "Matrix"},
+    )
+    assert r.status_code == 200, r.text
     async with world.runtime.sessions() as session:
         world.ids["event"] = (
             await session.execute(text("SELECT min(id) FROM marketplace_events"))
         ).scalar_one()
     for name in ("cancel_booking", "paypal_unpaid"):
         world.ids[name] = (await api.booking(client, worker))["id"]
+    for name in ("schedule", "pause_me", "resume_me", "cancel_me"):
+        schedule = await active_schedule(
+            api, client, worker, starts_at=datetime(2030, 1, 1, tzinfo=UTC)
+        )
+        world.ids[name] = schedule["id"]
+    world.ids["setup"] = schedule["setup"]["setup_intent_id"]
+    r = await api.post(f"/recurring-schedules/{world.ids['resume_me']}/pause", client)
+    assert r.status_code == 200, r.text
     for name in ("release_me", "dispute_me", "review_me"):
         booking = await api.booking(client, worker)
         r = await api.stripe_payment(client, booking)
@@ -322,6 +407,8 @@ async def prepare(world: World) -> None:
     )
     assert r.status_code == 201, r.text
     world.ids["open_dispute"] = r.json()["id"]
+    world.ids["chargeback"] = await chargeback(api, client, worker)
+    world.ids["no_such_dispute"] = "du_nobody_knows"
     # A PayPal order its payer approved, for the client to execute.
     booking = await api.booking(client, worker)
     r = await api.post(
@@ -346,6 +433,32 @@ async def prepare(world: World) -> None:
             text("UPDATE webhook_deliveries SET status = 'failed', attempts = 1 WHERE id = :id"),
             {"id": world.ids["delivery"]},
         )
+
+
+async def chargeback(api: Api, client: Any, worker: Any) -> int:
+    """A released payment the client's bank disputes (the simulator's charge.dispute.created
+    processed as the worker would): our dispute's id."""
+    booking = await api.booking(client, worker)
+    r = await api.stripe_payment(client, booking)
+    payment = r.json()
+    await api.post(f"/bookings/{booking['id']}/complete", worker)
+    r = await api.post(f"/payments/{payment['id']}/release", client)
+    assert r.status_code == 200, r.text
+    intent = payment["stripe_payment_id"]
+    r = await api.client.post(f"{A}/simulator/stripe/payment_intents/{intent}/dispute", json={})
+    assert r.status_code == 200, r.text
+    async with api.runtime.sessions() as session:
+        delivery_id = await session.scalar(
+            select(WebhookDelivery.id).where(WebhookDelivery.event_type == "charge.dispute.created")
+        )
+        assert delivery_id is not None
+    await webhooks.process(api.runtime, delivery_id)
+    async with api.runtime.sessions() as session:
+        found = await session.scalar(
+            select(PaymentDispute.id).where(PaymentDispute.payment_id == payment["id"])
+        )
+    assert found is not None
+    return found
 
 
 def headers_of(world: World, row: Row, party: str) -> dict[str, str]:

@@ -98,3 +98,22 @@ def test_serve_sends_no_server_banner(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: seen.update(options))
     cli.serve(host="127.0.0.1", port=8000, no_worker=True)
     assert seen["server_header"] is False
+
+
+async def test_a_bug_answers_500_in_the_error_shape_with_every_header(runtime: Runtime) -> None:
+    """An exception no handler knows once reached Starlette's outermost middleware, which
+    answered a bare text 500 with none of the security headers."""
+    app = create_app(runtime)
+
+    @app.get("/api/v1/test-bug")
+    async def bug() -> None:
+        raise RuntimeError("a bug")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        r = await http.get("/api/v1/test-bug")
+    assert r.status_code == 500
+    assert r.json() == {"detail": "Internal server error"}
+    assert r.headers["cache-control"] == "no-store"
+    assert r.headers["content-security-policy"] == API_POLICY
+    assert_everywhere(r)

@@ -102,6 +102,11 @@ async def test_metrics_after_a_known_flow(api: Api, runtime: Runtime) -> None:
     # Alert deliveries deferred, waiting for a worker (none runs here).
     assert value(after, "handwork_jobs_total", task="deliver_alert", status="todo") == 2
     assert value(after, "handwork_job_queue_depth", queue="default") >= 2
+    # Observed (development): new clients paying new workers from one address, reviewed
+    # had RISK_MODE been enforce; none blocked.
+    observed = {"outcome": "review", "mode": "observe"}
+    assert value(after, "handwork_risk_decisions_total", **observed) == 3
+    assert value(after, "handwork_risk_decisions_total", outcome="block", mode="enforce") == 0
 
     # Process-local histograms: the flow's own requests and provider calls.
     def grew(name: str, **labels: str) -> float:

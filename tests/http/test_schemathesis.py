@@ -56,6 +56,7 @@ REAL_IDS = {
     "delivery_id": "delivery",
     "intent_id": "intent",
     "user_id": "worker_id",
+    "review_id": "review",
 }
 # Path parameter -> the world's object it always names: the account routes (suspend,
 # reactivate, erase) must never act on the parties whose tokens the fuzzing sends.

@@ -20,10 +20,13 @@ BUDGETS: dict[str, tuple[int, int]] = {
     # Round 2 added to these in the same transactions: the marketplace event and its
     # delivery job (payment.held, .released, .refunded, balance.available), the provider's
     # fee booked at capture, the alert upsert. Lower them as the path gets leaner.
-    "POST /payments/stripe/payment-intent (card hold)": (14, 9),
-    "POST /payments/{id}/release": (18, 7),
+    # Risk rules (issue 14): the client's history in one statement before the hold, the
+    # card noted and matched in one at the hold; the review guard at release; the worker's
+    # payout history at a payout request.
+    "POST /payments/stripe/payment-intent (card hold)": (16, 9),
+    "POST /payments/{id}/release": (19, 7),
     "POST /payments/refund (full)": (17, 5),
-    "POST /payments/payouts/request": (6, 0),
+    "POST /payments/payouts/request": (7, 0),
     "GET /auth/me (user resolution)": (1, 0),
     "GET /payments/earnings/worker": (2, 0),
     "GET /payments/summary/client": (2, 0),

@@ -33,10 +33,12 @@ AUTHENTICATED = [
     "GET /payments/", "GET /payments/{held}", "POST /payments/{held}/release",
     "GET /payments/disputes", "POST /payments/disputes/{dispute}/review",
     "GET /payments/payouts", "POST /payments/payouts/{payout}/process",
+    "POST /payments/payouts/{payout}/release-hold",
     "POST /payments/stripe/connect/onboarding",
     "GET /payments/summary/client", "GET /payments/earnings/worker", "GET /payments/transactions",
     "GET /admin/webhooks", "POST /admin/webhooks/{delivery}/replay", "GET /admin/alerts",
     "POST /admin/alerts/{alert}/acknowledge", "GET /admin/analytics",
+    "GET /admin/chargebacks/{dispute}/evidence", "POST /admin/chargebacks/{dispute}/evidence",
 ]
 # Every endpoint without a token; every kind of bad token on a few (one dependency reads
 # them all).
@@ -116,7 +118,10 @@ PATH_IDS = [
     ("POST /payments/disputes/{id}/review", "admin"),
     ("POST /payments/disputes/{id}/resolve", "admin"),
     ("POST /payments/payouts/{id}/process", "admin"),
+    ("POST /payments/payouts/{id}/release-hold", "admin"),
     ("POST /admin/webhooks/{id}/replay", "admin"),
+    ("GET /admin/chargebacks/{id}/evidence", "admin"),
+    ("POST /admin/chargebacks/{id}/evidence", "admin"),
 ]
 MALFORMED_PATH_IDS = ["abc", "0", "-1", "1.5", str(BEYOND_BIGINT)]
 
@@ -511,6 +516,7 @@ ALL_CASES = [
 # so the longer prefixes under /payments come first. Anything else is routing: http.
 _PACKAGES = [
     ("/payments/disputes", "disputes"),
+    ("/admin/chargebacks", "disputes"),
     ("/payments/webhooks", "webhooks"),
     ("/payments/stripe/connect", "connect"),
     ("/payments/payout", "payouts"),

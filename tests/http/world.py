@@ -19,6 +19,7 @@ from handwork_payments.app import create_app
 from handwork_payments.auth import tokens
 from handwork_payments.ledger.repository import forget_accounts
 from handwork_payments.ledger.verify import verify
+from handwork_payments.models import ReviewObject, ReviewStatus, RiskLevel, RiskReview
 from handwork_payments.providers import stripe_events
 from handwork_payments.runtime import Runtime
 from tests.conftest import TABLES, TEST_WEBHOOK_SECRET, empty_tables
@@ -124,6 +125,20 @@ async def build_world(http: httpx.AsyncClient, runtime: Runtime) -> World:
     processing = await _ok(await api.post("/payments/payouts/request", worker, request), 201)
     ids["processing_payout"] = processing["id"]
     await _ok(await api.post(f"/payments/payouts/{processing['id']}/process", admin))
+    # Two payouts waiting for a risk review: one to approve, one to reject.
+    for name in ("review", "review_to_reject"):
+        reviewed = await _ok(await api.post("/payments/payouts/request", worker, request), 201)
+        async with runtime.sessions.begin() as session:
+            review = RiskReview(
+                object_type=ReviewObject.PAYOUT,
+                object_id=reviewed["id"],
+                status=ReviewStatus.OPEN,
+                risk_level=RiskLevel.ELEVATED,
+                reasons=["first_payout: the worker's first payout"],
+            )
+            session.add(review)
+            await session.flush()
+            ids[name] = review.id
 
     # A PayPal order the payer has not approved: the payment is pending.
     paypal_booking = await api.booking(client, worker)

@@ -8,6 +8,8 @@ What it implements (the subset of PayPal's REST API our adapter uses):
   refunds get;
 - Payouts v1: create batch, get batch (paged), get item, plus `process_payouts()` standing in
   for PayPal's asynchronous processing;
+- Customer disputes v1: provide-evidence (multipart, its `input` part's evidences checked
+  against the spec's `evidence` schema), on disputes made with `add_dispute`;
 - POST /v1/notifications/verify-webhook-signature, for deliveries the double itself signed
   with `deliver()` (also verifiable offline with `cert_pem`).
 
@@ -46,6 +48,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email import policy as email_policy
+from email.parser import BytesParser
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl
@@ -98,6 +102,8 @@ def _spec_for(path: str) -> str | None:
         return "webhooks"
     if path.startswith("/v1/reporting/"):
         return "reporting"
+    if path.startswith("/v1/customer/disputes"):
+        return "disputes"
     return None  # /v1/oauth2/token: PayPal publishes no OpenAPI spec for it
 
 
@@ -285,16 +291,25 @@ class SpecValidator:
             return json.dumps(payload).encode(), [f"request webhook_event: {_describe(exc)}"]
         return json.dumps(payload).encode(), []
 
-    def validate_schema(self, spec_key: str, schema_name: str, value: Any) -> list[str]:
+    def validate_schema(
+        self, spec_key: str, schema_name: str, value: Any, *, sent: bool = False
+    ) -> list[str]:
         """Validate a resource (e.g. a webhook's dispute) against a named schema of a spec,
-        under read rules (what PayPal sends)."""
+        under read rules (what PayPal sends), or write rules when `sent` (what we send PayPal
+        inside a body the spec leaves untyped, such as provide-evidence's `input` part)."""
         if not self.enabled:
             return []
-        from openapi_core.validation.schemas import oas30_read_schema_validators_factory
+        from openapi_core.validation.schemas import (
+            oas30_read_schema_validators_factory,
+            oas30_write_schema_validators_factory,
+        )
 
         spec = self._specs[spec_key]
         schema = spec.spec / "components" / "schemas" / schema_name
-        validator = oas30_read_schema_validators_factory.create(spec.spec, schema)
+        factory = (
+            oas30_write_schema_validators_factory if sent else oas30_read_schema_validators_factory
+        )
+        validator = factory.create(spec.spec, schema)
         try:
             validator.validate(value)
         except Exception as exc:
@@ -503,6 +518,7 @@ class PayPalDouble:
         self.refunds: dict[str, dict[str, Any]] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self.items: dict[str, dict[str, Any]] = {}
+        self.disputes: dict[str, dict[str, Any]] = {}
         # Transaction Search: the account's lines (transaction_details), oldest first.
         self.transactions: list[dict[str, Any]] = []
         self.sender_batch_ids: dict[str, str] = {}
@@ -833,6 +849,12 @@ class PayPalDouble:
             ("GET", "/v1/payments/payouts/{id}", "payouts.get", self.op_payout_get),
             ("GET", "/v1/payments/payouts-item/{id}", "payouts_item.get", self.op_item_get),
             ("GET", "/v1/reporting/transactions", "reporting.transactions", self.op_transactions),
+            (
+                "POST",
+                "/v1/customer/disputes/{id}/provide-evidence",
+                "disputes.provide_evidence",
+                self.op_provide_evidence,
+            ),
             (
                 "POST",
                 "/v1/notifications/verify-webhook-signature",
@@ -1616,6 +1638,58 @@ class PayPalDouble:
                 404, name="INVALID_RESOURCE_ID", message="Requested resource ID was not found."
             )
         return Reply(200, self._payout_item(item, with_sender_batch=True))
+
+    # ------------------------------------------------------------------- disputes
+
+    def add_dispute(self, resource: Mapping[str, Any]) -> None:
+        """A dispute PayPal now asks the seller to answer (its status set so)."""
+        with self.lock:
+            dispute = {**resource, "status": "WAITING_FOR_SELLER_RESPONSE", "evidences": []}
+            self.disputes[str(resource["dispute_id"])] = dispute
+
+    def _form_parts(self, ctx: _Ctx) -> dict[str, tuple[str, bytes]]:
+        """A multipart/form-data body's parts: name -> (content type, content)."""
+        content_type = ctx.headers.get("content-type") or ""
+        if not content_type.startswith("multipart/form-data"):
+            raise self._fail(400, "INVALID_CONTENT_TYPE", description="multipart/form-data")
+        message = BytesParser(policy=email_policy.HTTP).parsebytes(
+            f"Content-Type: {content_type}\r\n\r\n".encode() + ctx.raw
+        )
+        parts: dict[str, tuple[str, bytes]] = {}
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            payload = part.get_payload(decode=True)
+            if isinstance(name, str) and isinstance(payload, bytes):
+                parts[name] = (part.get_content_type(), payload)
+        return parts
+
+    def op_provide_evidence(self, ctx: _Ctx) -> Reply:
+        """The `input` part holds {"evidences": [...]}, each an `evidence` of the spec (which
+        types the multipart body with its `evidence-file` part only)."""
+        dispute = self.disputes.get(ctx.params["id"])
+        if dispute is None:
+            raise self._fail(404, "INVALID_RESOURCE_ID")
+        parts = self._form_parts(ctx)
+        if "input" not in parts:
+            raise self._fail(400, "MISSING_REQUIRED_PARAMETER", field_name="input")
+        try:
+            evidences = json.loads(parts["input"][1])["evidences"]
+        except (ValueError, KeyError, TypeError):
+            raise self._fail(400, "INVALID_PARAMETER_SYNTAX", field_name="input") from None
+        if not isinstance(evidences, list) or not evidences:
+            raise self._fail(400, "MISSING_REQUIRED_PARAMETER", field_name="evidences")
+        if self.validator is not None:
+            for evidence in evidences:
+                with self.lock:
+                    self.violations += self.validator.validate_schema(
+                        "disputes", "evidence", evidence, sent=True
+                    )
+        if dispute["status"] != "WAITING_FOR_SELLER_RESPONSE":
+            raise self._fail(422, "CANNOT_PROVIDE_EVIDENCE", description=dispute["status"])
+        dispute["evidences"] = evidences
+        dispute["status"] = "UNDER_REVIEW"
+        path = f"/v1/customer/disputes/{ctx.params['id']}"
+        return Reply(200, {"links": [self._link(path, "self")]})
 
     # ------------------------------------------------------------------- webhooks
 

@@ -7,14 +7,20 @@ included. It records every request exactly as the SDK sent it (flattened form fi
 `metadata[payout_id]`, and the `Idempotency-Key` header) for tests to assert on.
 
 Covered: PaymentIntents with manual and partial capture, cancel, refunds, Connect accounts
-and account links, transfers (list by transfer_group) and reversals, idempotent replay (and
+and account links, transfers (list by transfer_group) and reversals, disputes (retrieve,
+and update with evidence checked against Stripe's DisputeUpdateParams), idempotent replay (and
 the idempotency_error for a key reused with other parameters), and scripted faults: any
 Stripe error answer, rate limits, 5xx, and requests that never answer (before or after
 they took effect, to stand for a timeout whose outcome is unknown).
 
 Test payment methods: `pm_card_visa` authorises, `pm_card_chargeDeclinedInsufficientFunds`
 is declined (card_error, decline_code insufficient_funds), `pm_card_authenticationRequired`
-needs 3-D Secure (requires_action).
+needs 3-D Secure (requires_action); `pm_card_visa_apple_pay`, `pm_card_visa_google_pay` and
+`pm_card_link` authorise a card whose charge names its wallet (`card.wallet.type`).
+Stablecoin intents (`allowed_payment_method_types[]=crypto`; `payment_method_types` is
+read-only since API version 2026-09-30.endive) refuse manual capture, as Stripe does not offer
+it for crypto; `crypto_available=False` stands for an account without the Crypto method.
+Payment method domains: created (once per name) and listed.
 """
 
 from __future__ import annotations
@@ -47,10 +53,63 @@ DEFAULT_PLATFORM_BALANCE = 10_000_000
 # exactly created + 7 days, so tests can tell the adapter used the charge's value.
 CAPTURE_BEFORE_SECONDS = 6 * 24 * 3600 + 23 * 3600
 
+# DisputeUpdateParams.evidence: the text fields (the long ones at most 20,000 characters
+# each, all fields together 150,000) and the fields that take a file upload's id.
+EVIDENCE_LONG_TEXT = frozenset(
+    {
+        "access_activity_log",
+        "cancellation_policy_disclosure",
+        "cancellation_rebuttal",
+        "duplicate_charge_explanation",
+        "product_description",
+        "refund_policy_disclosure",
+        "refund_refusal_explanation",
+        "uncategorized_text",
+    }
+)
+EVIDENCE_SHORT_TEXT = frozenset(
+    {
+        "billing_address",
+        "customer_email_address",
+        "customer_name",
+        "customer_purchase_ip",
+        "duplicate_charge_id",
+        "service_date",
+        "shipping_address",
+        "shipping_carrier",
+        "shipping_date",
+        "shipping_tracking_number",
+    }
+)
+EVIDENCE_FILES = frozenset(
+    {
+        "cancellation_policy",
+        "customer_communication",
+        "customer_signature",
+        "duplicate_charge_documentation",
+        "receipt",
+        "refund_policy",
+        "service_documentation",
+        "shipping_documentation",
+        "uncategorized_file",
+    }
+)
+EVIDENCE_FIELD_LIMIT = 20_000
+EVIDENCE_TOTAL_LIMIT = 150_000
+DISPUTE_TAKES_EVIDENCE = ("warning_needs_response", "needs_response")
+
 CARD_METHODS = {
     "pm_card_visa": "authorize",
     "pm_card_chargeDeclinedInsufficientFunds": "decline",
     "pm_card_authenticationRequired": "authenticate",
+    "pm_card_visa_apple_pay": "authorize",
+    "pm_card_visa_google_pay": "authorize",
+    "pm_card_link": "authorize",
+}
+WALLETS = {
+    "pm_card_visa_apple_pay": "apple_pay",
+    "pm_card_visa_google_pay": "google_pay",
+    "pm_card_link": "link",
 }
 
 
@@ -127,6 +186,11 @@ def _int(params: dict[str, Any], name: str, *, required: bool = True) -> int | N
     return int(raw)
 
 
+def _wallet(payment_method: str) -> dict[str, Any] | None:
+    wallet = WALLETS.get(payment_method)
+    return {"type": wallet, wallet: {}, "dynamic_last4": "4242"} if wallet else None
+
+
 def _new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(8)}"
 
@@ -141,9 +205,14 @@ class StripeDouble:
         self.charges: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
         self.transfers: dict[str, dict[str, Any]] = {}
+        self.disputes: dict[str, dict[str, Any]] = {}
         # The platform's statement, oldest first (Stripe lists it newest first).
         self.balance_transactions: dict[str, dict[str, Any]] = {}
         self.accounts: dict[str, dict[str, Any]] = {}
+        self.domains: dict[str, dict[str, Any]] = {}
+        self.crypto_available = True
+        self.customers: dict[str, dict[str, Any]] = {}
+        self.setup_intents: dict[str, dict[str, Any]] = {}
         self.account_links: list[dict[str, Any]] = []
         # What each connected account holds (transfers in, reversals and payouts out).
         self.account_balances: dict[str, dict[str, int]] = {}
@@ -176,6 +245,12 @@ class StripeDouble:
             ("POST", re.compile(r"/v1/accounts"), self._create_account),
             ("GET", re.compile(r"/v1/accounts/(?P<id>[^/]+)"), self._get_account),
             ("POST", re.compile(r"/v1/account_links"), self._create_account_link),
+            ("POST", re.compile(r"/v1/payment_method_domains"), self._create_domain),
+            ("GET", re.compile(r"/v1/payment_method_domains"), self._list_domains),
+            ("POST", re.compile(r"/v1/customers"), self._create_customer),
+            ("POST", re.compile(r"/v1/setup_intents"), self._create_setup_intent),
+            ("GET", re.compile(r"/v1/disputes/(?P<id>[^/]+)"), self._get_dispute),
+            ("POST", re.compile(r"/v1/disputes/(?P<id>[^/]+)"), self._update_dispute),
         ]
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -301,6 +376,38 @@ class StripeDouble:
         with self._lock:
             account = self._new_account({"type": "express"}, account_id)
             return str(account["id"])
+
+    def add_dispute(self, intent_id: str, amount: int, dispute_id: str) -> dict[str, Any]:
+        """The payer's bank disputes the intent's charge; the dispute as Stripe sends it."""
+        with self._lock:
+            charge = self.charges[self.intents[intent_id]["latest_charge"]]
+            created = int(time.time())
+            self.disputes[dispute_id] = {
+                "id": dispute_id,
+                "object": "dispute",
+                "amount": amount,
+                "charge": charge["id"],
+                "created": created,
+                "currency": charge["currency"],
+                "evidence": {},
+                "evidence_details": {
+                    "due_by": created + 7 * 24 * 3600,
+                    "has_evidence": False,
+                    "past_due": False,
+                    "submission_count": 0,
+                },
+                "livemode": False,
+                "metadata": {},
+                "payment_intent": intent_id,
+                "reason": "product_not_received",
+                "status": "needs_response",
+            }
+            return dict(self.disputes[dispute_id])
+
+    def forget_idempotency_keys(self) -> None:
+        """What Stripe does 24 hours after a request: its key answers nothing any more."""
+        with self._lock:
+            self._idempotent.clear()
 
     # --- HTTP ------------------------------------------------------------------------------
 
@@ -504,6 +611,26 @@ class StripeDouble:
             or apm.get("allow_redirects", "always") not in ("always", "never")
         ):
             raise _invalid("Invalid automatic_payment_methods", param="automatic_payment_methods")
+        if "payment_method_types" in params:
+            raise _invalid(
+                "payment_method_types is no longer supported on this API version.",
+                "payment_method_types_no_longer_supported",
+                "payment_method_types",
+            )
+        allowed = _values(params.get("allowed_payment_method_types"))
+        if allowed and apm is not None:
+            raise _invalid(
+                "allowed_payment_method_types cannot be used with automatic_payment_methods.",
+                param="allowed_payment_method_types",
+            )
+        # Incompatible types are dropped silently, as Stripe does.
+        types = [t for t in allowed if t != "crypto" or self.crypto_available] or ["card"]
+        if "crypto" in allowed and capture_method != "automatic":
+            raise _invalid(
+                f"The payment method type crypto does not support capture_method {capture_method}.",
+                "payment_intent_invalid_parameter",
+                "capture_method",
+            )
         payment_method = params.get("payment_method")
         if payment_method is not None and payment_method not in CARD_METHODS:
             raise _invalid(f"No such PaymentMethod: '{payment_method}'", "resource_missing")
@@ -531,6 +658,7 @@ class StripeDouble:
             "metadata": params.get("metadata") or {},
             "next_action": None,
             "payment_method": payment_method,
+            "payment_method_types": types,
             "status": "requires_confirmation" if payment_method else "requires_payment_method",
         }
         self.intents[intent_id] = intent
@@ -588,6 +716,7 @@ class StripeDouble:
                     "brand": "visa",
                     "last4": "9995" if declined else "4242",
                     "capture_before": None if declined else created + CAPTURE_BEFORE_SECONDS,
+                    "wallet": _wallet(intent["payment_method"]),
                 },
             },
             "refunded": False,
@@ -725,6 +854,39 @@ class StripeDouble:
         self.account_balances.setdefault(account_id, {})
         return account
 
+    def _create_customer(
+        self, params: dict[str, Any], _: dict[str, str]
+    ) -> tuple[int, dict[str, Any]]:
+        customer = {
+            "id": _new_id("cus"),
+            "object": "customer",
+            "email": params.get("email"),
+            "metadata": params.get("metadata") or {},
+        }
+        self.customers[customer["id"]] = customer
+        return 200, customer
+
+    def _create_setup_intent(
+        self, params: dict[str, Any], _: dict[str, str]
+    ) -> tuple[int, dict[str, Any]]:
+        customer = params.get("customer")
+        if customer not in self.customers:
+            raise _invalid(f"No such customer: '{customer}'", "resource_missing", "customer")
+        setup_id = _new_id("seti")
+        setup = {
+            "id": setup_id,
+            "object": "setup_intent",
+            "client_secret": f"{setup_id}_secret_{secrets.token_hex(8)}",
+            "customer": customer,
+            "metadata": params.get("metadata") or {},
+            "payment_method": None,
+            "payment_method_types": _values(params.get("allowed_payment_method_types")),
+            "status": "requires_payment_method",
+            "usage": params.get("usage", "on_session"),
+        }
+        self.setup_intents[setup_id] = setup
+        return 200, setup
+
     def _create_account(
         self, params: dict[str, Any], _: dict[str, str]
     ) -> tuple[int, dict[str, Any]]:
@@ -860,6 +1022,114 @@ class StripeDouble:
         transfer["reversed"] = transfer["amount_reversed"] == transfer["amount"]
         transfer["reversals"]["data"].insert(0, reversal)
         return 200, reversal
+
+    # --- payment method domains ---------------------------------------------------------
+
+    def _create_domain(
+        self, params: dict[str, Any], _: dict[str, str]
+    ) -> tuple[int, dict[str, Any]]:
+        name = params.get("domain_name")
+        if not name:
+            raise _invalid("Missing required param: domain_name.", "parameter_missing")
+        for domain in self.domains.values():
+            if domain["domain_name"] == name:
+                return 200, domain
+        domain_id = _new_id("pmd")
+        self.domains[domain_id] = {
+            "id": domain_id,
+            "object": "payment_method_domain",
+            "apple_pay": {"status": "active"},
+            "created": int(time.time()),
+            "domain_name": name,
+            "enabled": True,
+            "google_pay": {"status": "active"},
+            "link": {"status": "active"},
+            "livemode": False,
+            "paypal": {"status": "active"},
+        }
+        return 200, self.domains[domain_id]
+
+    def _list_domains(
+        self, params: dict[str, Any], _: dict[str, str]
+    ) -> tuple[int, dict[str, Any]]:
+        """Newest first, paged by `starting_after`."""
+        limit = _int(params, "limit", required=False) or 10
+        found = list(reversed(list(self.domains.values())))
+        after = params.get("starting_after")
+        if after is not None:
+            ids = [d["id"] for d in found]
+            found = found[ids.index(after) + 1 :] if after in ids else []
+        return 200, {
+            "object": "list",
+            "data": found[:limit],
+            "has_more": len(found) > limit,
+            "url": "/v1/payment_method_domains",
+        }
+
+    # --- disputes ------------------------------------------------------------------------
+
+    def _dispute(self, dispute_id: str) -> dict[str, Any]:
+        if dispute_id not in self.disputes:
+            raise _invalid(f"No such dispute: '{dispute_id}'", "resource_missing")
+        return self.disputes[dispute_id]
+
+    def _get_dispute(self, _: dict[str, Any], match: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        return 200, self._dispute(match["id"])
+
+    @staticmethod
+    def _check_evidence(evidence: Any) -> dict[str, str]:
+        if not isinstance(evidence, dict):
+            raise _invalid("Invalid hash", "parameter_invalid_hash", "evidence")
+        total = 0
+        for name, value in evidence.items():
+            param = f"evidence[{name}]"
+            if isinstance(value, dict):
+                raise _invalid(f"Invalid string: {param}", "parameter_invalid_string", param)
+            if name in EVIDENCE_FILES:
+                if not re.fullmatch(r"file_\w+", value):
+                    raise _invalid(f"No such file upload: '{value}'", "resource_missing", param)
+            elif name in EVIDENCE_LONG_TEXT:
+                if len(value) > EVIDENCE_FIELD_LIMIT:
+                    raise _invalid(
+                        f"{param} is limited to {EVIDENCE_FIELD_LIMIT} characters",
+                        "parameter_invalid_string",
+                        param,
+                    )
+            elif name not in EVIDENCE_SHORT_TEXT:
+                raise _invalid(f"Received unknown parameter: {param}", "parameter_unknown", param)
+            total += len(value)
+        if total > EVIDENCE_TOTAL_LIMIT:
+            raise _invalid(
+                f"The combined character count of evidence is limited to {EVIDENCE_TOTAL_LIMIT}",
+                "parameter_invalid_string",
+                "evidence",
+            )
+        return dict(evidence)
+
+    def _update_dispute(
+        self, params: dict[str, Any], match: dict[str, str]
+    ) -> tuple[int, dict[str, Any]]:
+        dispute = self._dispute(match["id"])
+        unknown = set(params) - {"evidence", "submit", "metadata", "expand"}
+        if unknown:
+            name = sorted(unknown)[0]
+            raise _invalid(f"Received unknown parameter: {name}", "parameter_unknown", name)
+        submit = params.get("submit", "true")
+        if submit not in ("true", "false"):
+            raise _invalid("Invalid boolean", "parameter_invalid_boolean", "submit")
+        evidence = self._check_evidence(params.get("evidence", {}))
+        if dispute["status"] not in DISPUTE_TAKES_EVIDENCE:
+            raise _invalid(
+                f"This dispute is {dispute['status']} and can no longer be updated.",
+                param="evidence",
+            )
+        dispute["evidence"] = {**dispute["evidence"], **evidence}
+        details = dispute["evidence_details"]
+        details["has_evidence"] = bool(dispute["evidence"])
+        if submit == "true":
+            details["submission_count"] += 1
+            dispute["status"] = "under_review"
+        return 200, dispute
 
 
 @pytest.fixture

@@ -39,6 +39,7 @@ from handwork_payments.providers.base import (
     PayoutOrder,
     ProviderError,
     ProviderUnavailableError,
+    SetupState,
     StatementKind,
     TransferState,
 )
@@ -1054,3 +1055,128 @@ async def test_fees_come_from_the_balance_transactions_and_the_statement_is_page
     assert len(pages) == len(lines) >= 2
     assert "starting_after[0]" not in pages[0].query and "starting_after" not in pages[0].query
     assert [p.query.get("starting_after") for p in pages[1:]] == [x.line_id for x in lines[:-1]]
+
+
+# --- saved cards and off-session charges (recurring bookings) -----------------------------
+
+
+async def setup_intent(raw: stripe.StripeClient) -> str:
+    """A customer's off-session SetupIntent, made with the parameters localstripe knows
+    (it refuses `allowed_payment_method_types`, which the adapter sends: the double checks
+    the adapter's own request)."""
+    customer = await raw.v1.customers.create_async({"email": "payer@example.com"})
+    setup = await raw.v1.setup_intents.create_async(
+        {"customer": customer.id, "usage": "off_session", "payment_method_types": ["card"]}
+    )
+    return str(setup.id)
+
+
+async def test_a_card_saved_by_a_setup_intent_is_held_off_session(
+    provider: StripeProvider, raw: stripe.StripeClient
+) -> None:
+    setup = await provider.get_setup(await setup_intent(raw))
+    assert setup.state is SetupState.PENDING
+    assert setup.customer.startswith("cus_") and setup.client_secret
+
+    # What Stripe.js confirmSetup does in the payer's browser.
+    await raw.v1.setup_intents.confirm_async(setup.setup_id, {"payment_method": PM_VISA})
+    saved = await provider.get_setup(setup.setup_id)
+    assert saved.state is SetupState.SUCCEEDED and saved.payment_method
+
+    payment_id = new_id()
+    hold = await provider.create_hold(
+        NewHold(
+            payment_id=payment_id,
+            booking_id=payment_id + 1,
+            amount=4500,
+            currency="USD",
+            payment_method=saved.payment_method,
+            customer=saved.customer,
+        ),
+        idempotency_key=f"payment-{payment_id}-hold",
+    )
+    assert (hold.state, hold.amount, hold.currency) == (HoldState.AUTHORIZED, 4500, "USD")
+
+
+async def test_an_off_session_charge_of_a_card_that_attaches_then_fails_is_declined(
+    provider: StripeProvider, raw: stripe.StripeClient
+) -> None:
+    setup = await provider.get_setup(await setup_intent(raw))
+    await raw.v1.setup_intents.confirm_async(setup.setup_id, {"payment_method": PM_CHARGE_FAILS})
+    saved = await provider.get_setup(setup.setup_id)
+    assert saved.state is SetupState.SUCCEEDED and saved.payment_method
+    payment_id = new_id()
+    with pytest.raises(PaymentDeclinedError):
+        await provider.create_hold(
+            NewHold(
+                payment_id=payment_id,
+                booking_id=payment_id + 1,
+                amount=4500,
+                currency="USD",
+                payment_method=saved.payment_method,
+                customer=saved.customer,
+            ),
+            idempotency_key=f"payment-{payment_id}-hold",
+        )
+
+
+async def test_an_off_session_hold_sends_the_customer_and_off_session(
+    on_double: StripeProvider, double: StripeDouble
+) -> None:
+    await on_double.create_hold(
+        NewHold(
+            payment_id=77,
+            booking_id=78,
+            amount=12345,
+            currency="KWD",
+            payment_method="pm_card_visa",
+            customer="cus_Saved",
+        ),
+        idempotency_key="payment-77-hold",
+    )
+    (sent,) = double.requests("POST", "/v1/payment_intents")
+    assert sent.form == {
+        "amount": "12345",
+        "currency": "kwd",
+        "capture_method": "manual",
+        "metadata[payment_id]": "77",
+        "metadata[booking_id]": "78",
+        "metadata[reference]": f"{PREFIX}-payment-77",
+        "expand[0]": "latest_charge",
+        "expand[1]": "latest_charge.balance_transaction",
+        "payment_method": "pm_card_visa",
+        "confirm": "true",
+        "automatic_payment_methods[enabled]": "true",
+        "automatic_payment_methods[allow_redirects]": "never",
+        "customer": "cus_Saved",
+        "off_session": "true",
+    }
+    assert sent.idempotency_key == f"{PREFIX}-payment-77-hold"
+
+
+async def test_a_setup_is_a_customer_and_an_off_session_setup_intent_under_our_keys(
+    on_double: StripeProvider, double: StripeDouble
+) -> None:
+    setup = await on_double.create_setup(reference="recurring-9", email="payer@example.com")
+    again = await on_double.create_setup(reference="recurring-9", email="payer@example.com")
+
+    assert again == setup  # replayed under the same keys: one customer, one SetupIntent
+    assert (len(double.customers), len(double.setup_intents)) == (1, 1)
+    customer, setup_intent = (
+        double.requests("POST", "/v1/customers")[0],
+        double.requests("POST", "/v1/setup_intents")[0],
+    )
+    assert customer.form == {
+        "email": "payer@example.com",
+        "metadata[reference]": f"{PREFIX}-recurring-9",
+    }
+    assert customer.idempotency_key == f"{PREFIX}-recurring-9-customer"
+    assert setup_intent.form == {
+        "customer": setup.customer,
+        "usage": "off_session",
+        "allowed_payment_method_types[0]": "card",
+        "metadata[reference]": f"{PREFIX}-recurring-9",
+    }
+    assert setup_intent.idempotency_key == f"{PREFIX}-recurring-9-setup"
+    assert (setup.state, setup.payment_method) == (SetupState.PENDING, None)
+    assert setup.client_secret == double.setup_intents[setup.setup_id]["client_secret"]

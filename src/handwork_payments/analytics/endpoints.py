@@ -7,11 +7,18 @@ from fastapi import APIRouter, Query
 
 from handwork_payments.analytics import repository
 from handwork_payments.analytics.schemas import ClientSummary, TransactionOut, WorkerEarnings
-from handwork_payments.http.deps import ClientUser, CurrentUser, SessionDep, WorkerUser
+from handwork_payments.http.deps import (
+    ClientUser,
+    CurrentUser,
+    RuntimeDep,
+    SessionDep,
+    WorkerUser,
+)
 from handwork_payments.kit.errors import Forbidden, Unauthorized, error_responses
 from handwork_payments.kit.money import format_amount
 from handwork_payments.kit.pagination import Page, PageDep, page_of
 from handwork_payments.kit.schemas import CurrencyIn
+from handwork_payments.payouts import delay
 
 router = APIRouter(prefix="/payments", tags=["analytics"])
 
@@ -47,16 +54,22 @@ async def client_summary(
     responses=error_responses(Unauthorized, Forbidden),
 )
 async def worker_earnings(
-    user: WorkerUser, session: SessionDep, currency: CurrencyQuery = "USD"
+    user: WorkerUser, session: SessionDep, runtime: RuntimeDep, currency: CurrencyQuery = "USD"
 ) -> WorkerEarnings:
-    t = await repository.worker_totals(session, user.id, currency)
+    since = delay.since(runtime.settings)
+    t = await repository.worker_totals(session, user.id, currency, since)
     return WorkerEarnings(
         currency=currency,
+        # What a payout may take now (it always meant that); with PAYOUT_DELAY_HOURS, what
+        # was released within the delay is `available_soon` instead.
         available_balance=_money(t["available"], currency),
+        available_soon=_money(t["available_soon"], currency),
         pending_balance=_money(t["pending"], currency),
         # What was released to the worker net of clawbacks: still available, reserved
         # for a payout, or paid out.
-        total_earned=_money(t["available"] + t["reserved"] + t["paid_out"], currency),
+        total_earned=_money(
+            t["available"] + t["available_soon"] + t["reserved"] + t["paid_out"], currency
+        ),
         total_paid_out=_money(t["paid_out"], currency),
         pending_payouts=_money(t["reserved"], currency),
     )

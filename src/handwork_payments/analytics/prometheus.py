@@ -24,6 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.kit.money import format_amount
+from handwork_payments.risk.rules import BLOCKING_RULES
 
 HOLD_BUCKETS = (1, 5, 15, 60, 300, 1800, 3600, 6 * 3600, 86400)
 DAY = 86400
@@ -45,6 +46,21 @@ _DISPUTED = text(
     """
 )
 PAYMENT_STATUSES = ("created", "held", "failed", "released", "refunded", "disputed")
+# Risk decisions on payments (risk/): what each payment's verdict was, and the payments
+# blocked (they left no payment row, only their audit entry). Observed, a payment a
+# blocking rule fired on counts as the block it would have been.
+_RISK = text(
+    """
+    SELECT CASE WHEN risk_level = 'normal' THEN 'allow'
+                WHEN EXISTS (SELECT 1 FROM jsonb_array_elements_text(risk_reasons) r
+                             WHERE split_part(r, ':', 1) = ANY(:blocking)) THEN 'block'
+                ELSE 'review' END,
+           CASE WHEN risk_enforced THEN 'enforce' ELSE 'observe' END, count(*)
+    FROM payments WHERE risk_level IS NOT NULL GROUP BY 1, 2
+    UNION ALL
+    SELECT 'block', 'enforce', count(*) FROM audit_log WHERE action = 'payment.risk_blocked'
+    """
+)
 
 
 def _histogram_sql(buckets: Sequence[int], seconds: str, source: str, label: str) -> str:
@@ -194,6 +210,14 @@ async def families(session: AsyncSession) -> list[Metric]:
     alerts = GaugeMetricFamily("handwork_open_alerts", "Open alerts", labels=["kind"])
     for kind, count in (await session.execute(_ALERTS)).all():
         alerts.add_metric([kind], int(count))
+    risk = CounterMetricFamily(
+        "handwork_risk_decisions",
+        "Risk decisions on payments by outcome, enforced or only observed (RISK_MODE)",
+        labels=["outcome", "mode"],
+    )
+    blocking = list(BLOCKING_RULES)
+    for outcome, mode, count in (await session.execute(_RISK, {"blocking": blocking})).all():
+        risk.add_metric([outcome, mode], int(count))
     return [
         payments,
         _histogram(
@@ -222,4 +246,5 @@ async def families(session: AsyncSession) -> list[Metric]:
         jobs,
         queue,
         alerts,
+        risk,
     ]

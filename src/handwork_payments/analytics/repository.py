@@ -3,7 +3,9 @@ read, whatever the ledger's size); the rest are indexed sums over one user's own
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, Select, case, func, select
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, Select, case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.ledger.service import available_code, reserved_code
@@ -20,6 +22,7 @@ from handwork_payments.models import (
     User,
     WorkerPayout,
 )
+from handwork_payments.payouts import delay
 
 IN_ESCROW = (PaymentStatus.HELD, PaymentStatus.DISPUTED)
 
@@ -54,8 +57,11 @@ async def client_totals(session: AsyncSession, client_id: int, currency: str) ->
     return {"count": count, "held": held, "released": released, "refunded": refunded}
 
 
-async def worker_totals(session: AsyncSession, worker_id: int, currency: str) -> dict[str, int]:
-    """Every figure of the earnings summary in one round trip (five indexed reads)."""
+async def worker_totals(
+    session: AsyncSession, worker_id: int, currency: str, delay_since: datetime | None = None
+) -> dict[str, int]:
+    """Every figure of the earnings summary in one round trip (five indexed reads, six
+    with a payout delay: released after `delay_since` is not withdrawable yet)."""
     share = (
         Payment.worker_amount
         - (Payment.refunded_amount - Payment.refunded_fee)
@@ -94,6 +100,8 @@ async def worker_totals(session: AsyncSession, worker_id: int, currency: str) ->
         .scalar_subquery()
     )
 
+    code = available_code(worker_id, currency)
+
     def balance(code: str) -> ColumnElement[int]:
         row = select(LedgerAccount.balance).where(LedgerAccount.code == code).scalar_subquery()
         return func.coalesce(row, 0)
@@ -101,17 +109,20 @@ async def worker_totals(session: AsyncSession, worker_id: int, currency: str) ->
     row = (
         await session.execute(
             select(
-                balance(available_code(worker_id, currency)),
+                balance(code),
                 balance(reserved_code(worker_id, currency)),
                 pending,
                 paid_out,
                 reversed_amount,
+                literal(0) if delay_since is None else delay.in_delay(code, delay_since),
             )
         )
     ).one()
-    available, reserved, pending_sum, paid, reversed_sum = (int(v) for v in row)
+    balance_now, reserved, pending_sum, paid, reversed_sum, delayed = (int(v) for v in row)
+    available, soon = delay.split(balance_now, delayed)
     return {
         "available": available,
+        "available_soon": soon,
         "reserved": reserved,
         "pending": pending_sum,
         "paid_out": paid - reversed_sum,

@@ -21,6 +21,8 @@ class ClientSummary(BaseModel):
 class WorkerEarnings(BaseModel):
     currency: str
     available_balance: Decimal
+    # Released, but withdrawable only once PAYOUT_DELAY_HOURS have passed (0 without a delay).
+    available_soon: Decimal
     pending_balance: Decimal
     total_earned: Decimal
     total_paid_out: Decimal

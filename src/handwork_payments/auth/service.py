@@ -9,7 +9,8 @@ from handwork_payments.auth import limits, repository, tokens
 from handwork_payments.auth.attempts import record_login
 from handwork_payments.db import transaction
 from handwork_payments.kit.errors import Conflict, Unauthorized
-from handwork_payments.models import Role, User, UserStatus
+from handwork_payments.models import Role, SignalKind, User, UserStatus
+from handwork_payments.risk import signals
 from handwork_payments.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,11 @@ async def register(
                 object_id=user.id,
                 after={"email": user.email, "role": role.value},
             )
+            # Who registers where, and the email a PayPal payout could reach them at: what
+            # tells the risk rules that a client and a worker are one person.
+            key = signals.runtime_key(runtime)
+            await signals.note_value(session, key, user.id, SignalKind.IP, client_ip)
+            await signals.note_value(session, key, user.id, SignalKind.DESTINATION, user.email)
     except IntegrityError as exc:  # a concurrent registration of the same email won
         raise Conflict("A user with this email already exists") from exc
     return user
@@ -63,6 +69,7 @@ async def login(runtime: Runtime, *, email: str, password: str, client_ip: str) 
         await record_login(runtime, "auth.login_refused", user, email, client_ip)
         raise Unauthorized(f"This account is {user.status}")
     await record_login(runtime, "auth.login", user, email, client_ip)
+    await signals.note_address(runtime, user.id, client_ip)
     return tokens.issue(user.id, runtime.jwt_secret, runtime.settings.jwt_expire_minutes)
 
 

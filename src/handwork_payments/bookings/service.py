@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from handwork_payments.audit.service import record
 from handwork_payments.db import transaction
 from handwork_payments.kit import jobs
@@ -38,20 +40,17 @@ async def create(
 ) -> tuple[Booking, list[Milestone]]:
     """The booking, and its milestones (`parts`: title and amount, in their order)."""
     async with transaction(runtime.sessions) as session:
-        worker = await session.get(User, worker_id)
-        if worker is None or worker.role != Role.WORKER:
-            raise NotFound(f"Worker #{worker_id} not found")
-        booking = Booking(
-            client_id=client.id,
-            worker_id=worker_id,
+        await check_worker(session, worker_id)
+        booking = await add(
+            session,
+            client.id,
+            worker_id,
             title=title,
             amount=amount,
             currency=currency,
-            status=BookingStatus.PENDING_PAYMENT,
+            actor_id=client.id,
             milestone_count=len(parts),
         )
-        session.add(booking)
-        await session.flush()
         milestones = [
             Milestone(
                 booking_id=booking.id,
@@ -66,20 +65,53 @@ async def create(
         ]
         session.add_all(milestones)
         await session.flush()
-        await record(
-            session,
-            actor_id=client.id,
-            action="booking.created",
-            object_type="booking",
-            object_id=booking.id,
-            after={
-                "status": booking.status,
-                "amount": amount,
-                "currency": currency,
-                "milestones": [m.amount for m in milestones],
-            },
-        )
     return booking, milestones
+
+
+async def check_worker(session: AsyncSession, worker_id: int) -> None:
+    worker = await session.get(User, worker_id)
+    if worker is None or worker.role != Role.WORKER:
+        raise NotFound(f"Worker #{worker_id} not found")
+
+
+async def add(
+    session: AsyncSession,
+    client_id: int,
+    worker_id: int,
+    *,
+    title: str,
+    amount: int,
+    currency: str,
+    actor_id: int | None,
+    milestone_count: int = 0,
+) -> Booking:
+    """A booking awaiting payment, in the caller's transaction (a recurring run creates
+    its occurrence's booking next to the run; `actor_id` None: the system did)."""
+    booking = Booking(
+        client_id=client_id,
+        worker_id=worker_id,
+        title=title,
+        amount=amount,
+        currency=currency,
+        status=BookingStatus.PENDING_PAYMENT,
+        milestone_count=milestone_count,
+    )
+    session.add(booking)
+    await session.flush()
+    await record(
+        session,
+        actor_id=actor_id,
+        action="booking.created",
+        object_type="booking",
+        object_id=booking.id,
+        after={
+            "status": booking.status,
+            "amount": amount,
+            "currency": currency,
+            "milestones": milestone_count,
+        },
+    )
+    return booking
 
 
 async def complete(runtime: Runtime, worker: User, booking_id: int) -> Booking:

@@ -44,7 +44,9 @@ EVENT_TYPES = (
     "dispute.resolved",
     "payout.completed",
     "payout.failed",
+    "payout.rejected",
     "balance.available",
+    "recurring.payment_failed",
 )
 
 
@@ -151,9 +153,12 @@ async def payout_event(session: AsyncSession, event_type: str, payout: WorkerPay
     await emit(session, event_type, _json(PayoutOut.of(payout)))
 
 
-async def payout_failed(session: AsyncSession, payout: WorkerPayout) -> None:
-    """payout.failed, then balance.available: the amount went back to the balance."""
-    await payout_event(session, "payout.failed", payout)
+async def payout_failed(
+    session: AsyncSession, payout: WorkerPayout, event_type: str = "payout.failed"
+) -> None:
+    """payout.failed (or payout.rejected: an admin refused it), then balance.available:
+    the amount went back to the balance."""
+    await payout_event(session, event_type, payout)
     await balance_event(
         session, payout.worker_id, payout.currency, payout.amount, payout_id=payout.id
     )

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.accounts.status import refuse_inactive
 from handwork_payments.auth import tokens
+from handwork_payments.kit.caller import set_client_ip
 from handwork_payments.kit.errors import Forbidden, Unauthorized
 from handwork_payments.models import Role, User
 from handwork_payments.runtime import Runtime
@@ -37,8 +38,9 @@ _bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
 async def get_current_user(
-    runtime: RuntimeDep, token: Annotated[str | None, Depends(_bearer)]
+    request: Request, runtime: RuntimeDep, token: Annotated[str | None, Depends(_bearer)]
 ) -> User:
+    set_client_ip(request.client.host if request.client else None)
     if not token:
         raise Unauthorized("Not authenticated")
     user_id = tokens.subject(token, runtime.jwt_secret)

@@ -5,6 +5,7 @@ run scripts and styles served by this service, nothing else (no CDN, no inline s
 from __future__ import annotations
 
 from starlette.datastructures import MutableHeaders
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 DOCS_POLICY = (
@@ -14,6 +15,7 @@ DOCS_POLICY = (
 )
 # JSON is never a document: nothing it could load or frame.
 API_POLICY = "default-src 'none'; frame-ancestors 'none'"
+INTERNAL_ERROR = JSONResponse({"detail": "Internal server error"}, status_code=500)
 
 
 class SecurityHeaders:
@@ -26,9 +28,12 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         private = scope["path"].startswith(self.private_prefix)
+        started = False
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = MutableHeaders(scope=message)
                 headers["x-content-type-options"] = "nosniff"
                 headers["referrer-policy"] = "no-referrer"
@@ -38,4 +43,12 @@ class SecurityHeaders:
                     headers["cache-control"] = "no-store"
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            # A bug: Starlette's outermost middleware would answer a bare text 500 with
+            # none of the headers above. Answer it here, in the API's error shape, and
+            # raise on for the server to log (it sends nothing more once a response began).
+            if not started:
+                await INTERNAL_ERROR(scope, receive, send_with_headers)
+            raise

@@ -1,5 +1,6 @@
 """What the buyer's browser does at the provider, over HTTP, for the built-in simulators:
-Stripe.js confirming a card or finishing 3-D Secure, and PayPal's approval page.
+Stripe.js confirming a card or finishing 3-D Secure, and PayPal's approval page; and what
+the payer's bank does: a chargeback opened on a Stripe payment, and its decision.
 
 No bearer token: at a real provider these are the payer's own actions. Mounted only while
 a provider is simulated. A Stripe action is followed by the event Stripe would send,
@@ -10,7 +11,7 @@ Calling the inbox is why this module sits in http/, above the domains, and not i
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
@@ -30,6 +31,8 @@ from handwork_payments.providers.simulated import (
     SimulatedStripe,
     UnknownObjectError,
 )
+from handwork_payments.providers.simulated.store import SETUP_INTENT
+from handwork_payments.providers.simulated.stripe_objects import DISPUTE_REASONS
 from handwork_payments.runtime import Runtime
 from handwork_payments.webhooks.service import receive
 
@@ -47,12 +50,25 @@ class ConfirmRequest(BaseModel):
     payment_method: str = Field(
         min_length=1,
         max_length=100,
-        description="pm_card_visa | pm_card_chargeDeclined | pm_card_authenticationRequired",
+        description="pm_card_visa | pm_card_chargeDeclined | pm_card_authenticationRequired | "
+        "pm_card_visa_apple_pay | pm_card_visa_google_pay | pm_card_link | "
+        "pm_card_{apple_pay,google_pay,link}_chargeDeclined | pm_crypto_usdc (stablecoin) | "
+        "pm_card_chargeCustomerFail (SetupIntents)",
     )
 
 
 class AuthenticateRequest(BaseModel):
     succeed: bool = True
+
+
+class DisputeRequest(BaseModel):
+    reason: Literal[DISPUTE_REASONS] = Field(  # type: ignore[valid-type]
+        default="fraudulent", description="Stripe's dispute reason"
+    )
+
+
+class DisputeDecision(BaseModel):
+    outcome: Literal["won", "lost"]
 
 
 class ApprovalResponse(BaseModel):
@@ -111,8 +127,9 @@ async def confirm_intent(
     intent_id: IntentId, body: ConfirmRequest, runtime: RuntimeDep
 ) -> dict[str, Any]:
     """Answers the intent as it now is; an authorisation is followed by
-    `payment_intent.amount_capturable_updated`, a decline by `payment_intent.payment_failed`
-    (the intent shows `last_payment_error`), 3-D Secure by nothing until it is done."""
+    `payment_intent.amount_capturable_updated`, a stablecoin payment (captured at once) by
+    `payment_intent.succeeded`, a decline by `payment_intent.payment_failed` (the intent
+    shows `last_payment_error`), 3-D Secure by nothing until it is done."""
     simulator = _stripe(runtime)
     event_type: str | None = None
     try:
@@ -124,10 +141,38 @@ async def confirm_intent(
     else:
         if hold.state is HoldState.AUTHORIZED:
             event_type = "payment_intent.amount_capturable_updated"
+        elif hold.state is HoldState.CAPTURED:
+            event_type = "payment_intent.succeeded"
     intent = await simulator.intent_object(intent_id)
     if event_type is not None:
         await _deliver(runtime, simulator, event_type, intent)
     return intent
+
+
+@router.post(
+    "/stripe/setup_intents/{setup_id}/confirm",
+    responses=error_responses(BadRequest, NotFound, Conflict),
+    summary="Confirm a SetupIntent with a test card, as Stripe.js confirmSetup does",
+)
+async def confirm_setup(
+    setup_id: IntentId, body: ConfirmRequest, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """`pm_card_visa`, `pm_card_chargeCustomerFail` (saved; every later charge declined) or
+    `pm_card_authenticationRequired` (saved; every off-session charge declined with
+    `authentication_required`) saves the card on the setup's customer, followed by
+    `setup_intent.succeeded`;
+    `pm_card_chargeDeclined` is declined (`setup_intent.setup_failed`)."""
+    simulator = _stripe(runtime)
+    event_type = "setup_intent.succeeded"
+    try:
+        await simulator.client_confirm_setup(setup_id, body.payment_method)
+    except PaymentDeclinedError:
+        event_type = "setup_intent.setup_failed"
+    except ProviderError as exc:
+        raise _domain_error(exc) from exc
+    setup = await simulator.object_of(setup_id, SETUP_INTENT)
+    await _deliver(runtime, simulator, event_type, setup)
+    return setup
 
 
 @router.post(
@@ -150,6 +195,46 @@ async def authenticate_intent(
     elif hold.state is HoldState.FAILED:
         await _deliver(runtime, simulator, "payment_intent.payment_failed", intent)
     return intent
+
+
+@router.post(
+    "/stripe/payment_intents/{intent_id}/dispute",
+    responses=error_responses(UnparsableBody, NotFound, Conflict),
+    summary="The payer's bank disputes the intent's captured charge (a chargeback)",
+)
+async def dispute_intent(
+    intent_id: IntentId, runtime: RuntimeDep, body: DisputeRequest | None = None
+) -> dict[str, Any]:
+    """Answers the dispute as Stripe holds it (`needs_response`), after delivering
+    `charge.dispute.created` to our webhook inbox. Refused (409) for an intent with no
+    captured charge or a charge disputed already."""
+    simulator = _stripe(runtime)
+    reason = body.reason if body is not None else "fraudulent"
+    try:
+        dispute = await simulator.open_dispute(intent_id, reason=reason)
+    except ProviderError as exc:
+        raise _domain_error(exc) from exc
+    await _deliver(runtime, simulator, "charge.dispute.created", dispute)
+    return dispute
+
+
+@router.post(
+    "/stripe/disputes/{dispute_id}/close",
+    responses=error_responses(UnparsableBody, NotFound, Conflict),
+    summary="The card network decides a chargeback: won (the money comes back) or lost",
+)
+async def close_dispute(
+    dispute_id: IntentId, body: DisputeDecision, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """Followed by `charge.dispute.closed`; a lost chargeback is taken back as the
+    webhook handler does it for real Stripe."""
+    simulator = _stripe(runtime)
+    try:
+        dispute = await simulator.close_dispute(dispute_id, won=body.outcome == "won")
+    except ProviderError as exc:
+        raise _domain_error(exc) from exc
+    await _deliver(runtime, simulator, "charge.dispute.closed", dispute)
+    return dispute
 
 
 @router.get(

@@ -65,3 +65,17 @@ def error_responses(*errors: type[DomainError]) -> dict[int | str, dict[str, obj
     return {
         e.status_code: {"model": ErrorBody, "description": e.__doc__ or e.__name__} for e in errors
     }
+
+
+class UnderReview(Conflict):
+    """A risk review of the payment or payout is not decided (or was rejected): its money
+    does not move until an admin approves it."""
+
+
+class RiskBlocked(PaymentDeclined):
+    """The risk rules refused the payment. The detail never says which rule fired (that
+    would teach a fraudster the thresholds); admins read it in the audit log."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__("The payment cannot be accepted; contact support if this is unexpected")
+        self.reasons = reasons

@@ -4,6 +4,7 @@ from handwork_payments.models.base import Base
 from handwork_payments.models.bookings import Booking, BookingStatus
 from handwork_payments.models.connect import PayoutReversal, ReversalStatus
 from handwork_payments.models.events import EventStatus, MarketplaceEvent
+from handwork_payments.models.evidence import DisputeEvidence, EvidenceStatus
 from handwork_payments.models.ledger import (
     AccountKind,
     JournalEntry,
@@ -36,8 +37,24 @@ from handwork_payments.models.payments import (
     PaymentStatus,
     RefundKind,
     RefundStatus,
+    Wallet,
 )
 from handwork_payments.models.payouts import PayoutStatus, WorkerPayout
+from handwork_payments.models.recurring import (
+    Interval,
+    RecurringRun,
+    RecurringSchedule,
+    RunStatus,
+    ScheduleStatus,
+)
+from handwork_payments.models.risk import (
+    ReviewObject,
+    ReviewStatus,
+    RiskLevel,
+    RiskReview,
+    RiskSignal,
+    SignalKind,
+)
 from handwork_payments.models.users import Role, User, UserStatus
 
 __all__ = [
@@ -50,11 +67,14 @@ __all__ = [
     "Booking",
     "BookingStatus",
     "DeliveryStatus",
+    "DisputeEvidence",
     "DisputeOutcome",
     "DisputeStatus",
     "EventStatus",
+    "EvidenceStatus",
     "HoldKind",
     "IdempotencyRecord",
+    "Interval",
     "JournalEntry",
     "LedgerAccount",
     "MarketplaceEvent",
@@ -70,14 +90,25 @@ __all__ = [
     "PayoutStatus",
     "Posting",
     "RateLimitCounter",
+    "RecurringRun",
+    "RecurringSchedule",
     "RefundKind",
     "RefundStatus",
     "ReversalStatus",
+    "ReviewObject",
+    "ReviewStatus",
+    "RiskLevel",
+    "RiskReview",
+    "RiskSignal",
     "Role",
+    "RunStatus",
+    "ScheduleStatus",
+    "SignalKind",
     "SimulatedObject",
     "TransactionType",
     "User",
     "UserStatus",
+    "Wallet",
     "WebhookDelivery",
     "WorkerPayout",
     "WorkerWriteOff",

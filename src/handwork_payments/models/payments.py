@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     Text,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from handwork_payments.models.base import Base, CreatedAt, Currency, IdPk, Minor, When, enum_check
@@ -23,6 +25,14 @@ from handwork_payments.models.base import Base, CreatedAt, Currency, IdPk, Minor
 class PaymentMethod(enum.StrEnum):
     STRIPE = "stripe"
     PAYPAL = "paypal"
+
+
+class Wallet(enum.StrEnum):
+    """The card wallet a Stripe payment came through (the charge's `card.wallet.type`)."""
+
+    APPLE_PAY = "apple_pay"
+    GOOGLE_PAY = "google_pay"
+    LINK = "link"
 
 
 class PaymentStatus(enum.StrEnum):
@@ -47,6 +57,8 @@ class Payment(Base):
     __table_args__ = (
         CheckConstraint(enum_check("status", PaymentStatus), name="status"),
         CheckConstraint(enum_check("payment_method", PaymentMethod), name="payment_method"),
+        # NULL passes: a payment by card without a wallet, PayPal, stablecoins (0017).
+        CheckConstraint(enum_check("wallet", Wallet), name="wallet"),
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("platform_fee >= 0 AND worker_amount >= 0", name="shares_non_negative"),
         CheckConstraint("amount = platform_fee + worker_amount", name="shares_add_up"),
@@ -55,6 +67,7 @@ class Payment(Base):
         CheckConstraint("captured_amount BETWEEN 0 AND amount", name="capture_within_amount"),
         CheckConstraint("released_amount BETWEEN 0 AND amount", name="release_within_amount"),
         CheckConstraint("released_fee BETWEEN 0 AND platform_fee", name="release_fee_within_fee"),
+        CheckConstraint("risk_level IN ('normal', 'elevated', 'highest')", name="risk_level"),
         # A booking has at most one live payment; a failed attempt may be retried.
         Index(
             "uq_payments_live_booking",
@@ -98,6 +111,10 @@ class Payment(Base):
     provider_authorization_id: Mapped[str | None] = mapped_column(String(255))
     provider_capture_id: Mapped[str | None] = mapped_column(String(255))
     payer_id: Mapped[str | None] = mapped_column(String(255))
+    # How it was paid (0017): the card wallet, set when the payment is held; and whether
+    # it is a stablecoin payment (captured at once), set when it is created.
+    wallet: Mapped[Wallet | None] = mapped_column(String(16))
+    stablecoin: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
 
     hold_kind: Mapped[HoldKind | None] = mapped_column(String(16))
     # When the provider authorisation behind the hold lapses; null once captured.
@@ -127,6 +144,11 @@ class Payment(Base):
     failure_reason: Mapped[str | None] = mapped_column(Text)
     # Fernet-encrypted JSON (kit.crypto); shown to admins only.
     payment_metadata: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The risk rules' verdict (risk/, migration 0014): normal | elevated | highest, the
+    # rules that fired, and whether RISK_MODE enforced it. Shown to admins only.
+    risk_level: Mapped[str | None] = mapped_column(String(16))
+    risk_reasons: Mapped[list[Any]] = mapped_column(JSONB, default=list, server_default="[]")
+    risk_enforced: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
 
 
 class RefundStatus(enum.StrEnum):

@@ -26,7 +26,7 @@ from handwork_payments.connect import reversals
 from handwork_payments.db import transaction
 from handwork_payments.kit.clock import now
 from handwork_payments.kit.errors import DomainError
-from handwork_payments.models import HoldKind, Payment, PaymentMethod, PaymentStatus
+from handwork_payments.models import HoldKind, Payment, PaymentMethod, PaymentStatus, ReviewObject
 from handwork_payments.payments import service
 from handwork_payments.payments.escrow import (
     audit_payment,
@@ -44,6 +44,7 @@ from handwork_payments.providers.base import (
     ProviderUnavailableError,
     ReauthorizingProvider,
 )
+from handwork_payments.risk import reviews
 from handwork_payments.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -422,6 +423,8 @@ async def release_overdue(runtime: Runtime, *, now: datetime, limit: int = BATCH
                     Payment.status == PaymentStatus.HELD,
                     Payment.auto_release_at <= late,
                     Payment.provider_operation.is_(None),
+                    # Waiting for a risk review: left for the admin, not failed on.
+                    ~reviews.reviewed(ReviewObject.PAYMENT, Payment.id),
                 )
                 .order_by(Payment.auto_release_at, Payment.id)
                 .limit(limit)

@@ -19,7 +19,7 @@ from handwork_payments.kit.errors import (
 from handwork_payments.kit.pagination import Page, PageDep, paginate
 from handwork_payments.kit.schemas import PathId
 from handwork_payments.models import Booking, Payment, PaymentMethod, PaymentStatus, Role, User
-from handwork_payments.payments import repository, service
+from handwork_payments.payments import repository, service, stablecoin
 from handwork_payments.payments.metadata import readable_metadata
 from handwork_payments.payments.schemas import (
     PaymentOut,
@@ -43,7 +43,9 @@ PAYING = error_responses(
 async def present(payment: Payment, user: User, runtime: Runtime) -> PaymentOut:
     if user.role != Role.ADMIN:
         return PaymentOut.of(payment)
-    return PaymentOut.of(payment, metadata=await readable_metadata(runtime, payment, user))
+    out = PaymentOut.of(payment, metadata=await readable_metadata(runtime, payment, user))
+    out.risk_level, out.risk_reasons = payment.risk_level, list(payment.risk_reasons)
+    return out
 
 
 @router.post(
@@ -56,6 +58,9 @@ async def create_payment_intent(
     body: StripeIntentCreate, user: ClientUser, runtime: RuntimeDep
 ) -> StripeIntentOut:
     runtime.providers.ensure_offered(PaymentMethod.STRIPE)
+    crypto = body.payment_method == stablecoin.CRYPTO
+    if crypto:
+        stablecoin.check_allowed(runtime.settings, body.currency)
     payment, hold = await service.create_hold(
         runtime,
         user,
@@ -63,7 +68,8 @@ async def create_payment_intent(
         booking_id=body.booking_id,
         amount=body.amount_minor,
         currency=body.currency,
-        payment_method=body.payment_method,
+        payment_method=None if crypto else body.payment_method,
+        stablecoin=crypto,
         metadata=body.metadata,
     )
     return StripeIntentOut(**PaymentOut.of(payment).model_dump(), client_secret=hold.client_secret)

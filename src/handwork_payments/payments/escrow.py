@@ -19,6 +19,7 @@ from handwork_payments.audit.alerts import alert
 from handwork_payments.audit.service import record
 from handwork_payments.events import outbox
 from handwork_payments.kit import money
+from handwork_payments.kit.caller import client_ip
 from handwork_payments.kit.clock import now
 from handwork_payments.kit.errors import Conflict, NotFound
 from handwork_payments.models import (
@@ -31,6 +32,7 @@ from handwork_payments.models import (
     PaymentRefund,
     PaymentStatus,
     RefundStatus,
+    Wallet,
 )
 from handwork_payments.payments import milestones, repository
 from handwork_payments.payments.ledger import (
@@ -43,6 +45,7 @@ from handwork_payments.payments.operations import Operation
 from handwork_payments.payments.provider_fees import book_capture_fee
 from handwork_payments.payments.states import BOOKING, PAYMENT
 from handwork_payments.providers.base import HoldRef, HoldState, ProviderHold
+from handwork_payments.risk import service as risk
 
 
 def snapshot(payment: Payment) -> dict[str, Any]:
@@ -69,7 +72,11 @@ async def audit_payment(
     **extra: Any,
 ) -> None:
     """The audit row of a change of the payment: `before` as given, after as it is now
-    (its snapshot and what else the change is about)."""
+    (its snapshot and what else the change is about). A user's change over the API
+    records their IP too (kept apart as personal data): chargeback evidence."""
+    address = client_ip() if actor_id is not None else None
+    if address is not None:
+        extra["client_ip"] = address
     await record(
         session,
         actor_id=actor_id,
@@ -172,8 +179,11 @@ async def apply_hold(
         payment.hold_kind = HoldKind.AUTHORIZED
         payment.capture_by = hold.capture_by
     payment.provider_authorization_id = hold.authorization_id or payment.provider_authorization_id
+    if hold.wallet is not None:
+        payment.wallet = Wallet(hold.wallet)
     move_booking(booking, BookingStatus.PAID)
     await post_hold(session, payment, booking)
+    await risk.after_hold(session, payment, booking, hold)
     if hold.state == HoldState.CAPTURED:
         await book_capture_fee(session, payment, hold.fee)
     await audit_payment(

@@ -15,7 +15,7 @@ from pydantic import (
 
 from handwork_payments.kit.money import format_amount
 from handwork_payments.kit.schemas import AmountIn, CurrencyIn, Id, LongText, Strict, minor
-from handwork_payments.models import Payment, PaymentMethod, PaymentStatus
+from handwork_payments.models import Payment, PaymentMethod, PaymentStatus, Wallet
 
 ProviderId = Annotated[
     str,
@@ -60,8 +60,18 @@ class PaymentOut(BaseModel):
     auto_release_at: datetime | None
     capture_by: datetime | None
     failure_reason: str | None = None
+    wallet: Wallet | None = Field(
+        default=None, description="The card wallet it was paid through, when one was used"
+    )
+    stablecoin: bool = Field(default=False, description='Paid in stablecoins ("crypto")')
     payment_metadata: dict[str, Any] | None = Field(
         default=None, description="Decrypted for admins only"
+    )
+    risk_level: str | None = Field(
+        default=None, description="Admins only: normal | elevated | highest (risk rules)"
+    )
+    risk_reasons: list[str] | None = Field(
+        default=None, description="Admins only: the risk rules that fired"
     )
 
     @classmethod
@@ -88,6 +98,8 @@ class PaymentOut(BaseModel):
             auto_release_at=payment.auto_release_at,
             capture_by=payment.capture_by,
             failure_reason=payment.failure_reason,
+            wallet=payment.wallet,
+            stablecoin=payment.stablecoin,
             payment_metadata=metadata,
         )
 
@@ -123,7 +135,10 @@ class _NewPayment(Strict):
 
 class StripeIntentCreate(_NewPayment):
     payment_method: ProviderId | None = Field(
-        default=None, description="Confirm server-side with this PaymentMethod (e.g. pm_card_visa)"
+        default=None,
+        description="Confirm server-side with this PaymentMethod (e.g. pm_card_visa); "
+        '"crypto" for a stablecoin payment (STRIPE_CRYPTO_ENABLED, USD only), confirmed by '
+        "the payer with Stripe.js from the client_secret",
     )
 
 

@@ -30,6 +30,7 @@ from handwork_payments.kit.errors import (
     NotFound,
     PaymentDeclined,
     ProviderUnavailable,
+    RiskBlocked,
 )
 from handwork_payments.models import (
     Booking,
@@ -38,6 +39,7 @@ from handwork_payments.models import (
     Payment,
     PaymentMethod,
     PaymentStatus,
+    ReviewObject,
     Role,
     User,
 )
@@ -68,6 +70,8 @@ from handwork_payments.providers.base import (
     ProviderHold,
     ProviderUnavailableError,
 )
+from handwork_payments.risk import reviews
+from handwork_payments.risk import service as risk
 from handwork_payments.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -90,22 +94,30 @@ async def create_hold(
     payment_method: str | None = None,
     return_url: str | None = None,
     cancel_url: str | None = None,
+    stablecoin: bool = False,
     metadata: dict[str, Any] | None = None,
+    customer: str | None = None,
 ) -> tuple[Payment, ProviderHold]:
     """A pending payment for the booking and its hold at the provider. Asking again while
     the payment is pending answers the same payment and hold (the provider call repeats
-    with the same idempotency key), so a lost answer is safe to retry."""
-    async with transaction(runtime.sessions) as session:
-        payment = await _pending_payment(
-            session,
-            runtime,
-            user,
-            method=method,
-            booking_id=booking_id,
-            amount=amount,
-            currency=currency,
-            metadata=metadata,
-        )
+    with the same idempotency key), so a lost answer is safe to retry. With `customer`,
+    `payment_method` is that customer's saved method, charged off-session (recurring)."""
+    try:
+        async with transaction(runtime.sessions) as session:
+            payment = await _pending_payment(
+                session,
+                runtime,
+                user,
+                method=method,
+                booking_id=booking_id,
+                amount=amount,
+                currency=currency,
+                stablecoin=stablecoin,
+                metadata=metadata,
+            )
+    except RiskBlocked as exc:
+        await risk.record_block(runtime.sessions, user.id, booking_id, exc)
+        raise
     provider = runtime.providers.for_method(method)
     existing = payment.stripe_payment_id or payment.paypal_payment_id
     try:
@@ -122,6 +134,8 @@ async def create_hold(
                 payment_method=payment_method,
                 return_url=return_url,
                 cancel_url=cancel_url,
+                stablecoin=stablecoin,
+                customer=customer,
             ),
             idempotency_key=f"payment-{payment.id}-hold",
         )
@@ -154,6 +168,7 @@ async def _pending_payment(
     booking_id: int,
     amount: int,
     currency: str,
+    stablecoin: bool,
     metadata: dict[str, Any] | None,
 ) -> Payment:
     """Step 1 of create_hold, under the booking's lock: the booking's pending payment by
@@ -168,7 +183,9 @@ async def _pending_payment(
         )
     payment = await repository.live_payment(session, booking.id)
     if payment is not None and (
-        payment.status != PaymentStatus.PENDING or payment.payment_method != method
+        payment.status != PaymentStatus.PENDING
+        or payment.payment_method != method
+        or payment.stablecoin != stablecoin
     ):
         raise Conflict(f"Booking #{booking.id} already has a {payment.status} payment")
     if booking.status != BookingStatus.PENDING_PAYMENT:
@@ -186,9 +203,11 @@ async def _pending_payment(
         captured_amount=0,
         currency=currency,
         payment_method=method,
+        stablecoin=stablecoin,
         status=PaymentStatus.PENDING,
         payment_metadata=runtime.cipher.encrypt(metadata),
     )
+    await risk.evaluate_payment(session, runtime.settings, user, booking, payment)
     session.add(payment)
     await session.flush()
     await audit_payment(session, payment, "payment.created", actor_id=user.id)
@@ -238,6 +257,11 @@ async def confirm_hold(
     payment = await _apply_hold_state(runtime, payment.id, hold, user.id)
     if payment.status == PaymentStatus.FAILED:
         raise PaymentDeclined(payment.failure_reason or "The payment was declined")
+    if hold.state == HoldState.REQUIRES_ACTION and payment.stablecoin:
+        raise Conflict(
+            "The payer has not completed the stablecoin payment yet (crypto.stripe.com, or "
+            "it is settling on-chain); it is held once Stripe says it succeeded"
+        )
     if hold.state == HoldState.REQUIRES_ACTION:
         raise PaymentDeclined(
             "authentication_required: the card needs 3-D Secure; complete it with the "
@@ -341,6 +365,7 @@ async def release(
         expected = PaymentStatus.DISPUTED if from_disputed else PaymentStatus.HELD
         if payment.status != expected:
             raise Conflict(f"A {payment.status} payment cannot be released")
+        await reviews.ensure_no_open_review(session, ReviewObject.PAYMENT, payment.id)
         if milestone_id is not None:
             # Checked before any capture: an unknown or released milestone moves nothing.
             milestones.pending_one(await milestones.of_booking(session, booking), milestone_id)

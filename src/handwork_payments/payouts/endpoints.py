@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
 
 from handwork_payments.http.deps import AdminUser, CurrentUser, RuntimeDep, SessionDep, WorkerUser
 from handwork_payments.kit.errors import (
@@ -9,17 +11,22 @@ from handwork_payments.kit.errors import (
     Forbidden,
     NotFound,
     Unauthorized,
+    UnparsableBody,
     error_responses,
 )
 from handwork_payments.kit.pagination import Page, PageDep, page_of
 from handwork_payments.kit.schemas import PathId
-from handwork_payments.models import PaymentMethod
-from handwork_payments.payouts import methods, repository, service
+from handwork_payments.models import PaymentMethod, PayoutStatus
+from handwork_payments.payouts import controls, methods, repository, service
 from handwork_payments.payouts.schemas import (
+    PayoutIds,
     PayoutMethods,
     PayoutMethodsOut,
     PayoutOut,
+    PayoutReason,
+    PayoutRefused,
     PayoutRequest,
+    ProcessedPayouts,
 )
 
 router = APIRouter(prefix="/payments", tags=["payouts"])
@@ -66,8 +73,30 @@ async def request_payout(body: PayoutRequest, worker: WorkerUser, runtime: Runti
 
 
 @router.get("/payouts", response_model=Page[PayoutOut], responses=error_responses(Unauthorized))
-async def list_payouts(user: CurrentUser, session: SessionDep, page: PageDep) -> Page[PayoutOut]:
-    return await page_of(session, repository.visible(user), page, PayoutOut.of)
+async def list_payouts(
+    user: CurrentUser,
+    session: SessionDep,
+    page: PageDep,
+    status: Annotated[PayoutStatus | None, Query(description="Only payouts in this status")] = None,
+) -> Page[PayoutOut]:
+    return await page_of(session, repository.visible(user, status), page, PayoutOut.of)
+
+
+# Many at once. It cannot shadow `/payouts/{payout_id:int}/process` (one) nor be shadowed by
+# it: the segments differ in number, and `process` is no int.
+@router.post(
+    "/payouts/process",
+    response_model=ProcessedPayouts,
+    responses=error_responses(UnparsableBody, Unauthorized, Forbidden),
+)
+async def process_payouts(
+    body: PayoutIds, admin: AdminUser, runtime: RuntimeDep
+) -> ProcessedPayouts:
+    processed, refused = await controls.process_many(runtime, admin, body.ids)
+    return ProcessedPayouts(
+        items=[PayoutOut.of(p) for p in processed],
+        errors=[PayoutRefused(id=r.payout_id, detail=r.detail) for r in refused],
+    )
 
 
 @router.post(
@@ -77,3 +106,31 @@ async def list_payouts(user: CurrentUser, session: SessionDep, page: PageDep) ->
 )
 async def process_payout(payout_id: PathId, admin: AdminUser, runtime: RuntimeDep) -> PayoutOut:
     return PayoutOut.of(await service.process(runtime, admin, payout_id))
+
+
+ADMIN_ACTION = error_responses(UnparsableBody, Unauthorized, Forbidden, NotFound, Conflict)
+
+
+@router.post("/payouts/{payout_id:int}/reject", response_model=PayoutOut, responses=ADMIN_ACTION)
+async def reject_payout(
+    payout_id: PathId, body: PayoutReason, admin: AdminUser, runtime: RuntimeDep
+) -> PayoutOut:
+    return PayoutOut.of(await controls.reject(runtime, admin, payout_id, body.reason))
+
+
+@router.post("/payouts/{payout_id:int}/hold", response_model=PayoutOut, responses=ADMIN_ACTION)
+async def hold_payout(
+    payout_id: PathId, body: PayoutReason, admin: AdminUser, runtime: RuntimeDep
+) -> PayoutOut:
+    return PayoutOut.of(await controls.hold(runtime, admin, payout_id, body.reason))
+
+
+@router.post(
+    "/payouts/{payout_id:int}/release-hold",
+    response_model=PayoutOut,
+    responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict),
+)
+async def release_payout_hold(
+    payout_id: PathId, admin: AdminUser, runtime: RuntimeDep
+) -> PayoutOut:
+    return PayoutOut.of(await controls.release_hold(runtime, admin, payout_id))

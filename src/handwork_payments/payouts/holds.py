@@ -11,6 +11,8 @@ Why a payout is parked (the reason starts with its code):
   payout resolver) once the balance is back at zero or above.
 - `batch_not_found`: PayPal said the batch exists but never said which, and
   PAYPAL_DUPLICATE_BATCH_MAX_TRIES look-ups did not find it.
+- `admin`: an admin held it (`POST /payments/payouts/{id}/hold`, controls.py), pending or
+  processing but never sent; only an admin's `release-hold` or `reject` ends it.
 
 Parked payouts are released by an admin with `decide`: `fail` (the provider did not pay:
 the amount goes back to the worker's balance, with the admin's reason), `complete` (the
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 MISMATCH = "mismatch"
 NEGATIVE_BALANCE = "negative_balance"
 BATCH_NOT_FOUND = "batch_not_found"
+ADMIN = "admin"
 SEND_TASK = "hp:send_payout"
 
 
@@ -58,6 +61,21 @@ async def park(session: AsyncSession, payout: WorkerPayout, code: str, detail: s
         f"{payout.held_reason}",
         "payout",
         payout.id,
+    )
+
+
+def code_of(payout: WorkerPayout) -> str | None:
+    """Why `payout` is parked (the reason's code), None when it is not."""
+    return payout.held_reason.split(":", 1)[0] if payout.held_reason is not None else None
+
+
+def never_sent(payout: WorkerPayout) -> bool:
+    """No provider call was ever made for it: holding or rejecting it cannot leave money
+    the provider paid (or may still pay) unaccounted for."""
+    return (
+        payout.attempts == 0
+        and payout.batch_key is None
+        and not (payout.stripe_transfer_id or payout.paypal_payout_id or payout.paypal_batch_id)
     )
 
 

@@ -17,7 +17,8 @@ from sqlalchemy.exc import IntegrityError
 from handwork_payments.audit.service import record
 from handwork_payments.db import transaction
 from handwork_payments.kit.errors import BadRequest, Conflict
-from handwork_payments.models import User
+from handwork_payments.models import SignalKind, User
+from handwork_payments.risk import signals
 from handwork_payments.runtime import Runtime
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -71,6 +72,11 @@ async def set_methods(
             if paypal_email is not None:
                 user.paypal_email = paypal_email
             await session.flush()
+            key = signals.runtime_key(runtime)
+            for destination in (stripe_account_id, paypal_email):
+                await signals.note_value(
+                    session, key, worker.id, SignalKind.DESTINATION, destination
+                )
             await record(
                 session,
                 actor_id=worker.id,

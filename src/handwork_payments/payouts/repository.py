@@ -3,7 +3,7 @@ from __future__ import annotations
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handwork_payments.models import Role, User, WorkerPayout
+from handwork_payments.models import PayoutStatus, Role, User, WorkerPayout
 
 
 async def lock(session: AsyncSession, payout_id: int) -> WorkerPayout | None:
@@ -28,8 +28,10 @@ async def by_transfer_id(session: AsyncSession, transfer_id: str) -> WorkerPayou
     ).scalar_one_or_none()
 
 
-def visible(user: User) -> Select[WorkerPayout]:
+def visible(user: User, status: PayoutStatus | None = None) -> Select[WorkerPayout]:
     query = select(WorkerPayout)
     if user.role != Role.ADMIN:
         query = query.where(WorkerPayout.worker_id == user.id)
+    if status is not None:
+        query = query.where(WorkerPayout.status == status)
     return query.order_by(WorkerPayout.id.desc())

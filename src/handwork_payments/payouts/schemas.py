@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from handwork_payments.kit.money import format_amount
-from handwork_payments.kit.schemas import AmountIn, CurrencyIn, ShortText, Strict, minor
+from handwork_payments.kit.schemas import AmountIn, CurrencyIn, Id, ShortText, Strict, minor
 from handwork_payments.models import PaymentMethod, PayoutStatus, WorkerPayout
 
 # Shapes checked here so that a malformed one is a 422 (and never reaches a column it does
@@ -63,6 +63,9 @@ class PayoutOut(BaseModel):
     failure_reason: str | None
     stripe_transfer_id: str | None
     paypal_payout_id: str | None
+    # Parked for a person (an admin's hold, a clawback debt, a provider mismatch): not sent
+    # until the hold ends. Why is for admins (the audit log), not the worker.
+    held: bool
 
     @classmethod
     def of(cls, payout: WorkerPayout) -> PayoutOut:
@@ -79,4 +82,32 @@ class PayoutOut(BaseModel):
             failure_reason=payout.failure_reason,
             stripe_transfer_id=payout.stripe_transfer_id,
             paypal_payout_id=payout.paypal_payout_id,
+            held=payout.held_reason is not None,
         )
+
+
+class PayoutReason(Strict):
+    reason: ShortText
+
+
+class PayoutIds(Strict):
+    # Each id is processed in its own transaction: 100 keeps one call short.
+    ids: Annotated[list[Id], Field(min_length=1, max_length=100)]
+
+    @model_validator(mode="after")
+    def _distinct(self) -> PayoutIds:
+        if len(set(self.ids)) != len(self.ids):
+            raise ValueError("ids must be distinct")
+        return self
+
+
+class PayoutRefused(BaseModel):
+    id: int
+    detail: str
+
+
+class ProcessedPayouts(BaseModel):
+    """Per id, in the order given: processed (`items`) or refused and why (`errors`)."""
+
+    items: list[PayoutOut]
+    errors: list[PayoutRefused]

@@ -24,18 +24,19 @@ from handwork_payments.db import transaction
 from handwork_payments.events import outbox
 from handwork_payments.kit import jobs, money
 from handwork_payments.kit.clock import now
-from handwork_payments.kit.errors import BadRequest, NotFound
+from handwork_payments.kit.errors import BadRequest, Conflict, NotFound
 from handwork_payments.ledger import service as ledger
 from handwork_payments.ledger.service import History
 from handwork_payments.models import (
     Alert,
     PaymentMethod,
     PayoutStatus,
+    ReviewObject,
     TransactionType,
     User,
     WorkerPayout,
 )
-from handwork_payments.payouts import holds, repository
+from handwork_payments.payouts import delay, holds, repository
 from handwork_payments.payouts.audit import audit_payout
 from handwork_payments.payouts.states import PAYOUT
 from handwork_payments.providers.base import (
@@ -48,6 +49,8 @@ from handwork_payments.providers.base import (
     TransferState,
     UnlinkedDuplicateBatchError,
 )
+from handwork_payments.risk import reviews
+from handwork_payments.risk import service as risk
 from handwork_payments.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -97,10 +100,11 @@ async def request(
         # The balance row's lock is what makes parallel requests queue up: each sees the
         # balance the previous one left.
         available = await ledger.locked_available(session, worker.id, currency)
-        if available.balance < amount:
+        withdrawable = await delay.withdrawable(session, available, runtime.settings)
+        if withdrawable < amount:
             raise BadRequest(
                 "Insufficient available balance: "
-                f"{money.format_amount(max(available.balance, 0), currency)} {currency}"
+                f"{money.format_amount(max(withdrawable, 0), currency)} {currency}"
             )
         payout = WorkerPayout(
             worker_id=worker.id,
@@ -131,6 +135,7 @@ async def request(
             actor_id=worker.id,
             after={"status": payout.status, "amount": amount, "currency": currency},
         )
+        await risk.evaluate_payout(session, runtime.settings, worker, payout)
     return payout
 
 
@@ -141,20 +146,13 @@ async def process(runtime: Runtime, admin: User, payout_id: int) -> WorkerPayout
         if payout is None:
             raise NotFound("Payout not found")
         PAYOUT.check(payout.status, PayoutStatus.PROCESSING)
+        if payout.held_reason is not None:
+            raise Conflict(f"Payout #{payout.id} is held ({payout.held_reason}): release it first")
+        await reviews.ensure_no_open_review(session, ReviewObject.PAYOUT, payout.id)
         payout.status = PayoutStatus.PROCESSING
         payout.processed_at = now()
         payout.processed_by = admin.id
-        if batch_sender(runtime, payout.payment_method) is not None:
-            # One job per method at a time (the lock): while one batch is out, the payouts
-            # processed meanwhile gather for the next.
-            method = str(payout.payment_method)
-            await jobs.defer(
-                session, SEND_BATCH_TASK, args={"method": method}, lock=f"payout-batch-{method}"
-            )
-        else:
-            await jobs.defer(
-                session, SEND_TASK, args={"payout_id": payout.id}, lock=f"payout-{payout.id}"
-            )
+        await defer_send(runtime, session, payout)
         await audit_payout(
             session,
             payout.id,
@@ -164,6 +162,21 @@ async def process(runtime: Runtime, admin: User, payout_id: int) -> WorkerPayout
             after={"status": payout.status},
         )
     return payout
+
+
+async def defer_send(runtime: Runtime, session: AsyncSession, payout: WorkerPayout) -> None:
+    """Enqueue, in the caller's transaction, the job that sends a processing payout."""
+    if batch_sender(runtime, payout.payment_method) is not None:
+        # One job per method at a time (the lock): while one batch is out, the payouts
+        # processed meanwhile gather for the next.
+        method = str(payout.payment_method)
+        await jobs.defer(
+            session, SEND_BATCH_TASK, args={"method": method}, lock=f"payout-batch-{method}"
+        )
+    else:
+        await jobs.defer(
+            session, SEND_TASK, args={"payout_id": payout.id}, lock=f"payout-{payout.id}"
+        )
 
 
 def order_of(payout: WorkerPayout) -> PayoutOrder:
@@ -186,6 +199,8 @@ async def send(runtime: Runtime, payout_id: int) -> WorkerPayout | None:
             return payout  # settled meanwhile (a webhook, another attempt)
         if payout.held_reason is not None:
             return payout  # parked for an admin (holds.py)
+        if await session.scalar(select(reviews.reviewed(ReviewObject.PAYOUT, payout.id))):
+            return payout  # waits for a risk review
         if payout.stripe_transfer_id or payout.paypal_payout_id or payout.paypal_batch_id:
             return payout  # sent, waiting for the provider's settlement
         if payout.attempts == 0 and await holds.park_if_in_debt(session, payout):
@@ -238,6 +253,7 @@ async def send_batch(runtime: Runtime, method: PaymentMethod | str) -> list[int]
                     WorkerPayout.attempts == 0,
                     WorkerPayout.batch_key.is_(None),
                     WorkerPayout.held_reason.is_(None),
+                    ~reviews.reviewed(ReviewObject.PAYOUT, WorkerPayout.id),
                 )
                 .order_by(WorkerPayout.id)
                 .limit(runtime.settings.payout_batch_size)
@@ -561,9 +577,26 @@ async def _complete(session: AsyncSession, payout: WorkerPayout, actor_kind: str
 
 
 async def _fail(session: AsyncSession, payout: WorkerPayout, reason: str, actor_kind: str) -> None:
-    """The amount goes back to the available balance: from the reservation, or (a payout
-    the provider returned after completing it) from the provider balance it came back to."""
     before = {"status": payout.status}
+    await give_back(session, payout, reason)
+    await audit_payout(
+        session,
+        payout.id,
+        "payout.failed",
+        actor_kind=actor_kind,
+        before=before,
+        after={"status": payout.status, "reason": reason},
+    )
+    await alert(
+        session, "payout_failed", f"Payout #{payout.id} failed: {reason}", "payout", payout.id
+    )
+    await outbox.payout_failed(session, payout)
+
+
+async def give_back(session: AsyncSession, payout: WorkerPayout, reason: str) -> None:
+    """Fail `payout` (locked): the amount goes back to the available balance, from the
+    reservation, or (a payout the provider returned after completing it) from the provider
+    balance it came back to."""
     returned = payout.status == PayoutStatus.COMPLETED
     payout.status = PayoutStatus.FAILED
     payout.failure_reason = reason
@@ -589,15 +622,3 @@ async def _fail(session: AsyncSession, payout: WorkerPayout, reason: str, actor_
         ],
         payout_id=payout.id,
     )
-    await audit_payout(
-        session,
-        payout.id,
-        "payout.failed",
-        actor_kind=actor_kind,
-        before=before,
-        after={"status": payout.status, "reason": reason},
-    )
-    await alert(
-        session, "payout_failed", f"Payout #{payout.id} failed: {reason}", "payout", payout.id
-    )
-    await outbox.payout_failed(session, payout)

@@ -3,8 +3,9 @@
 Removed or replaced by a keyed hash (privacy/pseudonyms.py): the user's email (becomes
 erased-{id}@invalid), name, PayPal email, Stripe account id and password hash; the personal
 part of every audit entry about them (the chain covers it by digest only, so it stays
-intact); their identifiers in payout destinations, PayPal payer ids, stored webhook bodies,
-the simulators' state, alert messages and failure texts; their Idempotency-Key cache.
+intact); their identifiers (and the IP addresses their audit entries kept) in payout destinations,
+PayPal payer ids, stored webhook bodies, the simulators' state, chargeback evidence, alert
+messages and failure texts; their Idempotency-Key cache.
 Kept: bookings, payments, refunds, disputes, payouts, the ledger and the audit entries
 themselves, with every amount, for FINANCIAL_RETENTION_YEARS.
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, text
+from sqlalchemy import delete, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.accounts.service import locked_user
@@ -26,6 +27,7 @@ from handwork_payments.kit.clock import now
 from handwork_payments.kit.errors import Conflict
 from handwork_payments.models import (
     AccountKind,
+    AuditLog,
     Booking,
     DisputeStatus,
     LedgerAccount,
@@ -33,6 +35,7 @@ from handwork_payments.models import (
     PaymentDispute,
     PaymentStatus,
     PayoutStatus,
+    RiskSignal,
     User,
     UserStatus,
     WorkerPayout,
@@ -59,10 +62,18 @@ async def erase(runtime: Runtime, admin: User, user_id: int) -> User:
         await _refuse_money_in_motion(session, user.id)
         scrubber = Scrubber(
             key,
-            [user.email, user.paypal_email or "", user.stripe_account_id or ""],
+            [
+                user.email,
+                user.paypal_email or "",
+                user.stripe_account_id or "",
+                *await _client_ips(session, user.id),
+            ],
             [user.full_name],
         )
         await _scrub_records(session, user.id, key, scrubber)
+        # The risk rules' digests of the person's addresses, emails and cards: nothing to
+        # compare an erased account with any more.
+        await session.execute(delete(RiskSignal).where(RiskSignal.user_id == user.id))
         user.email = f"erased-{user.id}@invalid"
         user.full_name = ERASED_NAME
         user.paypal_email = None
@@ -127,6 +138,21 @@ async def _refuse_money_in_motion(session: AsyncSession, user_id: int) -> None:
             raise ErasureRefused(f"{why}: settle it before erasing the user")
 
 
+async def _client_ips(session: AsyncSession, user_id: int) -> set[str]:
+    """The addresses the person's audit entries kept (logins, payments, releases): they
+    are quoted in chargeback evidence too, and go with the entries' personal parts."""
+    found: set[str] = set()
+    for personal in await session.scalars(
+        select(AuditLog.personal).where(
+            AuditLog.subject_id == user_id, AuditLog.personal.is_not(None)
+        )
+    ):
+        for part in (personal or {}).values():
+            if isinstance(part, dict) and isinstance(part.get("client_ip"), str):
+                found.add(part["client_ip"])
+    return found
+
+
 async def _scrub_records(
     session: AsyncSession, user_id: int, key: bytes, scrubber: Scrubber
 ) -> None:
@@ -163,7 +189,11 @@ MENTIONS = (
     ("payments", "failure_reason", False),
     ("payment_transactions", "description", False),
     ("worker_payouts", "failure_reason", False),
+    ("dispute_evidence", "evidence", True),
+    ("dispute_evidence", "admin_text", False),
 )
+# The jsonb columns among them (the others are text, JSON or not).
+JSONB_COLUMNS = frozenset({("simulated_objects", "data"), ("dispute_evidence", "evidence")})
 
 
 def _patterns(scrubber: Scrubber) -> list[str]:
@@ -178,7 +208,8 @@ async def _scrub_columns(session: AsyncSession, scrubber: Scrubber) -> None:
     """A scan of each column for the identifiers: erasure is rare and must miss nothing."""
     like = _patterns(scrubber)
     for table, column, is_json in MENTIONS:
-        source = f"{column}::text" if table == "simulated_objects" else column
+        jsonb = (table, column) in JSONB_COLUMNS
+        source = f"{column}::text" if jsonb else column
         rows = (
             await session.execute(
                 text(f"SELECT id, {source} AS value FROM {table} WHERE {source} ILIKE ANY(:like)"),
@@ -188,7 +219,7 @@ async def _scrub_columns(session: AsyncSession, scrubber: Scrubber) -> None:
         scrub = scrubber.json_text if is_json else scrubber.text
         changed = [{"id": row.id, "value": scrub(row.value)} for row in rows]
         if changed:
-            cast = "CAST(:value AS jsonb)" if table == "simulated_objects" else ":value"
+            cast = "CAST(:value AS jsonb)" if jsonb else ":value"
             await session.execute(
                 text(f"UPDATE {table} SET {column} = {cast} WHERE id = :id"), changed
             )

@@ -116,6 +116,13 @@ class NewHold:
     payment_method: str | None = None
     return_url: str | None = None
     cancel_url: str | None = None
+    # Stripe's stablecoin payments (payment method type `crypto`): no manual capture, so
+    # the intent captures when the payer completes it (a CAPTURED hold).
+    stablecoin: bool = False
+    # A recurring charge: the saved `payment_method` of this provider customer, charged
+    # with the payer absent (Stripe: `off_session`); a bank asking for authentication
+    # declines it (code `authentication_required`).
+    customer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +151,16 @@ class ProviderHold:
     failure_message: str | None = None
     # CAPTURED: the provider's processing fee on the capture, as it reported it
     fee: int | None = None
+    # The card wallet the payer used (Stripe: apple_pay, google_pay, link), when known
+    wallet: str | None = None
+    # The provider's fraud verdict where it gives one (Stripe Radar's `risk_level` on the
+    # charge): normal | elevated | highest; None when it gave none.
+    risk_level: str | None = None
+    # The card's fingerprint at the provider (the same card on any account gives the same).
+    card_fingerprint: str | None = None
+    # PayPal Seller Protection of the authorisation or capture: ELIGIBLE, PARTIALLY_ELIGIBLE
+    # or NOT_ELIGIBLE (who bears an "unauthorised payment" claim).
+    seller_protection: str | None = None
 
 
 @dataclass(frozen=True)
@@ -239,6 +256,8 @@ class EventKind(enum.StrEnum):
     # Stripe Connect: (part of) a transfer to a worker's account taken back.
     TRANSFER_REVERSED = "transfer_reversed"
     ACCOUNT_UPDATED = "account_updated"
+    # A payer's method saved for off-session charges (Stripe SetupIntent succeeded).
+    SETUP_SUCCEEDED = "setup_succeeded"
     IGNORED = "ignored"
 
 
@@ -460,3 +479,104 @@ class ReauthorizingProvider(Protocol):
     async def reauthorize(
         self, *, ref: HoldRef, amount: int, currency: str, idempotency_key: str
     ) -> ProviderHold: ...
+
+
+@dataclass(frozen=True)
+class PaymentMethodDomain:
+    """A web domain registered with the provider for its wallets (Stripe's
+    PaymentMethodDomain): Apple Pay, Google Pay and Link show in Elements there once
+    their status is `active`."""
+
+    domain_id: str
+    domain_name: str
+    enabled: bool
+    # wallet -> its status on the domain ("active" | "inactive"), as the provider says
+    statuses: Mapping[str, str] = field(default_factory=dict)
+    created: datetime | None = None
+
+
+@runtime_checkable
+class PaymentMethodDomainProvider(Protocol):
+    """Stripe: the marketplace's front-end domains registered for wallets (Apple Pay's
+    domain verification, Google Pay, Link)."""
+
+    async def register_domain(
+        self, domain_name: str, *, idempotency_key: str
+    ) -> PaymentMethodDomain:
+        """Register `domain_name` (a repeat under the same key answers the first)."""
+        ...
+
+    async def list_domains(self, *, limit: int) -> list[PaymentMethodDomain]:
+        """Up to `limit` registered domains, newest first, every page read."""
+        ...
+
+
+class SetupState(enum.StrEnum):
+    """Where saving a payer's method for later (off-session) charges stands."""
+
+    PENDING = "pending"  # the payer has not confirmed a method yet (or must authenticate)
+    SUCCEEDED = "succeeded"  # saved: `payment_method` may be charged off-session
+    CANCELED = "canceled"
+
+
+@dataclass(frozen=True)
+class ProviderSetup:
+    setup_id: str
+    state: SetupState
+    customer: str
+    payment_method: str | None = None
+    client_secret: str | None = None
+
+
+@runtime_checkable
+class SetupProvider(Protocol):
+    """Stripe: a SetupIntent on a customer of ours saves the payer's card for the
+    off-session charges of a recurring schedule (`NewHold.customer`)."""
+
+    async def create_setup(self, *, reference: str, email: str) -> ProviderSetup:
+        """A customer and its SetupIntent for our `reference` (`recurring-{id}`): the
+        idempotency keys are `{reference}-customer` and `{reference}-setup`, so asking
+        again answers the same ones."""
+        ...
+
+    async def get_setup(self, setup_id: str) -> ProviderSetup: ...
+
+
+@dataclass(frozen=True)
+class ChargebackEvidence:
+    """What we answer a chargeback with, in our terms: text only (no file uploads). Each
+    adapter maps it onto its provider's fields (Stripe's `evidence` hash, PayPal's
+    `evidences` of provide-evidence) and cuts it to their limits."""
+
+    product_description: str  # the booking: title, dates, amount, the worker
+    customer_name: str
+    customer_email: str
+    customer_purchase_ip: str | None  # the client's IP when they paid
+    service_date: str | None  # YYYY-MM-DD: when the worker marked the job done
+    access_activity_log: str  # payment, completion and release: when, by whom, from where
+    uncategorized_text: str  # the audit trail, the dispute history, the admin's text
+
+
+EVIDENCE_CUT_MARK = "\n[...cut to the provider's limit]"
+
+
+def cut_to(text: str, limit: int) -> str:
+    """`text` within a provider's `limit` of characters, marked when it had to be cut."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - len(EVIDENCE_CUT_MARK)] + EVIDENCE_CUT_MARK
+
+
+@runtime_checkable
+class EvidenceSubmitter(Protocol):
+    """Stripe and PayPal: evidence answering a chargeback, submitted to the payer's bank
+    (Stripe) or to PayPal, once."""
+
+    async def submit_evidence(
+        self, *, dispute_id: str, evidence: ChargebackEvidence, idempotency_key: str
+    ) -> None:
+        """Submit `evidence` for the provider's dispute `dispute_id`. Raises ProviderError
+        when the provider refuses (e.g. the dispute takes no evidence any more), and
+        ProviderUnavailableError when it did not answer: the caller asks again under the
+        same key, which submits at most once."""
+        ...

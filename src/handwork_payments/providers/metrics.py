@@ -35,6 +35,8 @@ OPERATIONS = (
     "create_connected_account",
     "create_account_link",
     "reverse_transfer",
+    "register_domain",
+    "list_domains",
 )
 
 

@@ -16,19 +16,28 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import stripe
 
-from handwork_payments.providers import stripe_events, stripe_statements
+from handwork_payments.providers import (
+    stripe_events,
+    stripe_objects,
+    stripe_statements,
+    stripe_wallets,
+)
 from handwork_payments.providers.base import (
+    ChargebackEvidence,
     ConnectProvider,
+    EvidenceSubmitter,
     HoldRef,
     HoldState,
     InvalidSignatureError,
     NewHold,
     PaymentDeclinedError,
+    PaymentMethodDomain,
+    PaymentMethodDomainProvider,
     PaymentProvider,
     PayoutOrder,
     ProviderCapture,
@@ -37,25 +46,23 @@ from handwork_payments.providers.base import (
     ProviderHold,
     ProviderIds,
     ProviderRefund,
+    ProviderSetup,
     ProviderTransfer,
     ProviderUnavailableError,
+    SetupProvider,
     StatementLine,
-    TransferState,
 )
+from handwork_payments.providers.stripe_evidence import stripe_evidence
 from handwork_payments.settings import Settings
 
 if TYPE_CHECKING:
     from stripe import RequestOptions
     from stripe._base_address import BaseAddresses
-    from stripe.params import PaymentIntentCreateParams
+    from stripe.params import PaymentIntentCreateParams, SetupIntentCreateParams
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-# Online (customer-initiated) card authorisations lapse after 7 days, when Stripe cancels
-# the intent. Used only when the charge does not say `capture_before` itself.
-AUTHORIZATION_WINDOW = timedelta(days=7)
 
 # The SDK retries connection errors, timeouts, 409s and 5xx itself, resending the same
 # Idempotency-Key, so a retry can never act twice. One retry: each attempt may wait a whole
@@ -130,7 +137,6 @@ class StripeProvider:
         params: PaymentIntentCreateParams = {
             "amount": hold.amount,
             "currency": hold.currency.lower(),
-            "capture_method": "manual",
             "metadata": {
                 "payment_id": str(hold.payment_id),
                 "booking_id": str(hold.booking_id),
@@ -138,13 +144,28 @@ class StripeProvider:
             },
             "expand": _EXPAND_CHARGE,
         }
-        if hold.payment_method:
+        if hold.stablecoin:
+            # Stablecoin payments have no manual capture (Stripe: "Manual capture support:
+            # Not supported"): the intent captures when the payer completes it at
+            # crypto.stripe.com, a redirect only Stripe.js follows, so it is not confirmed
+            # here; the payment is held as captured money. `allowed_payment_method_types`:
+            # since API version 2026-09-30.endive `payment_method_types` is read-only.
+            params["allowed_payment_method_types"] = [stripe_wallets.CRYPTO]
+        elif hold.payment_method:
+            params["capture_method"] = "manual"
             # Confirmed server-side: a redirect could not come back to an API call, so only
             # methods that finish without one (cards, Apple Pay, Google Pay) are allowed.
             params["payment_method"] = hold.payment_method
             params["confirm"] = True
             params["automatic_payment_methods"] = {"enabled": True, "allow_redirects": "never"}
+            if hold.customer:
+                # A recurring charge, the payer absent: the customer's saved method, and
+                # `off_session` so a bank wanting authentication declines at once
+                # (`authentication_required`) instead of waiting for a payer who is away.
+                params["customer"] = hold.customer
+                params["off_session"] = True
         else:
+            params["capture_method"] = "manual"
             # The client confirms with Stripe.js / the mobile SDK from the client_secret;
             # automatic payment methods let it offer wallets (Apple Pay, Google Pay).
             params["automatic_payment_methods"] = {"enabled": True}
@@ -154,7 +175,17 @@ class StripeProvider:
                 params, options=self._idempotent(idempotency_key)
             ),
         )
-        return _hold_from_intent(intent.to_dict())
+        data = intent.to_dict()
+        if hold.stablecoin and stripe_wallets.CRYPTO not in (
+            data.get("payment_method_types") or []
+        ):
+            # Stripe drops an allowed type the account cannot take instead of refusing it:
+            # an intent the payer could not pay in stablecoins is refused here.
+            raise ProviderError(
+                "the Crypto payment method is not available on this Stripe account",
+                code="crypto_unavailable",
+            )
+        return stripe_objects.hold_from_intent(data)
 
     async def confirm_hold(
         self, *, provider_payment_id: str, payer_id: str | None, idempotency_key: str
@@ -171,11 +202,11 @@ class StripeProvider:
                     options=self._idempotent(idempotency_key),
                 ),
             )
-        return _hold_from_intent(intent.to_dict())
+        return stripe_objects.hold_from_intent(intent.to_dict())
 
     async def get_hold(self, ref: HoldRef) -> ProviderHold:
         intent = await self._retrieve_intent(ref.provider_payment_id)
-        return _hold_from_intent(intent.to_dict())
+        return stripe_objects.hold_from_intent(intent.to_dict())
 
     async def capture(
         self, *, ref: HoldRef, amount: int, currency: str, idempotency_key: str
@@ -208,7 +239,7 @@ class StripeProvider:
                 currency=hold.currency,
             )
         data = intent.to_dict()
-        hold = _hold_from_intent(data)
+        hold = stripe_objects.hold_from_intent(data)
         if hold.currency != currency.upper():
             log.error("stripe intent %s is in %s, not %s", intent_id, hold.currency, currency)
         if hold.state is not HoldState.CAPTURED or hold.capture_id is None:
@@ -272,8 +303,40 @@ class StripeProvider:
         return ProviderRefund(
             refund_id=str(data["id"]),
             amount=int(data["amount"]),
-            fee_refunded=-(_balance_fee(data.get("balance_transaction")) or 0),
+            fee_refunded=-(stripe_objects.balance_fee(data.get("balance_transaction")) or 0),
         )
+
+    # --- saved payment methods (SetupProvider) ------------------------------------------
+
+    async def create_setup(self, *, reference: str, email: str) -> ProviderSetup:
+        customer = await self._call(
+            "customers.create",
+            lambda: self._client.v1.customers.create_async(
+                {"email": email, "metadata": {"reference": self.ids.key(reference)}},
+                options=self._idempotent(f"{reference}-customer"),
+            ),
+        )
+        params: SetupIntentCreateParams = {
+            "customer": str(customer.id),
+            "usage": "off_session",
+            # Cards: what a manual-capture (escrow) intent can hold off-session.
+            "allowed_payment_method_types": ["card"],
+            "metadata": {"reference": self.ids.key(reference)},
+        }
+        setup = await self._call(
+            "setup_intents.create",
+            lambda: self._client.v1.setup_intents.create_async(
+                params, options=self._idempotent(f"{reference}-setup")
+            ),
+        )
+        return stripe_objects.setup_of(setup.to_dict())
+
+    async def get_setup(self, setup_id: str) -> ProviderSetup:
+        setup = await self._call(
+            "setup_intents.retrieve",
+            lambda: self._client.v1.setup_intents.retrieve_async(setup_id),
+        )
+        return stripe_objects.setup_of(setup.to_dict())
 
     # --- payouts (Connect transfers) ---------------------------------------------------
 
@@ -295,7 +358,7 @@ class StripeProvider:
                 options=self._idempotent(order.idempotency_key),
             ),
         )
-        return _transfer(transfer.to_dict())
+        return stripe_objects.transfer_of(transfer.to_dict())
 
     async def find_payout(self, order: PayoutOrder) -> ProviderTransfer | None:
         # The transfer group is ours and unique per payout, so listing by it finds the
@@ -323,7 +386,7 @@ class StripeProvider:
                 len(found),
                 [t["id"] for t in found],
             )
-        return _transfer(min(found, key=lambda t: int(t.get("created") or 0)))
+        return stripe_objects.transfer_of(min(found, key=lambda t: int(t.get("created") or 0)))
 
     # --- Connect -------------------------------------------------------------------------
 
@@ -377,6 +440,66 @@ class StripeProvider:
             ),
         )
         return ProviderRefund(refund_id=str(reversal.id), amount=int(reversal.amount))
+
+    # --- payment method domains (PaymentMethodDomainProvider) ------------------------------
+
+    async def register_domain(
+        self, domain_name: str, *, idempotency_key: str
+    ) -> PaymentMethodDomain:
+        created = await self._call(
+            "payment_method_domains.create",
+            lambda: self._client.v1.payment_method_domains.create_async(
+                {"domain_name": domain_name}, options=self._idempotent(idempotency_key)
+            ),
+        )
+        return stripe_wallets.domain(created.to_dict())
+
+    async def list_domains(self, *, limit: int) -> list[PaymentMethodDomain]:
+        assert limit > 0
+        domains: list[PaymentMethodDomain] = []
+        after: str | None = None
+        while len(domains) < limit:
+            params: dict[str, Any] = {"limit": min(stripe_wallets.MAX_PAGE, limit - len(domains))}
+            if after is not None:
+                params["starting_after"] = after
+            page = await self._call(
+                "payment_method_domains.list",
+                lambda: self._client.v1.payment_method_domains.list_async(params),  # type: ignore[arg-type]  # noqa: B023
+            )
+            data = page.to_dict()
+            items = data.get("data") or []
+            domains += [stripe_wallets.domain(item) for item in items]
+            if not data.get("has_more") or not items:
+                break
+            after = str(items[-1]["id"])
+        return domains
+
+    # --- chargeback evidence (EvidenceSubmitter) -------------------------------------------
+
+    async def submit_evidence(
+        self, *, dispute_id: str, evidence: ChargebackEvidence, idempotency_key: str
+    ) -> None:
+        # submit=True: sent to the bank now, not staged; Stripe moves the dispute to
+        # under_review and refuses any later update.
+        params: Any = {"evidence": stripe_evidence(evidence), "submit": True}
+        try:
+            await self._call(
+                "disputes.update",
+                lambda: self._client.v1.disputes.update_async(
+                    dispute_id, params, options=self._idempotent(idempotency_key)
+                ),
+            )
+        except ProviderError:
+            # Submitted already, by a call of ours whose answer was lost and whose key
+            # Stripe has forgotten (24 hours): the dispute says so.
+            dispute = await self._call(
+                "disputes.retrieve",
+                lambda: self._client.v1.disputes.retrieve_async(dispute_id),
+            )
+            details = dispute.to_dict().get("evidence_details") or {}
+            if not int(details.get("submission_count") or 0):
+                raise
+            log.info("stripe dispute %s had its evidence submitted already", dispute_id)
 
     # --- webhooks --------------------------------------------------------------------------
 
@@ -510,107 +633,16 @@ def _translate_error(operation: str, exc: stripe.StripeError) -> Exception:
     return ProviderError(message, code=exc.code or error_type or type(exc).__name__)
 
 
-def _charge_of(intent: Mapping[str, Any]) -> tuple[str | None, Mapping[str, Any]]:
-    """The intent's latest charge: its id, and its fields when expanded."""
-    charge = intent.get("latest_charge")
-    if isinstance(charge, str):
-        return charge, {}
-    if isinstance(charge, Mapping):
-        return (str(charge["id"]) if charge.get("id") else None), charge
-    return None, {}
-
-
-def _capture_by(intent: Mapping[str, Any], charge: Mapping[str, Any]) -> datetime:
-    card = (charge.get("payment_method_details") or {}).get("card") or {}
-    capture_before = card.get("capture_before")
-    if capture_before:
-        return datetime.fromtimestamp(int(capture_before), tz=UTC)
-    return datetime.fromtimestamp(int(intent["created"]), tz=UTC) + AUTHORIZATION_WINDOW
-
-
-def _hold_from_intent(intent: Mapping[str, Any]) -> ProviderHold:
-    """A PaymentIntent as a ProviderHold: Stripe's statuses translated here, nowhere else."""
-    status = intent.get("status")
-    amount = int(intent["amount"])
-    charge_id, charge = _charge_of(intent)
-    capture_by: datetime | None = None
-    failure_message: str | None = None
-    captured_amount = 0
-    capture_id: str | None = None
-    if status == "requires_capture":
-        state = HoldState.AUTHORIZED
-        capture_by = _capture_by(intent, charge)
-    elif status == "succeeded":
-        state = HoldState.CAPTURED
-        capture_id = charge_id
-        received = intent.get("amount_received", charge.get("amount_captured"))
-        captured_amount = int(received) if received is not None else amount
-    elif status == "requires_payment_method":
-        error = intent.get("last_payment_error") or {}
-        if error:
-            # A declined or failed attempt leaves the intent waiting for another method:
-            # for us the hold failed (a new attempt is a new payment).
-            state = HoldState.FAILED
-            failure_message = str(error.get("message") or error.get("code") or "payment failed")
-        else:
-            state = HoldState.REQUIRES_PAYMENT_METHOD
-    elif status == "requires_confirmation":
-        # A method is attached, nothing is authorised yet: confirm_hold confirms it.
-        state = HoldState.REQUIRES_PAYMENT_METHOD
-    elif status in ("requires_action", "processing"):
-        # `processing` (the issuer has not answered yet) is pending like 3-D Secure: not
-        # held, not failed; the client_secret lets the front end follow it, and the
-        # payment_intent.amount_capturable_updated / payment_failed webhook settles it.
-        state = HoldState.REQUIRES_ACTION
-    elif status == "canceled":
-        state = HoldState.CANCELED
-        # "automatic" means Stripe let the authorisation lapse.
-        failure_message = intent.get("cancellation_reason")
-    else:
-        raise ProviderError(f"unknown PaymentIntent status {status!r}", code="unknown_status")
-    return ProviderHold(
-        provider_payment_id=str(intent["id"]),
-        state=state,
-        amount=amount,
-        currency=str(intent["currency"]).upper(),
-        client_secret=intent.get("client_secret"),
-        capture_id=capture_id,
-        captured_amount=captured_amount,
-        refunded_amount=int(charge.get("amount_refunded") or 0),
-        capture_by=capture_by,
-        failure_message=failure_message,
-        fee=_balance_fee(charge.get("balance_transaction")) if capture_id else None,
-    )
-
-
-def _balance_fee(txn: Any) -> int | None:
-    """The fee of an expanded balance transaction; None when it is not expanded (an id,
-    or a peer that keeps none). A refund's is negative when Stripe gave a fee back."""
-    if isinstance(txn, Mapping) and txn.get("fee") is not None:
-        return int(txn["fee"])
-    return None
-
-
-def _transfer(data: Mapping[str, Any]) -> ProviderTransfer:
-    """A Connect transfer as a ProviderTransfer. A transfer moves the money to the connected
-    account when it is created, so it is SUCCEEDED unless it has been reversed in full."""
-    amount = int(data["amount"])
-    reversed_in_full = bool(data.get("reversed")) or int(data.get("amount_reversed") or 0) >= amount
-    destination = data.get("destination")
-    if isinstance(destination, Mapping):
-        destination = destination.get("id")
-    return ProviderTransfer(
-        transfer_id=str(data["id"]),
-        state=TransferState.FAILED if reversed_in_full else TransferState.SUCCEEDED,
-        amount=amount,
-        currency=str(data["currency"]).upper(),
-        failure_reason="transfer reversed" if reversed_in_full else None,
-        destination=str(destination) if destination else None,
-    )
-
-
 if TYPE_CHECKING:
 
-    def _implements(provider: StripeProvider) -> tuple[PaymentProvider, ConnectProvider]:
-        # mypy checks here that StripeProvider satisfies both protocols.
-        return provider, provider
+    def _implements(
+        provider: StripeProvider,
+    ) -> tuple[
+        PaymentProvider,
+        ConnectProvider,
+        PaymentMethodDomainProvider,
+        SetupProvider,
+        EvidenceSubmitter,
+    ]:
+        # mypy checks here that StripeProvider satisfies the protocols.
+        return provider, provider, provider, provider, provider

@@ -36,6 +36,7 @@ KINDS: dict[str, EventKind] = {
     "transfer.failed": EventKind.PAYOUT_FAILED,
     "transfer.created": EventKind.PAYOUT_SUCCEEDED,
     "account.updated": EventKind.ACCOUNT_UPDATED,
+    "setup_intent.succeeded": EventKind.SETUP_SUCCEEDED,
 }
 
 

@@ -32,6 +32,7 @@ HANDLERS: dict[tuple[str, EventKind], Handler] = {
     (STRIPE, EventKind.PAYOUT_FAILED): handlers.payout_event,
     (STRIPE, EventKind.TRANSFER_REVERSED): stripe.transfer_reversed,
     (STRIPE, EventKind.ACCOUNT_UPDATED): handlers.account_event,
+    (STRIPE, EventKind.SETUP_SUCCEEDED): stripe.setup_succeeded,
     (PAYPAL, EventKind.HOLD_AUTHORIZED): handlers.hold_event,
     (PAYPAL, EventKind.HOLD_FAILED): handlers.hold_event,
     (PAYPAL, EventKind.HOLD_CANCELED): paypal.voided_event,

@@ -6,6 +6,8 @@ accounts go through the shared handlers (`webhooks.handlers`).
 - DISPUTE_OPENED / DISPUTE_CLOSED (charge.dispute.*): chargebacks (disputes.chargebacks).
 - TRANSFER_REVERSED (transfer.reversed): a Connect transfer to a worker reversed at Stripe:
   returned in full (the payout failed) or in part (recorded as an external reversal).
+- SETUP_SUCCEEDED (setup_intent.succeeded): a payer saved a card for a recurring schedule,
+  which is activated (recurring.service.refresh, which asks Stripe for the setup itself).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from handwork_payments.providers.base import (
     ProviderTransfer,
     TransferState,
 )
+from handwork_payments.recurring import repository as schedules
+from handwork_payments.recurring import service as recurring
 from handwork_payments.runtime import Runtime
 from handwork_payments.webhooks.handlers import (
     RetryLater,
@@ -131,3 +135,13 @@ async def transfer_reversed(runtime: Runtime, event: ProviderEvent) -> None:
                 amount_reversed=event.reversed_amount or 0,
                 actor_kind=event.provider,
             )
+
+
+async def setup_succeeded(runtime: Runtime, event: ProviderEvent) -> None:
+    assert event.object_id is not None
+    async with runtime.sessions() as session:
+        schedule = await schedules.find_by_setup(session, event.object_id)
+    if schedule is None:
+        unknown(event)
+        return
+    await recurring.refresh(runtime, schedule)

@@ -1,4 +1,4 @@
-// What needs a decision: disputes, payouts, held payments, alerts, dead deliveries.
+// What needs a decision: risk reviews, disputes, payouts, held payments, alerts, dead deliveries.
 import { action, all, api, badge, fill, flash, h, money, table, when } from "./core.js";
 
 const storyLink = (id) => h("a", { href: `/dashboard/payments/${id}` }, `#${id}`);
@@ -50,6 +50,25 @@ async function disputes(reload) {
       ? action("Start review", async () => { await api(`/payments/disputes/${d.id}/review`, { method: "POST" }); flash(`Dispute #${d.id} under review`); await reload(); })
       : resolveForm(d, reload) },
   ], open, "No open disputes."));
+}
+
+async function reviews(reload) {
+  const page = await api("/admin/reviews", { params: { status: "open", limit: 100 } });
+  const decide = (r, verb, body) => action(verb === "approve" ? "Approve" : "Reject", async () => {
+    await api(`/admin/reviews/${r.id}/${verb}`, { method: "POST", body });
+    flash(`Review #${r.id}: ${verb === "approve" ? "approved" : "rejected"}`);
+    await reload();
+  }, verb === "approve"
+    ? { kind: "primary" }
+    : { confirmText: r.object_type === "payment" ? "Refund this payment in full?" : "Fail this payout (its amount goes back to the worker's balance)?" });
+  return section("q-reviews", page.total, table([
+    { label: "Review", cell: (r) => `#${r.id}` },
+    { label: "Of", cell: (r) => r.object_type === "payment" ? storyLink(r.object_id) : `payout #${r.object_id}` },
+    { label: "Level", cell: (r) => badge(r.risk_level) },
+    { label: "Why", cell: (r) => h("div", { class: "muted small" }, r.reasons.join("; ")) },
+    { label: "Opened", cell: (r) => when(r.created_at) },
+    { label: "", cell: (r) => h("div", {}, decide(r, "approve"), decide(r, "reject", { reason: "Rejected in review" })) },
+  ], page.items, "No open risk reviews."));
 }
 
 async function payouts(reload) {
@@ -132,8 +151,8 @@ async function events(reload) {
 
 export async function queues() {
   const reload = async () => {
-    const counts = await Promise.all([disputes(reload), payouts(reload), held(), alerts(reload), webhooks(reload), events(reload)]);
-    const waiting = counts[0] + counts[1] + counts[3] + counts[4] + counts[5];
+    const counts = await Promise.all([disputes(reload), payouts(reload), held(), alerts(reload), webhooks(reload), events(reload), reviews(reload)]);
+    const waiting = counts[0] + counts[1] + counts[3] + counts[4] + counts[5] + counts[6];
     fill("#queue-count", waiting ? String(waiting) : "");
   };
   await reload();

@@ -203,9 +203,11 @@ class PayPalClient:
         params: Mapping[str, str | int] | None = None,
         request_id: str | None = None,
         representation: bool = False,
+        parts: Mapping[str, tuple[str | None, bytes, str]] | None = None,
     ) -> dict[str, Any]:
         """One API call, its JSON answer on 2xx ({} for 204); errors mapped as the module
-        docstring says."""
+        docstring says. `parts`: a multipart/form-data body instead (name -> (file name or
+        None, content, content type)), as provide-evidence takes it."""
         headers = {"Accept": "application/json"}
         if request_id is not None:
             headers["PayPal-Request-Id"] = request_id
@@ -224,6 +226,7 @@ class PayPalClient:
                     method,
                     path,
                     content=content,
+                    files=parts,
                     params=params,
                     headers={**headers, "Authorization": f"Bearer {token}"},
                 )

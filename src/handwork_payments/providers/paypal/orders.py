@@ -160,6 +160,7 @@ def _settled_hold(
             captured_amount=sum(minor(c.get("amount"), 0) or 0 for c in captures),
             refunded_amount=sum(minor(r.get("amount"), 0) or 0 for r in refunds),
             fee=capture_fee(captures[-1]),
+            seller_protection=_protection(captures[-1]),
         )
     if auth is None:
         return ProviderHold(
@@ -176,7 +177,13 @@ def _settled_hold(
         if state is HoldState.AUTHORIZED
         else None,
         failure_message=failure,
+        seller_protection=_protection(auth),
     )
+
+
+def _protection(payment: Mapping[str, Any]) -> str | None:
+    status = (payment.get("seller_protection") or {}).get("status")
+    return str(status) if status else None
 
 
 def hold_from_order(

@@ -21,6 +21,8 @@ from handwork_payments.kit import fee_rules
 from handwork_payments.kit.money import to_minor
 from handwork_payments.models import SimulatedObject
 from handwork_payments.providers.base import (
+    ChargebackEvidence,
+    EvidenceSubmitter,
     HoldRef,
     NewHold,
     PaymentProvider,
@@ -35,6 +37,7 @@ from handwork_payments.providers.base import (
     TransferState,
 )
 from handwork_payments.providers.paypal import events as paypal_events
+from handwork_payments.providers.paypal import evidence as paypal_evidence
 from handwork_payments.providers.paypal import statements as paypal_statements
 from handwork_payments.providers.simulated import events
 from handwork_payments.providers.simulated.events import Delivery
@@ -51,6 +54,7 @@ from handwork_payments.providers.simulated.paypal_objects import (
     statement_line,
 )
 from handwork_payments.providers.simulated.store import (
+    DISPUTE,
     ORDER,
     PAYOUT_ITEM,
     STATEMENT_LINE,
@@ -477,6 +481,34 @@ class SimulatedPayPal(SimulatedProvider):
             row = await self._load(session, order_id, ORDER)
             return dict(row.data)
 
+    async def submit_evidence(
+        self, *, dispute_id: str, evidence: ChargebackEvidence, idempotency_key: str
+    ) -> None:
+        """What the real adapter sends to provide-evidence, recorded on the dispute (made
+        here if this simulator has not seen it: disputes reach us as events only), which
+        then waits for PayPal's decision; a second, different submission is refused."""
+        found = paypal_evidence.evidences(evidence)
+
+        async def act(session: AsyncSession) -> Json:
+            row = await session.get(SimulatedObject, dispute_id)
+            if row is not None and (row.provider != self.name or row.kind != DISPUTE):
+                raise self._missing("dispute", dispute_id)
+            if row is not None:
+                raise ProviderError(
+                    f"Dispute {dispute_id} has its evidence already.",
+                    code="EVIDENCE_ALREADY_PROVIDED",
+                )
+            self._insert(
+                session,
+                dispute_id,
+                DISPUTE,
+                {"dispute_id": dispute_id, "status": "UNDER_REVIEW", "evidences": found},
+            )
+            return {}
+
+        params: Json = {"dispute_id": dispute_id, "evidences": found}
+        await self._call("submit_evidence", act, key=idempotency_key, params=params)
+
     def paypal_event(self, event_type: str, resource: Mapping[str, Any]) -> Delivery:
         """A PayPal webhook event about `resource`, signed with the simulator-only scheme."""
         return events.paypal_event(event_type, resource)
@@ -486,6 +518,6 @@ if TYPE_CHECKING:
 
     def _implements(
         provider: SimulatedPayPal,
-    ) -> tuple[PaymentProvider, PayoutBatchProvider, ReauthorizingProvider]:
-        # mypy checks here that the simulator satisfies the three protocols.
-        return provider, provider, provider
+    ) -> tuple[PaymentProvider, PayoutBatchProvider, ReauthorizingProvider, EvidenceSubmitter]:
+        # mypy checks here that the simulator satisfies the four protocols.
+        return provider, provider, provider, provider

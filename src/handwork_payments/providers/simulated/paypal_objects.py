@@ -256,6 +256,7 @@ def order_hold(order: Mapping[str, Any]) -> ProviderHold:
         refunded_amount=sum(to_minor(r["amount"]["value"], currency) for r in payments["refunds"]),
         capture_by=capture_by,
         failure_message=failure_message,
+        seller_protection=(authorization or {}).get("seller_protection", {}).get("status"),
     )
 
 

@@ -71,6 +71,10 @@ FAULT_OPERATIONS = frozenset(
         "create_account_link",
         "reverse_transfer",
         "statement",
+        "register_domain",
+        "list_domains",
+        "create_setup",
+        "submit_evidence",
     }
 )
 FAULT_MODES = frozenset({"timeout", "timeout_after_success", "error", "delay"})
@@ -88,6 +92,9 @@ ORDER = "order"
 PAYOUT_ITEM = "payout_item"
 DISPUTE = "dispute"
 BALANCE_TRANSACTION = "balance_transaction"  # Stripe's statement lines
+PAYMENT_METHOD_DOMAIN = "payment_method_domain"
+CUSTOMER = "customer"
+SETUP_INTENT = "setup_intent"
 STATEMENT_LINE = "statement_line"  # PayPal's (Transaction Search)
 
 ALNUM = string.ascii_letters + string.digits

@@ -2,10 +2,15 @@
 transfers to connected accounts, Stripe Connect (ConnectProvider), and what Stripe.js does
 in the buyer's browser (confirming with a test card, 3-D Secure).
 
-Test payment methods: `pm_card_visa` (authorised), `pm_card_chargeDeclined` (declined) and
-`pm_card_authenticationRequired` (3-D Secure, see `authenticate`). Objects are stored in
-Stripe's JSON shape (stripe_objects.py) so that events built from them look like the real
-ones.
+Test payment methods: `pm_card_visa` (authorised), `pm_card_chargeDeclined` (declined),
+`pm_card_authenticationRequired` (3-D Secure, see `authenticate`), Radar's
+`pm_card_riskLevelElevated` / `pm_card_riskLevelHighest` (authorised, with that risk
+level); wallet cards `pm_card_visa_apple_pay`, `pm_card_visa_google_pay`, `pm_card_link`
+(authorised) and `pm_card_{apple_pay,google_pay,link}_chargeDeclined`; `pm_crypto_usdc`
+pays a stablecoin intent, captured at once; `pm_card_chargeCustomerFail` saves with a
+SetupIntent, then declines. Registered payment method domains are kept too. Objects are
+stored in Stripe's JSON shape (stripe_objects.py) so that events built from them look like
+the real ones.
 """
 
 from __future__ import annotations
@@ -14,24 +19,30 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.db import transaction
 from handwork_payments.kit import fee_rules
 from handwork_payments.models import SimulatedObject
-from handwork_payments.providers import stripe_events, stripe_statements
+from handwork_payments.providers import stripe_events, stripe_statements, stripe_wallets
 from handwork_payments.providers.base import (
     ConnectProvider,
+    EvidenceSubmitter,
     HoldRef,
     NewHold,
     PaymentDeclinedError,
+    PaymentMethodDomain,
+    PaymentMethodDomainProvider,
     PaymentProvider,
     PayoutOrder,
     ProviderError,
     ProviderEvent,
     ProviderHold,
     ProviderRefund,
+    ProviderSetup,
     ProviderTransfer,
+    SetupProvider,
     StatementLine,
 )
 from handwork_payments.providers.simulated import events
@@ -40,13 +51,14 @@ from handwork_payments.providers.simulated.store import (
     ACCOUNT,
     BALANCE_TRANSACTION,
     CHARGE,
-    DISPUTE,
+    CUSTOMER,
     PAYMENT_INTENT,
+    PAYMENT_METHOD_DOMAIN,
     REFUND,
+    SETUP_INTENT,
     TRANSFER,
     TRANSFER_REVERSAL,
     Json,
-    SimulatedProvider,
     UnknownObjectError,
     check_same_currency,
     hold_from_json,
@@ -56,27 +68,36 @@ from handwork_payments.providers.simulated.store import (
     transfer_from_json,
     transfer_json,
 )
+from handwork_payments.providers.simulated.stripe_disputes import StripeBank
 from handwork_payments.providers.simulated.stripe_objects import (
+    AUTHORISING_CARDS,
+    DECLINING,
     PM_AUTHENTICATION_REQUIRED,
+    PM_CHARGE_CUSTOMER_FAIL,
+    PM_CRYPTO,
     PM_DECLINED,
-    PM_VISA,
+    SETUP_METHODS,
     STRIPE_CONNECT_LINK_BASE,
     balance_transaction,
     charge,
+    check_method_allowed,
     check_payment_method,
     connected_account,
     declined_error,
     intent_hold,
-    new_dispute,
+    new_customer,
     new_intent,
     new_refund,
     new_reversal,
+    new_setup_intent,
     new_transfer,
+    payment_method_domain,
+    setup_of,
     stripe_transfer,
 )
 
 
-class SimulatedStripe(SimulatedProvider):
+class SimulatedStripe(StripeBank):
     """Stripe behind the PaymentProvider and ConnectProvider protocols, plus the buyer's
     side (`client_confirm`, `authenticate`) and event building. No payout batches and no
     reauthorisation: Stripe has neither."""
@@ -153,13 +174,23 @@ class SimulatedStripe(SimulatedProvider):
         if hold.payment_method is not None:
             # Stripe checks the method before it creates anything.
             check_payment_method(hold.payment_method)
+        if hold.stablecoin and hold.currency.upper() != "USD":
+            # Stablecoin payments settle in USD only.
+            raise ProviderError(
+                f"The payment method type crypto does not support currency {hold.currency}.",
+                code="payment_intent_invalid_parameter",
+            )
         intent = new_intent(
             hold.payment_id,
             hold.booking_id,
             hold.amount,
             hold.currency,
             self.ids.key(f"payment-{hold.payment_id}"),
+            stablecoin=hold.stablecoin,
         )
+        if hold.customer is not None:
+            await self._check_attached(session, hold.customer, hold.payment_method)
+            intent.update(customer=hold.customer, off_session=True)
         row = self._insert(session, intent["id"], PAYMENT_INTENT, intent)
         await session.flush()
         if hold.payment_method is not None:
@@ -171,6 +202,7 @@ class SimulatedStripe(SimulatedProvider):
     ) -> None:
         intent = row.data
         check_payment_method(payment_method)
+        check_method_allowed(intent, payment_method)
         if intent["status"] not in ("requires_payment_method", "requires_confirmation"):
             raise ProviderError(
                 "You cannot confirm this PaymentIntent because it has a status of "
@@ -179,8 +211,15 @@ class SimulatedStripe(SimulatedProvider):
             )
         intent["payment_method"] = payment_method
         intent["last_payment_error"] = None
-        if payment_method == PM_VISA:
+        if payment_method in AUTHORISING_CARDS:
             await self._authorise_intent(session, row)
+        elif payment_method == PM_CRYPTO:
+            await self._collect_intent(session, row)
+        elif payment_method == PM_CHARGE_CUSTOMER_FAIL:
+            self._decline_intent(session, row)
+        elif payment_method == PM_AUTHENTICATION_REQUIRED and intent.get("off_session"):
+            # Off-session, nobody can do 3-D Secure: Stripe declines at once.
+            self._decline_intent(session, row, code="authentication_required")
         elif payment_method == PM_AUTHENTICATION_REQUIRED:
             intent["status"] = "requires_action"
             intent["next_action"] = {
@@ -189,10 +228,12 @@ class SimulatedStripe(SimulatedProvider):
             }
             save(row, intent)
         else:
-            assert payment_method == PM_DECLINED
+            assert payment_method in DECLINING
             self._decline_intent(session, row)
 
-    def _decline_intent(self, session: AsyncSession, row: SimulatedObject) -> None:
+    def _decline_intent(
+        self, session: AsyncSession, row: SimulatedObject, code: str = "card_declined"
+    ) -> None:
         """The card is declined: a failed charge, the error kept on the intent (committed
         with it, as Stripe keeps it) and PaymentDeclinedError raised."""
         intent = row.data
@@ -201,15 +242,16 @@ class SimulatedStripe(SimulatedProvider):
             session,
             charge_id,
             CHARGE,
-            charge(intent, charge_id, status="failed", failure_code="card_declined"),
+            charge(intent, charge_id, status="failed", failure_code=code),
         )
+        error = declined_error(charge_id, str(intent["payment_method"]))
+        if code != "card_declined":
+            error.update(code=code, decline_code=code)
         intent.update(
-            status="requires_payment_method",
-            last_payment_error=declined_error(charge_id, str(intent["payment_method"])),
-            latest_charge=charge_id,
+            status="requires_payment_method", last_payment_error=error, latest_charge=charge_id
         )
         save(row, intent)
-        raise PaymentDeclinedError("Your card was declined.", code="card_declined")
+        raise PaymentDeclinedError("Your card was declined.", code=code)
 
     async def _authorise_intent(self, session: AsyncSession, row: SimulatedObject) -> None:
         intent = row.data
@@ -218,6 +260,28 @@ class SimulatedStripe(SimulatedProvider):
         intent.update(
             status="requires_capture",
             amount_capturable=intent["amount"],
+            latest_charge=charge_id,
+            last_payment_error=None,
+            next_action=None,
+        )
+        save(row, intent)
+        await session.flush()
+
+    async def _collect_intent(self, session: AsyncSession, row: SimulatedObject) -> None:
+        """The payer paid a stablecoin intent: captured at once (no manual capture for
+        crypto), settled in USD on the balance less Stripe's fee."""
+        intent = row.data
+        amount, currency = int(intent["amount"]), str(intent["currency"])
+        charge_id = stripe_id("ch")
+        fee = fee_rules.fee(self.settings.simulator_stripe_fees, amount, currency.upper())
+        txn_id = self._book(session, "charge", charge_id, amount, fee, currency)
+        paid = charge(intent, charge_id, status="succeeded")
+        paid.update(captured=True, amount_captured=amount, balance_transaction=txn_id)
+        self._insert(session, charge_id, CHARGE, paid)
+        intent.update(
+            status="succeeded",
+            amount_received=amount,
+            amount_capturable=0,
             latest_charge=charge_id,
             last_payment_error=None,
             next_action=None,
@@ -346,6 +410,78 @@ class SimulatedStripe(SimulatedProvider):
         save(charge_row, refunded)
         return {"refund_id": refund["id"], "amount": amount, "fee_refunded": 0}
 
+    # --- saved payment methods (SetupProvider) -------------------------------------------
+
+    async def create_setup(self, *, reference: str, email: str) -> ProviderSetup:
+        async def act(session: AsyncSession) -> Json:
+            customer = new_customer(email, self.ids.key(reference))
+            self._insert(session, customer["id"], CUSTOMER, customer)
+            setup = new_setup_intent(customer["id"], self.ids.key(reference))
+            self._insert(session, setup["id"], SETUP_INTENT, setup)
+            return setup
+
+        params: Json = {"reference": reference, "email": email}
+        return setup_of(
+            await self._call("create_setup", act, key=f"{reference}-setup", params=params)
+        )
+
+    async def get_setup(self, setup_id: str) -> ProviderSetup:
+        return setup_of(await self.object_of(setup_id, SETUP_INTENT))
+
+    async def object_of(self, object_id: str, kind: str) -> Json:
+        async def read(session: AsyncSession) -> Json:
+            return dict((await self._load(session, object_id, kind)).data)
+
+        return await self._call("get_setup", read)
+
+    async def _check_attached(
+        self, session: AsyncSession, customer_id: str, payment_method: str | None
+    ) -> None:
+        customer = await self._load(session, customer_id, CUSTOMER)
+        if payment_method not in customer.data["payment_methods"]:
+            raise ProviderError(
+                f"The provided PaymentMethod ({payment_method}) is not attached to customer "
+                f"{customer_id}.",
+                code="payment_method_not_attached",
+            )
+
+    async def client_confirm_setup(self, setup_id: str, payment_method: str) -> ProviderSetup:
+        """Stripe.js `confirmSetup` with a test card: the card is attached to the setup's
+        customer. `pm_card_chargeDeclined` is declined (the setup keeps the error)."""
+
+        async def act(session: AsyncSession) -> Json:
+            row = await self._load(session, setup_id, SETUP_INTENT, lock=True)
+            setup = row.data
+            check_payment_method(payment_method)
+            if setup["status"] != "requires_payment_method":
+                raise ProviderError(
+                    "You cannot confirm this SetupIntent because it has a status of "
+                    f"{setup['status']}.",
+                    code="setup_intent_unexpected_state",
+                )
+            if payment_method == PM_DECLINED:
+                setup["last_setup_error"] = {
+                    "type": "card_error",
+                    "code": "card_declined",
+                    "message": "Your card was declined.",
+                }
+                save(row, setup)
+                raise PaymentDeclinedError("Your card was declined.", code="card_declined")
+            if payment_method not in SETUP_METHODS:
+                raise ProviderError(
+                    f"The simulator sets up {sorted(SETUP_METHODS)} only",
+                    code="resource_missing",
+                )
+            customer = await self._load(session, setup["customer"], CUSTOMER, lock=True)
+            attached = customer.data
+            attached["payment_methods"] = [*attached["payment_methods"], payment_method]
+            save(customer, attached)
+            setup.update(status="succeeded", payment_method=payment_method, last_setup_error=None)
+            save(row, setup)
+            return dict(setup)
+
+        return setup_of(await self._perform(act))
+
     # --- transfers (payouts to connected accounts) ----------------------------------------
 
     async def _pay_out(self, session: AsyncSession, order: PayoutOrder, currency: str) -> Json:
@@ -434,6 +570,38 @@ class SimulatedStripe(SimulatedProvider):
             save(row, account)
             return dict(account)
 
+    # --- payment method domains (PaymentMethodDomainProvider) ----------------------------
+
+    async def register_domain(
+        self, domain_name: str, *, idempotency_key: str
+    ) -> PaymentMethodDomain:
+        async def act(session: AsyncSession) -> Json:
+            # One object per domain name: registering it again answers the one there is.
+            found = await self._find(session, PAYMENT_METHOD_DOMAIN, {"domain_name": domain_name})
+            if found is not None:
+                return dict(found.data)
+            domain = payment_method_domain(domain_name)
+            self._insert(session, domain["id"], PAYMENT_METHOD_DOMAIN, domain)
+            return domain
+
+        params: Json = {"domain_name": domain_name}
+        created = await self._call("register_domain", act, key=idempotency_key, params=params)
+        return stripe_wallets.domain(created)
+
+    async def list_domains(self, *, limit: int) -> list[PaymentMethodDomain]:
+        async def read(session: AsyncSession) -> Json:
+            rows = await session.scalars(
+                select(SimulatedObject).where(
+                    SimulatedObject.provider == self.name,
+                    SimulatedObject.kind == PAYMENT_METHOD_DOMAIN,
+                )
+            )
+            ordered = sorted((r.data for r in rows), key=lambda d: (-d["created"], d["id"]))
+            return {"data": ordered[:limit]}
+
+        listed = await self._call("list_domains", read)
+        return [stripe_wallets.domain(d) for d in listed["data"]]
+
     # --- what the buyer's browser does (Stripe.js) ----------------------------------------
 
     async def client_confirm(self, provider_payment_id: str, payment_method: str) -> ProviderHold:
@@ -480,56 +648,6 @@ class SimulatedStripe(SimulatedProvider):
 
         return hold_from_json(await self._perform(act))
 
-    # --- chargebacks (what the payer's bank does) -----------------------------------------
-
-    async def open_dispute(self, provider_payment_id: str, amount: int | None = None) -> Json:
-        """The payer's bank disputes the captured charge: Stripe takes the amount and its
-        dispute fee (SIMULATOR_STRIPE_DISPUTE_FEES) from the balance in one balance
-        transaction. Returns the dispute, ready for `stripe_event("charge.dispute.created")`."""
-
-        async def act(session: AsyncSession) -> Json:
-            row = await self._load(session, provider_payment_id, PAYMENT_INTENT, lock=True)
-            intent = row.data
-            taken = amount if amount is not None else int(intent["amount_received"])
-            dispute = new_dispute(intent, str(intent["latest_charge"]), taken)
-            fee = fee_rules.fee(
-                self.settings.simulator_stripe_dispute_fees, taken, currency(intent)
-            )
-            txn = balance_transaction(
-                "adjustment", dispute["id"], -taken, fee, currency(intent), "Dispute fee"
-            )
-            self._insert(session, txn["id"], BALANCE_TRANSACTION, txn)
-            dispute["balance_transactions"].append(txn)
-            self._insert(session, dispute["id"], DISPUTE, dispute)
-            return dispute
-
-        return await self._perform(act)
-
-    async def close_dispute(self, dispute_id: str, *, won: bool) -> Json:
-        """The network decides. Won: the amount comes back and, as Stripe's dispute FAQ says,
-        the dispute fee too (a reinstating balance transaction with a negative fee)."""
-
-        async def act(session: AsyncSession) -> Json:
-            row = await self._load(session, dispute_id, DISPUTE, lock=True)
-            dispute = row.data
-            if won:
-                taken = dispute["balance_transactions"][0]
-                txn = balance_transaction(
-                    "adjustment",
-                    dispute_id,
-                    -int(taken["amount"]),
-                    -int(taken["fee"]),
-                    str(dispute["currency"]),
-                    "Dispute fee returned",
-                )
-                self._insert(session, txn["id"], BALANCE_TRANSACTION, txn)
-                dispute["balance_transactions"].append(txn)
-            dispute["status"] = "won" if won else "lost"
-            save(row, dispute)
-            return dict(dispute)
-
-        return await self._perform(act)
-
     # --- objects and events ---------------------------------------------------------------
 
     async def intent_object(self, provider_payment_id: str) -> Json:
@@ -544,10 +662,6 @@ class SimulatedStripe(SimulatedProvider):
         return events.stripe_event(event_type, obj, self.webhook_secret)
 
 
-def currency(obj: Mapping[str, Any]) -> str:
-    return str(obj["currency"]).upper()
-
-
 def _check_positive(amount: int, field: str) -> None:
     if amount < 1:
         raise ProviderError(f"Invalid positive integer: {field}", code="parameter_invalid_integer")
@@ -555,6 +669,14 @@ def _check_positive(amount: int, field: str) -> None:
 
 if TYPE_CHECKING:
 
-    def _implements(provider: SimulatedStripe) -> tuple[PaymentProvider, ConnectProvider]:
-        # mypy checks here that the simulator satisfies both protocols.
-        return provider, provider
+    def _implements(
+        provider: SimulatedStripe,
+    ) -> tuple[
+        PaymentProvider,
+        ConnectProvider,
+        PaymentMethodDomainProvider,
+        SetupProvider,
+        EvidenceSubmitter,
+    ]:
+        # mypy checks here that the simulator satisfies the protocols.
+        return provider, provider, provider, provider, provider

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+import procrastinate
+
+from handwork_payments.disputes import submission
+from handwork_payments.kit.clock import now
+from handwork_payments.runtime import current_runtime
+
+blueprint = procrastinate.Blueprint()
+
+
+@blueprint.periodic(cron="*/5 * * * *")
+@blueprint.task(
+    name="resume_evidence_submissions",
+    queueing_lock="resume-evidence-submissions",
+    lock="resume-evidence-submissions",
+)
+async def resume_evidence_submissions(timestamp: int) -> None:
+    """Chargeback evidence whose submission never got an answer: sent again, once."""
+    await submission.resume_stale(current_runtime(), now=now())

@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
+
+from handwork_payments.kit.money import format_amount
+from handwork_payments.kit.schemas import AmountIn, CurrencyIn, Id, ShortText, Strict, minor
+from handwork_payments.models import (
+    Interval,
+    PaymentMethod,
+    RecurringRun,
+    RecurringSchedule,
+    RunStatus,
+    ScheduleStatus,
+)
+from handwork_payments.providers.base import ProviderSetup
+
+# Ten years of weekly runs: a bound, not a product rule.
+MAX_OCCURRENCES = 520
+
+
+class ScheduleCreate(Strict):
+    worker_id: Id
+    title: ShortText
+    amount: AmountIn
+    currency: CurrencyIn = "USD"
+    interval: Interval
+    starts_at: AwareDatetime = Field(
+        description="The first occurrence; now or in the past: due at once. Monthly ones "
+        "keep this day of the month (or the month's last day)."
+    )
+    occurrences: Annotated[int, Field(ge=1, le=MAX_OCCURRENCES, strict=True)] | None = None
+    payment_method: PaymentMethod
+
+    @model_validator(mode="after")
+    def _precision(self) -> ScheduleCreate:
+        minor(self.amount, self.currency)
+        if not datetime(2000, 1, 1).astimezone() <= self.starts_at <= _FAR:
+            raise ValueError("starts_at must lie between 2000 and 2100")
+        return self
+
+    @property
+    def amount_minor(self) -> int:
+        return minor(self.amount, self.currency)
+
+
+_FAR = datetime(2100, 1, 1).astimezone()
+
+
+class SetupOut(BaseModel):
+    """Stripe: what Stripe.js `confirmSetup` needs (present while the setup is pending)."""
+
+    setup_intent_id: str | None = None
+    client_secret: str | None = None
+
+
+class RunOut(BaseModel):
+    number: int
+    due_at: datetime
+    status: RunStatus
+    attempts: int
+    booking_id: int | None
+    payment_id: int | None
+    last_error: str | None
+
+    @classmethod
+    def of(cls, run: RecurringRun) -> RunOut:
+        return cls(
+            number=run.number,
+            due_at=run.due_at,
+            status=run.status,
+            attempts=run.attempts,
+            booking_id=run.booking_id,
+            payment_id=run.payment_id,
+            last_error=run.last_error,
+        )
+
+
+class ScheduleOut(BaseModel):
+    id: int
+    client_id: int
+    worker_id: int
+    title: str
+    amount: Decimal
+    currency: str
+    interval: Interval
+    starts_at: datetime
+    occurrences: int | None
+    payment_method: PaymentMethod
+    status: ScheduleStatus
+    next_run_at: datetime | None
+    setup: SetupOut | None
+    runs: list[RunOut]
+    created_at: datetime
+
+    @classmethod
+    def of(
+        cls,
+        schedule: RecurringSchedule,
+        runs: list[RecurringRun],
+        setup: ProviderSetup | None = None,
+    ) -> ScheduleOut:
+        pending = schedule.status == ScheduleStatus.PENDING_SETUP
+        return cls(
+            id=schedule.id,
+            client_id=schedule.client_id,
+            worker_id=schedule.worker_id,
+            title=schedule.title,
+            amount=Decimal(format_amount(schedule.amount, schedule.currency)),
+            currency=schedule.currency,
+            interval=schedule.interval,
+            starts_at=schedule.starts_at,
+            occurrences=schedule.occurrences,
+            payment_method=schedule.payment_method,
+            status=schedule.status,
+            next_run_at=schedule.next_run_at,
+            setup=SetupOut(
+                setup_intent_id=schedule.setup_id,
+                client_secret=setup.client_secret if setup is not None and pending else None,
+            )
+            if schedule.setup_id
+            else None,
+            runs=[RunOut.of(run) for run in runs],
+            created_at=schedule.created_at,
+        )
