@@ -29,14 +29,20 @@ IN_ESCROW = (PaymentStatus.HELD, PaymentStatus.DISPUTED)
 
 async def client_totals(session: AsyncSession, client_id: int, currency: str) -> dict[str, int]:
     net = Payment.amount - Payment.refunded_amount
+    # Milestones released while the rest is held count as released, not held.
+    in_escrow = net - Payment.released_amount
+    released_now = (
+        (Payment.status == PaymentStatus.RELEASED, net),
+        (Payment.status.in_(IN_ESCROW), Payment.released_amount),
+    )
     row = (
         await session.execute(
             select(
                 func.count(Payment.id),
-                func.coalesce(func.sum(case((Payment.status.in_(IN_ESCROW), net), else_=0)), 0),
                 func.coalesce(
-                    func.sum(case((Payment.status == PaymentStatus.RELEASED, net), else_=0)), 0
+                    func.sum(case((Payment.status.in_(IN_ESCROW), in_escrow), else_=0)), 0
                 ),
+                func.coalesce(func.sum(case(*released_now, else_=0)), 0),
                 func.coalesce(func.sum(Payment.refunded_amount), 0),
             )
             .join(Booking, Booking.id == Payment.booking_id)
@@ -56,7 +62,11 @@ async def worker_totals(
 ) -> dict[str, int]:
     """Every figure of the earnings summary in one round trip (five indexed reads, six
     with a payout delay: released after `delay_since` is not withdrawable yet)."""
-    share = Payment.worker_amount - (Payment.refunded_amount - Payment.refunded_fee)
+    share = (
+        Payment.worker_amount
+        - (Payment.refunded_amount - Payment.refunded_fee)
+        - (Payment.released_amount - Payment.released_fee)  # milestones released already
+    )
     pending = (
         select(func.coalesce(func.sum(share), 0))
         .join(Booking, Booking.id == Payment.booking_id)
