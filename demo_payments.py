@@ -291,6 +291,46 @@ async def story(demo: Demo) -> None:
     await demo.show(worker)
 
     await stablecoin_job(demo, client, worker, worker_id)
+    say("7. A kitchen in two milestones: one card payment, released part by part")
+    booking4 = await demo.call(
+        "POST",
+        "/bookings",
+        client,
+        json={
+            "worker_id": worker_id,
+            "title": "Redo the kitchen",
+            "amount": "300.00",
+            "currency": "USD",
+            "milestones": [
+                {"title": "Demolition", "amount": "100.00"},
+                {"title": "New cabinets", "amount": "200.00"},
+            ],
+        },
+    )
+    p4 = await demo.call(
+        "POST",
+        "/payments/stripe/payment-intent",
+        client,
+        json={
+            "booking_id": booking4["id"],
+            "amount": "300.00",
+            "currency": "USD",
+            "payment_method": "pm_card_visa",
+        },
+    )
+    for milestone in booking4["milestones"]:
+        step = await demo.call(
+            "POST",
+            f"/payments/{p4['id']}/release",
+            client,
+            json={"milestone_id": milestone["id"]},
+        )
+        print(
+            f"   Carla releases '{milestone['title']}' ({milestone['amount']}): payment "
+            f"{step['status']}, {step['released_amount']} of {step['amount']} released"
+        )
+    print("   Wes gets 95.00 then 190.00; the fee 15.00 is split 5.00 + 10.00")
+    await demo.show(worker)
 
     await demo.net_revenue()
 

@@ -1,7 +1,7 @@
 """recurring bookings: schedules and their runs
 
 Revision ID: 0013
-Revises: 0011 (to be chained to 0012 when the milestones branch is merged)
+Revises: 0012
 Create Date: 2026-11-27
 
 - recurring_schedules: a client's schedule of bookings with one worker, the provider's
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

@@ -422,6 +422,80 @@ ROUTE_CASES = [
 # fmt: on
 
 
+# Milestones (issue 13): 2 to 20, each more than 0 in the currency's precision, adding up
+# to the booking's amount exactly; a milestone named must be the payment's booking's.
+def _parts(*amounts: str) -> list[dict[str, str]]:
+    return [{"title": f"Part {n}", "amount": a} for n, a in enumerate(amounts, 1)]
+
+
+MILESTONE_CASES = [
+    *(
+        case(
+            f"milestones: {label}",
+            "POST /bookings",
+            "client",
+            422,
+            json=body("booking", milestones=value),
+        )
+        for label, value in (
+            ("one", _parts("80.00")),
+            ("twenty-one", _parts(*["4.00"] * 20, "0.00")),
+            ("twenty-one adding up", [{"title": "p", "amount": "1.00"}] * 21),
+            ("sum short", _parts("40.00", "39.99")),
+            ("sum over", _parts("40.00", "40.01")),
+            ("a zero part", _parts("80.00", "0")),
+            ("a negative part", _parts("81.00", "-1.00")),
+            ("three decimals", _parts("40.005", "39.995")),
+            ("no title", [{"amount": "40.00"}, {"amount": "40.00"}]),
+            ("an unknown field", [{"title": "a", "amount": "40.00", "due": "x"}] * 2),
+            ("not a list", {"title": "a", "amount": "80.00"}),
+            ("empty", []),
+        )
+    ),
+    case(
+        "milestones: JPY 1.5",
+        "POST /bookings",
+        "client",
+        422,
+        json=body("booking", amount="3", currency="JPY", milestones=_parts("1.5", "1.5")),
+    ),
+    case(
+        "milestones: KWD 0.0005",
+        "POST /bookings",
+        "client",
+        422,
+        json=body("booking", amount="1", currency="KWD", milestones=_parts("0.9995", "0.0005")),
+    ),
+    case(
+        "release a milestone of no booking",
+        "POST /payments/{held}/release",
+        "client",
+        404,
+        json={"milestone_id": 1},
+    ),
+    case(
+        "release milestone_id 0",
+        "POST /payments/{held}/release",
+        "client",
+        422,
+        json={"milestone_id": 0},
+    ),
+    case(
+        "release milestone_id text",
+        "POST /payments/{held}/release",
+        "client",
+        422,
+        json={"milestone_id": "1"},
+    ),
+    case(
+        "refund of an unknown milestone",
+        "POST /payments/refund",
+        "worker",
+        404,
+        json=body("refund", milestone_id=1),
+    ),
+]
+
 ALL_CASES = [
     *AUTH_CASES,
     *ROLE_CASES,
@@ -436,6 +510,7 @@ ALL_CASES = [
     *DOMAIN_CASES,
     *WEBHOOK_CASES,
     *ROUTE_CASES,
+    *MILESTONE_CASES,
 ]
 
 # Path prefix (under /api/v1) -> the package whose router serves it; the first match wins,

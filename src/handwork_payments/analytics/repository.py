@@ -56,14 +56,18 @@ async def client_totals_by_currency(
     """The client's summary figures per currency they paid in (or in `currency`), in one
     query."""
     net = Payment.amount - Payment.refunded_amount
+    # Milestones released while the rest is held count as released, not held.
+    in_escrow = net - Payment.released_amount
+    released_now = (
+        (Payment.status == PaymentStatus.RELEASED, net),
+        (Payment.status.in_(IN_ESCROW), Payment.released_amount),
+    )
     query = (
         select(
             Payment.currency,
             func.count(Payment.id),
-            func.coalesce(func.sum(case((Payment.status.in_(IN_ESCROW), net), else_=0)), 0),
-            func.coalesce(
-                func.sum(case((Payment.status == PaymentStatus.RELEASED, net), else_=0)), 0
-            ),
+            func.coalesce(func.sum(case((Payment.status.in_(IN_ESCROW), in_escrow), else_=0)), 0),
+            func.coalesce(func.sum(case(*released_now, else_=0)), 0),
             func.coalesce(func.sum(Payment.refunded_amount), 0),
         )
         .join(Booking, Booking.id == Payment.booking_id)
@@ -112,7 +116,11 @@ async def worker_totals_by_currency(
             reserved=case((is_available, 0), else_=LedgerAccount.balance),
         ),
     ).where(LedgerAccount.code.in_(available_codes + [reserved_code(worker_id, c) for c in codes]))
-    share = Payment.worker_amount - (Payment.refunded_amount - Payment.refunded_fee)
+    share = (
+        Payment.worker_amount
+        - (Payment.refunded_amount - Payment.refunded_fee)
+        - (Payment.released_amount - Payment.released_fee)  # milestones released already
+    )
     pending = (
         select(Payment.currency, *_columns(pending=func.sum(share)))
         .join(Booking, Booking.id == Payment.booking_id)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.bookings import service
 from handwork_payments.bookings.schemas import BookingCreate, BookingOut
@@ -13,10 +14,10 @@ from handwork_payments.kit.errors import (
     UnparsableBody,
     error_responses,
 )
-from handwork_payments.kit.pagination import Page, PageDep, page_of
+from handwork_payments.kit.pagination import Page, PageDep, paginate
 from handwork_payments.kit.schemas import PathId
 from handwork_payments.models import Booking
-from handwork_payments.payments import repository
+from handwork_payments.payments import milestones, repository
 
 router = APIRouter(prefix="/bookings", tags=["bookings"])
 
@@ -28,20 +29,32 @@ router = APIRouter(prefix="/bookings", tags=["bookings"])
     responses=error_responses(UnparsableBody, Unauthorized, Forbidden, NotFound),
 )
 async def create_booking(body: BookingCreate, user: ClientUser, runtime: RuntimeDep) -> BookingOut:
-    booking = await service.create(
+    booking, parts = await service.create(
         runtime,
         user,
         worker_id=body.worker_id,
         title=body.title,
         amount=body.amount_minor,
         currency=body.currency,
+        parts=body.milestone_parts,
     )
-    return BookingOut.of(booking)
+    return BookingOut.of(booking, parts)
+
+
+async def present(session: AsyncSession, booking: Booking) -> BookingOut:
+    return BookingOut.of(booking, await milestones.of_booking(session, booking))
 
 
 @router.get("", response_model=Page[BookingOut], responses=error_responses(Unauthorized))
 async def list_bookings(user: CurrentUser, session: SessionDep, page: PageDep) -> Page[BookingOut]:
-    return await page_of(session, repository.visible_bookings(user), page, BookingOut.of)
+    rows, total = await paginate(session, repository.visible_bookings(user), page)
+    parts = await milestones.of_bookings(session, [b.id for b in rows])
+    return Page(
+        items=[BookingOut.of(b, parts[b.id]) for b in rows],
+        total=total,
+        skip=page.skip,
+        limit=page.limit,
+    )
 
 
 @router.get(
@@ -53,7 +66,7 @@ async def get_booking(booking_id: PathId, user: CurrentUser, session: SessionDep
     booking = await session.get(Booking, booking_id)
     if booking is None or not repository.may_see(user, booking):
         raise NotFound("Booking not found")
-    return BookingOut.of(booking)
+    return await present(session, booking)
 
 
 @router.post(
@@ -62,9 +75,9 @@ async def get_booking(booking_id: PathId, user: CurrentUser, session: SessionDep
     responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict),
 )
 async def complete_booking(
-    booking_id: PathId, user: CurrentUser, runtime: RuntimeDep
+    booking_id: PathId, user: CurrentUser, runtime: RuntimeDep, session: SessionDep
 ) -> BookingOut:
-    return BookingOut.of(await service.complete(runtime, user, booking_id))
+    return await present(session, await service.complete(runtime, user, booking_id))
 
 
 @router.post(
@@ -72,5 +85,7 @@ async def complete_booking(
     response_model=BookingOut,
     responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict),
 )
-async def cancel_booking(booking_id: PathId, user: CurrentUser, runtime: RuntimeDep) -> BookingOut:
-    return BookingOut.of(await service.cancel(runtime, user, booking_id))
+async def cancel_booking(
+    booking_id: PathId, user: CurrentUser, runtime: RuntimeDep, session: SessionDep
+) -> BookingOut:
+    return await present(session, await service.cancel(runtime, user, booking_id))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.audit.service import record
@@ -9,7 +11,15 @@ from handwork_payments.db import transaction
 from handwork_payments.kit import jobs
 from handwork_payments.kit.clock import now
 from handwork_payments.kit.errors import Conflict, Forbidden, NotFound
-from handwork_payments.models import Booking, BookingStatus, PaymentStatus, Role, User
+from handwork_payments.models import (
+    Booking,
+    BookingStatus,
+    Milestone,
+    MilestoneStatus,
+    PaymentStatus,
+    Role,
+    User,
+)
 from handwork_payments.payments import refunds, repository
 from handwork_payments.payments.escrow import apply_failure, locked, move_booking
 from handwork_payments.payments.service import auto_release_deadline, void_quietly
@@ -19,11 +29,19 @@ AUTO_RELEASE_TASK = "hp:auto_release"
 
 
 async def create(
-    runtime: Runtime, client: User, *, worker_id: int, title: str, amount: int, currency: str
-) -> Booking:
+    runtime: Runtime,
+    client: User,
+    *,
+    worker_id: int,
+    title: str,
+    amount: int,
+    currency: str,
+    parts: Sequence[tuple[str, int]] = (),
+) -> tuple[Booking, list[Milestone]]:
+    """The booking, and its milestones (`parts`: title and amount, in their order)."""
     async with transaction(runtime.sessions) as session:
         await check_worker(session, worker_id)
-        return await add(
+        booking = await add(
             session,
             client.id,
             worker_id,
@@ -31,7 +49,23 @@ async def create(
             amount=amount,
             currency=currency,
             actor_id=client.id,
+            milestone_count=len(parts),
         )
+        milestones = [
+            Milestone(
+                booking_id=booking.id,
+                position=position,
+                title=part_title,
+                amount=part_amount,
+                status=MilestoneStatus.PENDING,
+                refunded_amount=0,
+                released_amount=0,
+            )
+            for position, (part_title, part_amount) in enumerate(parts)
+        ]
+        session.add_all(milestones)
+        await session.flush()
+    return booking, milestones
 
 
 async def check_worker(session: AsyncSession, worker_id: int) -> None:
@@ -49,6 +83,7 @@ async def add(
     amount: int,
     currency: str,
     actor_id: int | None,
+    milestone_count: int = 0,
 ) -> Booking:
     """A booking awaiting payment, in the caller's transaction (a recurring run creates
     its occurrence's booking next to the run; `actor_id` None: the system did)."""
@@ -59,6 +94,7 @@ async def add(
         amount=amount,
         currency=currency,
         status=BookingStatus.PENDING_PAYMENT,
+        milestone_count=milestone_count,
     )
     session.add(booking)
     await session.flush()
@@ -68,7 +104,12 @@ async def add(
         action="booking.created",
         object_type="booking",
         object_id=booking.id,
-        after={"status": booking.status, "amount": amount, "currency": currency},
+        after={
+            "status": booking.status,
+            "amount": amount,
+            "currency": currency,
+            "milestones": milestone_count,
+        },
     )
     return booking
 
@@ -129,6 +170,12 @@ async def cancel(runtime: Runtime, client: User, booking_id: int) -> Booking:
         payment = await repository.live_payment(session, booking.id)
     if booking.status not in (BookingStatus.PENDING_PAYMENT, BookingStatus.PAID):
         raise Conflict(f"A {booking.status} booking cannot be cancelled")
+    if payment is not None and payment.released_amount > 0:
+        # The worker was paid for part of the job: cancelling would undo that silently.
+        raise Conflict(
+            "Milestones of this booking were released already: it cannot be cancelled; "
+            "refund what is still held instead"
+        )
     if payment is not None and payment.status == PaymentStatus.HELD:
         # The refund cancels the booking in the same transaction as its entry.
         await refunds.refund(

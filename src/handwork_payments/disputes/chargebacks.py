@@ -45,7 +45,7 @@ from handwork_payments.models import (
     RefundKind,
     RefundStatus,
 )
-from handwork_payments.payments.escrow import apply_refund, snapshot
+from handwork_payments.payments.escrow import apply_refund, refundable_now, snapshot
 from handwork_payments.payments.states import PAYMENT
 from handwork_payments.providers.base import ChargebackOutcome, ProviderEvent
 
@@ -203,7 +203,7 @@ async def _book_loss(
 ) -> PaymentRefund | None:
     """A lost chargeback's refund-like entry for the disputed amount (no more than what is
     left of the payment); None, with an alert, when nothing is left."""
-    remaining = payment.amount - payment.refunded_amount
+    remaining = refundable_now(payment)
     taken = min(amount if amount is not None else remaining, remaining)
     unrecovered = (amount or 0) - max(taken, 0)
     if unrecovered > 0:

@@ -27,7 +27,13 @@ from handwork_payments.models import (
 from handwork_payments.payments import refunds
 from handwork_payments.payments import repository as payments
 from handwork_payments.payments import service as payment_service
-from handwork_payments.payments.escrow import audit_payment, ensure_no_operation, locked, snapshot
+from handwork_payments.payments.escrow import (
+    audit_payment,
+    ensure_no_operation,
+    locked,
+    refundable_now,
+    snapshot,
+)
 from handwork_payments.payments.states import PAYMENT
 from handwork_payments.runtime import Runtime
 
@@ -216,7 +222,7 @@ async def _decide(
         dispute.outcome != outcome or dispute.refund_amount != refund_amount
     ):
         raise Conflict(f"This dispute is already being resolved as {dispute.outcome}")
-    remaining = payment.amount - payment.refunded_amount
+    remaining = refundable_now(payment)
     if outcome == DisputeOutcome.SPLIT:
         if refund_amount is None:
             raise BadRequest("A split needs refund_amount")

@@ -23,6 +23,7 @@ from handwork_payments.ledger.service import available_code
 from handwork_payments.models import (
     EventStatus,
     MarketplaceEvent,
+    Milestone,
     Payment,
     PaymentDispute,
     PaymentRefund,
@@ -37,6 +38,7 @@ EVENT_TYPES = (
     "payment.held",
     "payment.failed",
     "payment.released",
+    "payment.milestone_released",
     "payment.refunded",
     "dispute.opened",
     "dispute.resolved",
@@ -93,13 +95,27 @@ async def payment_event(
     await emit(session, event_type, data)
 
 
-async def released(session: AsyncSession, payment: Payment, worker_id: int) -> None:
-    """payment.released, then balance.available: the worker's share (net of refunds made
-    before release) is now on their available balance."""
+async def released(session: AsyncSession, payment: Payment, worker_id: int, share: int) -> None:
+    """payment.released, then balance.available: the worker's share of this release (net
+    of refunds made before it and of milestones released earlier) is now on their
+    available balance."""
     await payment_event(session, "payment.released", payment)
-    share = (payment.amount - payment.refunded_amount) - (
-        payment.platform_fee - payment.refunded_fee
-    )
+    await balance_event(session, worker_id, payment.currency, share, payment_id=payment.id)
+
+
+async def milestone_released(
+    session: AsyncSession, payment: Payment, milestone: Milestone, worker_id: int, share: int
+) -> None:
+    """payment.milestone_released (the payment, still held, and the milestone), then
+    balance.available with the worker's share of it."""
+    await _loaded(session, payment)
+    data = _json(PaymentOut.of(payment))
+    data["milestone"] = {
+        "id": milestone.id,
+        "title": milestone.title,
+        "amount": format_amount(milestone.amount, payment.currency),
+    }
+    await emit(session, "payment.milestone_released", data)
     await balance_event(session, worker_id, payment.currency, share, payment_id=payment.id)
 
 

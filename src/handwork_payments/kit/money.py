@@ -104,3 +104,17 @@ def fee_share_of_refunds(refunded_total: int, amount: int, fee: int) -> int:
     assert 0 <= refunded_total <= amount and amount > 0
     share = (Decimal(refunded_total) * fee / amount).to_integral_value(ROUND_FLOOR)
     return int(share)
+
+
+def milestone_fees(amounts: list[int], fee: int) -> list[int]:
+    """Each milestone's share of the payment's fee, by the rule of refunds: the fee of the
+    running total rounded down, each share the difference of two, so the shares add up to
+    `fee` exactly and every odd unit stays on the worker's side."""
+    total = sum(amounts)
+    shares, running, before = [], 0, 0
+    for amount in amounts:
+        running += amount
+        upto = fee_share_of_refunds(running, total, fee)
+        shares.append(upto - before)
+        before = upto
+    return shares

@@ -24,24 +24,28 @@ CHECKS: dict[str, str] = {
         HAVING a.balance <> coalesce(sum(p.amount), 0)
             OR bool_or(p.currency IS NOT NULL AND p.currency <> a.currency)
     """,
-    "2. a payment's escrow = amount - released - refunded (0 once settled)": """
+    "2. a payment's escrow = amount - refunded - milestones released (0 once settled)": """
         SELECT 'payment ' || p.id || ' (' || p.status || ') escrow ' || coalesce(a.balance, 0)
                || ', expected ' || x.expected
         FROM payments p
         CROSS JOIN LATERAL (SELECT CASE WHEN p.status IN ('held', 'disputed')
-                                        THEN p.amount - p.refunded_amount ELSE 0 END
+                                        THEN p.amount - p.refunded_amount
+                                             - p.released_amount
+                                        ELSE 0 END
                             AS expected) x
         LEFT JOIN ledger_accounts a ON a.code = 'escrow:' || p.id || ':' || p.currency
         WHERE coalesce(a.balance, 0) <> x.expected
     """,
-    "3. a worker's available = released shares - clawbacks - payouts not failed"
+    "3. a worker's available = released shares (milestones too) - clawbacks - payouts not failed"
     " + what was reversed of them + debts written off": """
         WITH earned AS (
             SELECT worker_id, currency, sum(amount) AS amount FROM (
                 SELECT b.worker_id, p.currency,
-                       p.worker_amount - (p.refunded_amount - p.refunded_fee) AS amount
+                       CASE WHEN p.released_at IS NOT NULL
+                            THEN p.worker_amount - (p.refunded_amount - p.refunded_fee)
+                            ELSE p.released_amount - p.released_fee END AS amount
                 FROM payments p JOIN bookings b ON b.id = p.booking_id
-                WHERE p.released_at IS NOT NULL
+                WHERE p.released_at IS NOT NULL OR p.released_amount > 0
                 UNION ALL
                 SELECT worker_id, currency, amount FROM worker_write_offs
             ) x GROUP BY 1, 2
@@ -91,10 +95,12 @@ CHECKS: dict[str, str] = {
         ) r
         WHERE r.kind = 'payout_reserve' AND r.running < 0
     """,
-    "5. fee revenue = fees of released payments - fee parts refunded": """
+    "5. fee revenue = fees of released payments and milestones - fee parts refunded": """
         WITH expected AS (
-            SELECT currency, sum(platform_fee - refunded_fee) AS amount
-            FROM payments WHERE released_at IS NOT NULL GROUP BY 1
+            SELECT currency,
+                   sum(CASE WHEN released_at IS NOT NULL THEN platform_fee - refunded_fee
+                            ELSE released_fee END) AS amount
+            FROM payments WHERE released_at IS NOT NULL OR released_amount > 0 GROUP BY 1
         ), actual AS (
             SELECT currency, balance AS amount FROM ledger_accounts
             WHERE kind = 'platform_fee_revenue'
@@ -175,6 +181,21 @@ CHECKS: dict[str, str] = {
                || coalesce(b.amount, 0) || ', postings ' || coalesce(q.amount, 0)
         FROM from_balances b FULL JOIN from_postings q ON q.currency = b.currency
         WHERE coalesce(b.amount, 0) <> coalesce(q.amount, 0)
+    """,
+    "11. a booking's milestones (as many as it counts) add up to its amount, and on its"
+    " live payment the"
+    " milestones' released and refunded amounts add up to the payment's": """
+        SELECT 'booking ' || b.id || ': milestones ' || sum(m.amount) || ' of '
+               || b.amount || ', released ' || sum(m.released_amount) || ' of '
+               || coalesce(min(p.released_amount), 0) || ', refunded '
+               || sum(m.refunded_amount) || ' of ' || coalesce(min(p.refunded_amount), 0)
+        FROM booking_milestones m
+        JOIN bookings b ON b.id = m.booking_id
+        LEFT JOIN payments p ON p.booking_id = b.id AND p.status <> 'failed'
+        GROUP BY b.id
+        HAVING sum(m.amount) <> b.amount OR count(m.id) <> b.milestone_count
+            OR sum(m.released_amount) <> coalesce(min(p.released_amount), 0)
+            OR sum(m.refunded_amount) <> coalesce(min(p.refunded_amount), 0)
     """,
 }
 

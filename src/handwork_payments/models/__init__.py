@@ -15,6 +15,7 @@ from handwork_payments.models.ledger import (
 )
 from handwork_payments.models.limits import RateLimitCounter
 from handwork_payments.models.losses import WorkerWriteOff
+from handwork_payments.models.milestones import Milestone, MilestoneStatus
 from handwork_payments.models.operations import (
     Alert,
     AlertStatus,
@@ -77,6 +78,8 @@ __all__ = [
     "JournalEntry",
     "LedgerAccount",
     "MarketplaceEvent",
+    "Milestone",
+    "MilestoneStatus",
     "Payment",
     "PaymentDispute",
     "PaymentMethod",

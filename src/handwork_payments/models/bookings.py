@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import enum
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, String
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, SmallInteger, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from handwork_payments.models.base import Base, CreatedAt, Currency, IdPk, Minor, When, enum_check
@@ -33,3 +33,6 @@ class Booking(Base):
     status: Mapped[BookingStatus] = mapped_column(String(24))
     created_at: Mapped[CreatedAt]
     completed_at: Mapped[When]
+    # How many milestones the booking is priced in (0: none). Kept here so that the paths
+    # of a booking without any (most) never look for them.
+    milestone_count: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")

@@ -65,6 +65,8 @@ class Payment(Base):
         CheckConstraint("refunded_amount BETWEEN 0 AND amount", name="refund_within_amount"),
         CheckConstraint("refunded_fee BETWEEN 0 AND platform_fee", name="refund_fee_within_fee"),
         CheckConstraint("captured_amount BETWEEN 0 AND amount", name="capture_within_amount"),
+        CheckConstraint("released_amount BETWEEN 0 AND amount", name="release_within_amount"),
+        CheckConstraint("released_fee BETWEEN 0 AND platform_fee", name="release_fee_within_fee"),
         CheckConstraint("risk_level IN ('normal', 'elevated', 'highest')", name="risk_level"),
         # A booking has at most one live payment; a failed attempt may be retried.
         Index(
@@ -95,6 +97,10 @@ class Payment(Base):
     refunded_amount: Mapped[Minor] = mapped_column(default=0)
     # The fee part of refunded_amount (pro rata on the running total, see kit.money).
     refunded_fee: Mapped[Minor] = mapped_column(default=0)
+    # What left escrow to the worker and the fee revenue, and its fee part: grows with each
+    # milestone released, and by the rest on the final release (migration 0012).
+    released_amount: Mapped[Minor] = mapped_column(default=0, server_default="0")
+    released_fee: Mapped[Minor] = mapped_column(default=0, server_default="0")
     currency: Mapped[Currency]
     payment_method: Mapped[PaymentMethod] = mapped_column(String(16))
     status: Mapped[PaymentStatus] = mapped_column(String(16), index=True)
@@ -182,6 +188,10 @@ class PaymentRefund(Base):
     requested_by: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
     # Set when a dispute's resolution made this refund, so resolving again never refunds twice.
     dispute_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("payment_disputes.id"))
+    # The milestone this refund was asked of; null: taken newest milestone first.
+    milestone_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("booking_milestones.id")
+    )
     # True when the money was still in escrow (the worker never had it).
     before_release: Mapped[bool] = mapped_column(Boolean)
     status: Mapped[RefundStatus] = mapped_column(String(16))

@@ -13,6 +13,7 @@ from handwork_payments.kit.errors import (
     PaymentDeclined,
     ProviderUnavailable,
     Unauthorized,
+    UnparsableBody,
     error_responses,
 )
 from handwork_payments.kit.pagination import Page, PageDep, paginate
@@ -25,6 +26,7 @@ from handwork_payments.payments.schemas import (
     PayPalCreate,
     PayPalExecute,
     PayPalOrderOut,
+    ReleaseCreate,
     StripeConfirm,
     StripeIntentCreate,
     StripeIntentOut,
@@ -166,7 +168,16 @@ async def get_payment(
 @router.post(
     "/{payment_id:int}/release",
     response_model=PaymentOut,
-    responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict, ProviderUnavailable),
+    responses=error_responses(
+        UnparsableBody, Unauthorized, Forbidden, NotFound, Conflict, ProviderUnavailable
+    ),
 )
-async def release_payment(payment_id: PathId, user: CurrentUser, runtime: RuntimeDep) -> PaymentOut:
-    return await present(await service.release(runtime, payment_id, actor=user), user, runtime)
+async def release_payment(
+    payment_id: PathId,
+    user: CurrentUser,
+    runtime: RuntimeDep,
+    body: ReleaseCreate | None = None,
+) -> PaymentOut:
+    milestone_id = body.milestone_id if body is not None else None
+    payment = await service.release(runtime, payment_id, actor=user, milestone_id=milestone_id)
+    return await present(payment, user, runtime)

@@ -26,6 +26,7 @@ from handwork_payments.models import (
     Booking,
     BookingStatus,
     HoldKind,
+    MilestoneStatus,
     Payment,
     PaymentMethod,
     PaymentRefund,
@@ -33,8 +34,13 @@ from handwork_payments.models import (
     RefundStatus,
     Wallet,
 )
-from handwork_payments.payments import repository
-from handwork_payments.payments.ledger import post_hold, post_refund, post_release
+from handwork_payments.payments import milestones, repository
+from handwork_payments.payments.ledger import (
+    post_hold,
+    post_milestone_release,
+    post_refund,
+    post_release,
+)
 from handwork_payments.payments.operations import Operation
 from handwork_payments.payments.provider_fees import book_capture_fee
 from handwork_payments.payments.states import BOOKING, PAYMENT
@@ -49,6 +55,7 @@ def snapshot(payment: Payment) -> dict[str, Any]:
         "amount": payment.amount,
         "refunded_amount": payment.refunded_amount,
         "captured_amount": payment.captured_amount,
+        "released_amount": payment.released_amount,
         "hold_kind": payment.hold_kind,
         "provider_operation": payment.provider_operation,
     }
@@ -103,6 +110,14 @@ async def locked(session: AsyncSession, payment_id: int) -> tuple[Payment, Booki
     booking = await repository.lock_booking(session, payment.booking_id)
     assert booking is not None
     return payment, booking
+
+
+def refundable_now(payment: Payment) -> int:
+    """What a refund may take now: all not refunded yet, but while the payment holds
+    money only what is still held (milestones released already are refunded once the
+    payment is released)."""
+    released = payment.released_amount if payment.released_at is None else 0
+    return payment.amount - payment.refunded_amount - released
 
 
 def ensure_no_operation(payment: Payment) -> None:
@@ -218,6 +233,7 @@ async def apply_release(
     actor_id: int | None,
     actor_kind: str | None = None,
 ) -> None:
+    """Release all that is still held (every milestone not released yet with it)."""
     before = snapshot(payment)
     PAYMENT.check(payment.status, PaymentStatus.RELEASED)
     payment.status = PaymentStatus.RELEASED
@@ -225,7 +241,10 @@ async def apply_release(
     payment.auto_release_at = None
     end_operation(payment)
     move_booking(booking, BookingStatus.CLOSED)
-    await post_release(session, payment, booking)
+    for milestone in await milestones.of_booking(session, booking):
+        if milestone.status == MilestoneStatus.PENDING:
+            milestones.mark_released(milestone)
+    share = await post_release(session, payment, booking)
     await audit_payment(
         session,
         payment,
@@ -234,7 +253,39 @@ async def apply_release(
         actor_kind=actor_kind,
         before=before,
     )
-    await outbox.released(session, payment, booking.worker_id)
+    await outbox.released(session, payment, booking.worker_id, share)
+
+
+async def apply_milestone_release(
+    session: AsyncSession,
+    payment: Payment,
+    booking: Booking,
+    milestone_id: int,
+    *,
+    actor_id: int | None,
+) -> None:
+    """Release one milestone of a held, captured payment: its part of escrow to the worker
+    and its fee share to the revenue. The last one pending releases the payment."""
+    parts = await milestones.of_booking(session, booking)
+    milestone = milestones.pending_one(parts, milestone_id)
+    if sum(m.status == MilestoneStatus.PENDING for m in parts) == 1:
+        await apply_release(session, payment, booking, actor_id=actor_id)
+        return
+    before = snapshot(payment)
+    fee = milestones.fees(payment, parts)[milestone.id]
+    fee -= milestones.refunded_fee(milestone, fee)
+    milestones.mark_released(milestone)
+    share = await post_milestone_release(session, payment, booking, milestone, fee)
+    await audit_payment(
+        session,
+        payment,
+        "payment.milestone_released",
+        actor_id=actor_id,
+        before=before,
+        milestone_id=milestone.id,
+        released_amount=payment.released_amount,
+    )
+    await outbox.milestone_released(session, payment, milestone, booking.worker_id, share)
 
 
 async def apply_capture(
@@ -264,7 +315,11 @@ async def apply_refund(
     before = snapshot(payment)
     refunded = payment.refunded_amount + refund.amount
     assert refunded <= payment.amount
-    fee_total = money.fee_share_of_refunds(refunded, payment.amount, payment.platform_fee)
+    parts = await milestones.of_booking(session, booking)
+    if parts:
+        fee_total = payment.refunded_fee + milestones.take_refund(payment, parts, refund)
+    else:
+        fee_total = money.fee_share_of_refunds(refunded, payment.amount, payment.platform_fee)
     refund.fee_part = fee_total - payment.refunded_fee
     refund.status = RefundStatus.SUCCEEDED
     refund.completed_at = now()
@@ -278,6 +333,14 @@ async def apply_refund(
         payment.auto_release_at = None
         if booking.status in (BookingStatus.PAID, BookingStatus.COMPLETED):
             move_booking(booking, BookingStatus.CANCELLED)
+    elif payment.released_at is None and refunded + payment.released_amount == payment.amount:
+        # The last money held was refunded, the rest released with its milestones: the
+        # payment is settled as released (its escrow is empty).
+        PAYMENT.check(payment.status, PaymentStatus.RELEASED)
+        payment.status = PaymentStatus.RELEASED
+        payment.released_at = refund.completed_at
+        payment.auto_release_at = None
+        move_booking(booking, BookingStatus.CLOSED)
     end_operation(payment)
     await post_refund(session, payment, booking, refund)
     await audit_payment(

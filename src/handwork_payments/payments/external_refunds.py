@@ -20,7 +20,7 @@ from handwork_payments.models import (
     PaymentStatus,
     RefundStatus,
 )
-from handwork_payments.payments.escrow import apply_refund
+from handwork_payments.payments.escrow import apply_refund, refundable_now
 
 REFUNDABLE_HERE = (PaymentStatus.HELD, PaymentStatus.DISPUTED, PaymentStatus.RELEASED)
 
@@ -57,7 +57,7 @@ async def record_external_refund(
     if payment.status not in REFUNDABLE_HERE:
         return None
     extra = provider_refunded - await refunded_at_provider_by_us(session, payment)
-    remaining = payment.amount - payment.refunded_amount
+    remaining = refundable_now(payment)
     if extra <= 0 or remaining <= 0:
         return None
     if extra > remaining:

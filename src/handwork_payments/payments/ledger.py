@@ -10,6 +10,7 @@ from handwork_payments.ledger.service import History
 from handwork_payments.models import (
     Booking,
     LedgerAccount,
+    Milestone,
     Payment,
     PaymentRefund,
     TransactionType,
@@ -37,23 +38,71 @@ async def post_hold(session: AsyncSession, payment: Payment, booking: Booking) -
     )
 
 
-async def post_release(session: AsyncSession, payment: Payment, booking: Booking) -> None:
+async def post_release(session: AsyncSession, payment: Payment, booking: Booking) -> int:
     """What is left in escrow goes to the worker's available balance and the platform fee,
-    each reduced by its share of the refunds made before release."""
-    held = payment.amount - payment.refunded_amount
-    fee = payment.platform_fee - payment.refunded_fee
+    each reduced by its share of the refunds made before release and of the milestones
+    released already; the worker's share."""
+    held = payment.amount - payment.refunded_amount - payment.released_amount
+    fee = payment.platform_fee - payment.refunded_fee - payment.released_fee
+    # Before the entry: the payment's row is written once, by the flush the entry causes.
+    payment.released_amount += held
+    payment.released_fee += fee
+    await _post_earning(
+        session,
+        payment,
+        booking,
+        held,
+        fee,
+        key=f"payment-{payment.id}-release",
+        what=f"booking #{booking.id}",
+    )
+    return held - fee
+
+
+async def post_milestone_release(
+    session: AsyncSession, payment: Payment, booking: Booking, milestone: Milestone, fee: int
+) -> int:
+    """One milestone's part of escrow (`released_amount`, less its refunds) to the worker
+    and its fee share to the revenue; the worker's share."""
+    held = milestone.released_amount
+    payment.released_amount += held
+    payment.released_fee += fee
+    await _post_earning(
+        session,
+        payment,
+        booking,
+        held,
+        fee,
+        key=f"payment-{payment.id}-milestone-{milestone.id}-release",
+        what=f"milestone #{milestone.id} of booking #{booking.id}",
+        detail=f" (milestone #{milestone.id})",
+    )
+    return held - fee
+
+
+async def _post_earning(
+    session: AsyncSession,
+    payment: Payment,
+    booking: Booking,
+    held: int,
+    fee: int,
+    *,
+    key: str,
+    what: str,
+    detail: str = "",
+) -> None:
     share = held - fee
     escrow = await ledger.escrow(session, payment.id, payment.currency)
     available = await ledger.available(session, booking.worker_id, payment.currency)
     revenue = await ledger.fee_revenue(session, payment.currency)
     await ledger.post(
         session,
-        key=f"payment-{payment.id}-release",
+        key=key,
         kind="payment_release",
-        description=f"Payment #{payment.id} released to worker #{booking.worker_id}",
+        description=f"Payment #{payment.id} released to worker #{booking.worker_id}{detail}",
         lines=[(escrow, -held), (available, share), (revenue, fee)],
         history=[
-            History(booking.worker_id, T.EARNING, share, f"Earned from booking #{booking.id}"),
+            History(booking.worker_id, T.EARNING, share, f"Earned from {what}"),
             History(None, T.FEE, fee, f"Platform fee of payment #{payment.id}"),
         ],
         payment_id=payment.id,

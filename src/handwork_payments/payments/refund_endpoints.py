@@ -48,6 +48,11 @@ async def refund_payment(body: RefundCreate, user: CurrentUser, runtime: Runtime
         except ValueError as exc:
             raise BadRequest(f"amount: {exc}") from exc
     payment = await refunds.refund(
-        runtime, body.payment_id, actor=user, amount=amount, reason=body.reason
+        runtime,
+        body.payment_id,
+        actor=user,
+        amount=amount,
+        reason=body.reason,
+        milestone_id=body.milestone_id,
     )
     return await present(payment, user, runtime)

@@ -7,6 +7,8 @@ the provider. Each refund is a row first, so its id names the provider call
 
 from __future__ import annotations
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from handwork_payments.audit.alerts import alert
 from handwork_payments.connect.reversals import cover_refund
 from handwork_payments.db import transaction
@@ -28,7 +30,7 @@ from handwork_payments.models import (
     Role,
     User,
 )
-from handwork_payments.payments import operations, repository
+from handwork_payments.payments import milestones, operations, repository
 from handwork_payments.payments.escrow import (
     apply_refund,
     begin_operation,
@@ -37,6 +39,7 @@ from handwork_payments.payments.escrow import (
     hold_ref,
     locked,
     operation_of,
+    refundable_now,
 )
 from handwork_payments.providers.base import ProviderError, ProviderUnavailableError
 from handwork_payments.runtime import Runtime
@@ -66,9 +69,11 @@ async def refund(
     amount: int | None,
     reason: str,
     dispute_id: int | None = None,
+    milestone_id: int | None = None,
 ) -> Payment:
-    """Refund `amount` (all that is left when None). `dispute_id` is set by a dispute's
-    resolution, which alone may refund a disputed payment."""
+    """Refund `amount` (all that may be refunded when None): of the milestone named, else
+    of the newest milestones first. `dispute_id` is set by a dispute's resolution, which
+    alone may refund a disputed payment."""
     actor_id = actor.id if actor else None
     async with transaction(runtime.sessions) as session:
         payment, booking = await locked(session, payment_id)
@@ -77,7 +82,9 @@ async def refund(
         allowed = {PaymentStatus.DISPUTED} if dispute_id is not None else REFUNDABLE
         if payment.status not in allowed:
             raise Conflict(f"A {payment.status} payment cannot be refunded")
-        remaining = payment.amount - payment.refunded_amount
+        remaining = refundable_now(payment)
+        if milestone_id is not None:
+            remaining = await _milestone_refundable(session, payment, booking, milestone_id)
         amount = remaining if amount is None else amount
         if amount <= 0:
             raise BadRequest("The refund amount must be positive")
@@ -96,6 +103,7 @@ async def refund(
             reason=reason,
             requested_by=actor_id,
             dispute_id=dispute_id,
+            milestone_id=milestone_id,
             before_release=payment.released_at is None,
             status=RefundStatus.PENDING,
         )
@@ -108,6 +116,22 @@ async def refund(
         begin_operation(payment, operations.refund(row.id))
         refund_id = row.id
     return await finish_refund(runtime, payment_id, refund_id, actor_id=actor_id)
+
+
+async def _milestone_refundable(
+    session: AsyncSession, payment: Payment, booking: Booking, milestone_id: int
+) -> int:
+    parts = await milestones.of_booking(session, booking)
+    milestone = next((m for m in parts if m.id == milestone_id), None)
+    if milestone is None:
+        raise NotFound(f"Milestone #{milestone_id} not found in this booking")
+    remaining = milestones.refundable(milestone, payment)
+    if remaining <= 0:
+        raise Conflict(
+            f"Milestone #{milestone_id} is {milestone.status}: nothing of it can be refunded "
+            "now (a released milestone is refunded once the payment is released)"
+        )
+    return remaining
 
 
 async def finish_refund(

@@ -46,6 +46,7 @@ class PaymentOut(BaseModel):
     platform_fee: Decimal
     worker_amount: Decimal
     refunded_amount: Decimal
+    released_amount: Decimal
     currency: str
     payment_method: PaymentMethod
     stripe_payment_id: str | None
@@ -83,6 +84,7 @@ class PaymentOut(BaseModel):
             platform_fee=_money(payment.platform_fee, c),
             worker_amount=_money(payment.worker_amount, c),
             refunded_amount=_money(payment.refunded_amount, c),
+            released_amount=_money(payment.released_amount, c),
             currency=c,
             payment_method=payment.payment_method,
             stripe_payment_id=payment.stripe_payment_id,
@@ -165,3 +167,10 @@ class RefundCreate(Strict):
     payment_id: Id
     amount: AmountIn | None = Field(default=None, description="Omitted: all that is left")
     reason: LongText
+    milestone_id: Id | None = Field(
+        default=None, description="Omitted: the newest milestones not released first"
+    )
+
+
+class ReleaseCreate(Strict):
+    milestone_id: Id = Field(description="The milestone to release; no body: all still held")

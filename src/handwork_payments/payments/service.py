@@ -43,15 +43,17 @@ from handwork_payments.models import (
     Role,
     User,
 )
-from handwork_payments.payments import repository
+from handwork_payments.payments import milestones, repository
 from handwork_payments.payments.escrow import (
     apply_capture,
     apply_failure,
     apply_hold,
+    apply_milestone_release,
     apply_release,
     audit_payment,
     begin_operation,
     end_operation,
+    ensure_no_operation,
     hold_ref,
     locked,
     operation_of,
@@ -349,11 +351,13 @@ async def release(
     *,
     actor: User | None,
     from_disputed: bool = False,
+    milestone_id: int | None = None,
 ) -> Payment:
-    """Release what is held to the worker: capture the authorisation (the amount still
-    held, after partial refunds) and post the release. `actor` None is the system
-    (auto-release); a user must be the booking's client unless `from_disputed` (an
-    admin's dispute resolution)."""
+    """Release what is held to the worker (or, with `milestone_id`, that milestone's part):
+    capture the authorisation (the amount still held, after partial refunds) and post the
+    release. A milestone released from an authorisation captures all of it first; the rest
+    stays in escrow. `actor` None is the system (auto-release); a user must be the
+    booking's client unless `from_disputed` (an admin's dispute resolution)."""
     actor_id = actor.id if actor else None
     async with transaction(runtime.sessions) as session:
         payment, booking = await locked(session, payment_id)
@@ -365,22 +369,41 @@ async def release(
         if payment.status != expected:
             raise Conflict(f"A {payment.status} payment cannot be released")
         await reviews.ensure_no_open_review(session, ReviewObject.PAYMENT, payment.id)
+        if milestone_id is not None:
+            # Checked before any capture: an unknown or released milestone moves nothing.
+            milestones.pending_one(await milestones.of_booking(session, booking), milestone_id)
         if operation_of(payment) == CAPTURE:
             pass  # a capture that never answered: make the same call again below
         elif payment.hold_kind == HoldKind.CAPTURED:
-            await apply_release(session, payment, booking, actor_id=actor_id)
+            # A refund's provider call in flight: the release waits for it (a 409), or
+            # it would clear that call's marker and the refund would never be booked.
+            ensure_no_operation(payment)
+            if milestone_id is None:
+                await apply_release(session, payment, booking, actor_id=actor_id)
+            else:
+                await apply_milestone_release(
+                    session, payment, booking, milestone_id, actor_id=actor_id
+                )
             return payment
         else:
             begin_operation(payment, CAPTURE)
-    payment = await finish_capture(runtime, payment_id, actor_id=actor_id)
+    payment = await finish_capture(
+        runtime, payment_id, actor_id=actor_id, release=milestone_id is None
+    )
     if (
         payment.status == expected
         and payment.hold_kind == HoldKind.CAPTURED
         and payment.provider_operation is None
     ):
-        # Another path applied the capture first (the hold guard or the resolver, which
-        # capture without releasing): release what is now captured, checked again above.
-        return await release(runtime, payment_id, actor=actor, from_disputed=from_disputed)
+        # Captured without the release (a milestone's; or another path applied the
+        # capture first: the hold guard or the resolver): release now, checked again.
+        return await release(
+            runtime,
+            payment_id,
+            actor=actor,
+            from_disputed=from_disputed,
+            milestone_id=milestone_id,
+        )
     return payment
 
 

@@ -23,6 +23,7 @@ from handwork_payments.models import (
     User,
     WorkerPayout,
 )
+from handwork_payments.payments import milestones
 from handwork_payments.payments.schemas import PaymentOut
 from handwork_payments.payouts.schemas import PayoutMethodsOut, PayoutOut
 
@@ -52,6 +53,7 @@ async def export(session: AsyncSession, user: User) -> ExportOut:
         session, select(Payment).where(Payment.booking_id.in_(booking_ids)).order_by(Payment.id)
     )
     payment_ids = [p.id for p in payments]
+    parts = await milestones.of_bookings(session, booking_ids)
     return ExportOut(
         exported_at=now(),
         profile=AccountOut.model_validate(user),
@@ -60,7 +62,7 @@ async def export(session: AsyncSession, user: User) -> ExportOut:
             paypal_email=user.paypal_email,
             stripe_payouts_enabled=user.stripe_payouts_enabled,
         ),
-        bookings=[BookingOut.of(b) for b in bookings],
+        bookings=[BookingOut.of(b, parts[b.id]) for b in bookings],
         payments=[PaymentOut.of(p) for p in payments],
         disputes=[
             DisputeOut.model_validate(d)
