@@ -1116,6 +1116,10 @@ class PayPalDouble(VaultDouble):
             "name": {"given_name": "Test", "surname": "Buyer"},
         }
         order["vault_id"] = token["id"]
+        if not self.vault_authorizes_at_creation:
+            # Left APPROVED: the merchant's authorize call completes it.
+            order["decline"] = "PAYER_CANNOT_PAY" if token["declines"] else None
+            return
         self._authorize(order)
         if token["declines"]:
             self.authorizations[order["authorization_ids"][-1]]["status"] = "DENIED"

@@ -36,6 +36,9 @@ class VaultDouble:
 
     setup_tokens: dict[str, dict[str, Any]]
     payment_tokens: dict[str, dict[str, Any]]
+    # False: an order paid with a vault id is left APPROVED for the merchant to authorise
+    # (PayPal's Orders guide allows both; the adapter must handle either).
+    vault_authorizes_at_creation = True
 
     def _vault_routes(self) -> list[tuple[str, str, str, Any]]:
         return [
@@ -144,13 +147,11 @@ class VaultDouble:
     # ------------------------------------------------------------------- vaulted orders
 
     def vaulted_payer(self, vault_id: str) -> dict[str, Any]:
-        """The payer of an order paid with `vault_id` (404 for an unknown one, as PayPal
-        refuses a payment token that is not this merchant's)."""
+        """The payment token an order is paid with (an unknown vault id: 404, as for any
+        unknown resource here)."""
         token = self.payment_tokens.get(vault_id)
         if token is None:
-            raise self._fail(
-                422, "INVALID_RESOURCE_ID", field_name="/payment_source/paypal/vault_id"
-            )
+            raise self._fail(404, "INVALID_RESOURCE_ID")
         return token
 
     def _reply(self, status: int, body: dict[str, Any]) -> Any:

@@ -207,3 +207,37 @@ def test_the_vault_spec_still_refuses_other_token_types(paypal_specs: SpecValida
         problems += found
     assert "PAYMENT_TOKEN" in problems[0] and "'id' is a required property" in problems[1]
     paypal_specs.forget(problems)
+
+
+async def test_a_vaulted_order_left_approved_is_authorised_at_once(
+    api: Api, double: PayPalDouble
+) -> None:
+    """Should PayPal leave the vaulted order APPROVED, the adapter authorises it in the same
+    step, under a key derived from the hold's; a decline there fails the payment (402 path)
+    and is dunned the same way."""
+    double.vault_authorizes_at_creation = False
+    client, worker = await api.user("client"), await api.user("worker")
+    created = await _schedule(api, client, worker, "150.00", "USD")
+    sid = created["id"]
+    [setup_id] = list(double.setup_tokens)
+    double.approve_setup(setup_id)
+    assert (await api.get(f"/recurring-schedules/{sid}", client))["status"] == "active"
+    [vault_id] = list(double.payment_tokens)
+    double.set_declines(vault_id, True)
+    assert await run_due(api.runtime, now=START) == 1
+    (run,) = (await api.get(f"/recurring-schedules/{sid}", client))["runs"]
+    assert (run["status"], run["attempts"]) == ("retrying", 1)
+    assert "PAYER_CANNOT_PAY" in run["last_error"]
+    double.set_declines(vault_id, False)
+    assert await run_due(api.runtime, now=START + DAY) == 1
+    (run,) = (await api.get(f"/recurring-schedules/{sid}", client))["runs"]
+    assert (run["status"], run["attempts"]) == ("held", 2)
+    payments = await payments_of(api.runtime, sid)
+    assert [(p.status, p.hold_kind, p.amount) for p in payments] == [
+        ("failed", None, 15000),
+        ("held", "authorized", 15000),
+    ]
+    assert [c.request_id for c in calls(double, "orders.authorize")] == [
+        f"{PREFIX}-payment-{p.id}-hold-authorize" for p in payments
+    ]
+    assert_spec_checked(double, *VAULT_OPS, "orders.authorize")
