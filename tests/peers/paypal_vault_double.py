@@ -8,7 +8,8 @@ How it behaves like PayPal (Save PayPal without purchase, then Use payment token
 POST /v3/vault/setup-tokens answers PAYER_ACTION_REQUIRED with an `approve` link and a new
 PayPal customer id; once the payer approved it is APPROVED; POST /v3/vault/payment-tokens
 with `{"token": {"id", "type": "SETUP_TOKEN"}}` makes the payment token (the setup token is
-then VAULTED and cannot make a second one); an order with `payment_source.paypal.vault_id`
+then VAULTED and cannot make a second one, its token listed under its customer by
+GET /v3/vault/payment-tokens?customer_id=); an order with `payment_source.paypal.vault_id`
 and intent AUTHORIZE completes at once, its authorisation CREATED, or DENIED for a payer
 marked `declines` (`set_declines`).
 """
@@ -45,6 +46,7 @@ class VaultDouble:
             ("POST", "/v3/vault/setup-tokens", "setup_tokens.create", self.op_setup_create),
             ("GET", "/v3/vault/setup-tokens/{id}", "setup_tokens.get", self.op_setup_get),
             ("POST", "/v3/vault/payment-tokens", "payment_tokens.create", self.op_token_create),
+            ("GET", "/v3/vault/payment-tokens", "payment_tokens.list", self.op_token_list),
         ]
 
     # ------------------------------------------------------------------- test controls
@@ -134,6 +136,25 @@ class VaultDouble:
             "declines": False,
         }
         return self._reply(201, self._payment_token(self.payment_tokens[vault_id]))
+
+    def op_token_list(self, ctx: Any) -> Any:
+        """A customer's payment tokens (one page: the double's customers have few)."""
+        customer_id = ctx.query.get("customer_id", "")
+        tokens = [t for t in self.payment_tokens.values() if t["customer_id"] == customer_id]
+        if not tokens:
+            raise self._fail(404, "INVALID_RESOURCE_ID")
+        return self._reply(
+            200,
+            {
+                "customer": {"id": customer_id},
+                "payment_tokens": [self._payment_token(t) for t in tokens],
+                "total_items": len(tokens),
+                "total_pages": 1,
+                "links": [
+                    self._link(f"/v3/vault/payment-tokens?customer_id={customer_id}", "self")
+                ],
+            },
+        )
 
     def _payment_token(self, token: dict[str, Any]) -> dict[str, Any]:
         path = f"/v3/vault/payment-tokens/{token['id']}"

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 from handwork_payments.models import RecurringSchedule
+from handwork_payments.providers.base import SetupState
+from handwork_payments.providers.paypal import PayPalError, vault
 from handwork_payments.recurring.runs import run_due
 from tests.helpers import Api, Party
 from tests.peers.paypal_double import PayPalDouble, SpecValidator
@@ -160,11 +162,12 @@ async def test_a_declined_saved_paypal_is_retried_and_recovers(
     assert_spec_checked(double, *VAULT_OPS)
 
 
-async def test_a_lost_payment_token_answer_is_resumed_under_its_request_id(
+async def test_a_lost_payment_token_answer_is_found_in_the_customers_vault(
     api: Api, double: PayPalDouble
 ) -> None:
-    """PayPal made the payment token but its answer never came: the schedule stays pending,
-    and the next read sends the same PayPal-Request-Id, answered with the same token."""
+    """PayPal made the payment token but its answer never came: the schedule stays pending;
+    the next read finds the setup token VAULTED and its payment token among its customer's
+    (PayPal keeps Vault request ids for 3 hours only, so no second exchange is sent)."""
     client, worker = await api.user("client"), await api.user("worker")
     created = await _schedule(api, client, worker, "40.00", "USD")
     sid = created["id"]
@@ -177,12 +180,10 @@ async def test_a_lost_payment_token_answer_is_resumed_under_its_request_id(
     assert shown["status"] == "active"
     [vault_id] = list(double.payment_tokens)
     assert (await _row(api, sid)).saved_method == vault_id
-    exchanges = calls(double, "payment_tokens.create")
-    assert [(c.request_id, c.replayed) for c in exchanges] == [
-        (f"{PREFIX}-recurring-{sid}-payment-token", False),
-        (f"{PREFIX}-recurring-{sid}-payment-token", True),
-    ]
-    assert_spec_checked(double, *VAULT_OPS)
+    [exchange] = calls(double, "payment_tokens.create")
+    assert exchange.request_id == f"{PREFIX}-recurring-{sid}-payment-token"
+    assert len(calls(double, "payment_tokens.list")) == 1
+    assert_spec_checked(double, *VAULT_OPS, "payment_tokens.list")
 
 
 def test_the_vault_spec_still_refuses_other_token_types(paypal_specs: SpecValidator) -> None:
@@ -241,3 +242,15 @@ async def test_a_vaulted_order_left_approved_is_authorised_at_once(
         f"{PREFIX}-payment-{p.id}-hold-authorize" for p in payments
     ]
     assert_spec_checked(double, *VAULT_OPS, "orders.authorize")
+
+
+def test_a_vaulted_setup_token_takes_its_customers_one_paypal_token() -> None:
+    paypal = {"payment_source": {"paypal": {"payer_id": "QYR5Z8XDVJNXQ"}}}
+    card = {"id": "card0001", "payment_source": {"card": {"last_digits": "1111"}}}
+    one = {"customer": {"id": "CUST1234"}, "payment_tokens": [card, {"id": "pp000001", **paypal}]}
+    saved = vault.found_setup("5C991763VB2781612", one)
+    assert (saved.state, saved.payment_method) == (SetupState.SUCCEEDED, "pp000001")
+    for tokens in ([], [{"id": "pp000001", **paypal}, {"id": "pp000002", **paypal}]):
+        with pytest.raises(PayPalError) as refused:
+            vault.found_setup("5C991763VB2781612", {"payment_tokens": tokens})
+        assert refused.value.code == "VAULTED_TOKEN_NOT_FOUND"

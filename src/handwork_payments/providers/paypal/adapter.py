@@ -16,8 +16,9 @@ Each protocol method's calls:
 - reauthorize: POST /v2/payments/authorizations/{id}/reauthorize.
 - create_setup / get_setup (Vault v3, recurring schedules): POST /v3/vault/setup-tokens;
   GET /v3/vault/setup-tokens/{id} and, once the payer approved, POST
-  /v3/vault/payment-tokens. A hold with `customer` is an order paid with the payment token
-  (`vault_id`), authorised at creation (POST .../authorize when PayPal leaves it APPROVED).
+  /v3/vault/payment-tokens (VAULTED already: GET /v3/vault/payment-tokens?customer_id=).
+  A hold with `customer` is an order paid with the payment token (`vault_id`), authorised
+  at creation (POST .../authorize when PayPal leaves it APPROVED).
 - send_payout / send_payout_batch: POST /v1/payments/payouts, then GET
   /v1/payments/payouts/{batch id} for the item ids and statuses. A reused sender_batch_id
   refused with a link to its batch (in `links`, or in a detail) answers that batch; refused
@@ -412,7 +413,14 @@ class PayPalProvider:
 
     async def get_setup(self, setup_id: str, *, reference: str) -> ProviderSetup:
         token = await self._call("GET", f"{vault.SETUP_TOKENS}/{_segment(setup_id)}")
-        if vault.status(token) not in vault.EXCHANGEABLE:
+        if vault.status(token) == vault.VAULTED:
+            params: dict[str, str | int] = {
+                "customer_id": vault.customer_id(token),
+                "page_size": 64,
+            }
+            listing = await self._call("GET", vault.PAYMENT_TOKENS, params=params)
+            return vault.found_setup(setup_id, listing)
+        if vault.status(token) != vault.APPROVED:
             return vault.pending_setup(token)
         payment_token = await self._call(
             "POST",

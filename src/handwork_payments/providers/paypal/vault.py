@@ -4,7 +4,8 @@ token), and each occurrence is an Orders v2 order paid with the payment token's 
 (`payment_source.paypal.vault_id`), the payer absent. Pure functions: no HTTP here.
 
 A setup token goes PAYER_ACTION_REQUIRED (the payer has not approved yet) -> APPROVED
-(approved: we create its payment token) -> VAULTED (a payment token was made from it).
+(approved: we create its payment token, under a PayPal-Request-Id from our ids) -> VAULTED
+(a payment token was made from it: found again in its customer's vault).
 As a ProviderSetup: setup_id = the setup token id, customer = PayPal's customer id,
 payment_method = the payment token id (the vault id charged later).
 """
@@ -20,9 +21,11 @@ from handwork_payments.providers.paypal.orders import link
 
 SETUP_TOKENS = "/v3/vault/setup-tokens"
 PAYMENT_TOKENS = "/v3/vault/payment-tokens"
-# Setup token statuses from which a payment token can be made (VAULTED: made already, the
-# same PayPal-Request-Id answers it again).
-EXCHANGEABLE = frozenset({"APPROVED", "VAULTED"})
+# Approved by the payer: a payment token can be made from it.
+APPROVED = "APPROVED"
+# A payment token was made from it already (our call's answer lost, and PayPal keeps
+# Vault request ids for 3 hours only): found again among its customer's payment tokens.
+VAULTED = "VAULTED"
 
 
 def setup_token_body(return_url: str, cancel_url: str) -> dict[str, Any]:
@@ -82,6 +85,29 @@ def saved_setup(setup_token_id: str, payment_token: Mapping[str, Any]) -> Provid
         customer=_customer(payment_token),
         payment_method=str(token_id),
     )
+
+
+def customer_id(token: Mapping[str, Any]) -> str:
+    return _customer(token)
+
+
+def found_setup(setup_token_id: str, listing: Mapping[str, Any]) -> ProviderSetup:
+    """The payment token among the customer's (`GET /v3/vault/payment-tokens`): PayPal made
+    the customer for this setup token alone, so its one PayPal token is the one."""
+    tokens = [
+        t
+        for t in listing.get("payment_tokens") or ()
+        if isinstance(t, Mapping)
+        and isinstance(t.get("payment_source"), Mapping)
+        and "paypal" in t["payment_source"]
+    ]
+    if len(tokens) != 1:
+        raise PayPalError(
+            f"setup token {setup_token_id} is vaulted, and its customer has "
+            f"{len(tokens)} PayPal payment tokens",
+            code="VAULTED_TOKEN_NOT_FOUND",
+        )
+    return saved_setup(setup_token_id, tokens[0])
 
 
 def vaulted_source(vault_id: str) -> dict[str, Any]:

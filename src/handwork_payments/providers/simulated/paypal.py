@@ -485,8 +485,10 @@ class SimulatedPayPal(SimulatedProvider):
             return dict((await self._load(session, setup_id, SETUP_TOKEN)).data)
 
         token = await self._call("get_setup", read)
-        if vault.status(token) not in vault.EXCHANGEABLE:
+        if vault.status(token) not in (vault.APPROVED, vault.VAULTED):
             return vault.pending_setup(token)
+        # VAULTED too: the exchange's key answers the payment token it made (the simulator
+        # keeps its keys; the adapter looks in the customer's vault instead).
 
         async def exchange(session: AsyncSession) -> Json:
             row = await self._load(session, setup_id, SETUP_TOKEN, lock=True)
