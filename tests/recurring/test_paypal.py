@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.orm.attributes import flag_modified
 
 from handwork_payments.models import RecurringSchedule, SimulatedObject
+from handwork_payments.providers.simulated import SimulatedPayPal
 from handwork_payments.recurring.runs import run_due
 from handwork_payments.runtime import Runtime
 from tests.faults import simulator
@@ -97,17 +97,14 @@ async def test_a_declined_paypal_payer_is_dunned_and_recovers(api: Api, runtime:
     assert (run["status"], run["attempts"], run["payment_id"]) == ("retrying", 1, None)
     assert "denied" in run["last_error"]
     assert (shown["status"], shown["next_run_at"]) == ("active", "2027-02-01T09:00:00Z")
-    # The payer's PayPal pays again (the simulator's payment token stops declining).
+    # The payer's PayPal pays again (their funding fixed at PayPal).
     async with runtime.sessions() as session:
-        token = await session.scalar(
-            select(SimulatedObject).where(SimulatedObject.kind == "payment_token")
+        vault_id = await session.scalar(
+            select(RecurringSchedule.saved_method).where(RecurringSchedule.id == sid)
         )
-        assert token is not None
-        data = dict(token.data)
-        data["payment_source"]["paypal"]["declines"] = False
-        token.data = data
-        flag_modified(token, "data")
-        await session.commit()
+    paypal = simulator(runtime, "paypal")
+    assert isinstance(paypal, SimulatedPayPal) and vault_id is not None
+    await paypal.set_declines(vault_id, False)
     assert await run_due(runtime, now=START + DAY) == 1
     shown = await api.get(f"/recurring-schedules/{sid}", client)
     (run,) = shown["runs"]

@@ -514,6 +514,15 @@ class SimulatedPayPal(SimulatedProvider):
             save(row, token)
             return payer_id
 
+    async def set_declines(self, vault_id: str, declines: bool) -> None:
+        """The saved PayPal's later charges are declined (or pay again): the payer's
+        funding changed at PayPal."""
+        async with transaction(self.sessions) as session:
+            row = await self._load(session, vault_id, PAYMENT_TOKEN, lock=True)
+            token = dict(row.data)
+            token["payment_source"]["paypal"]["declines"] = declines
+            save(row, token)
+
     # --- what the buyer does on PayPal's page ---------------------------------------------
 
     async def approve(self, order_id: str) -> str:
