@@ -15,6 +15,7 @@ import sys
 import tempfile
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import uvicorn
@@ -425,6 +426,41 @@ async def recurring_story(demo: Demo) -> None:
         )
     print(f"   schedule {schedule['status']}: 3 x 80.00 in escrow, Walt's 76.00 each once released")
     await demo.show(worker)
+    await paypal_recurring(demo, rosa, worker_id, start)
+
+
+async def paypal_recurring(
+    demo: Demo, client: dict[str, str], worker_id: int, start: datetime
+) -> None:
+    """The same with PayPal Vault v3: PayPal saved once (setup token approved, exchanged
+    for a payment token), each occurrence an order on that vault id, held in escrow."""
+    say("Rosa books Walt again, weekly, 45.00 USD twice, paid with her saved PayPal")
+    body = {
+        "worker_id": worker_id,
+        "title": "Weekly windows",
+        "amount": "45.00",
+        "currency": "USD",
+        "interval": "weekly",
+        "starts_at": start.isoformat(),
+        "occurrences": 2,
+        "payment_method": "paypal",
+    }
+    schedule = await demo.call("POST", "/recurring-schedules", client, json=body)
+    approval = urlsplit(schedule["setup"]["approval_url"])
+    print(f"   schedule #{schedule['id']} is {schedule['status']}: she approves at PayPal")
+    await demo.call("GET", approval.path.removeprefix("/api/v1") + "?" + approval.query, None)
+    path = f"/recurring-schedules/{schedule['id']}"
+    schedule = await demo.call("GET", path, client)
+    print(f"   back from PayPal, the schedule saves her payment token: {schedule['status']}")
+    while schedule["next_run_at"] is not None:
+        moment = datetime.fromisoformat(schedule["next_run_at"])
+        await run_due(demo.runtime, now=moment)
+        schedule = await demo.call("GET", path, client)
+        run = schedule["runs"][-1]
+        print(
+            f"   {moment:%d %b %Y}: occurrence {run['number']}, PayPal payment "
+            f"#{run['payment_id']} {run['status']} (authorised on the vault id)"
+        )
 
 
 ADMIN_EMAIL = "admin@handwork.example"

@@ -54,9 +54,7 @@ def upgrade() -> None:
             "booking_id", "position", name=op.f("uq_booking_milestones_booking_id")
         ),
     )
-    op.create_index(
-        op.f("ix_booking_milestones_booking_id"), "booking_milestones", ["booking_id"]
-    )
+    op.create_index(op.f("ix_booking_milestones_booking_id"), "booking_milestones", ["booking_id"])
     op.add_column(
         "bookings",
         sa.Column("milestone_count", sa.SmallInteger, nullable=False, server_default="0"),

@@ -63,16 +63,25 @@ def upgrade() -> None:
             "status IN ('pending_setup', 'active', 'paused', 'cancelled', 'finished')",
             name=op.f("ck_recurring_schedules_status"),
         ),
-        sa.CheckConstraint("interval IN ('weekly', 'biweekly', 'monthly')", name=op.f("ck_recurring_schedules_interval")),
-        sa.CheckConstraint("payment_method IN ('stripe', 'paypal')", name=op.f("ck_recurring_schedules_payment_method")),
+        sa.CheckConstraint(
+            "interval IN ('weekly', 'biweekly', 'monthly')",
+            name=op.f("ck_recurring_schedules_interval"),
+        ),
+        sa.CheckConstraint(
+            "payment_method IN ('stripe', 'paypal')",
+            name=op.f("ck_recurring_schedules_payment_method"),
+        ),
         sa.CheckConstraint("amount > 0", name=op.f("ck_recurring_schedules_amount_positive")),
-        sa.CheckConstraint("occurrences IS NULL OR occurrences > 0", name=op.f("ck_recurring_schedules_occurrences_positive")),
-        sa.CheckConstraint("client_id <> worker_id", name=op.f("ck_recurring_schedules_distinct_parties")),
+        sa.CheckConstraint(
+            "occurrences IS NULL OR occurrences > 0",
+            name=op.f("ck_recurring_schedules_occurrences_positive"),
+        ),
+        sa.CheckConstraint(
+            "client_id <> worker_id", name=op.f("ck_recurring_schedules_distinct_parties")
+        ),
     )
     for column in ("client_id", "worker_id", "status", "next_run_at"):
-        op.create_index(
-            op.f(f"ix_recurring_schedules_{column}"), "recurring_schedules", [column]
-        )
+        op.create_index(op.f(f"ix_recurring_schedules_{column}"), "recurring_schedules", [column])
     op.create_table(
         "recurring_runs",
         sa.Column("id", sa.BigInteger, autoincrement=True, nullable=False),
@@ -102,7 +111,9 @@ def upgrade() -> None:
         sa.Column("charging_since", sa.DateTime(timezone=True)),
         sa.Column("last_error", sa.Text),
         _created_at(),
-        sa.UniqueConstraint("schedule_id", "number", name=op.f("uq_recurring_runs_schedule_number")),
+        sa.UniqueConstraint(
+            "schedule_id", "number", name=op.f("uq_recurring_runs_schedule_number")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_recurring_runs")),
         sa.CheckConstraint(
             "status IN ('due', 'retrying', 'held', 'failed')",

@@ -305,6 +305,11 @@ class Settings(BaseSettings):
             return self.risk_mode
         return "enforce" if self.production else "observe"
 
+    # Recurring bookings through PayPal Vault (issue 13): where PayPal sends the payer
+    # back after approving (or declining) saving PayPal for a schedule.
+    paypal_vault_return_url: str = "http://localhost:3000/recurring/paypal/return"
+    paypal_vault_cancel_url: str = "http://localhost:3000/recurring/paypal/cancel"
+
 
 @lru_cache
 def get_settings() -> Settings:

@@ -151,6 +151,9 @@ MATRIX: dict[str, Row] = {
         404, path={"dispute_id": "no_such_dispute"}, json=lambda w, _: {"outcome": "won"}),
     f"GET {A}/simulator/paypal/checkoutnow": everyone(
         OK, params=lambda w, _: {"token": w.ids["order"]}),
+    # No such setup token: the same 404 for anyone (the page has no bearer token).
+    f"GET {A}/simulator/paypal/agreements/approve": everyone(
+        404, params=lambda w, _: {"approval_session_id": "5C991763VB2781612"}),
     "GET /health": everyone(OK),
     # Without METRICS_TOKEN (tests/http/test_metrics.py sets one).
     "GET /metrics": everyone(OK),

@@ -233,4 +233,7 @@ async def test_a_schedule_stripe_would_refuse_is_refused_at_creation(api: Api) -
     body = {**body, "amount": "0.40", "currency": "USD"}
     r = await api.post("/recurring-schedules", client, body)
     assert (r.status_code, r.json()) == (400, {"detail": "Stripe needs at least 0.50 USD"})
+    body = {**body, "amount": "12.340", "currency": "KWD", "payment_method": "paypal"}
+    r = await api.post("/recurring-schedules", client, body)
+    assert (r.status_code, r.json()) == (400, {"detail": "PayPal does not accept KWD"})
     assert await written(api.runtime) == before

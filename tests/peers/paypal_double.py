@@ -10,6 +10,8 @@ What it implements (the subset of PayPal's REST API our adapter uses):
   for PayPal's asynchronous processing;
 - Customer disputes v1: provide-evidence (multipart, its `input` part's evidences checked
   against the spec's `evidence` schema), on disputes made with `add_dispute`;
+- Vault v3: setup tokens, payment tokens, orders paid with a `vault_id`, plus
+  `approve_setup()` standing in for the payer (tests/peers/paypal_vault_double.py);
 - POST /v1/notifications/verify-webhook-signature, for deliveries the double itself signed
   with `deliver()` (also verifiable offline with `cert_pem`).
 
@@ -66,6 +68,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from handwork_payments.kit.money import format_amount, normalize_currency, to_minor
+from tests.peers.paypal_vault_double import VaultDouble
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # PAYPAL_OPENAPI_DIR: the specs elsewhere (a git worktree that is not beside ../shared).
@@ -79,6 +82,7 @@ SPEC_FILES = {
     "webhooks": "notifications_webhooks_v1.json",
     "disputes": "customer_disputes_v1.json",
     "reporting": "reporting_transactions_v1.json",
+    "vault": "vault_payment_tokens_v3.json",
 }
 # The spec servers: requests are validated as if sent to the sandbox, whatever port the
 # double listens on.
@@ -104,6 +108,8 @@ def _spec_for(path: str) -> str | None:
         return "reporting"
     if path.startswith("/v1/customer/disputes"):
         return "disputes"
+    if path.startswith("/v3/vault/"):
+        return "vault"
     return None  # /v1/oauth2/token: PayPal publishes no OpenAPI spec for it
 
 
@@ -155,6 +161,9 @@ class SpecValidator:
       and the failure is kept in `spec_errors`.
     - reporting_transactions_v1.json: its server URL ends in /v1/reporting and its paths
       start with /v1/reporting too; requests are matched with the base path doubled.
+    - vault payment-tokens create: PayPal's guide exchanges a setup token with
+      `payment_source.token.type` SETUP_TOKEN, which the spec's enum (BILLING_AGREEMENT
+      only) lacks; the request is validated with BILLING_AGREEMENT in its place.
     - OAuth2 security: openapi-core cannot check oauth2 schemes, so a provider here checks
       for a Bearer token instead of warning "Unsupported scheme type".
     """
@@ -231,6 +240,10 @@ class SpecValidator:
             request_body, event_problems = self._split_verify_request(spec, body)
             problems += event_problems
             deviations.append("verify-webhook-signature: webhook_event validated as read-only")
+        if operation == "payment_tokens.create" and body:
+            request_body, swapped = _setup_token_as_spec_knows(body)
+            if swapped:
+                deviations.append("vault payment-tokens: SETUP_TOKEN is not in the spec's enum")
         request = _SpecRequest(
             host_url=host,
             method=method.lower(),
@@ -338,6 +351,20 @@ class SpecValidator:
             f" known deviations: {dict(r.deviations)}; violations: {len(r.violations)};"
             f" specs invalid as OpenAPI 3.0: {sorted(self.spec_errors) or 'none'}"
         )
+
+
+def _setup_token_as_spec_knows(body: bytes) -> tuple[bytes, bool]:
+    """The payment-token request with token.type SETUP_TOKEN read as BILLING_AGREEMENT, the
+    one value the spec's enum has (see SpecValidator's deviations)."""
+    try:
+        payload = json.loads(body)
+        token = payload["payment_source"]["token"]
+    except (ValueError, KeyError, TypeError):
+        return body, False
+    if not isinstance(token, dict) or token.get("type") != "SETUP_TOKEN":
+        return body, False
+    token["type"] = "BILLING_AGREEMENT"
+    return json.dumps(payload).encode(), True
 
 
 def _describe(exc: BaseException) -> str:
@@ -480,7 +507,7 @@ def _stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class PayPalDouble:
+class PayPalDouble(VaultDouble):
     """Start with `with PayPalDouble(validator) as double:`; point PAYPAL_API_BASE at
     `double.url`. State is inspectable (`orders`, `authorizations`, `captures`, `refunds`,
     `batches`, `items`, `calls`, `debug_ids`) and guarded by one lock, as the server runs in
@@ -519,6 +546,8 @@ class PayPalDouble:
         self.batches: dict[str, dict[str, Any]] = {}
         self.items: dict[str, dict[str, Any]] = {}
         self.disputes: dict[str, dict[str, Any]] = {}
+        self.setup_tokens: dict[str, dict[str, Any]] = {}
+        self.payment_tokens: dict[str, dict[str, Any]] = {}
         # Transaction Search: the account's lines (transaction_details), oldest first.
         self.transactions: list[dict[str, Any]] = []
         self.sender_batch_ids: dict[str, str] = {}
@@ -861,6 +890,7 @@ class PayPalDouble:
                 "webhooks.verify",
                 self.op_verify,
             ),
+            *self._vault_routes(),
         ]
 
     def app(self) -> Starlette:
@@ -1075,9 +1105,9 @@ class PayPalDouble:
         amount, currency = self._minor(unit["amount"])
         if amount <= 0:
             raise self._fail(422, "CANNOT_BE_ZERO_OR_NEGATIVE")
-        experience = ((body.get("payment_source") or {}).get("paypal") or {}).get(
-            "experience_context"
-        )
+        paypal = (body.get("payment_source") or {}).get("paypal") or {}
+        experience = paypal.get("experience_context")
+        vaulted = self.vaulted_payer(paypal["vault_id"]) if paypal.get("vault_id") else None
         order_id = _id()
         now = self.now()
         self.orders[order_id] = {
@@ -1094,7 +1124,27 @@ class PayPalDouble:
             "create_time": now,
             "update_time": now,
         }
+        if vaulted is not None:
+            self._pay_with_token(self.orders[order_id], vaulted)
         return Reply(201, self._order(self.orders[order_id], ctx.representation))
+
+    def _pay_with_token(self, order: dict[str, Any], token: dict[str, Any]) -> None:
+        """A saved PayPal pays, nobody to approve: authorised at once (DENIED for a payer
+        whose charges are declined), the order COMPLETED."""
+        order["status"] = "APPROVED"
+        order["payer"] = {
+            "payer_id": token["paypal"]["payer_id"],
+            "email_address": token["paypal"]["email_address"],
+            "name": {"given_name": "Test", "surname": "Buyer"},
+        }
+        order["vault_id"] = token["id"]
+        if not self.vault_authorizes_at_creation:
+            # Left APPROVED: the merchant's authorize call completes it.
+            order["decline"] = "PAYER_CANNOT_PAY" if token["declines"] else None
+            return
+        self._authorize(order)
+        if token["declines"]:
+            self.authorizations[order["authorization_ids"][-1]]["status"] = "DENIED"
 
     def _get_order(self, order_id: str) -> dict[str, Any]:
         order = self.orders.get(order_id)
@@ -1115,6 +1165,10 @@ class PayPalDouble:
             raise self._fail(422, "ORDER_NOT_APPROVED")
         if order["decline"]:
             raise self._fail(422, order["decline"])
+        self._authorize(order)
+        return Reply(201, self._order(order, ctx.representation))
+
+    def _authorize(self, order: dict[str, Any]) -> None:
         now = self.now()
         auth_id = _id()
         self.authorizations[auth_id] = {
@@ -1135,7 +1189,6 @@ class PayPalDouble:
         order["authorization_ids"].append(auth_id)
         order["status"] = "COMPLETED"
         order["update_time"] = now
-        return Reply(201, self._order(order, ctx.representation))
 
     def _order(self, order: dict[str, Any], full: bool) -> dict[str, Any]:
         order_id = order["id"]

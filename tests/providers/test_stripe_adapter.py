@@ -1074,13 +1074,13 @@ async def setup_intent(raw: stripe.StripeClient) -> str:
 async def test_a_card_saved_by_a_setup_intent_is_held_off_session(
     provider: StripeProvider, raw: stripe.StripeClient
 ) -> None:
-    setup = await provider.get_setup(await setup_intent(raw))
+    setup = await provider.get_setup(await setup_intent(raw), reference="recurring-1")
     assert setup.state is SetupState.PENDING
     assert setup.customer.startswith("cus_") and setup.client_secret
 
     # What Stripe.js confirmSetup does in the payer's browser.
     await raw.v1.setup_intents.confirm_async(setup.setup_id, {"payment_method": PM_VISA})
-    saved = await provider.get_setup(setup.setup_id)
+    saved = await provider.get_setup(setup.setup_id, reference="recurring-1")
     assert saved.state is SetupState.SUCCEEDED and saved.payment_method
 
     payment_id = new_id()
@@ -1101,9 +1101,9 @@ async def test_a_card_saved_by_a_setup_intent_is_held_off_session(
 async def test_an_off_session_charge_of_a_card_that_attaches_then_fails_is_declined(
     provider: StripeProvider, raw: stripe.StripeClient
 ) -> None:
-    setup = await provider.get_setup(await setup_intent(raw))
+    setup = await provider.get_setup(await setup_intent(raw), reference="recurring-1")
     await raw.v1.setup_intents.confirm_async(setup.setup_id, {"payment_method": PM_CHARGE_FAILS})
-    saved = await provider.get_setup(setup.setup_id)
+    saved = await provider.get_setup(setup.setup_id, reference="recurring-1")
     assert saved.state is SetupState.SUCCEEDED and saved.payment_method
     payment_id = new_id()
     with pytest.raises(PaymentDeclinedError):

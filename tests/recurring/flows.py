@@ -1,9 +1,11 @@
-"""Recurring schedules set up through the API, as a client and Stripe.js would."""
+"""Recurring schedules set up through the API, as a client and Stripe.js (or the PayPal
+payer) would."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 
@@ -50,6 +52,42 @@ async def active_schedule(
     )
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "succeeded"
+    schedule: dict[str, Any] = await api.get(f"/recurring-schedules/{created['id']}", client)
+    assert schedule["status"] == "active", schedule
+    return schedule
+
+
+async def active_paypal_schedule(
+    api: Api,
+    client: Party,
+    worker: Party,
+    *,
+    starts_at: datetime,
+    amount: str = "150.00",
+    currency: str = "USD",
+    declines: bool = False,
+) -> dict[str, Any]:
+    """A schedule paid with PayPal: the payer approves saving PayPal at the approval URL
+    (the simulator's agreement page; `declines`: every later charge declined), comes back,
+    and reading the schedule saves the payment token and activates it."""
+    body: dict[str, Any] = {
+        "worker_id": worker.id,
+        "title": "Weekly clean",
+        "amount": amount,
+        "currency": currency,
+        "interval": "monthly",
+        "starts_at": starts_at.isoformat(),
+        "payment_method": "paypal",
+    }
+    r = await api.post("/recurring-schedules", client, body)
+    assert r.status_code == 201, r.text
+    created = r.json()
+    assert created["status"] == "pending_setup", created
+    url = urlsplit(created["setup"]["approval_url"])
+    assert url.path == "/api/v1/simulator/paypal/agreements/approve", url
+    query = f"{url.query}&declines={'true' if declines else 'false'}"
+    r = await api.client.get(f"{url.path}?{query}")
+    assert r.status_code == 200, r.text
     schedule: dict[str, Any] = await api.get(f"/recurring-schedules/{created['id']}", client)
     assert schedule["status"] == "active", schedule
     return schedule

@@ -68,7 +68,11 @@ async def test_the_setup_succeeded_webhook_activates_the_schedule(
     assert (schedule.status, schedule.saved_method) == ("active", "pm_card_visa")
     assert schedule.next_run_at == START
     shown = await api.get(f"/recurring-schedules/{created['id']}", client)
-    assert shown["setup"] == {"setup_intent_id": setup_id, "client_secret": None}
+    assert shown["setup"] == {
+        "setup_intent_id": setup_id,
+        "client_secret": None,
+        "approval_url": None,
+    }
 
 
 async def test_a_start_in_the_past_is_due_at_once(api: Api, runtime: Runtime) -> None:
@@ -136,7 +140,7 @@ async def test_bad_input_changes_nothing(api: Api, runtime: Runtime) -> None:
         (body(worker.id, starts_at="2027-03-15T12:00:00"), 422),  # no time zone
         (body(worker.id, starts_at="1999-03-15T12:00:00Z"), 422),
         (body(worker.id, extra=True), 422),
-        (body(worker.id, payment_method="paypal"), 400),
+        (body(worker.id, payment_method="cash"), 422),
         (body(client.id), 404),  # not a worker
         (body(99999), 404),
     ]

@@ -1,6 +1,7 @@
 """What the buyer's browser does at the provider, over HTTP, for the built-in simulators:
-Stripe.js confirming a card or finishing 3-D Secure, and PayPal's approval page; and what
-the payer's bank does: a chargeback opened on a Stripe payment, and its decision.
+Stripe.js confirming a card or finishing 3-D Secure, and PayPal's approval pages (an
+order's, and saving PayPal for a recurring schedule); and what the payer's bank does: a
+chargeback opened on a Stripe payment, and its decision.
 
 No bearer token: at a real provider these are the payer's own actions. Mounted only while
 a provider is simulated. A Stripe action is followed by the event Stripe would send,
@@ -73,6 +74,11 @@ class DisputeDecision(BaseModel):
 
 class ApprovalResponse(BaseModel):
     order_id: str
+    payer_id: str
+
+
+class SetupApprovalResponse(BaseModel):
+    setup_token_id: str
     payer_id: str
 
 
@@ -249,3 +255,24 @@ async def approve_order(runtime: RuntimeDep, token: OrderToken) -> ApprovalRespo
     except ProviderError as exc:
         raise _domain_error(exc) from exc
     return ApprovalResponse(order_id=token, payer_id=payer_id)
+
+
+@router.get(
+    "/paypal/agreements/approve",
+    responses=error_responses(NotFound),
+    summary="The PayPal payer approves saving PayPal (a setup token's approval_url)",
+)
+async def approve_setup_token(
+    runtime: RuntimeDep,
+    approval_session_id: OrderToken,
+    declines: Annotated[bool, Query(description="every later charge is declined")] = False,
+) -> SetupApprovalResponse:
+    """The payer comes back to PAYPAL_VAULT_RETURN_URL; reading the schedule then saves
+    the payment token and activates it. `declines=true`: a payer whose every later
+    (off-session) charge PayPal declines."""
+    simulator = _paypal(runtime)
+    try:
+        payer_id = await simulator.approve_setup(approval_session_id, declines=declines)
+    except ProviderError as exc:
+        raise _domain_error(exc) from exc
+    return SetupApprovalResponse(setup_token_id=approval_session_id, payer_id=payer_id)

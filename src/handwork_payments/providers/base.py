@@ -530,21 +530,25 @@ class ProviderSetup:
     state: SetupState
     customer: str
     payment_method: str | None = None
-    client_secret: str | None = None
+    client_secret: str | None = None  # Stripe: what Stripe.js confirmSetup takes
+    approval_url: str | None = None  # PayPal: where the payer approves saving PayPal
 
 
 @runtime_checkable
 class SetupProvider(Protocol):
-    """Stripe: a SetupIntent on a customer of ours saves the payer's card for the
-    off-session charges of a recurring schedule (`NewHold.customer`)."""
+    """Saving the payer's method for the off-session charges of a recurring schedule
+    (`NewHold.customer`): Stripe, a SetupIntent on a customer of ours; PayPal, a Vault v3
+    setup token the payer approves, exchanged for a payment token (the vault id)."""
 
     async def create_setup(self, *, reference: str, email: str) -> ProviderSetup:
-        """A customer and its SetupIntent for our `reference` (`recurring-{id}`): the
-        idempotency keys are `{reference}-customer` and `{reference}-setup`, so asking
-        again answers the same ones."""
+        """The setup for our `reference` (`recurring-{id}`), under keys derived from it
+        (Stripe `{reference}-customer` and `{reference}-setup`, PayPal
+        `{reference}-setup-token`), so asking again answers the same one."""
         ...
 
-    async def get_setup(self, setup_id: str) -> ProviderSetup: ...
+    async def get_setup(self, setup_id: str, *, reference: str) -> ProviderSetup:
+        """How the setup stands. PayPal: a setup token the payer approved is exchanged
+        here for its payment token, under the key `{reference}-payment-token`."""
 
 
 @dataclass(frozen=True)

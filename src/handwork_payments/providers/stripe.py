@@ -333,7 +333,7 @@ class StripeProvider:
         )
         return stripe_objects.setup_of(setup.to_dict())
 
-    async def get_setup(self, setup_id: str) -> ProviderSetup:
+    async def get_setup(self, setup_id: str, *, reference: str) -> ProviderSetup:
         setup = await self._call(
             "setup_intents.retrieve",
             lambda: self._client.v1.setup_intents.retrieve_async(setup_id),

@@ -33,8 +33,8 @@ async def create_schedule(
     body: ScheduleCreate, user: ClientUser, runtime: RuntimeDep
 ) -> ScheduleOut:
     """A schedule `pending_setup`: the payer confirms `setup.client_secret` with Stripe.js
-    (`confirmSetup`); once the card is saved it is `active` and each occurrence is booked
-    and paid off-session at its due time."""
+    (`confirmSetup`), or approves saving PayPal at `setup.approval_url`; once the method is
+    saved it is `active` and each occurrence is booked and paid off-session at its due time."""
     schedule, setup = await service.create(
         runtime,
         user,
@@ -73,7 +73,8 @@ async def list_schedules(
 )
 async def get_schedule(schedule_id: PathId, user: CurrentUser, runtime: RuntimeDep) -> ScheduleOut:
     """With its occurrences. A schedule waiting for its setup asks the provider first and
-    is activated here once the payer's card is saved."""
+    is activated here once the payer's method is saved (PayPal: after the payer approved,
+    this is where the approval is turned into the saved payment token)."""
     async with runtime.sessions() as session:
         schedule = await repository.seen(session, user, schedule_id)
     schedule, setup = await service.refresh(runtime, schedule)

@@ -51,10 +51,24 @@ _FAR = datetime(2100, 1, 1).astimezone()
 
 
 class SetupOut(BaseModel):
-    """Stripe: what Stripe.js `confirmSetup` needs (present while the setup is pending)."""
+    """Stripe: what Stripe.js `confirmSetup` needs; PayPal: where the payer approves saving
+    PayPal (Vault v3). The secret and the URL are shown while the setup is pending."""
 
     setup_intent_id: str | None = None
     client_secret: str | None = None
+    approval_url: str | None = None
+
+    @classmethod
+    def of(cls, schedule: RecurringSchedule, setup: ProviderSetup | None) -> SetupOut | None:
+        if not schedule.setup_id:
+            return None
+        shown = setup if schedule.status == ScheduleStatus.PENDING_SETUP else None
+        if schedule.payment_method == PaymentMethod.PAYPAL:
+            return cls(approval_url=shown.approval_url if shown is not None else None)
+        return cls(
+            setup_intent_id=schedule.setup_id,
+            client_secret=shown.client_secret if shown is not None else None,
+        )
 
 
 class RunOut(BaseModel):
@@ -103,7 +117,6 @@ class ScheduleOut(BaseModel):
         runs: list[RecurringRun],
         setup: ProviderSetup | None = None,
     ) -> ScheduleOut:
-        pending = schedule.status == ScheduleStatus.PENDING_SETUP
         return cls(
             id=schedule.id,
             client_id=schedule.client_id,
@@ -117,12 +130,7 @@ class ScheduleOut(BaseModel):
             payment_method=schedule.payment_method,
             status=schedule.status,
             next_run_at=schedule.next_run_at,
-            setup=SetupOut(
-                setup_intent_id=schedule.setup_id,
-                client_secret=setup.client_secret if setup is not None and pending else None,
-            )
-            if schedule.setup_id
-            else None,
+            setup=SetupOut.of(schedule, setup),
             runs=[RunOut.of(run) for run in runs],
             created_at=schedule.created_at,
         )

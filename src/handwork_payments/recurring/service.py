@@ -1,6 +1,7 @@
 """Recurring schedules: creating one and saving the payer's method at the provider (Stripe
-SetupIntent), activating it once the method is saved, and the client's (or an admin's)
-pause, resume and cancel. Each occurrence is booked and charged by `runs`."""
+SetupIntent, PayPal Vault v3 setup and payment tokens), activating it once the method is
+saved, and the client's (or an admin's) pause, resume and cancel. Each occurrence is
+booked and charged by `runs`."""
 
 from __future__ import annotations
 
@@ -51,9 +52,9 @@ async def create(
     runtime: Runtime, client: User, new: NewSchedule
 ) -> tuple[RecurringSchedule, ProviderSetup]:
     """A schedule waiting for its setup, and the setup the payer confirms (Stripe.js
-    `confirmSetup` with its client_secret)."""
-    if new.payment_method is not PaymentMethod.STRIPE:
-        raise BadRequest("Recurring schedules are paid with stripe for now (paypal: not yet)")
+    `confirmSetup` with its client_secret; PayPal: the payer approves at approval_url)."""
+    # Refused (400) before anything is written when the provider is disabled.
+    runtime.providers.ensure_offered(new.payment_method)
     # Every occurrence would be refused: refused once, here, before anything is written.
     runtime.providers.rules(new.payment_method).check_payment(new.amount, new.currency)
     async with transaction(runtime.sessions) as session:
@@ -77,27 +78,33 @@ async def create(
     return await _saved_setup(runtime, client, schedule)
 
 
-def _setup_provider(runtime: Runtime) -> SetupProvider:
-    provider = runtime.providers.stripe
-    assert isinstance(provider, SetupProvider), "the stripe adapters save payment methods"
+def _setup_provider(runtime: Runtime, schedule: RecurringSchedule) -> SetupProvider:
+    provider = runtime.providers.for_method(schedule.payment_method)
+    assert isinstance(provider, SetupProvider), f"{provider.name} cannot save payment methods"
     return provider
+
+
+def _reference(schedule: RecurringSchedule) -> str:
+    return f"recurring-{schedule.id}"
 
 
 async def _saved_setup(
     runtime: Runtime, client: User, schedule: RecurringSchedule
 ) -> tuple[RecurringSchedule, ProviderSetup]:
     """The schedule's setup at the provider: created under the keys `recurring-{id}-...`,
-    so asking again (a lost answer) finds the same customer and SetupIntent."""
+    so asking again (a lost answer) finds the same customer and SetupIntent (PayPal:
+    the same setup token)."""
+    name = schedule.payment_method
     try:
-        setup = await _setup_provider(runtime).create_setup(
-            reference=f"recurring-{schedule.id}", email=client.email
+        setup = await _setup_provider(runtime, schedule).create_setup(
+            reference=_reference(schedule), email=client.email
         )
     except ProviderUnavailableError as exc:
         raise ProviderUnavailable(
-            f"stripe did not answer; GET recurring schedule #{schedule.id} to resume its setup"
+            f"{name} did not answer; GET recurring schedule #{schedule.id} to resume its setup"
         ) from exc
     except ProviderError as exc:
-        raise BadRequest(f"stripe refused the setup: {exc.message}") from exc
+        raise BadRequest(f"{name} refused the setup: {exc.message}") from exc
     async with transaction(runtime.sessions) as session:
         schedule = await repository.lock(session, schedule.id)
         schedule.setup_id = setup.setup_id
@@ -109,7 +116,8 @@ async def refresh(
     runtime: Runtime, schedule: RecurringSchedule
 ) -> tuple[RecurringSchedule, ProviderSetup | None]:
     """A schedule waiting for its setup asks the provider how the setup stands, and is
-    activated once the payer's method is saved (the same as `setup_intent.succeeded`)."""
+    activated once the payer's method is saved (the same as `setup_intent.succeeded`;
+    PayPal: an approved setup token is exchanged for its payment token there)."""
     if schedule.status != ScheduleStatus.PENDING_SETUP:
         return schedule, None
     if schedule.setup_id is None:
@@ -118,7 +126,9 @@ async def refresh(
         assert client is not None
         return await _saved_setup(runtime, client, schedule)
     try:
-        setup = await _setup_provider(runtime).get_setup(schedule.setup_id)
+        setup = await _setup_provider(runtime, schedule).get_setup(
+            schedule.setup_id, reference=_reference(schedule)
+        )
     except (ProviderError, ProviderUnavailableError):
         return schedule, None  # shown as it is; asked again on the next read
     if setup.state is SetupState.SUCCEEDED:

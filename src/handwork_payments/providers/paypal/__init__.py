@@ -1,6 +1,6 @@
-"""PayPal: `client` (HTTP, token, errors), `adapter` (the PaymentProvider), `orders` and
-`payouts` (PayPal resources read as our types), `events` (webhook verification and
-translation)."""
+"""PayPal: `client` (HTTP, token, errors), `adapter` (the PaymentProvider), `orders`,
+`payouts` and `vault` (PayPal resources read as our types; `vault`: Vault v3 setup and
+payment tokens for recurring schedules), `events` (webhook verification and translation)."""
 
 from handwork_payments.providers.paypal.adapter import PayPalProvider
 from handwork_payments.providers.paypal.client import PayPalDeclinedError, PayPalError

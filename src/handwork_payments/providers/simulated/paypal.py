@@ -1,6 +1,8 @@
 """The PayPal simulator: orders with intent AUTHORIZE, their authorisations, captures,
 voids and refunds, reauthorisation (ReauthorizingProvider), Payouts one by one or in
-batches (PayoutBatchProvider), and the buyer's approval on PayPal's page (`approve`).
+batches (PayoutBatchProvider), Vault v3 setup and payment tokens (SetupProvider) and the
+orders a saved PayPal pays, and the buyer's approvals on PayPal's pages (`approve`,
+`approve_setup`).
 
 Webhook events are signed with a simulator-only scheme (events.py) and translated by the
 PayPal adapter's own translation (`providers/paypal/events.py`).
@@ -32,14 +34,17 @@ from handwork_payments.providers.base import (
     ProviderError,
     ProviderEvent,
     ProviderHold,
+    ProviderSetup,
     ProviderTransfer,
     ReauthorizingProvider,
+    SetupProvider,
     StatementLine,
     TransferState,
 )
 from handwork_payments.providers.paypal import events as paypal_events
 from handwork_payments.providers.paypal import evidence as paypal_evidence
 from handwork_payments.providers.paypal import statements as paypal_statements
+from handwork_payments.providers.paypal import vault
 from handwork_payments.providers.simulated import events
 from handwork_payments.providers.simulated.events import Delivery
 from handwork_payments.providers.simulated.paypal_objects import (
@@ -53,6 +58,15 @@ from handwork_payments.providers.simulated.paypal_objects import (
     new_refund,
     order_hold,
     statement_line,
+)
+from handwork_payments.providers.simulated.paypal_vault import (
+    PAYMENT_TOKEN,
+    SETUP_TOKEN,
+    approve_setup_token,
+    check_exchangeable,
+    new_payment_token,
+    new_setup_token,
+    pay_with_token,
 )
 from handwork_payments.providers.simulated.store import (
     DISPUTE,
@@ -201,6 +215,12 @@ class SimulatedPayPal(SimulatedProvider):
 
     async def _open_hold(self, session: AsyncSession, hold: NewHold) -> Json:
         order = new_order(hold, self.ids.key(f"payment-{hold.payment_id}"))
+        if hold.customer is not None:
+            # A recurring charge: the saved PayPal (vault id) pays, the payer absent.
+            token = await self._load(session, hold.payment_method or "", PAYMENT_TOKEN)
+            if token.data["customer"]["id"] != hold.customer:
+                raise self._missing("payment token", hold.payment_method or "")
+            pay_with_token(order, token.data, utc_now())
         self._insert(session, order["id"], ORDER, order)
         return hold_json(order_hold(order))
 
@@ -449,6 +469,67 @@ class SimulatedPayPal(SimulatedProvider):
         result = await self._call("send_payout_batch", act, key=batch_key, params=params)
         return [transfer_from_json(t) for t in result["transfers"]]
 
+    # --- Vault v3: saving the payer's PayPal (SetupProvider) ------------------------------
+
+    async def create_setup(self, *, reference: str, email: str) -> ProviderSetup:
+        async def act(session: AsyncSession) -> Json:
+            settings = self.settings
+            token = new_setup_token(
+                settings.paypal_vault_return_url, settings.paypal_vault_cancel_url
+            )
+            self._insert(session, token["id"], SETUP_TOKEN, token)
+            return token
+
+        params: Json = {"reference": reference, "email": email}
+        key = f"{reference}-setup-token"
+        return vault.pending_setup(await self._call("create_setup", act, key=key, params=params))
+
+    async def get_setup(self, setup_id: str, *, reference: str) -> ProviderSetup:
+        """The setup token; once approved, exchanged for its payment token under the key
+        `{reference}-payment-token` (asking again answers the same payment token)."""
+
+        async def read(session: AsyncSession) -> Json:
+            return dict((await self._load(session, setup_id, SETUP_TOKEN)).data)
+
+        token = await self._call("get_setup", read)
+        if vault.status(token) not in (vault.APPROVED, vault.VAULTED):
+            return vault.pending_setup(token)
+        # VAULTED too: the exchange's key answers the payment token it made (the simulator
+        # keeps its keys; the adapter looks in the customer's vault instead).
+
+        async def exchange(session: AsyncSession) -> Json:
+            row = await self._load(session, setup_id, SETUP_TOKEN, lock=True)
+            check_exchangeable(row.data)
+            payment_token = new_payment_token(row.data)
+            self._insert(session, payment_token["id"], PAYMENT_TOKEN, payment_token)
+            save(row, {**row.data, "status": "VAULTED"})
+            return payment_token
+
+        key = f"{reference}-payment-token"
+        made = await self._call(
+            "create_payment_token", exchange, key=key, params={"setup_token": setup_id}
+        )
+        return vault.saved_setup(setup_id, made)
+
+    async def approve_setup(self, setup_id: str, *, declines: bool = False) -> str:
+        """The payer approves saving PayPal at the setup token's approval link; returns
+        their payer id. `declines`: every later charge of theirs is declined."""
+        async with transaction(self.sessions) as session:
+            row = await self._load(session, setup_id, SETUP_TOKEN, lock=True)
+            token = dict(row.data)
+            payer_id = approve_setup_token(token, declines)
+            save(row, token)
+            return payer_id
+
+    async def set_declines(self, vault_id: str, declines: bool) -> None:
+        """The saved PayPal's later charges are declined (or pay again): the payer's
+        funding changed at PayPal."""
+        async with transaction(self.sessions) as session:
+            row = await self._load(session, vault_id, PAYMENT_TOKEN, lock=True)
+            token = dict(row.data)
+            token["payment_source"]["paypal"]["declines"] = declines
+            save(row, token)
+
     # --- what the buyer does on PayPal's page ---------------------------------------------
 
     async def approve(self, order_id: str) -> str:
@@ -521,6 +602,12 @@ if TYPE_CHECKING:
 
     def _implements(
         provider: SimulatedPayPal,
-    ) -> tuple[PaymentProvider, PayoutBatchProvider, ReauthorizingProvider, EvidenceSubmitter]:
-        # mypy checks here that the simulator satisfies the four protocols.
-        return provider, provider, provider, provider
+    ) -> tuple[
+        PaymentProvider,
+        PayoutBatchProvider,
+        ReauthorizingProvider,
+        EvidenceSubmitter,
+        SetupProvider,
+    ]:
+        # mypy checks here that the simulator satisfies the protocols.
+        return provider, provider, provider, provider, provider

@@ -237,12 +237,15 @@ def order_hold(order: Mapping[str, Any]) -> ProviderHold:
     elif authorization["status"] == "VOIDED":
         state = HoldState.CANCELED
         failure_message = "authorization voided"
+    elif authorization["status"] == "DENIED":  # a saved PayPal declined (paypal_vault)
+        state = HoldState.FAILED
+        failure_message = "authorization denied"
     elif capture is not None:
         state = HoldState.CAPTURED
     else:
         state = HoldState.AUTHORIZED
         capture_by = datetime.fromisoformat(authorization["expiration_time"])
-    approve = next(link["href"] for link in order["links"] if link["rel"] == "approve")
+    approve = next((link["href"] for link in order["links"] if link["rel"] == "approve"), None)
     return ProviderHold(
         provider_payment_id=str(order["id"]),
         state=state,

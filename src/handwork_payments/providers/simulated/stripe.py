@@ -426,7 +426,7 @@ class SimulatedStripe(StripeBank):
             await self._call("create_setup", act, key=f"{reference}-setup", params=params)
         )
 
-    async def get_setup(self, setup_id: str) -> ProviderSetup:
+    async def get_setup(self, setup_id: str, *, reference: str) -> ProviderSetup:
         return setup_of(await self.object_of(setup_id, SETUP_INTENT))
 
     async def object_of(self, object_id: str, kind: str) -> Json:
