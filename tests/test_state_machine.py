@@ -1078,7 +1078,9 @@ class PaymentsMachine(RuleBasedStateMachine):
         # An authorisation is only voided whole; captured money is refunded in any part.
         amount = max(1, payment.remaining * part // 10_000) if captured else payment.remaining
         if payment.method == "stripe" and payment.currency == "KWD":
-            amount = max(10, amount - amount % 10)  # what Stripe takes (remaining ends in 0)
+            amount -= amount % 10  # what Stripe takes
+            if amount == 0:
+                return  # nothing Stripe would take is left to refund
         simulator = self.simulator(payment)
         self.run(simulator.inject_fault("refund" if captured else "cancel", fault))
         body = {
