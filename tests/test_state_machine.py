@@ -77,6 +77,38 @@ EXAMPLE_TABLES = ", ".join(t for t in TABLES.split(", ") if t != "users")
 EXPONENT = {"USD": 2, "JPY": 0, "KWD": 3}
 CURRENCIES = tuple(EXPONENT)
 MAX_AMOUNT = 99_999_999
+# The model's own table of what the providers refuse (not providers/currencies.py): PayPal
+# takes no KWD, Stripe's least charge in USD and JPY, Stripe's KWD amounts end in 0, and a
+# PayPal payout item is at most USD 20,000.00.
+STRIPE_MINIMUM = {"USD": 50, "JPY": 50}
+PAYPAL_PAYOUT_MAXIMUM = {"USD": 2_000_000}
+
+
+def refused(method: str, currency: str, amount: int) -> str | None:
+    """What the provider would refuse of a charge, as the 400's detail says it."""
+    if method == "paypal" and currency == "KWD":
+        return "PayPal does not accept KWD"
+    if method == "stripe" and amount < STRIPE_MINIMUM.get(currency, 0):
+        return "Stripe needs at least"
+    return refused_amount(method, currency, amount)
+
+
+def refused_amount(method: str, currency: str, amount: int) -> str | None:
+    """What the provider would refuse of any amount (a refund too)."""
+    if method == "stripe" and currency == "KWD" and amount % 10:
+        return "KWD amounts on Stripe must end in 0"
+    return None
+
+
+def fitted(currency: str, amount: int, method: str) -> int:
+    """`amount` moved to the nearest one the provider takes (when it takes the currency)."""
+    if method == "stripe":
+        amount = max(amount, STRIPE_MINIMUM.get(currency, 0))
+        if currency == "KWD":
+            amount = max(10, amount - amount % 10)
+    return amount
+
+
 FEE_PERCENT = 5
 # Bounded to keep the test well under a minute (about 30 s on a quiet two-core machine).
 EXAMPLES = int(os.environ.get("HP_MACHINE_EXAMPLES", "12"))
@@ -523,23 +555,33 @@ class PaymentsMachine(RuleBasedStateMachine):
             ]
         ),
         parts=st.sampled_from([0, 0, 2, 3, 5]),
+        fit=aims,
     )
     def book_and_pay(
-        self, client: int, worker: int, currency: str, amount: int, then: str, parts: int = 0
+        self,
+        client: int,
+        worker: int,
+        currency: str,
+        amount: int,
+        then: str,
+        parts: int = 0,
+        fit: bool = True,
     ) -> None:
         """A booking (in `parts` milestones when the amount allows), and (mostly) its
         payment: a card held at once, a PayPal order approved and executed, or a payment
-        left pending for `confirm`, or declined."""
+        left pending for `confirm`, or declined. Mostly (`fit`) of an amount the provider
+        takes, else perhaps refused (400)."""
+        method = "paypal" if then.startswith("paypal") else "stripe"
+        if fit:
+            amount = fitted(currency, amount, method)
         booking = self.create_booking(
             self.clients[client], self.workers[worker], currency, amount, parts
         )
         if then == "unpaid":
             return
-        method = "paypal" if then.startswith("paypal") else "stripe"
         card = {"card": "pm_card_visa", "declined card": "pm_card_chargeDeclined"}.get(then)
         payment = self.pay_booking(booking, method, card)
-        if then == "paypal approved":
-            assert payment is not None
+        if then == "paypal approved" and payment is not None:
             self.confirm_payment(payment, "approve")
 
     def create_booking(
@@ -601,6 +643,11 @@ class PaymentsMachine(RuleBasedStateMachine):
             # lost answer retried).
             card = live.card
         r = self.start_payment(booking, method, card)
+        problem = None if live is not None else refused(method, booking.currency, booking.amount)
+        if problem is not None:
+            # Refused before any provider call: no payment exists.
+            assert problem in self.expect(r, 400)["detail"]
+            return None
         if method == "stripe" and card == "pm_card_chargeDeclined" and live is None:
             assert "declined" in self.expect(r, 402)["detail"].lower()
             failed = self.run(self.call("GET", "/payments/", booking.client, status="failed"))
@@ -877,6 +924,8 @@ class PaymentsMachine(RuleBasedStateMachine):
             self.expect(r, 409)  # released while held, or refunded whole already
         elif asked is not None and asked > remaining:
             assert "left to refund" in self.expect(r, 400)["detail"]
+        elif asked is not None and (problem := refused_amount(payment.method, currency, asked)):
+            assert problem in self.expect(r, 400)["detail"]
         else:
             self.on_refund(payment, remaining if asked is None else asked, named)
             out = self.expect(r, 200)
@@ -1028,6 +1077,10 @@ class PaymentsMachine(RuleBasedStateMachine):
         captured = payment.captured or payment.released
         # An authorisation is only voided whole; captured money is refunded in any part.
         amount = max(1, payment.remaining * part // 10_000) if captured else payment.remaining
+        if payment.method == "stripe" and payment.currency == "KWD":
+            amount -= amount % 10  # what Stripe takes
+            if amount == 0:
+                return  # nothing Stripe would take is left to refund
         simulator = self.simulator(payment)
         self.run(simulator.inject_fault("refund" if captured else "cancel", fault))
         body = {
@@ -1131,6 +1184,8 @@ class PaymentsMachine(RuleBasedStateMachine):
             self.expect(r, 400)  # refund_amount goes with a split only
         elif outcome == "split" and (asked is None or not 0 < asked < remaining):
             self.expect(r, 400)
+        elif asked is not None and (problem := refused_amount(payment.method, currency, asked)):
+            assert problem in self.expect(r, 400)["detail"]
         else:
             out = self.expect(r, 200)
             assert out["status"] == "resolved" and out["resolved_by"] == self.admin.id
@@ -1187,8 +1242,14 @@ class PaymentsMachine(RuleBasedStateMachine):
         r = self.post("/payments/payouts/request", pro, body)
         if asked is None:
             self.expect(r, 422)
+        elif method == "paypal" and currency == "KWD":
+            assert "PayPal does not pay out KWD" in self.expect(r, 400)["detail"]
+        elif method == "paypal" and asked > PAYPAL_PAYOUT_MAXIMUM.get(currency, asked):
+            assert "PayPal pays out at most" in self.expect(r, 400)["detail"]
         elif asked > available:
-            assert "Insufficient available balance" in self.expect(r, 400)["detail"]
+            detail = self.expect(r, 400)["detail"]
+            # Never had this currency: no balance in it, rather than too little.
+            assert "Insufficient available balance" in detail or "balance to pay out" in detail
         else:
             out = self.expect(r, 201)
             assert out["status"] == "pending" and parse(out["amount"], currency) == asked
@@ -1646,25 +1707,26 @@ def test_milestones_released_refunded_and_disputed_stay_exact(
     database_url: str, runtime: Runtime
 ) -> None:
     """A fixed sequence through the milestone steps, so that each run takes them whatever
-    hypothesis draws: a KWD booking in three milestones (1, 2 and 3 parts of 10.007), the
-    first released (capturing the authorisation), a refund taken from the newest, a
-    refund naming the released one refused while held, a dispute split on what is held,
-    then a refund of the released milestone once the payment is released."""
+    hypothesis draws: a KWD booking in three milestones (1, 2 and 3 parts of 10.020:
+    1.670, 3.340, 5.010, every amount ending in 0 as Stripe takes KWD), the first released
+    (capturing the authorisation), a refund taken from the newest, a refund naming the
+    released one refused while held, a dispute split on what is held, then a refund of
+    the released milestone once the payment is released."""
     del runtime
     with machine_on_its_loop(database_url) as machine:
         state = machine()
         state.books_agree_with_the_model()
-        state.book_and_pay(client=0, worker=1, currency="KWD", amount=10_007, then="card", parts=3)
+        state.book_and_pay(client=0, worker=1, currency="KWD", amount=10_020, then="card", parts=3)
         state.books_agree_with_the_model()
         state.release_milestone(index=0, which=0, aim=True, actor="client")
         state.books_agree_with_the_model()
         state.release_milestone(index=0, which=0, aim=True, actor="client")  # 409: released
-        state.refund(index=0, actor="admin", kind="part", part=4_000, aim=True)
+        state.refund(index=0, actor="admin", kind="part", part=3_993, aim=True)  # 4.000
         state.books_agree_with_the_model()
         state.refund(index=0, actor="admin", kind="part", part=1, aim=True, which=0)  # 409
         state.open_dispute(index=0, aim=True, actor="client")
         state.release_milestone(index=0, which=1, aim=False, actor="client")  # 409: disputed
-        state.resolve(index=0, decision=("split", "valid"), part=2_500, aim=True)
+        state.resolve(index=0, decision=("split", "valid"), part=2_276, aim=True)
         state.books_agree_with_the_model()
         state.refund(index=0, actor="worker", kind="all", part=1, aim=True, which=0)
         state.books_agree_with_the_model()

@@ -244,6 +244,7 @@ MATRIX: dict[str, Row] = {
     # know: Stripe's refusal, a 400; the other worker, with none, gets its own and a link.
     f"POST {A}/payments/stripe/connect/onboarding": guarded("worker", 400, 403, OK, 403),
     f"GET {A}/payments/earnings/worker": guarded("worker", OK, 403, OK, 403),
+    f"GET {A}/payments/balances": guarded("worker", OK, 403, OK, 403),
     # --- admins' actions (the owner is the admin: every other party is refused by role) ----
     f"POST {A}/payments/disputes/{{dispute_id}}/review": guarded(
         "admin", OK, 403, 403, OK, path={"dispute_id": "open_dispute"}),

@@ -88,6 +88,7 @@ CONTRACT = [
     "POST /payments/payouts/{id}/reject", "POST /payments/payouts/{id}/hold",
     "POST /payments/payouts/{id}/release-hold",
     "GET /payments/summary/client", "GET /payments/earnings/worker", "GET /payments/transactions",
+    "GET /payments/balances",
     "POST /payments/webhooks/stripe", "POST /payments/webhooks/paypal",
     "POST /payments/stripe/connect/onboarding",
     "GET /admin/webhooks", "POST /admin/webhooks/{id}/replay", "GET /admin/alerts",

@@ -36,6 +36,7 @@ AUTHENTICATED = [
     "POST /payments/payouts/{payout}/release-hold",
     "POST /payments/stripe/connect/onboarding",
     "GET /payments/summary/client", "GET /payments/earnings/worker", "GET /payments/transactions",
+    "GET /payments/balances",
     "GET /admin/webhooks", "POST /admin/webhooks/{delivery}/replay", "GET /admin/alerts",
     "POST /admin/alerts/{alert}/acknowledge", "GET /admin/analytics",
     "GET /admin/chargebacks/{dispute}/evidence", "POST /admin/chargebacks/{dispute}/evidence",

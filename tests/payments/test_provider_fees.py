@@ -1,6 +1,6 @@
 """Provider fees and platform losses in the ledger, to the minor unit, on the simulators
-(Stripe 2.9% + 30c, 3.6% in JPY; PayPal 3.49% + 49c, + 150 fils in KWD; Stripe's dispute
-fee $15). Balances are the accounts' own; `ledger verify` (conftest) checks the new
+(Stripe 2.9% + 30c, 3.6% in JPY, + 90 fils in KWD; PayPal 3.49% + 49c, + 49 yen; Stripe's
+dispute fee $15). Balances are the accounts' own; `ledger verify` (conftest) checks the new
 invariants after each test."""
 
 from __future__ import annotations
@@ -112,18 +112,35 @@ async def test_paypal_usd_fee_on_the_capture_of_what_is_left(api: Api) -> None:
     assert net(found) == 102
 
 
-async def test_paypal_kwd_fee_and_a_full_refund_after_release(api: Api) -> None:
-    client, _, payment = await paypal_held_in(api, "12.345", "KWD")
+async def test_stripe_kwd_fee_and_a_full_refund_after_release(api: Api) -> None:
+    # Stripe takes KWD amounts ending in 0 (providers/currencies.py); PayPal takes no KWD.
+    client, _, payment = await api.held_payment("12.340", "KWD")
     await api.post(f"/payments/{payment['id']}/release", client)
-    # 3.49% of 12.345 = 0.430840.. -> 0.431, + 0.150 = 0.581 KWD; platform fee 5% = 0.617.
-    assert (await payment_row(api.runtime, payment["id"])).provider_fee == 581
+    # 2.9% of 12.340 = 0.35786 -> 0.358, + 0.090 = 0.448 KWD; platform fee 5% = 0.617.
+    assert (await payment_row(api.runtime, payment["id"])).provider_fee == 448
     admin = await api.admin()
     r = await api.post("/payments/refund", admin, {"payment_id": payment["id"], "reason": "r"})
     assert r.status_code == 200, r.text
     found = await balances(api.runtime, "KWD")
     assert found == {
-        "provider_clearing:paypal": 581,
-        "provider_fees:paypal": -581,
+        "provider_clearing:stripe": 448,
+        "provider_fees:stripe": -448,
+        "platform_fee_revenue": 0,
+    }
+
+
+async def test_paypal_jpy_fee_and_a_full_refund_after_release(api: Api) -> None:
+    client, _, payment = await paypal_held_in(api, "10000", "JPY")
+    await api.post(f"/payments/{payment['id']}/release", client)
+    # 3.49% of 10000 yen = 349, + 49 = 398 yen; platform fee 5% = 500.
+    assert (await payment_row(api.runtime, payment["id"])).provider_fee == 398
+    admin = await api.admin()
+    r = await api.post("/payments/refund", admin, {"payment_id": payment["id"], "reason": "r"})
+    assert r.status_code == 200, r.text
+    found = await balances(api.runtime, "JPY")
+    assert found == {
+        "provider_clearing:paypal": 398,
+        "provider_fees:paypal": -398,
         "platform_fee_revenue": 0,
     }
 

@@ -1,12 +1,17 @@
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from handwork_payments.analytics import repository
-from handwork_payments.analytics.schemas import ClientSummary, TransactionOut, WorkerEarnings
+from handwork_payments.analytics.schemas import (
+    ClientSummaries,
+    ClientSummary,
+    TransactionOut,
+    WorkerBalances,
+    WorkerEarnings,
+)
 from handwork_payments.http.deps import (
     ClientUser,
     CurrentUser,
@@ -15,7 +20,6 @@ from handwork_payments.http.deps import (
     WorkerUser,
 )
 from handwork_payments.kit.errors import Forbidden, Unauthorized, error_responses
-from handwork_payments.kit.money import format_amount
 from handwork_payments.kit.pagination import Page, PageDep, page_of
 from handwork_payments.kit.schemas import CurrencyIn
 from handwork_payments.payouts import delay
@@ -23,29 +27,24 @@ from handwork_payments.payouts import delay
 router = APIRouter(prefix="/payments", tags=["analytics"])
 
 CurrencyQuery = Annotated[CurrencyIn, Query()]
-
-
-def _money(minor: int, currency: str) -> Decimal:
-    return Decimal(format_amount(minor, currency))
+OptionalCurrency = Annotated[CurrencyIn | None, Query()]
 
 
 @router.get(
     "/summary/client",
-    response_model=ClientSummary,
+    response_model=ClientSummary | ClientSummaries,
     responses=error_responses(Unauthorized, Forbidden),
 )
 async def client_summary(
-    user: ClientUser, session: SessionDep, currency: CurrencyQuery = "USD"
-) -> ClientSummary:
-    t = await repository.client_totals(session, user.id, currency)
-    return ClientSummary(
-        currency=currency,
-        payment_count=t["count"],
-        total_spent=_money(t["held"] + t["released"], currency),
-        total_held=_money(t["held"], currency),
-        total_released=_money(t["released"], currency),
-        total_refunded=_money(t["refunded"], currency),
-    )
+    user: ClientUser, session: SessionDep, currency: OptionalCurrency = None
+) -> ClientSummary | ClientSummaries:
+    """With `currency`, that currency's summary; without, one per currency paid in."""
+    if currency is not None:
+        return ClientSummary.of(
+            currency, await repository.client_totals(session, user.id, currency)
+        )
+    found = await repository.client_totals_by_currency(session, user.id)
+    return ClientSummaries(items=[ClientSummary.of(c, t) for c, t in found.items()])
 
 
 @router.get(
@@ -57,22 +56,22 @@ async def worker_earnings(
     user: WorkerUser, session: SessionDep, runtime: RuntimeDep, currency: CurrencyQuery = "USD"
 ) -> WorkerEarnings:
     since = delay.since(runtime.settings)
-    t = await repository.worker_totals(session, user.id, currency, since)
-    return WorkerEarnings(
-        currency=currency,
-        # What a payout may take now (it always meant that); with PAYOUT_DELAY_HOURS, what
-        # was released within the delay is `available_soon` instead.
-        available_balance=_money(t["available"], currency),
-        available_soon=_money(t["available_soon"], currency),
-        pending_balance=_money(t["pending"], currency),
-        # What was released to the worker net of clawbacks: still available, reserved
-        # for a payout, or paid out.
-        total_earned=_money(
-            t["available"] + t["available_soon"] + t["reserved"] + t["paid_out"], currency
-        ),
-        total_paid_out=_money(t["paid_out"], currency),
-        pending_payouts=_money(t["reserved"], currency),
-    )
+    totals = await repository.worker_totals(session, user.id, currency, since)
+    return WorkerEarnings.of(currency, totals)
+
+
+@router.get(
+    "/balances",
+    response_model=WorkerBalances,
+    responses=error_responses(Unauthorized, Forbidden),
+)
+async def worker_balances(
+    user: WorkerUser, session: SessionDep, runtime: RuntimeDep
+) -> WorkerBalances:
+    """The earnings figures in every currency the worker has, one query."""
+    since = delay.since(runtime.settings)
+    found = await repository.worker_totals_by_currency(session, user.id, delay_since=since)
+    return WorkerBalances(items=[WorkerEarnings.of(c, t) for c, t in found.items()])
 
 
 @router.get(

@@ -4,12 +4,25 @@ read, whatever the ledger's size); the rest are indexed sums over one user's own
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, func, literal, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Label,
+    Select,
+    case,
+    func,
+    literal,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from handwork_payments.kit import money
 from handwork_payments.ledger.service import available_code, reserved_code
 from handwork_payments.models import (
+    AccountKind,
     Booking,
     LedgerAccount,
     Payment,
@@ -27,7 +40,21 @@ from handwork_payments.payouts import delay
 IN_ESCROW = (PaymentStatus.HELD, PaymentStatus.DISPUTED)
 
 
-async def client_totals(session: AsyncSession, client_id: int, currency: str) -> dict[str, int]:
+ClientTotals = dict[str, int]
+WorkerTotals = dict[str, int]
+
+
+async def client_totals(session: AsyncSession, client_id: int, currency: str) -> ClientTotals:
+    return (await client_totals_by_currency(session, client_id, currency)).get(
+        currency, {"count": 0, "held": 0, "released": 0, "refunded": 0}
+    )
+
+
+async def client_totals_by_currency(
+    session: AsyncSession, client_id: int, currency: str | None = None
+) -> dict[str, ClientTotals]:
+    """The client's summary figures per currency they paid in (or in `currency`), in one
+    query."""
     net = Payment.amount - Payment.refunded_amount
     # Milestones released while the rest is held count as released, not held.
     in_escrow = net - Payment.released_amount
@@ -35,98 +62,123 @@ async def client_totals(session: AsyncSession, client_id: int, currency: str) ->
         (Payment.status == PaymentStatus.RELEASED, net),
         (Payment.status.in_(IN_ESCROW), Payment.released_amount),
     )
-    row = (
-        await session.execute(
-            select(
-                func.count(Payment.id),
-                func.coalesce(
-                    func.sum(case((Payment.status.in_(IN_ESCROW), in_escrow), else_=0)), 0
-                ),
-                func.coalesce(func.sum(case(*released_now, else_=0)), 0),
-                func.coalesce(func.sum(Payment.refunded_amount), 0),
-            )
-            .join(Booking, Booking.id == Payment.booking_id)
-            .where(
-                Booking.client_id == client_id,
-                Payment.currency == currency,
-                Payment.held_at.is_not(None),
-            )
+    query = (
+        select(
+            Payment.currency,
+            func.count(Payment.id),
+            func.coalesce(func.sum(case((Payment.status.in_(IN_ESCROW), in_escrow), else_=0)), 0),
+            func.coalesce(func.sum(case(*released_now, else_=0)), 0),
+            func.coalesce(func.sum(Payment.refunded_amount), 0),
         )
-    ).one()
-    count, held, released, refunded = (int(v) for v in row)
-    return {"count": count, "held": held, "released": released, "refunded": refunded}
+        .join(Booking, Booking.id == Payment.booking_id)
+        .where(Booking.client_id == client_id, Payment.held_at.is_not(None))
+        .group_by(Payment.currency)
+        .order_by(Payment.currency)
+    )
+    if currency is not None:
+        query = query.where(Payment.currency == currency)
+    return {
+        code: {"count": int(n), "held": int(h), "released": int(r), "refunded": int(f)}
+        for code, n, h, r, f in (await session.execute(query)).all()
+    }
 
 
 async def worker_totals(
     session: AsyncSession, worker_id: int, currency: str, delay_since: datetime | None = None
-) -> dict[str, int]:
-    """Every figure of the earnings summary in one round trip (five indexed reads, six
-    with a payout delay: released after `delay_since` is not withdrawable yet)."""
+) -> WorkerTotals:
+    found = await worker_totals_by_currency(session, worker_id, currency, delay_since)
+    return found.get(currency, dict.fromkeys(FIGURES, 0))
+
+
+FIGURES = ("available", "available_soon", "reserved", "pending", "paid_out")
+# The columns every part of the union gives, per currency; each part fills its own.
+_PARTS = ("available", "reserved", "pending", "paid", "reversed", "delayed")
+
+
+async def worker_totals_by_currency(
+    session: AsyncSession,
+    worker_id: int,
+    currency: str | None = None,
+    delay_since: datetime | None = None,
+) -> dict[str, WorkerTotals]:
+    """Every figure of the earnings summary, per currency the worker has (or in
+    `currency`), in one round trip: the balance rows found by their codes (the unique
+    index; one pair per currency kit.money knows when none is given), indexed sums over the
+    worker's payments and payouts and, with a payout delay, what was released after
+    `delay_since` (not withdrawable yet), added up per currency."""
+    codes = [currency] if currency is not None else list(money.CURRENCY_EXPONENTS)
+    available_codes = [available_code(worker_id, c) for c in codes]
+    is_available = LedgerAccount.kind == AccountKind.WORKER_AVAILABLE
+    accounts = select(
+        LedgerAccount.currency,
+        *_columns(
+            available=case((is_available, LedgerAccount.balance), else_=0),
+            reserved=case((is_available, 0), else_=LedgerAccount.balance),
+        ),
+    ).where(LedgerAccount.code.in_(available_codes + [reserved_code(worker_id, c) for c in codes]))
     share = (
         Payment.worker_amount
         - (Payment.refunded_amount - Payment.refunded_fee)
         - (Payment.released_amount - Payment.released_fee)  # milestones released already
     )
     pending = (
-        select(func.coalesce(func.sum(share), 0))
+        select(Payment.currency, *_columns(pending=func.sum(share)))
         .join(Booking, Booking.id == Payment.booking_id)
         .where(
             Booking.worker_id == worker_id,
-            Payment.currency == currency,
+            Payment.currency.in_(codes),
             Payment.status.in_(IN_ESCROW),
         )
-        .scalar_subquery()
+        .group_by(Payment.currency)
     )
-    paid_out = (
-        select(func.coalesce(func.sum(WorkerPayout.amount), 0))
-        .where(
-            WorkerPayout.worker_id == worker_id,
-            WorkerPayout.currency == currency,
-            WorkerPayout.status == PayoutStatus.COMPLETED,
-        )
-        .scalar_subquery()
+    completed = (
+        WorkerPayout.worker_id == worker_id,
+        WorkerPayout.currency.in_(codes),
+        WorkerPayout.status == PayoutStatus.COMPLETED,
+    )
+    paid = (
+        select(WorkerPayout.currency, *_columns(paid=func.sum(WorkerPayout.amount)))
+        .where(*completed)
+        .group_by(WorkerPayout.currency)
     )
     # Money reversed from completed Stripe payouts (to cover refunds, or at Stripe) is back
     # with the platform: no longer paid out to the worker.
-    reversed_amount = (
-        select(func.coalesce(func.sum(PayoutReversal.amount), 0))
+    reversed_ = (
+        select(WorkerPayout.currency, *_columns(reversed=func.sum(PayoutReversal.amount)))
         .join(WorkerPayout, WorkerPayout.id == PayoutReversal.payout_id)
-        .where(
-            WorkerPayout.worker_id == worker_id,
-            WorkerPayout.currency == currency,
-            WorkerPayout.status == PayoutStatus.COMPLETED,
-            PayoutReversal.status == ReversalStatus.SUCCEEDED,
-        )
-        .scalar_subquery()
+        .where(*completed, PayoutReversal.status == ReversalStatus.SUCCEEDED)
+        .group_by(WorkerPayout.currency)
     )
+    selects = [accounts, pending, paid, reversed_]
+    if delay_since is not None:
+        per_currency = delay.in_delay_by_currency(available_codes, delay_since).subquery()
+        selects.append(select(per_currency.c.currency, *_columns(delayed=per_currency.c.delayed)))
+    parts = union_all(*selects).subquery()
+    query = (
+        select(parts.c.currency, *(func.sum(parts.c[name]) for name in _PARTS))
+        .group_by(parts.c.currency)
+        .order_by(parts.c.currency)
+    )
+    found: dict[str, WorkerTotals] = {}
+    for code, balance, reserved, pending_sum, paid_sum, reversed_sum, delayed in (
+        await session.execute(query)
+    ).all():
+        available, soon = delay.split(int(balance), int(delayed))
+        found[code] = {
+            "available": available,
+            "available_soon": soon,
+            "reserved": int(reserved),
+            "pending": int(pending_sum),
+            "paid_out": int(paid_sum) - int(reversed_sum),
+        }
+    return found
 
-    code = available_code(worker_id, currency)
 
-    def balance(code: str) -> ColumnElement[int]:
-        row = select(LedgerAccount.balance).where(LedgerAccount.code == code).scalar_subquery()
-        return func.coalesce(row, 0)
-
-    row = (
-        await session.execute(
-            select(
-                balance(code),
-                balance(reserved_code(worker_id, currency)),
-                pending,
-                paid_out,
-                reversed_amount,
-                literal(0) if delay_since is None else delay.in_delay(code, delay_since),
-            )
-        )
-    ).one()
-    balance_now, reserved, pending_sum, paid, reversed_sum, delayed = (int(v) for v in row)
-    available, soon = delay.split(balance_now, delayed)
-    return {
-        "available": available,
-        "available_soon": soon,
-        "reserved": reserved,
-        "pending": pending_sum,
-        "paid_out": paid - reversed_sum,
-    }
+def _columns(**given: ColumnElement[Any]) -> list[Label[Any]]:
+    """The union's columns in their order: those `given`, 0 for the others."""
+    return [
+        (given[name] if name in given else literal(0, BigInteger)).label(name) for name in _PARTS
+    ]
 
 
 def transactions(user: User) -> Select[PaymentTransaction]:

@@ -9,6 +9,10 @@ from handwork_payments.kit.money import format_amount
 from handwork_payments.models import PaymentTransaction, TransactionType
 
 
+def _money(minor: int, currency: str) -> Decimal:
+    return Decimal(format_amount(minor, currency))
+
+
 class ClientSummary(BaseModel):
     currency: str
     payment_count: int
@@ -16,6 +20,23 @@ class ClientSummary(BaseModel):
     total_held: Decimal
     total_released: Decimal
     total_refunded: Decimal
+
+    @classmethod
+    def of(cls, currency: str, t: dict[str, int]) -> ClientSummary:
+        return cls(
+            currency=currency,
+            payment_count=t["count"],
+            total_spent=_money(t["held"] + t["released"], currency),
+            total_held=_money(t["held"], currency),
+            total_released=_money(t["released"], currency),
+            total_refunded=_money(t["refunded"], currency),
+        )
+
+
+class ClientSummaries(BaseModel):
+    """One summary per currency the client has paid in, by currency code."""
+
+    items: list[ClientSummary]
 
 
 class WorkerEarnings(BaseModel):
@@ -27,6 +48,31 @@ class WorkerEarnings(BaseModel):
     total_earned: Decimal
     total_paid_out: Decimal
     pending_payouts: Decimal
+
+    @classmethod
+    def of(cls, currency: str, t: dict[str, int]) -> WorkerEarnings:
+        return cls(
+            currency=currency,
+            # What a payout may take now (it always meant that); with PAYOUT_DELAY_HOURS,
+            # what was released within the delay is `available_soon` instead.
+            available_balance=_money(t["available"], currency),
+            available_soon=_money(t["available_soon"], currency),
+            pending_balance=_money(t["pending"], currency),
+            # What was released to the worker net of clawbacks: still available (now or
+            # soon), reserved for a payout, or paid out.
+            total_earned=_money(
+                t["available"] + t["available_soon"] + t["reserved"] + t["paid_out"], currency
+            ),
+            total_paid_out=_money(t["paid_out"], currency),
+            pending_payouts=_money(t["reserved"], currency),
+        )
+
+
+class WorkerBalances(BaseModel):
+    """The worker's earnings in every currency they have, by currency code; never
+    converted into one another."""
+
+    items: list[WorkerEarnings]
 
 
 class TransactionOut(BaseModel):

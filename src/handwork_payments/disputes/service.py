@@ -161,6 +161,7 @@ async def resolve(
     async with transaction(runtime.sessions) as session:
         payment_id = await _decide(
             session,
+            runtime,
             admin,
             dispute_id,
             outcome=outcome,
@@ -192,6 +193,7 @@ async def resolve(
 
 async def _decide(
     session: AsyncSession,
+    runtime: Runtime,
     admin: User,
     dispute_id: int,
     *,
@@ -229,6 +231,10 @@ async def _decide(
                 "A split's refund_amount must be more than 0 and less than the "
                 f"{money.format_amount(remaining, payment.currency)} held"
             )
+        # Refused before the decision is written, not by the refund after it.
+        runtime.providers.rules(payment.payment_method).check_amount(
+            refund_amount, payment.currency
+        )
     elif refund_amount is not None:
         raise BadRequest(f"refund_amount goes with a split, not a {outcome}")
     dispute.outcome = outcome

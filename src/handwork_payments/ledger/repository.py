@@ -146,6 +146,21 @@ SELECT id, created_at, (SELECT count(*) FROM locked) AS accounts FROM entry
 """)
 
 
+async def lock_existing(session: AsyncSession, code: str) -> LedgerAccount | None:
+    """The account under a row lock, or None when it was never opened (not created)."""
+    account = (
+        await session.execute(
+            select(LedgerAccount)
+            .where(LedgerAccount.code == code)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
+    if account is not None:
+        _remember_after_commit(session, account)
+    return account
+
+
 async def balance_of(session: AsyncSession, code: str) -> int:
     """An account's balance by its code; 0 for an account that does not exist yet."""
     value = (

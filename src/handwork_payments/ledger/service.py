@@ -95,6 +95,14 @@ async def losses(session: AsyncSession, currency: str) -> LedgerAccount:
     )
 
 
+async def locked_existing_available(
+    session: AsyncSession, worker_id: int, currency: str
+) -> LedgerAccount | None:
+    """locked_available, or None when the worker never had a balance in `currency` (the
+    account is not opened for asking)."""
+    return await repository.lock_existing(session, available_code(worker_id, currency))
+
+
 async def locked_available(session: AsyncSession, worker_id: int, currency: str) -> LedgerAccount:
     """The worker's available account under a row lock: hold it while checking a balance
     that is about to be spent, so two payouts cannot both see the same money."""

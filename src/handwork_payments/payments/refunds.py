@@ -93,6 +93,9 @@ async def refund(
                 f"Only {money.format_amount(remaining, payment.currency)} {payment.currency} "
                 "is left to refund"
             )
+        # Every refund, even one that only shrinks a hold: what is left is captured later,
+        # and must still be an amount the provider takes (KWD on Stripe ends in 0).
+        runtime.providers.rules(payment.payment_method).check_amount(amount, payment.currency)
         row = PaymentRefund(
             payment_id=payment.id,
             amount=amount,

@@ -192,6 +192,9 @@ async def _pending_payment(
         raise Conflict(f"A {booking.status} booking cannot be paid")
     if payment is not None:
         return payment
+    # What the provider would refuse is refused before a payment exists (a 400 naming its
+    # rule), not left behind as a failed one.
+    runtime.providers.rules(method).check_payment(amount, currency)
     fee = money.platform_fee(amount, runtime.settings.platform_fee_percentage)
     payment = Payment(
         booking_id=booking.id,

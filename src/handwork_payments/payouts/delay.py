@@ -14,8 +14,9 @@ part; money back from a failed or rejected payout is withdrawable at once (it wa
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ScalarSelect, func, select
+from sqlalchemy import ScalarSelect, Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.kit.clock import now
@@ -44,6 +45,29 @@ def in_delay(account_code: str, cutoff: datetime) -> ScalarSelect[int]:
         .subquery()
     )
     return select(func.coalesce(func.sum(func.greatest(per_payment.c.net, 0)), 0)).scalar_subquery()
+
+
+def in_delay_by_currency(account_codes: list[str], cutoff: datetime) -> Select[Any]:
+    """in_delay of each of the accounts, as (currency, delayed) rows: one query for all of
+    a worker's currencies (GET /payments/balances)."""
+    per_payment = (
+        select(
+            LedgerAccount.currency.label("currency"),
+            func.greatest(func.sum(Posting.amount), 0).label("net"),
+        )
+        .join(JournalEntry, JournalEntry.id == Posting.entry_id)
+        .join(LedgerAccount, LedgerAccount.id == Posting.account_id)
+        .where(
+            LedgerAccount.code.in_(account_codes),
+            JournalEntry.payment_id.is_not(None),
+            JournalEntry.created_at > cutoff,
+        )
+        .group_by(LedgerAccount.currency, JournalEntry.payment_id)
+        .subquery()
+    )
+    return select(per_payment.c.currency, func.sum(per_payment.c.net).label("delayed")).group_by(
+        per_payment.c.currency
+    )
 
 
 def split(balance: int, delayed: int) -> tuple[int, int]:

@@ -96,10 +96,14 @@ async def request(
             f"Stripe has not enabled payouts on {destination} yet: finish onboarding "
             "(POST /payments/stripe/connect/onboarding)"
         )
+    # In the balance's own currency, to a provider that pays it out: never converted.
+    runtime.providers.rules(method).check_payout(amount, currency)
     async with transaction(runtime.sessions) as session:
         # The balance row's lock is what makes parallel requests queue up: each sees the
         # balance the previous one left.
-        available = await ledger.locked_available(session, worker.id, currency)
+        available = await ledger.locked_existing_available(session, worker.id, currency)
+        if available is None:
+            raise BadRequest(f"You have no {currency} balance to pay out")
         withdrawable = await delay.withdrawable(session, available, runtime.settings)
         if withdrawable < amount:
             raise BadRequest(

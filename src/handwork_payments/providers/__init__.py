@@ -19,6 +19,7 @@ from handwork_payments.providers.base import (
     ProviderHold,
     ProviderIds,
 )
+from handwork_payments.providers.currencies import RULES, CurrencyRules
 from handwork_payments.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class DisabledProvider:
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self.currency_rules = RULES[name]
 
     def _refuse(self) -> NoReturn:
         raise ProviderNotConfigured(self.name)
@@ -101,6 +103,10 @@ class Providers:
         if isinstance(provider, DisabledProvider):
             raise ProviderNotConfigured(provider.name)
         return provider
+
+    def rules(self, method: PaymentMethod | str) -> CurrencyRules:
+        """What the provider of `method` accepts (disabled or not)."""
+        return self._of(method).currency_rules
 
     def offers(self, method: PaymentMethod | str) -> bool:
         return not isinstance(self._of(method), DisabledProvider)

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from handwork_payments.providers.currencies import CurrencyRules
+
 
 class ProviderError(Exception):
     """The provider answered and refused (a definitive outcome)."""
@@ -325,6 +327,9 @@ class ProviderEvent:
 class PaymentProvider(Protocol):
     name: str  # "stripe" | "paypal"
     live: bool  # False for the built-in simulator
+    # What the provider accepts (providers/currencies.py): checked before every call, and
+    # enforced by the simulators as the provider would.
+    currency_rules: CurrencyRules
 
     async def create_hold(self, hold: NewHold, *, idempotency_key: str) -> ProviderHold:
         """Stripe: a manual-capture PaymentIntent (confirmed at once when a payment method

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import stripe
 
 from handwork_payments.providers import (
+    currencies,
     stripe_events,
     stripe_objects,
     stripe_statements,
@@ -91,6 +92,7 @@ class StripeProvider:
 
     name = "stripe"
     live = True
+    currency_rules = currencies.STRIPE
 
     def __init__(
         self,

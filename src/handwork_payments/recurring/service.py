@@ -55,6 +55,8 @@ async def create(
     `confirmSetup` with its client_secret; PayPal: the payer approves at approval_url)."""
     # Refused (400) before anything is written when the provider is disabled.
     runtime.providers.ensure_offered(new.payment_method)
+    # Every occurrence would be refused: refused once, here, before anything is written.
+    runtime.providers.rules(new.payment_method).check_payment(new.amount, new.currency)
     async with transaction(runtime.sessions) as session:
         await check_worker(session, new.worker_id)
         schedule = RecurringSchedule(

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from handwork_payments.kit.money import normalize_currency
+from handwork_payments.providers import currencies
 from handwork_payments.providers.base import (
     ChargebackEvidence,
     EventKind,
@@ -128,6 +129,7 @@ class PayPalProvider:
 
     name = "paypal"
     live = True
+    currency_rules = currencies.PAYPAL
 
     def __init__(
         self,

@@ -8,14 +8,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from handwork_payments.kit.money import exponent, format_amount, normalize_currency
+from handwork_payments.kit.money import format_amount, normalize_currency
 from handwork_payments.providers.base import HoldState, ProviderHold
+from handwork_payments.providers.currencies import PAYPAL_WHOLE_UNITS
 from handwork_payments.providers.paypal.client import PayPalError
 from handwork_payments.providers.paypal.events import minor_amount
 
-# ISO 4217 gives these two decimals, PayPal takes them in whole units only
-# ("DECIMALS_NOT_SUPPORTED"); JPY is already exponent 0 in kit.money.
-WHOLE_UNITS_AT_PAYPAL = frozenset({"HUF", "TWD"})
 # Captures that took the money (PENDING too: only its settlement is pending), and refunds
 # that gave it back.
 CAPTURE_TAKEN = ("COMPLETED", "PARTIALLY_REFUNDED", "REFUNDED", "PENDING")
@@ -24,8 +22,9 @@ REFUND_GIVEN = ("COMPLETED", "PENDING")
 
 def paypal_value(amount: int, currency: str) -> str:
     """Integer minor units as the decimal string PayPal takes ("12.50", "1500" for JPY)."""
-    if currency in WHOLE_UNITS_AT_PAYPAL:
-        unit = 10 ** exponent(currency)
+    # HUF and TWD: whole units only ("DECIMALS_NOT_SUPPORTED"; providers/currencies.py).
+    unit = PAYPAL_WHOLE_UNITS.get(currency)
+    if unit is not None:
         if amount % unit:
             raise PayPalError(
                 f"PayPal takes {currency} in whole units only", code="DECIMALS_NOT_SUPPORTED"

@@ -22,6 +22,7 @@ from handwork_payments.db import transaction
 from handwork_payments.kit import fee_rules
 from handwork_payments.kit.money import to_minor
 from handwork_payments.models import SimulatedObject
+from handwork_payments.providers import currencies
 from handwork_payments.providers.base import (
     ChargebackEvidence,
     EvidenceSubmitter,
@@ -96,6 +97,7 @@ class SimulatedPayPal(SimulatedProvider):
     protocols, plus the buyer's approval and event building. No Stripe Connect."""
 
     name = "paypal"
+    currency_rules = currencies.PAYPAL
     amount_not_positive_code = "CANNOT_BE_ZERO_OR_NEGATIVE"
     amount_too_large_code = "MAX_VALUE_EXCEEDED"
     currency_invalid_code = "INVALID_CURRENCY_CODE"
@@ -455,6 +457,7 @@ class SimulatedPayPal(SimulatedProvider):
                 self._check_amount(order.amount)
                 code = self._currency(order.currency)
                 try:
+                    self._check_rule(self.currency_rules.payout_problem(order.amount, code))
                     transfers.append(await self._pay_out(session, order, code, batch_id=batch_id))
                 except ProviderError as exc:
                     failed = ProviderTransfer(

@@ -48,6 +48,7 @@ from handwork_payments.providers.base import (
     StatementLine,
     TransferState,
 )
+from handwork_payments.providers.currencies import CurrencyRules
 from handwork_payments.settings import Settings
 
 T = TypeVar("T")
@@ -189,6 +190,7 @@ class SimulatedProvider(ABC):
 
     name: str
     live = False
+    currency_rules: CurrencyRules
     # The provider's own codes for the refusals every call makes.
     amount_not_positive_code: str
     amount_too_large_code: str
@@ -259,9 +261,9 @@ class SimulatedProvider(ABC):
 
         async def act(session: AsyncSession) -> Json:
             self._check_amount(hold.amount)
-            return await self._open_hold(
-                session, replace(hold, currency=self._currency(hold.currency))
-            )
+            currency = self._currency(hold.currency)
+            self._check_rule(self.currency_rules.payment_problem(hold.amount, currency))
+            return await self._open_hold(session, replace(hold, currency=currency))
 
         return hold_from_json(
             await self._call("create_hold", act, key=idempotency_key, params=params)
@@ -306,7 +308,9 @@ class SimulatedProvider(ABC):
 
         async def act(session: AsyncSession) -> Json:
             self._check_amount(order.amount)
-            return await self._pay_out(session, order, self._currency(order.currency))
+            currency = self._currency(order.currency)
+            self._check_rule(self.currency_rules.payout_problem(order.amount, currency))
+            return await self._pay_out(session, order, currency)
 
         result = await self._call("send_payout", act, key=order.idempotency_key, params=params)
         return transfer_from_json(result)
@@ -441,6 +445,7 @@ class SimulatedProvider(ABC):
         params: Json = {"ref": asdict(ref), "amount": amount, "currency": currency.upper()}
 
         async def on_hold(session: AsyncSession) -> Json:
+            self._check_rule(self.currency_rules.amount_problem(amount, currency.upper()))
             return await act(session, ref, amount, currency)
 
         return await self._call(operation, on_hold, key=key, params=params)
@@ -583,6 +588,11 @@ class SimulatedProvider(ABC):
                 f"The amount must be no more than {MAX_AMOUNT_MINOR} minor units.",
                 code=self.amount_too_large_code,
             )
+
+    def _check_rule(self, problem: str | None) -> None:
+        """Refuse what the provider's table (providers/currencies.py) says it refuses."""
+        if problem is not None:
+            raise ProviderError(problem, code=self.currency_invalid_code)
 
     def _currency(self, currency: str) -> str:
         try:

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from handwork_payments.db import transaction
 from handwork_payments.kit import fee_rules
 from handwork_payments.models import SimulatedObject
-from handwork_payments.providers import stripe_events, stripe_statements, stripe_wallets
+from handwork_payments.providers import currencies, stripe_events, stripe_statements, stripe_wallets
 from handwork_payments.providers.base import (
     ConnectProvider,
     EvidenceSubmitter,
@@ -103,6 +103,7 @@ class SimulatedStripe(StripeBank):
     reauthorisation: Stripe has neither."""
 
     name = "stripe"
+    currency_rules = currencies.STRIPE
     amount_not_positive_code = "parameter_invalid_integer"
     amount_too_large_code = "amount_too_large"
     currency_invalid_code = "parameter_invalid"
