@@ -337,7 +337,12 @@ async def story(demo: Demo) -> None:
 
     say("Carla's summary and Wes's history")
     summary = await demo.call("GET", "/payments/summary/client", client)
-    print(f"   Carla: {summary}")
+    for line in summary["items"]:
+        print(
+            f"   Carla, {line['currency']}: {line['payment_count']} payments, spent "
+            f"{line['total_spent']} (held {line['total_held']}, released "
+            f"{line['total_released']}), refunded {line['total_refunded']}"
+        )
     history = await demo.call("GET", "/payments/transactions", worker)
     for t in reversed(history["items"]):
         print(
