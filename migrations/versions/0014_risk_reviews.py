@@ -1,7 +1,7 @@
 """risk rules: the verdict on each payment, reviews of payments and payouts, identity signals
 
 Revision ID: 0014
-Revises: 0011
+Revises: 0013
 Create Date: 2026-11-27
 
 - payments.risk_level / risk_reasons / risk_enforced: what the risk rules (risk/rules.py)

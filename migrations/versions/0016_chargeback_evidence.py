@@ -1,7 +1,7 @@
 """chargeback evidence: what was submitted to the provider for a chargeback
 
 Revision ID: 0016
-Revises: 0011
+Revises: 0014
 Create Date: 2026-11-27
 
 - dispute_evidence: one row per chargeback, marked `submitting` (and committed) before the

@@ -1,7 +1,7 @@
 """wallets and stablecoin payments: how a payment was paid
 
 Revision ID: 0017
-Revises: 0011
+Revises: 0016
 Create Date: 2026-11-27
 
 - payments.wallet: the card wallet of a Stripe payment (apple_pay, google_pay, link),

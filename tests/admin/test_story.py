@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from sqlalchemy import text
+
+from handwork_payments.admin.story import events_query
 from handwork_payments.runtime import Runtime
 from tests.helpers import Api
 
@@ -50,3 +53,24 @@ async def test_the_story_of_a_refunded_then_released_payment(api: Api, runtime: 
     assert r.status_code == 404
     r = await api.client.get(f"/api/v1/admin/payments/{paid['id']}/story", headers=client.headers)
     assert r.status_code == 403
+
+
+async def test_the_story_finds_a_payments_events_by_its_index(runtime: Runtime) -> None:
+    """The look-up once read every marketplace event ever sent (`data->>'id'` had no
+    index); with 20,000 events of other payments, migration 0018's partial index answers
+    it (the query is spelled to match the indexed expression)."""
+    async with runtime.sessions() as session:
+        await session.execute(
+            text(
+                "INSERT INTO marketplace_events (public_id, type, data, status, attempts, "
+                "created_at) SELECT 'evt_' || n, 'payment.held', jsonb_build_object('id', n), "
+                "'delivered', 0, now() FROM generate_series(1, 20000) AS n"
+            )
+        )
+        await session.execute(text("ANALYZE marketplace_events"))
+        compiled = events_query(7).compile(session.bind, compile_kwargs={"literal_binds": True})
+        connection = await session.connection()
+        explain = await connection.exec_driver_sql(f"EXPLAIN {compiled}")
+        plan = [row[0] for row in explain]
+        await session.rollback()
+    assert any("ix_marketplace_events_payment_id" in line for line in plan), plan

@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Select, and_, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.disputes.schemas import DisputeOut
@@ -159,16 +159,23 @@ async def _audit(
     return [StoryAudit.model_validate(a, from_attributes=True) for a in rows.scalars()]
 
 
-async def _events(session: AsyncSession, payment_id: int) -> list[StoryEvent]:
-    rows = await session.execute(
+def events_query(payment_id: int) -> Select[MarketplaceEvent]:
+    """The payment's events, by the partial index `ix_marketplace_events_payment_id`
+    (migration 0018): its expression and predicate are spelled here exactly, with the key
+    a literal, since a bound `->> $1` would not match the indexed `->> 'id'`."""
+    return (
         select(MarketplaceEvent)
         .where(
-            MarketplaceEvent.type.like("payment.%"),
-            MarketplaceEvent.data["id"].astext == str(payment_id),
+            MarketplaceEvent.type.like(literal_column("'payment.%'")),
+            MarketplaceEvent.data.op("->>")(literal_column("'id'")) == str(payment_id),
         )
         .order_by(MarketplaceEvent.id)
         .limit(MAX_ROWS)
     )
+
+
+async def _events(session: AsyncSession, payment_id: int) -> list[StoryEvent]:
+    rows = await session.execute(events_query(payment_id))
     return [StoryEvent.model_validate(e, from_attributes=True) for e in rows.scalars()]
 
 
