@@ -237,3 +237,42 @@ async def test_a_schedule_stripe_would_refuse_is_refused_at_creation(api: Api) -
     r = await api.post("/recurring-schedules", client, body)
     assert (r.status_code, r.json()) == (400, {"detail": "PayPal does not accept KWD"})
     assert await written(api.runtime) == before
+
+
+async def test_a_milestone_stripe_could_not_refund_is_refused_at_payment(api: Api) -> None:
+    """Each milestone may be refunded on its own, so on Stripe a KWD milestone must end in
+    0 like any KWD amount: refused when the booking is paid (nothing written), not later
+    at the refund of that milestone (the state machine found such a refund refused)."""
+    client, worker = await api.user("client"), await api.user("worker")
+    body = {
+        "worker_id": worker.id,
+        "title": "Two rooms",
+        "amount": "10.020",
+        "currency": "KWD",
+        "milestones": [
+            {"title": "First room", "amount": "4.005"},
+            {"title": "Second room", "amount": "6.015"},
+        ],
+    }
+    r = await api.post("/bookings", client, body)
+    assert r.status_code == 201, r.text
+    booking = r.json()
+    before = await written(api.runtime)
+    r = await api.stripe_payment(client, booking)
+    assert (r.status_code, r.json()) == (
+        400,
+        {"detail": "Milestone 'First room': KWD amounts on Stripe must end in 0"},
+    )
+    assert await written(api.runtime) == before
+    # In parts Stripe takes, the same booking amount is paid.
+    body["milestones"] = [
+        {"title": "First room", "amount": "4.000"},
+        {"title": "Second room", "amount": "6.020"},
+    ]
+    r = await api.post("/bookings", client, body)
+    paid = await api.stripe_payment(client, r.json())
+    assert (paid.status_code, paid.json()["status"], paid.json()["amount"]) == (
+        201,
+        "held",
+        "10.020",
+    )

@@ -70,6 +70,7 @@ from handwork_payments.providers.base import (
     ProviderHold,
     ProviderUnavailableError,
 )
+from handwork_payments.providers.currencies import CurrencyRules, NotAccepted
 from handwork_payments.risk import reviews
 from handwork_payments.risk import service as risk
 from handwork_payments.runtime import Runtime
@@ -159,6 +160,15 @@ async def create_hold(
     return payment, hold
 
 
+async def _check_milestones(session: AsyncSession, rules: CurrencyRules, booking: Booking) -> None:
+    """Each milestone may be refunded on its own, so the provider must take its amount
+    too (Stripe's three-decimal currencies end in 0): refused now, not at that refund."""
+    for milestone in await milestones.of_booking(session, booking):
+        problem = rules.amount_problem(milestone.amount, booking.currency)
+        if problem is not None:
+            raise NotAccepted(f"Milestone '{milestone.title}': {problem}")
+
+
 async def _pending_payment(
     session: AsyncSession,
     runtime: Runtime,
@@ -194,7 +204,10 @@ async def _pending_payment(
         return payment
     # What the provider would refuse is refused before a payment exists (a 400 naming its
     # rule), not left behind as a failed one.
-    runtime.providers.rules(method).check_payment(amount, currency)
+    rules = runtime.providers.rules(method)
+    rules.check_payment(amount, currency)
+    if booking.milestone_count:
+        await _check_milestones(session, rules, booking)
     fee = money.platform_fee(amount, runtime.settings.platform_fee_percentage)
     payment = Payment(
         booking_id=booking.id,
