@@ -147,7 +147,10 @@ async def post(
         payment_id=payment_id,
         payout_id=payout_id,
         postings=postings,
-        codes=[account.code for account, amount in lines if amount],
+        codes={account.id: account.code for account, amount in lines if amount},
+        platform=frozenset(
+            account.id for account, _ in lines if account.kind in repository.PLATFORM_KINDS
+        ),
         history=[(h.user_id, str(h.transaction_type), h.amount, h.description) for h in history],
     )
     # Written already (one statement): the returned entry is not attached to the session.
