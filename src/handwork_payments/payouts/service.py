@@ -99,17 +99,10 @@ async def request(
     # In the balance's own currency, to a provider that pays it out: never converted.
     runtime.providers.rules(method).check_payout(amount, currency)
     async with transaction(runtime.sessions) as session:
-        # The balance row's lock is what makes parallel requests queue up: each sees the
-        # balance the previous one left.
-        available = await ledger.locked_existing_available(session, worker.id, currency)
-        if available is None:
-            raise BadRequest(f"You have no {currency} balance to pay out")
-        withdrawable = await delay.withdrawable(session, available, runtime.settings)
-        if withdrawable < amount:
-            raise BadRequest(
-                "Insufficient available balance: "
-                f"{money.format_amount(max(withdrawable, 0), currency)} {currency}"
-            )
+        # The payout's row first, the balance row's lock after it: one worker's requests
+        # queue on that lock (each sees the balance the previous one left), so it is held
+        # for the check, the entry, the audit row and the risk rules only. A request
+        # refused for its balance rolls its payout row back.
         payout = WorkerPayout(
             worker_id=worker.id,
             amount=amount,
@@ -122,6 +115,15 @@ async def request(
         )
         session.add(payout)
         await session.flush()
+        available = await ledger.locked_existing_available(session, worker.id, currency)
+        if available is None:
+            raise BadRequest(f"You have no {currency} balance to pay out")
+        withdrawable = await delay.withdrawable(session, available, runtime.settings)
+        if withdrawable < amount:
+            raise BadRequest(
+                "Insufficient available balance: "
+                f"{money.format_amount(max(withdrawable, 0), currency)} {currency}"
+            )
         reserved = await ledger.reserved(session, worker.id, currency)
         await ledger.post(
             session,
@@ -139,6 +141,7 @@ async def request(
             actor_id=worker.id,
             after={"status": payout.status, "amount": amount, "currency": currency},
         )
+        # After the lock: concurrent requests of one worker count each other's payouts.
         await risk.evaluate_payout(session, runtime.settings, worker, payout)
     return payout
 
