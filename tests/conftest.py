@@ -5,7 +5,6 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 from handwork_payments import migrate
 from handwork_payments.app import create_app
@@ -33,25 +32,29 @@ TABLES = ", ".join(
 # DELETE with triggers and foreign keys off is ten times faster than TRUNCATE on tables
 # this small (TRUNCATE recreates every table's files), and identities start again at 1.
 # procrastinate_workers is left alone: a server a test module keeps running has its worker
-# registered there, and a restarted id would collide with a row still present.
-_EMPTY = [
-    "SET LOCAL session_replication_role = replica",
-    *(f"DELETE FROM {table}" for table in TABLES.split(", ")),
-    """DO $$ DECLARE s record; BEGIN
+# registered there, and a restarted id would collide with a row still present. One round
+# trip (statements without parameters may share one): this runs before every test.
+_EMPTY = ";\n".join(
+    [
+        "SET LOCAL session_replication_role = replica",
+        *(f"DELETE FROM {table}" for table in TABLES.split(", ")),
+        """DO $$ DECLARE s record; BEGIN
          FOR s IN SELECT sequencename FROM pg_sequences
                   WHERE schemaname = 'public'
                     AND sequencename NOT LIKE 'procrastinate_workers%' LOOP
            EXECUTE format('ALTER SEQUENCE %I RESTART', s.sequencename);
          END LOOP;
        END $$""",
-]
+    ]
+)
 
 
 async def empty_tables(runtime: Runtime) -> None:
     """Every table empty, as after the migrations (for tests sharing one database)."""
     async with runtime.engine.begin() as conn:
-        for statement in _EMPTY:
-            await conn.execute(text(statement))
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        await driver.execute(_EMPTY)
     forget_accounts()  # the ledger accounts this process remembers are gone
 
 
