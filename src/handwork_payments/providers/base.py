@@ -589,3 +589,15 @@ class EvidenceSubmitter(Protocol):
         ProviderUnavailableError when it did not answer: the caller asks again under the
         same key, which submits at most once."""
         ...
+
+
+class StripeProtocols(
+    PaymentProvider,
+    ConnectProvider,
+    PaymentMethodDomainProvider,
+    SetupProvider,
+    EvidenceSubmitter,
+    Protocol,
+):
+    """What Stripe's adapter and its simulator both are (each checks it under
+    TYPE_CHECKING), so that the two cannot drift apart."""

@@ -27,14 +27,10 @@ from handwork_payments.kit import fee_rules
 from handwork_payments.models import SimulatedObject
 from handwork_payments.providers import currencies, stripe_events, stripe_statements, stripe_wallets
 from handwork_payments.providers.base import (
-    ConnectProvider,
-    EvidenceSubmitter,
     HoldRef,
     NewHold,
     PaymentDeclinedError,
     PaymentMethodDomain,
-    PaymentMethodDomainProvider,
-    PaymentProvider,
     PayoutOrder,
     ProviderError,
     ProviderEvent,
@@ -42,8 +38,8 @@ from handwork_payments.providers.base import (
     ProviderRefund,
     ProviderSetup,
     ProviderTransfer,
-    SetupProvider,
     StatementLine,
+    StripeProtocols,
 )
 from handwork_payments.providers.simulated import events
 from handwork_payments.providers.simulated.events import SIMULATOR_WEBHOOK_SECRET, Delivery
@@ -670,14 +666,6 @@ def _check_positive(amount: int, field: str) -> None:
 
 if TYPE_CHECKING:
 
-    def _implements(
-        provider: SimulatedStripe,
-    ) -> tuple[
-        PaymentProvider,
-        ConnectProvider,
-        PaymentMethodDomainProvider,
-        SetupProvider,
-        EvidenceSubmitter,
-    ]:
+    def _implements(provider: SimulatedStripe) -> StripeProtocols:
         # mypy checks here that the simulator satisfies the protocols.
-        return provider, provider, provider, provider, provider
+        return provider
