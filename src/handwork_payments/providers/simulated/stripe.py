@@ -80,7 +80,6 @@ from handwork_payments.providers.simulated.stripe_objects import (
     check_payment_method,
     connected_account,
     declined_error,
-    intent_hold,
     new_customer,
     new_intent,
     new_refund,
@@ -88,9 +87,8 @@ from handwork_payments.providers.simulated.stripe_objects import (
     new_setup_intent,
     new_transfer,
     payment_method_domain,
-    setup_of,
-    stripe_transfer,
 )
+from handwork_payments.providers.stripe_objects import hold_from_intent, setup_of, transfer_of
 
 
 class SimulatedStripe(StripeBank):
@@ -145,7 +143,7 @@ class SimulatedStripe(StripeBank):
             if result is None:
                 return {}
             row = await self._load(session, result["transfer_id"], TRANSFER)
-            return transfer_json(stripe_transfer(row.data))
+            return transfer_json(transfer_of(row.data))
 
         found = await self._call("find_payout", read)
         return transfer_from_json(found) if found else None
@@ -288,14 +286,16 @@ class SimulatedStripe(StripeBank):
 
     async def _intent_hold(self, session: AsyncSession, intent_id: str, *, lock: bool) -> Json:
         row = await self._load(session, intent_id, PAYMENT_INTENT, lock=lock)
-        latest: Json = {}
-        fee: int | None = None
-        if row.data.get("latest_charge"):
-            latest = (await self._load(session, row.data["latest_charge"], CHARGE)).data
-        if latest.get("balance_transaction"):
-            txn = await self._load(session, latest["balance_transaction"], BALANCE_TRANSACTION)
-            fee = int(txn.data["fee"])
-        return hold_json(intent_hold(row.data, latest, fee))
+        # Expanded as the adapter asks Stripe for it: the latest charge, and its balance
+        # transaction (which carries the fee).
+        intent = dict(row.data)
+        if intent.get("latest_charge"):
+            latest = dict((await self._load(session, intent["latest_charge"], CHARGE)).data)
+            if latest.get("balance_transaction"):
+                txn = await self._load(session, latest["balance_transaction"], BALANCE_TRANSACTION)
+                latest["balance_transaction"] = txn.data
+            intent["latest_charge"] = latest
+        return hold_json(hold_from_intent(intent))
 
     def _book(
         self,
@@ -491,7 +491,7 @@ class SimulatedStripe(StripeBank):
             session, "transfer", transfer["id"], -order.amount, 0, currency
         )
         self._insert(session, transfer["id"], TRANSFER, transfer)
-        return transfer_json(stripe_transfer(transfer))
+        return transfer_json(transfer_of(transfer))
 
     # --- Stripe Connect (ConnectProvider) -----------------------------------------------
 
