@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -89,6 +89,15 @@ from handwork_payments.providers.simulated.stripe_objects import (
     payment_method_domain,
 )
 from handwork_payments.providers.stripe_objects import hold_from_intent, setup_of, transfer_of
+
+Move = Literal["capture", "refund"]
+
+# What a move of money requires of the intent: its status, Stripe's refusal otherwise
+# ("This PaymentIntent {refusal} a status of {its status}"), and the amount's field name.
+_MOVES: dict[Move, tuple[str, str, str]] = {
+    "capture": ("requires_capture", "could not be captured because it has", "amount_to_capture"),
+    "refund": ("succeeded", "has no captured charge to refund: it has", "amount"),
+}
 
 
 class SimulatedStripe(StripeBank):
@@ -315,28 +324,28 @@ class SimulatedStripe(StripeBank):
         self._insert(session, txn["id"], BALANCE_TRANSACTION, txn)
         return str(txn["id"])
 
-    async def _locked_intent(
-        self, session: AsyncSession, ref: HoldRef, status: str, refusal: str
+    async def _intent_to_move(
+        self, session: AsyncSession, ref: HoldRef, move: Move, amount: int, currency: str
     ) -> SimulatedObject:
-        """The intent `ref` names, locked, when it has `status`; refused otherwise, in
-        Stripe's words: "This PaymentIntent {refusal} a status of {its status}"."""
+        """The intent `ref` names, locked, when `move` may take
+        `amount` of `currency` from it; refused otherwise, in Stripe's words."""
+        status, refusal, amount_field = _MOVES[move]
         row = await self._load(session, ref.provider_payment_id, PAYMENT_INTENT, lock=True)
-        if row.data["status"] != status:
+        intent = row.data
+        if intent["status"] != status:
             raise ProviderError(
-                f"This PaymentIntent {refusal} a status of {row.data['status']}.",
+                f"This PaymentIntent {refusal} a status of {intent['status']}.",
                 code="payment_intent_unexpected_state",
             )
+        check_same_currency(intent["currency"], currency, "parameter_invalid")
+        _check_positive(amount, amount_field)
         return row
 
     async def _capture(
         self, session: AsyncSession, ref: HoldRef, amount: int, currency: str
     ) -> Json:
-        row = await self._locked_intent(
-            session, ref, "requires_capture", "could not be captured because it has"
-        )
+        row = await self._intent_to_move(session, ref, "capture", amount, currency)
         intent = row.data
-        check_same_currency(intent["currency"], currency, "parameter_invalid")
-        _check_positive(amount, "amount_to_capture")
         if amount > int(intent["amount_capturable"]):
             raise ProviderError(
                 f"The amount_to_capture ({amount}) is greater than the amount capturable "
@@ -377,12 +386,7 @@ class SimulatedStripe(StripeBank):
     async def _refund(
         self, session: AsyncSession, ref: HoldRef, amount: int, currency: str
     ) -> Json:
-        row = await self._locked_intent(
-            session, ref, "succeeded", "has no captured charge to refund: it has"
-        )
-        intent = row.data
-        check_same_currency(intent["currency"], currency, "parameter_invalid")
-        _check_positive(amount, "amount")
+        intent = (await self._intent_to_move(session, ref, "refund", amount, currency)).data
         charge_row = await self._load(session, intent["latest_charge"], CHARGE, lock=True)
         refunded = charge_row.data
         left = int(refunded["amount_captured"]) - int(refunded["amount_refunded"])
