@@ -12,7 +12,8 @@ Calling the inbox is why this module sits in http/, above the domains, and not i
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Awaitable
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
@@ -38,6 +39,8 @@ from handwork_payments.runtime import Runtime
 from handwork_payments.webhooks.service import receive
 
 router = APIRouter(prefix="/simulator", tags=["simulator"])
+
+T = TypeVar("T")
 
 # What a simulator's id can be (they are stored in a VARCHAR(64)): anything else, a NUL
 # byte above all, is refused here with a 422 rather than failing in PostgreSQL.
@@ -104,6 +107,14 @@ def _domain_error(exc: ProviderError) -> DomainError:
     return Conflict(exc.message)
 
 
+async def _answer(call: Awaitable[T]) -> T:
+    """The simulator's answer, its refusal in HTTP terms."""
+    try:
+        return await call
+    except ProviderError as exc:
+        raise _domain_error(exc) from exc
+
+
 async def _deliver(
     runtime: Runtime, simulator: SimulatedStripe, event_type: str, obj: dict[str, Any]
 ) -> None:
@@ -118,10 +129,7 @@ async def _deliver(
 )
 async def get_intent(intent_id: IntentId, runtime: RuntimeDep) -> dict[str, Any]:
     simulator = _stripe(runtime)
-    try:
-        return await simulator.intent_object(intent_id)
-    except ProviderError as exc:
-        raise _domain_error(exc) from exc
+    return await _answer(simulator.intent_object(intent_id))
 
 
 @router.post(
@@ -191,10 +199,7 @@ async def authenticate_intent(
 ) -> dict[str, Any]:
     simulator = _stripe(runtime)
     succeed = body.succeed if body is not None else True
-    try:
-        hold = await simulator.authenticate(intent_id, succeed)
-    except ProviderError as exc:
-        raise _domain_error(exc) from exc
+    hold = await _answer(simulator.authenticate(intent_id, succeed))
     intent = await simulator.intent_object(intent_id)
     if hold.state is HoldState.AUTHORIZED:
         await _deliver(runtime, simulator, "payment_intent.amount_capturable_updated", intent)
@@ -216,10 +221,7 @@ async def dispute_intent(
     captured charge or a charge disputed already."""
     simulator = _stripe(runtime)
     reason = body.reason if body is not None else "fraudulent"
-    try:
-        dispute = await simulator.open_dispute(intent_id, reason=reason)
-    except ProviderError as exc:
-        raise _domain_error(exc) from exc
+    dispute = await _answer(simulator.open_dispute(intent_id, reason=reason))
     await _deliver(runtime, simulator, "charge.dispute.created", dispute)
     return dispute
 
@@ -235,10 +237,7 @@ async def close_dispute(
     """Followed by `charge.dispute.closed`; a lost chargeback is taken back as the
     webhook handler does it for real Stripe."""
     simulator = _stripe(runtime)
-    try:
-        dispute = await simulator.close_dispute(dispute_id, won=body.outcome == "won")
-    except ProviderError as exc:
-        raise _domain_error(exc) from exc
+    dispute = await _answer(simulator.close_dispute(dispute_id, won=body.outcome == "won"))
     await _deliver(runtime, simulator, "charge.dispute.closed", dispute)
     return dispute
 
@@ -250,10 +249,7 @@ async def close_dispute(
 )
 async def approve_order(runtime: RuntimeDep, token: OrderToken) -> ApprovalResponse:
     simulator = _paypal(runtime)
-    try:
-        payer_id = await simulator.approve(token)
-    except ProviderError as exc:
-        raise _domain_error(exc) from exc
+    payer_id = await _answer(simulator.approve(token))
     return ApprovalResponse(order_id=token, payer_id=payer_id)
 
 
@@ -271,8 +267,5 @@ async def approve_setup_token(
     the payment token and activates it. `declines=true`: a payer whose every later
     (off-session) charge PayPal declines."""
     simulator = _paypal(runtime)
-    try:
-        payer_id = await simulator.approve_setup(approval_session_id, declines=declines)
-    except ProviderError as exc:
-        raise _domain_error(exc) from exc
+    payer_id = await _answer(simulator.approve_setup(approval_session_id, declines=declines))
     return SetupApprovalResponse(setup_token_id=approval_session_id, payer_id=payer_id)

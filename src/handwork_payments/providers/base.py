@@ -10,6 +10,7 @@ the adapter sends it, and every other reference of ours, under this installation
 from __future__ import annotations
 
 import enum
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,18 @@ class UnlinkedDuplicateBatchError(ProviderUnavailableError):
 
 class InvalidSignatureError(Exception):
     """A webhook whose signature does not prove it came from the provider."""
+
+
+def event_object(body: bytes, not_json: str, not_object: str) -> dict[str, Any]:
+    """A delivery's JSON object; anything else (not JSON, nested past the parser's depth,
+    not an object) is refused as not an event, in the provider adapter's words."""
+    try:
+        event = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidSignatureError(not_json) from exc
+    if not isinstance(event, dict):
+        raise InvalidSignatureError(not_object)
+    return event
 
 
 PROVIDER_ID_PREFIX_PATTERN = r"^[A-Za-z0-9]{1,24}$"
@@ -589,3 +602,15 @@ class EvidenceSubmitter(Protocol):
         ProviderUnavailableError when it did not answer: the caller asks again under the
         same key, which submits at most once."""
         ...
+
+
+class StripeProtocols(
+    PaymentProvider,
+    ConnectProvider,
+    PaymentMethodDomainProvider,
+    SetupProvider,
+    EvidenceSubmitter,
+    Protocol,
+):
+    """What Stripe's adapter and its simulator both are (each checks it under
+    TYPE_CHECKING), so that the two cannot drift apart."""

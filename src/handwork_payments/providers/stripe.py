@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -30,16 +30,12 @@ from handwork_payments.providers import (
 )
 from handwork_payments.providers.base import (
     ChargebackEvidence,
-    ConnectProvider,
-    EvidenceSubmitter,
     HoldRef,
     HoldState,
     InvalidSignatureError,
     NewHold,
     PaymentDeclinedError,
     PaymentMethodDomain,
-    PaymentMethodDomainProvider,
-    PaymentProvider,
     PayoutOrder,
     ProviderCapture,
     ProviderError,
@@ -50,8 +46,8 @@ from handwork_payments.providers.base import (
     ProviderSetup,
     ProviderTransfer,
     ProviderUnavailableError,
-    SetupProvider,
     StatementLine,
+    StripeProtocols,
 )
 from handwork_payments.providers.stripe_evidence import stripe_evidence
 from handwork_payments.settings import Settings
@@ -459,21 +455,17 @@ class StripeProvider:
     async def list_domains(self, *, limit: int) -> list[PaymentMethodDomain]:
         assert limit > 0
         domains: list[PaymentMethodDomain] = []
-        after: str | None = None
-        while len(domains) < limit:
+
+        def page(after: str | None) -> Awaitable[Any]:
             params: dict[str, Any] = {"limit": min(stripe_wallets.MAX_PAGE, limit - len(domains))}
             if after is not None:
                 params["starting_after"] = after
-            page = await self._call(
-                "payment_method_domains.list",
-                lambda: self._client.v1.payment_method_domains.list_async(params),  # type: ignore[arg-type]  # noqa: B023
-            )
-            data = page.to_dict()
-            items = data.get("data") or []
+            return self._client.v1.payment_method_domains.list_async(params)  # type: ignore[arg-type]
+
+        async for items in self._pages("payment_method_domains.list", page):
             domains += [stripe_wallets.domain(item) for item in items]
-            if not data.get("has_more") or not items:
+            if len(domains) >= limit:
                 break
-            after = str(items[-1]["id"])
         return domains
 
     # --- chargeback evidence (EvidenceSubmitter) -------------------------------------------
@@ -550,18 +542,28 @@ class StripeProvider:
     async def statement(self, since: datetime, until: datetime) -> list[StatementLine]:
         """Balance transactions created in [since, until), every page."""
         lines: list[StatementLine] = []
+
+        def page(after: str | None) -> Awaitable[Any]:
+            params = stripe_statements.list_params(since, until, after)
+            return self._client.v1.balance_transactions.list_async(params)  # type: ignore[arg-type]
+
+        async for items in self._pages("balance_transactions.list", page):
+            lines += [stripe_statements.line(txn) for txn in items]
+        return lines
+
+    async def _pages(
+        self, operation: str, page: Callable[[str | None], Awaitable[Any]]
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """The items of a Stripe list, a page at a time: `page(after)` asks for the page
+        after the object `after` (None: the first), until Stripe says there are no more."""
         after: str | None = None
         while True:
-            params = stripe_statements.list_params(since, until, after)
-            page = await self._call(
-                "balance_transactions.list",
-                lambda: self._client.v1.balance_transactions.list_async(params),  # type: ignore[arg-type]  # noqa: B023
-            )
-            data = page.to_dict()
+            found = await self._call(operation, lambda: page(after))  # noqa: B023
+            data = found.to_dict()
             items = data.get("data") or []
-            lines += [stripe_statements.line(txn) for txn in items]
+            yield items
             if not data.get("has_more") or not items:
-                return lines
+                return
             after = str(items[-1]["id"])
 
     async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
@@ -637,14 +639,6 @@ def _translate_error(operation: str, exc: stripe.StripeError) -> Exception:
 
 if TYPE_CHECKING:
 
-    def _implements(
-        provider: StripeProvider,
-    ) -> tuple[
-        PaymentProvider,
-        ConnectProvider,
-        PaymentMethodDomainProvider,
-        SetupProvider,
-        EvidenceSubmitter,
-    ]:
+    def _implements(provider: StripeProvider) -> StripeProtocols:
         # mypy checks here that StripeProvider satisfies the protocols.
-        return provider, provider, provider, provider, provider
+        return provider

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -18,6 +17,7 @@ from handwork_payments.providers.base import (
     InvalidSignatureError,
     ProviderEvent,
     ProviderIds,
+    event_object,
 )
 
 # Stripe card authorisations lapse 7 days after the intent was created.
@@ -242,10 +242,4 @@ def parse(
 
 
 def translate_body(body: bytes, ids: ProviderIds | None = None) -> ProviderEvent:
-    try:
-        event = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidSignatureError("body is not a JSON event") from exc
-    if not isinstance(event, dict):
-        raise InvalidSignatureError("not a Stripe event")
-    return translate(event, ids)
+    return translate(event_object(body, "body is not a JSON event", "not a Stripe event"), ids)

@@ -38,11 +38,13 @@ from handwork_payments.audit.alerts import alert
 from handwork_payments.audit.service import record
 from handwork_payments.connect import reversals
 from handwork_payments.db import transaction
+from handwork_payments.disputes.chargebacks import open_chargeback
 from handwork_payments.models import (
     Alert,
     Booking,
     HoldKind,
     Payment,
+    PaymentDispute,
     PaymentRefund,
     PaymentStatus,
     PayoutStatus,
@@ -128,24 +130,57 @@ def ensure_no_call_in_flight(payment: Payment, event: ProviderEvent) -> None:
 
 
 PaymentStep = Callable[[AsyncSession, Payment, Booking], Awaitable[PaymentRefund | None]]
+DisputeStep = Callable[
+    [AsyncSession, Payment, Booking, PaymentDispute], Awaitable[PaymentRefund | None]
+]
 
 
-async def apply_to_payment(runtime: Runtime, event: ProviderEvent, step: PaymentStep) -> None:
-    """Run `step` on the event's payment under its row lock, once no call of ours is in
-    flight on it (else RetryLater). A refund the step books after the release is then
-    covered from the worker's payout: after the commit, as covering calls the provider."""
+async def run_on_payment(runtime: Runtime, event: ProviderEvent, step: PaymentStep) -> None:
+    """Run `step` on the event's payment under its row lock. A refund the step books after
+    the release is then covered from the worker's payout: after the commit, as covering
+    calls the provider."""
     cover: int | None = None
     async with transaction(runtime.sessions) as session:
         target = await locked_payment(session, event)
         if target is None:
             return
-        payment, booking = target
-        ensure_no_call_in_flight(payment, event)
-        row = await step(session, payment, booking)
+        row = await step(session, *target)
         if row is not None and not row.before_release:
             cover = row.id
     if cover is not None:
         await reversals.cover_refund(runtime, cover)
+
+
+async def apply_to_payment(runtime: Runtime, event: ProviderEvent, step: PaymentStep) -> None:
+    """`run_on_payment`, once no call of ours is in flight on the payment (else
+    RetryLater)."""
+
+    async def checked(
+        session: AsyncSession, payment: Payment, booking: Booking
+    ) -> PaymentRefund | None:
+        ensure_no_call_in_flight(payment, event)
+        return await step(session, payment, booking)
+
+    await run_on_payment(runtime, event, checked)
+
+
+async def apply_dispute(runtime: Runtime, event: ProviderEvent, settle: DisputeStep) -> None:
+    """DISPUTE_OPENED, DISPUTE_CLOSED: the chargeback opened (once) on the event's payment,
+    then `settle` does what the provider's way of deciding it asks."""
+    assert event.object_id is not None
+    if not event.dispute_id:
+        log.warning("%s event %s names no dispute: ignored", event.provider, event.event_id)
+        return
+
+    async def step(
+        session: AsyncSession, payment: Payment, booking: Booking
+    ) -> PaymentRefund | None:
+        dispute = await open_chargeback(session, payment, event)
+        if dispute is None:
+            return None
+        return await settle(session, payment, booking, dispute)
+
+    await apply_to_payment(runtime, event, step)
 
 
 # --- holds --------------------------------------------------------------------------------

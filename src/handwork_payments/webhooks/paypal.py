@@ -26,6 +26,7 @@ items go through the shared handlers of `webhooks.handlers`.
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from sqlalchemy import func, select
@@ -33,9 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.audit.alerts import alert
 from handwork_payments.audit.service import record
-from handwork_payments.connect import reversals
-from handwork_payments.db import transaction
-from handwork_payments.disputes.chargebacks import close_chargeback, open_chargeback
+from handwork_payments.disputes.chargebacks import close_chargeback
 from handwork_payments.kit import money
 from handwork_payments.models import (
     Booking,
@@ -58,10 +57,10 @@ from handwork_payments.providers.base import ChargebackOutcome, EventKind, Provi
 from handwork_payments.runtime import Runtime
 from handwork_payments.webhooks.handlers import (
     RetryLater,
-    apply_to_payment,
+    apply_dispute,
     ensure_no_call_in_flight,
     hold_event,
-    locked_payment,
+    run_on_payment,
 )
 
 log = logging.getLogger(__name__)
@@ -196,14 +195,12 @@ async def money_back_event(runtime: Runtime, event: ProviderEvent) -> None:
     if movement_id is None or not amount:
         log.warning("paypal event %s names no refund or amount: ignored", event.event_id)
         return
-    cover: int | None = None
-    async with transaction(runtime.sessions) as session:
-        target = await locked_payment(session, event)
-        if target is None:
-            return
-        payment, booking = target
+
+    async def step(
+        session: AsyncSession, payment: Payment, booking: Booking
+    ) -> PaymentRefund | None:
         if await _known_refund(session, payment, movement_id):
-            return  # ours (applied by the call that made it), or recorded already
+            return None  # ours (applied by the call that made it), or recorded already
         # A refund of ours whose answer has not been applied yet looks the same.
         ensure_no_call_in_flight(payment, event)
         dispute, amount_to_book = await _counted_towards(session, payment, amount)
@@ -235,8 +232,7 @@ async def money_back_event(runtime: Runtime, event: ProviderEvent) -> None:
                     "payment_status": payment.status,
                 },
             )
-            return
-        if reversal:
+        elif reversal:
             await alert(
                 session,
                 "capture_reversed",
@@ -246,10 +242,9 @@ async def money_back_event(runtime: Runtime, event: ProviderEvent) -> None:
                 "payment",
                 payment.id,
             )
-        if not row.before_release:
-            cover = row.id
-    if cover is not None:
-        await reversals.cover_refund(runtime, cover)
+        return row
+
+    await run_on_payment(runtime, event, step)
 
 
 async def _count_earlier_reversals(
@@ -283,44 +278,24 @@ async def _close(
     detail = event.dispute_detail or "RESOLVED"
     outcome = event.dispute_outcome or ChargebackOutcome.UNKNOWN
     moved = await _booked(session, dispute, movements=True)
+    close = functools.partial(
+        close_chargeback, session, payment, booking, dispute, provider=PROVIDER
+    )
     if outcome is ChargebackOutcome.LOST:
         disputed = event.amount if event.amount is not None else payment.amount
         left = disputed - moved
         if left > 0:
-            return await close_chargeback(
-                session,
-                payment,
-                booking,
-                dispute,
-                provider=PROVIDER,
-                outcome=outcome,
-                detail=outcome,
-                amount=left,
-            )
+            return await close(outcome=outcome, detail=outcome, amount=left)
         # PayPal's refunds and reversals took it already, and were booked then: nothing
         # more to take back (closed as UNKNOWN, which books nothing).
-        await close_chargeback(
-            session,
-            payment,
-            booking,
-            dispute,
-            provider=PROVIDER,
+        await close(
             outcome=ChargebackOutcome.UNKNOWN,
             detail=f"{detail}, taken back by PayPal already",
             amount=None,
         )
         dispute.refund_amount = moved
         return None
-    await close_chargeback(
-        session,
-        payment,
-        booking,
-        dispute,
-        provider=PROVIDER,
-        outcome=outcome,
-        detail=detail,
-        amount=None,
-    )
+    await close(outcome=outcome, detail=detail, amount=None)
     if outcome is ChargebackOutcome.UNKNOWN or moved:
         await alert(
             session,
@@ -341,20 +316,13 @@ async def _close(
 
 async def dispute_event(runtime: Runtime, event: ProviderEvent) -> None:
     """DISPUTE_OPENED, DISPUTE_CLOSED."""
-    assert event.object_id is not None
-    if not event.dispute_id:
-        log.warning("paypal event %s names no dispute: ignored", event.event_id)
-        return
 
-    async def step(
-        session: AsyncSession, payment: Payment, booking: Booking
+    async def settle(
+        session: AsyncSession, payment: Payment, booking: Booking, dispute: PaymentDispute
     ) -> PaymentRefund | None:
-        dispute = await open_chargeback(session, payment, event)
-        if dispute is None:
-            return None
         await _count_earlier_reversals(session, payment, dispute)
         if event.kind != EventKind.DISPUTE_CLOSED or dispute.status == DisputeStatus.CLOSED:
             return None
         return await _close(session, payment, booking, dispute, event)
 
-    await apply_to_payment(runtime, event, step)
+    await apply_dispute(runtime, event, settle)

@@ -12,15 +12,20 @@ accounts go through the shared handlers (`webhooks.handlers`).
 
 from __future__ import annotations
 
-import logging
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.connect import reversals
 from handwork_payments.db import transaction
-from handwork_payments.disputes.chargebacks import close_chargeback, open_chargeback
+from handwork_payments.disputes.chargebacks import close_chargeback
 from handwork_payments.disputes.losses import book_dispute_fee
-from handwork_payments.models import Booking, Payment, PaymentRefund, PayoutStatus, ReversalStatus
+from handwork_payments.models import (
+    Booking,
+    Payment,
+    PaymentDispute,
+    PaymentRefund,
+    PayoutStatus,
+    ReversalStatus,
+)
 from handwork_payments.payments.external_refunds import record_external_refund
 from handwork_payments.payouts import repository as payouts
 from handwork_payments.payouts.service import apply_transfer
@@ -36,11 +41,10 @@ from handwork_payments.recurring import service as recurring
 from handwork_payments.runtime import Runtime
 from handwork_payments.webhooks.handlers import (
     RetryLater,
+    apply_dispute,
     apply_to_payment,
     unknown,
 )
-
-log = logging.getLogger(__name__)
 
 
 async def refunded_event(runtime: Runtime, event: ProviderEvent) -> None:
@@ -62,17 +66,9 @@ async def refunded_event(runtime: Runtime, event: ProviderEvent) -> None:
 
 
 async def dispute_event(runtime: Runtime, event: ProviderEvent) -> None:
-    assert event.object_id is not None
-    if not event.dispute_id:
-        log.warning("stripe event %s names no dispute: ignored", event.event_id)
-        return
-
-    async def step(
-        session: AsyncSession, payment: Payment, booking: Booking
+    async def settle(
+        session: AsyncSession, payment: Payment, booking: Booking, dispute: PaymentDispute
     ) -> PaymentRefund | None:
-        dispute = await open_chargeback(session, payment, event)
-        if dispute is None:
-            return None
         await book_dispute_fee(session, payment, dispute, event.dispute_fee)
         if event.kind != EventKind.DISPUTE_CLOSED:
             return None
@@ -88,7 +84,7 @@ async def dispute_event(runtime: Runtime, event: ProviderEvent) -> None:
             amount=event.amount,
         )
 
-    await apply_to_payment(runtime, event, step)
+    await apply_dispute(runtime, event, settle)
 
 
 async def transfer_reversed(runtime: Runtime, event: ProviderEvent) -> None:

@@ -179,13 +179,7 @@ class PayPalProvider(PayPalWebhooks):
             ],
             "payment_source": source,
         }
-        order = await self._call(
-            "POST",
-            "/v2/checkout/orders",
-            json_body=body,
-            request_id=self.ids.key(idempotency_key),
-            representation=True,
-        )
+        order = await self._act("/v2/checkout/orders", body, idempotency_key)
         if hold.customer and str(order.get("status", "")).upper() == "APPROVED":
             # A vaulted payer's order PayPal did not authorise at creation: nobody is there
             # to approve it, so authorise it now (its own key, derived from the hold's).
@@ -201,13 +195,7 @@ class PayPalProvider(PayPalWebhooks):
     ) -> ProviderHold:
         path = f"/v2/checkout/orders/{_segment(provider_payment_id)}/authorize"
         try:
-            order = await self._call(
-                "POST",
-                path,
-                json_body={},
-                request_id=self.ids.key(idempotency_key),
-                representation=True,
-            )
+            order = await self._act(path, {}, idempotency_key)
         except PayPalError as exc:
             # Authorised already (by an earlier call whose answer we lost, under another
             # key): the order holds the authorisation; answer it rather than fail.
@@ -224,13 +212,7 @@ class PayPalProvider(PayPalWebhooks):
                 return hold_from_order(current)
             if status != "APPROVED":
                 raise
-            order = await self._call(
-                "POST",
-                path,
-                json_body={},
-                request_id=self.ids.key(f"{idempotency_key}-approved"),
-                representation=True,
-            )
+            order = await self._act(path, {}, f"{idempotency_key}-approved")
         if not order.get("purchase_units"):
             order = await self._get_order(provider_payment_id)
         payer = order.get("payer")
@@ -268,13 +250,7 @@ class PayPalProvider(PayPalWebhooks):
         # invoice_id stays on the order: setting it again here would trip DUPLICATE_INVOICE_ID.
         body = {"amount": paypal_money(amount, currency), "final_capture": True}
         try:
-            capture = await self._call(
-                "POST",
-                path,
-                json_body=body,
-                request_id=self.ids.key(idempotency_key),
-                representation=True,
-            )
+            capture = await self._act(path, body, idempotency_key)
         except PayPalError as exc:
             if exc.code == "AUTHORIZATION_ALREADY_CAPTURED":
                 existing = await self._existing_capture(ref.provider_payment_id)
@@ -324,13 +300,7 @@ class PayPalProvider(PayPalWebhooks):
         assert amount > 0, "a refund is for a positive amount"
         capture_id = ref.capture_id or await self._capture_id(ref)
         path = f"/v2/payments/captures/{_segment(capture_id)}/refund"
-        refund = await self._call(
-            "POST",
-            path,
-            json_body={"amount": paypal_money(amount, currency)},
-            request_id=self.ids.key(idempotency_key),
-            representation=True,
-        )
+        refund = await self._act(path, {"amount": paypal_money(amount, currency)}, idempotency_key)
         status = str(refund.get("status", "")).upper()
         if status in ("FAILED", "CANCELLED"):
             details = refund.get("status_details")
@@ -381,13 +351,7 @@ class PayPalProvider(PayPalWebhooks):
         and voids must use; the 29-day limit of the original still applies (capture_by)."""
         authorization_id = ref.authorization_id or await self._authorization_id(ref)
         path = f"/v2/payments/authorizations/{_segment(authorization_id)}/reauthorize"
-        auth = await self._call(
-            "POST",
-            path,
-            json_body={"amount": paypal_money(amount, currency)},
-            request_id=self.ids.key(idempotency_key),
-            representation=True,
-        )
+        auth = await self._act(path, {"amount": paypal_money(amount, currency)}, idempotency_key)
         related = related_ids(auth)
         state, failure = authorization_state(auth)
         return ProviderHold(
@@ -435,6 +399,19 @@ class PayPalProvider(PayPalWebhooks):
         return vault.saved_setup(setup_id, payment_token)
 
     # ----------------------------------------------------------------------- hold helpers
+
+    async def _act(
+        self, path: str, body: Mapping[str, Any], idempotency_key: str
+    ) -> dict[str, Any]:
+        """A keyed POST that makes or changes a resource, answered with all of it
+        (`Prefer: return=representation`), not PayPal's minimal answer."""
+        return await self._call(
+            "POST",
+            path,
+            json_body=body,
+            request_id=self.ids.key(idempotency_key),
+            representation=True,
+        )
 
     async def _get_order(self, order_id: str) -> dict[str, Any]:
         return await self._call("GET", f"/v2/checkout/orders/{_segment(order_id)}")

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
@@ -57,6 +56,7 @@ from handwork_payments.providers.base import (
     InvalidSignatureError,
     ProviderEvent,
     ProviderIds,
+    event_object,
 )
 
 PROVIDER = "paypal"
@@ -378,13 +378,9 @@ def translate(event: Mapping[str, Any], ids: ProviderIds | None = None) -> Provi
 def load_event(body: bytes) -> dict[str, Any]:
     """The delivery's JSON object; anything else (not JSON, nested past the parser's
     depth, not an object) is refused as not an event."""
-    try:
-        event = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidSignatureError("PayPal webhook body is not a JSON event") from exc
-    if not isinstance(event, dict):
-        raise InvalidSignatureError("not a PayPal webhook event")
-    return event
+    return event_object(
+        body, "PayPal webhook body is not a JSON event", "not a PayPal webhook event"
+    )
 
 
 # --------------------------------------------------------------------------- offline check

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -90,6 +90,30 @@ from handwork_payments.providers.simulated.store import (
 )
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+
+
+class _Refusals(NamedTuple):
+    """PayPal's refusals of a move of an authorisation's money: voided, captured already,
+    another currency (its code), an amount below one."""
+
+    voided: str
+    captured: str
+    currency_code: str
+    not_positive: str
+
+
+_CAPTURE = _Refusals(
+    voided="A voided authorization cannot be captured.",
+    captured="Authorization has been previously captured and hence cannot be captured again.",
+    currency_code="CURRENCY_MISMATCH",
+    not_positive="The capture amount must be positive.",
+)
+_REAUTHORIZE = _Refusals(
+    voided="A voided authorization cannot be reauthorized.",
+    captured="A captured authorization cannot be reauthorized.",
+    currency_code="AUTH_CURRENCY_MISMATCH",
+    not_positive="The amount must be positive.",
+)
 
 
 class SimulatedPayPal(SimulatedProvider):
@@ -253,29 +277,36 @@ class SimulatedPayPal(SimulatedProvider):
         save(row, order)
         return hold_json(order_hold(order))
 
+    async def _authorization_to_move(
+        self, session: AsyncSession, ref: HoldRef, move: _Refusals, amount: int, currency: str
+    ) -> tuple[SimulatedObject, Json]:
+        """The order `ref` names, locked, and its authorisation, when `move` may take
+        `amount` of `currency` from it (an authorisation still CREATED); refused
+        otherwise, in PayPal's words for the move."""
+        row = await self._load(session, ref.provider_payment_id, ORDER, lock=True)
+        order = row.data
+        authorization = authorization_of(order, ref)
+        if authorization["status"] == "VOIDED":
+            raise ProviderError(move.voided, code="AUTHORIZATION_VOIDED")
+        if authorization["status"] != "CREATED":
+            raise ProviderError(move.captured, code="AUTHORIZATION_ALREADY_CAPTURED")
+        check_same_currency(
+            order["purchase_units"][0]["amount"]["currency_code"], currency, move.currency_code
+        )
+        if amount < 1:
+            raise ProviderError(move.not_positive, code="CANNOT_BE_ZERO_OR_NEGATIVE")
+        return row, authorization
+
     async def _capture(
         self, session: AsyncSession, ref: HoldRef, amount: int, currency: str
     ) -> Json:
-        row = await self._load(session, ref.provider_payment_id, ORDER, lock=True)
+        row, authorization = await self._authorization_to_move(
+            session, ref, _CAPTURE, amount, currency
+        )
         order = row.data
         unit = order["purchase_units"][0]
-        authorization = authorization_of(order, ref)
-        if authorization["status"] == "CAPTURED":
-            raise ProviderError(
-                "Authorization has been previously captured and hence cannot be captured again.",
-                code="AUTHORIZATION_ALREADY_CAPTURED",
-            )
-        if authorization["status"] == "VOIDED":
-            raise ProviderError(
-                "A voided authorization cannot be captured.", code="AUTHORIZATION_VOIDED"
-            )
         code = unit["amount"]["currency_code"]
-        check_same_currency(code, currency, "CURRENCY_MISMATCH")
         authorised = to_minor(authorization["amount"]["value"], code)
-        if amount < 1:
-            raise ProviderError(
-                "The capture amount must be positive.", code="CANNOT_BE_ZERO_OR_NEGATIVE"
-            )
         if amount > authorised:
             raise ProviderError(
                 f"The capture amount ({amount}) exceeds the authorised amount ({authorised}).",
@@ -377,23 +408,12 @@ class SimulatedPayPal(SimulatedProvider):
     async def _reauthorize(
         self, session: AsyncSession, ref: HoldRef, amount: int, currency: str
     ) -> Json:
-        row = await self._load(session, ref.provider_payment_id, ORDER, lock=True)
+        row, authorization = await self._authorization_to_move(
+            session, ref, _REAUTHORIZE, amount, currency
+        )
         order = row.data
         unit = order["purchase_units"][0]
-        authorization = authorization_of(order, ref)
-        if authorization["status"] == "VOIDED":
-            raise ProviderError(
-                "A voided authorization cannot be reauthorized.", code="AUTHORIZATION_VOIDED"
-            )
-        if authorization["status"] != "CREATED":
-            raise ProviderError(
-                "A captured authorization cannot be reauthorized.",
-                code="AUTHORIZATION_ALREADY_CAPTURED",
-            )
         code = unit["amount"]["currency_code"]
-        check_same_currency(code, currency, "AUTH_CURRENCY_MISMATCH")
-        if amount < 1:
-            raise ProviderError("The amount must be positive.", code="CANNOT_BE_ZERO_OR_NEGATIVE")
         now = paypal_time(utc_now())
         renewed: Json = {
             **authorization,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,14 +27,10 @@ from handwork_payments.kit import fee_rules
 from handwork_payments.models import SimulatedObject
 from handwork_payments.providers import currencies, stripe_events, stripe_statements, stripe_wallets
 from handwork_payments.providers.base import (
-    ConnectProvider,
-    EvidenceSubmitter,
     HoldRef,
     NewHold,
     PaymentDeclinedError,
     PaymentMethodDomain,
-    PaymentMethodDomainProvider,
-    PaymentProvider,
     PayoutOrder,
     ProviderError,
     ProviderEvent,
@@ -42,8 +38,8 @@ from handwork_payments.providers.base import (
     ProviderRefund,
     ProviderSetup,
     ProviderTransfer,
-    SetupProvider,
     StatementLine,
+    StripeProtocols,
 )
 from handwork_payments.providers.simulated import events
 from handwork_payments.providers.simulated.events import SIMULATOR_WEBHOOK_SECRET, Delivery
@@ -84,7 +80,6 @@ from handwork_payments.providers.simulated.stripe_objects import (
     check_payment_method,
     connected_account,
     declined_error,
-    intent_hold,
     new_customer,
     new_intent,
     new_refund,
@@ -92,9 +87,17 @@ from handwork_payments.providers.simulated.stripe_objects import (
     new_setup_intent,
     new_transfer,
     payment_method_domain,
-    setup_of,
-    stripe_transfer,
 )
+from handwork_payments.providers.stripe_objects import hold_from_intent, setup_of, transfer_of
+
+Move = Literal["capture", "refund"]
+
+# What a move of money requires of the intent: its status, Stripe's refusal otherwise
+# ("This PaymentIntent {refusal} a status of {its status}"), and the amount's field name.
+_MOVES: dict[Move, tuple[str, str, str]] = {
+    "capture": ("requires_capture", "could not be captured because it has", "amount_to_capture"),
+    "refund": ("succeeded", "has no captured charge to refund: it has", "amount"),
+}
 
 
 class SimulatedStripe(StripeBank):
@@ -149,7 +152,7 @@ class SimulatedStripe(StripeBank):
             if result is None:
                 return {}
             row = await self._load(session, result["transfer_id"], TRANSFER)
-            return transfer_json(stripe_transfer(row.data))
+            return transfer_json(transfer_of(row.data))
 
         found = await self._call("find_payout", read)
         return transfer_from_json(found) if found else None
@@ -292,14 +295,16 @@ class SimulatedStripe(StripeBank):
 
     async def _intent_hold(self, session: AsyncSession, intent_id: str, *, lock: bool) -> Json:
         row = await self._load(session, intent_id, PAYMENT_INTENT, lock=lock)
-        latest: Json = {}
-        fee: int | None = None
-        if row.data.get("latest_charge"):
-            latest = (await self._load(session, row.data["latest_charge"], CHARGE)).data
-        if latest.get("balance_transaction"):
-            txn = await self._load(session, latest["balance_transaction"], BALANCE_TRANSACTION)
-            fee = int(txn.data["fee"])
-        return hold_json(intent_hold(row.data, latest, fee))
+        # Expanded as the adapter asks Stripe for it: the latest charge, and its balance
+        # transaction (which carries the fee).
+        intent = dict(row.data)
+        if intent.get("latest_charge"):
+            latest = dict((await self._load(session, intent["latest_charge"], CHARGE)).data)
+            if latest.get("balance_transaction"):
+                txn = await self._load(session, latest["balance_transaction"], BALANCE_TRANSACTION)
+                latest["balance_transaction"] = txn.data
+            intent["latest_charge"] = latest
+        return hold_json(hold_from_intent(intent))
 
     def _book(
         self,
@@ -319,28 +324,28 @@ class SimulatedStripe(StripeBank):
         self._insert(session, txn["id"], BALANCE_TRANSACTION, txn)
         return str(txn["id"])
 
-    async def _locked_intent(
-        self, session: AsyncSession, ref: HoldRef, status: str, refusal: str
+    async def _intent_to_move(
+        self, session: AsyncSession, ref: HoldRef, move: Move, amount: int, currency: str
     ) -> SimulatedObject:
-        """The intent `ref` names, locked, when it has `status`; refused otherwise, in
-        Stripe's words: "This PaymentIntent {refusal} a status of {its status}"."""
+        """The intent `ref` names, locked, when `move` may take
+        `amount` of `currency` from it; refused otherwise, in Stripe's words."""
+        status, refusal, amount_field = _MOVES[move]
         row = await self._load(session, ref.provider_payment_id, PAYMENT_INTENT, lock=True)
-        if row.data["status"] != status:
+        intent = row.data
+        if intent["status"] != status:
             raise ProviderError(
-                f"This PaymentIntent {refusal} a status of {row.data['status']}.",
+                f"This PaymentIntent {refusal} a status of {intent['status']}.",
                 code="payment_intent_unexpected_state",
             )
+        check_same_currency(intent["currency"], currency, "parameter_invalid")
+        _check_positive(amount, amount_field)
         return row
 
     async def _capture(
         self, session: AsyncSession, ref: HoldRef, amount: int, currency: str
     ) -> Json:
-        row = await self._locked_intent(
-            session, ref, "requires_capture", "could not be captured because it has"
-        )
+        row = await self._intent_to_move(session, ref, "capture", amount, currency)
         intent = row.data
-        check_same_currency(intent["currency"], currency, "parameter_invalid")
-        _check_positive(amount, "amount_to_capture")
         if amount > int(intent["amount_capturable"]):
             raise ProviderError(
                 f"The amount_to_capture ({amount}) is greater than the amount capturable "
@@ -381,12 +386,7 @@ class SimulatedStripe(StripeBank):
     async def _refund(
         self, session: AsyncSession, ref: HoldRef, amount: int, currency: str
     ) -> Json:
-        row = await self._locked_intent(
-            session, ref, "succeeded", "has no captured charge to refund: it has"
-        )
-        intent = row.data
-        check_same_currency(intent["currency"], currency, "parameter_invalid")
-        _check_positive(amount, "amount")
+        intent = (await self._intent_to_move(session, ref, "refund", amount, currency)).data
         charge_row = await self._load(session, intent["latest_charge"], CHARGE, lock=True)
         refunded = charge_row.data
         left = int(refunded["amount_captured"]) - int(refunded["amount_refunded"])
@@ -495,7 +495,7 @@ class SimulatedStripe(StripeBank):
             session, "transfer", transfer["id"], -order.amount, 0, currency
         )
         self._insert(session, transfer["id"], TRANSFER, transfer)
-        return transfer_json(stripe_transfer(transfer))
+        return transfer_json(transfer_of(transfer))
 
     # --- Stripe Connect (ConnectProvider) -----------------------------------------------
 
@@ -670,14 +670,6 @@ def _check_positive(amount: int, field: str) -> None:
 
 if TYPE_CHECKING:
 
-    def _implements(
-        provider: SimulatedStripe,
-    ) -> tuple[
-        PaymentProvider,
-        ConnectProvider,
-        PaymentMethodDomainProvider,
-        SetupProvider,
-        EvidenceSubmitter,
-    ]:
+    def _implements(provider: SimulatedStripe) -> StripeProtocols:
         # mypy checks here that the simulator satisfies the protocols.
-        return provider, provider, provider, provider, provider
+        return provider

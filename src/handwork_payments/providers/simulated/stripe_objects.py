@@ -1,24 +1,17 @@
 """Stripe's objects as the simulator stores them (PaymentIntents, charges, refunds,
-transfers and their reversals, Express accounts) and their translation into the protocol's
-types, done as the real Stripe adapter does it."""
+transfers and their reversals, Express accounts). They are translated into the protocol's
+types by the real Stripe adapter's own code (providers/stripe_objects.py)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from handwork_payments.providers import stripe_wallets
 from handwork_payments.providers.base import (
-    HoldState,
     PayoutOrder,
     ProviderError,
-    ProviderHold,
-    ProviderSetup,
-    ProviderTransfer,
-    SetupState,
-    TransferState,
 )
 from handwork_payments.providers.simulated.store import (
     ALNUM,
@@ -393,83 +386,6 @@ def new_setup_intent(customer_id: str, reference: str) -> Json:
         "status": "requires_payment_method",
         "usage": "off_session",
     }
-
-
-def setup_of(data: Mapping[str, Any]) -> ProviderSetup:
-    state = {"succeeded": SetupState.SUCCEEDED, "canceled": SetupState.CANCELED}.get(
-        str(data["status"]), SetupState.PENDING
-    )
-    return ProviderSetup(
-        setup_id=str(data["id"]),
-        state=state,
-        customer=str(data["customer"]),
-        payment_method=data.get("payment_method"),
-        client_secret=str(data["client_secret"]),
-    )
-
-
-# --- translations -----------------------------------------------------------------------------
-
-
-def intent_hold(
-    intent: Mapping[str, Any], charge: Mapping[str, Any], fee: int | None = None
-) -> ProviderHold:
-    """A PaymentIntent (and its latest charge, and the fee of the charge's balance
-    transaction once captured) as a ProviderHold."""
-    status = intent["status"]
-    capture_by: datetime | None = None
-    failure_message: str | None = None
-    capture_id: str | None = None
-    if status == "requires_capture":
-        state = HoldState.AUTHORIZED
-        card = charge["payment_method_details"]["card"]
-        capture_by = datetime.fromtimestamp(int(card["capture_before"]), tz=UTC)
-    elif status == "succeeded":
-        state = HoldState.CAPTURED
-        capture_id = str(charge["id"])
-    elif status == "requires_payment_method":
-        error = intent.get("last_payment_error")
-        # A failed attempt: for us the hold failed (a new attempt is a new payment).
-        state = HoldState.FAILED if error else HoldState.REQUIRES_PAYMENT_METHOD
-        failure_message = str(error["message"]) if error else None
-    elif status == "requires_action":
-        state = HoldState.REQUIRES_ACTION
-    elif status == "canceled":
-        state = HoldState.CANCELED
-        failure_message = intent.get("cancellation_reason")
-    else:
-        raise AssertionError(f"the simulator never sets status {status!r}")
-    return ProviderHold(
-        provider_payment_id=str(intent["id"]),
-        state=state,
-        amount=int(intent["amount"]),
-        currency=str(intent["currency"]).upper(),
-        client_secret=intent["client_secret"],
-        capture_id=capture_id,
-        captured_amount=int(intent["amount_received"]),
-        refunded_amount=int(charge.get("amount_refunded") or 0),
-        capture_by=capture_by,
-        failure_message=failure_message,
-        fee=fee,
-        wallet=stripe_wallets.wallet(charge),
-        risk_level=(charge.get("outcome") or {}).get("risk_level"),
-        card_fingerprint=charge.get("payment_method_details", {})
-        .get("card", {})
-        .get("fingerprint"),
-    )
-
-
-def stripe_transfer(transfer: Mapping[str, Any]) -> ProviderTransfer:
-    amount = int(transfer["amount"])
-    reversed_in_full = int(transfer["amount_reversed"]) >= amount
-    return ProviderTransfer(
-        transfer_id=str(transfer["id"]),
-        state=TransferState.FAILED if reversed_in_full else TransferState.SUCCEEDED,
-        amount=amount,
-        currency=str(transfer["currency"]).upper(),
-        failure_reason="transfer reversed" if reversed_in_full else None,
-        destination=str(transfer["destination"]),
-    )
 
 
 def payment_method_domain(domain_name: str) -> Json:
