@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
 from handwork_payments.kit.errors import Conflict
+from handwork_payments.kit.rows import lock_first
 from handwork_payments.models import AccountKind, LedgerAccount
 
 # Accounts never change once created (code, kind, owner, currency; only balances move, and
@@ -100,17 +101,6 @@ async def get_or_create_account(
     return account
 
 
-async def lock_account(session: AsyncSession, account_id: int) -> LedgerAccount:
-    return (
-        await session.execute(
-            select(LedgerAccount)
-            .where(LedgerAccount.id == account_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    ).scalar_one()
-
-
 # One round trip for a whole entry: the entry, its postings, the balances they move and
 # the history rows. The balances' rows are locked in id order first (the sub-select's
 # FOR UPDATE locks as it returns its sorted rows), so concurrent entries touching the same
@@ -148,14 +138,7 @@ SELECT id, created_at, (SELECT count(*) FROM locked) AS accounts FROM entry
 
 async def lock_existing(session: AsyncSession, code: str) -> LedgerAccount | None:
     """The account under a row lock, or None when it was never opened (not created)."""
-    account = (
-        await session.execute(
-            select(LedgerAccount)
-            .where(LedgerAccount.code == code)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    ).scalar_one_or_none()
+    account = await lock_first(session, select(LedgerAccount).where(LedgerAccount.code == code))
     if account is not None:
         _remember_after_commit(session, account)
     return account
