@@ -34,6 +34,7 @@ from handwork_payments.audit.alerts import alert
 from handwork_payments.db import transaction
 from handwork_payments.kit import money
 from handwork_payments.kit.clock import now
+from handwork_payments.kit.rows import lock_row
 from handwork_payments.ledger import service as ledger
 from handwork_payments.ledger.service import History
 from handwork_payments.models import (
@@ -266,7 +267,7 @@ async def reverse(runtime: Runtime, reversal_id: int) -> PayoutReversal | None:
         async with transaction(runtime.sessions) as session:
             locked_payout = await payouts.lock(session, payout.id)
             assert locked_payout is not None
-            row = await _lock(session, reversal_id)
+            row = await lock_row(session, PayoutReversal, reversal_id)
             if row.status == ReversalStatus.PENDING:
                 await _refused(session, locked_payout, row, exc.message)
             return row
@@ -281,7 +282,7 @@ async def reverse(runtime: Runtime, reversal_id: int) -> PayoutReversal | None:
     async with transaction(runtime.sessions) as session:
         locked_payout = await payouts.lock(session, payout.id)
         assert locked_payout is not None
-        row = await _lock(session, reversal_id)
+        row = await lock_row(session, PayoutReversal, reversal_id)
         if row.status == ReversalStatus.PENDING:
             await apply_reversal(
                 session,
@@ -291,17 +292,6 @@ async def reverse(runtime: Runtime, reversal_id: int) -> PayoutReversal | None:
                 actor_kind="system",
             )
         return row
-
-
-async def _lock(session: AsyncSession, reversal_id: int) -> PayoutReversal:
-    return (
-        await session.execute(
-            select(PayoutReversal)
-            .where(PayoutReversal.id == reversal_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    ).scalar_one()
 
 
 async def apply_reversal(

@@ -4,6 +4,7 @@ Content-Security-Policy (scripts and styles from this service only, nothing inli
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
@@ -36,19 +37,22 @@ def _page(request: Request, page: str, **context: object) -> HTMLResponse:
     )
 
 
-@router.get("")
-async def overview(request: Request) -> HTMLResponse:
-    return _page(request, "overview")
+def _shell(page: str) -> Callable[[Request], Awaitable[HTMLResponse]]:
+    async def shell(request: Request) -> HTMLResponse:
+        return _page(request, page)
+
+    return shell
 
 
-@router.get("/login")
-async def login(request: Request) -> HTMLResponse:
-    return _page(request, "login")
-
-
-@router.get("/queues")
-async def queues(request: Request) -> HTMLResponse:
-    return _page(request, "queues")
+# The pages that take nothing from their path: path -> page.
+for path, page in {
+    "": "overview",
+    "/login": "login",
+    "/queues": "queues",
+    "/users": "users",
+    "/me": "me",
+}.items():
+    router.add_api_route(path, _shell(page), methods=["GET"], name=page)
 
 
 @router.get("/payments")
@@ -59,16 +63,6 @@ async def payment_lookup(request: Request) -> HTMLResponse:
 @router.get("/payments/{payment_id:int}")
 async def payment(request: Request, payment_id: int) -> HTMLResponse:
     return _page(request, "payment", payment_id=payment_id)
-
-
-@router.get("/users")
-async def users(request: Request) -> HTMLResponse:
-    return _page(request, "users")
-
-
-@router.get("/me")
-async def me(request: Request) -> HTMLResponse:
-    return _page(request, "me")
 
 
 def install_dashboard(app: FastAPI) -> None:

@@ -3,18 +3,12 @@ from __future__ import annotations
 from sqlalchemy import Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from handwork_payments.kit.rows import lock_row_or_none
 from handwork_payments.models import Booking, Payment, PaymentDispute, Role, User
 
 
 async def lock(session: AsyncSession, dispute_id: int) -> PaymentDispute | None:
-    return (
-        await session.execute(
-            select(PaymentDispute)
-            .where(PaymentDispute.id == dispute_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    ).scalar_one_or_none()
+    return await lock_row_or_none(session, PaymentDispute, dispute_id)
 
 
 async def by_provider_id(session: AsyncSession, provider_dispute_id: str) -> PaymentDispute | None:

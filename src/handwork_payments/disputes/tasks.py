@@ -4,15 +4,16 @@ import procrastinate
 
 from handwork_payments.disputes import submission
 from handwork_payments.kit.clock import now
+from handwork_payments.kit.tasks import periodic_alone
 from handwork_payments.runtime import current_runtime
 
 blueprint = procrastinate.Blueprint()
 
 
-@blueprint.periodic(cron="*/5 * * * *")
-@blueprint.task(
+@periodic_alone(
+    blueprint,
+    cron="*/5 * * * *",
     name="resume_evidence_submissions",
-    queueing_lock="resume-evidence-submissions",
     lock="resume-evidence-submissions",
 )
 async def resume_evidence_submissions(timestamp: int) -> None:

@@ -15,7 +15,6 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.audit.alerts import alert
@@ -25,6 +24,7 @@ from handwork_payments.events.signing import SIGNATURE_HEADER, signature
 from handwork_payments.kit import jobs
 from handwork_payments.kit.clock import now
 from handwork_payments.kit.errors import NotFound
+from handwork_payments.kit.rows import lock_row_or_none
 from handwork_payments.models import EventStatus, MarketplaceEvent
 from handwork_payments.runtime import Runtime
 from handwork_payments.settings import Settings
@@ -47,17 +47,6 @@ def payload(event: MarketplaceEvent) -> bytes:
 def retry_delay(settings: Settings, attempts: int) -> timedelta:
     seconds = settings.marketplace_webhook_retry_base_seconds * 2 ** min(attempts - 1, 30)
     return timedelta(seconds=min(seconds, settings.marketplace_webhook_retry_max_seconds))
-
-
-async def _lock(session: AsyncSession, event_id: int) -> MarketplaceEvent | None:
-    return (
-        await session.execute(
-            select(MarketplaceEvent)
-            .where(MarketplaceEvent.id == event_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    ).scalar_one_or_none()
 
 
 async def _post(settings: Settings, event: MarketplaceEvent) -> str | None:
@@ -93,7 +82,7 @@ async def deliver(runtime: Runtime, event_id: int) -> MarketplaceEvent | None:
         return event  # kept, listed, not sent: nobody to send it to (see the README)
     error = await _post(settings, event)
     async with transaction(runtime.sessions) as session:
-        row = await _lock(session, event_id)
+        row = await lock_row_or_none(session, MarketplaceEvent, event_id)
         assert row is not None
         if row.status in SETTLED:
             return row  # settled by a concurrent delivery (a redelivery)
@@ -141,7 +130,7 @@ async def _failed(
 async def redeliver(runtime: Runtime, event_id: int) -> MarketplaceEvent:
     """An admin sends an event again, whatever its status (the receiver deduplicates)."""
     async with transaction(runtime.sessions) as session:
-        row = await _lock(session, event_id)
+        row = await lock_row_or_none(session, MarketplaceEvent, event_id)
         if row is None:
             raise NotFound("Event not found")
         row.status = EventStatus.PENDING

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
 from handwork_payments.kit.errors import Conflict
+from handwork_payments.kit.rows import lock_first
 from handwork_payments.models import AccountKind, LedgerAccount
 
 # Accounts never change once created (code, kind, owner, currency; only balances move, and
@@ -99,17 +100,6 @@ async def get_or_create_account(
         ).scalar_one()
     _remember_after_commit(session, account)
     return account
-
-
-async def lock_account(session: AsyncSession, account_id: int) -> LedgerAccount:
-    return (
-        await session.execute(
-            select(LedgerAccount)
-            .where(LedgerAccount.id == account_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    ).scalar_one()
 
 
 # One round trip for a whole entry: the entry, its postings, the balances of the accounts
@@ -206,14 +196,7 @@ def _move_platform(session: Session) -> None:
 
 async def lock_existing(session: AsyncSession, code: str) -> LedgerAccount | None:
     """The account under a row lock, or None when it was never opened (not created)."""
-    account = (
-        await session.execute(
-            select(LedgerAccount)
-            .where(LedgerAccount.code == code)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    ).scalar_one_or_none()
+    account = await lock_first(session, select(LedgerAccount).where(LedgerAccount.code == code))
     if account is not None:
         _remember_after_commit(session, account)
     return account

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from handwork_payments.kit.rows import lock_row
 from handwork_payments.ledger import repository
 from handwork_payments.models import (
     AccountKind,
@@ -107,7 +108,7 @@ async def locked_available(session: AsyncSession, worker_id: int, currency: str)
     """The worker's available account under a row lock: hold it while checking a balance
     that is about to be spent, so two payouts cannot both see the same money."""
     account = await available(session, worker_id, currency)
-    return await repository.lock_account(session, account.id)
+    return await lock_row(session, LedgerAccount, account.id)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ Currency = Annotated[str, mapped_column(String(3))]
 CreatedAt = Annotated[
     datetime, mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
 ]
+# A moment: `At` always known, `When` null until it happens.
+At = Annotated[datetime, mapped_column(DateTime(timezone=True))]
 When = Annotated[datetime | None, mapped_column(DateTime(timezone=True))]
 
 

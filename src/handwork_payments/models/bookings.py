@@ -16,7 +16,24 @@ class BookingStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
-class Booking(Base):
+class Terms:
+    """Who works for whom, on what, at what price: a booking's terms, and a recurring
+    schedule's (it makes each of its bookings on them). sort_order -1: first in the table,
+    after the id, as the migrations made them (a mixin's columns would come last)."""
+
+    id: Mapped[IdPk] = mapped_column(sort_order=-1)
+    client_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("users.id"), index=True, sort_order=-1
+    )
+    worker_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("users.id"), index=True, sort_order=-1
+    )
+    title: Mapped[str] = mapped_column(String(200), sort_order=-1)
+    amount: Mapped[Minor] = mapped_column(sort_order=-1)
+    currency: Mapped[Currency] = mapped_column(sort_order=-1)
+
+
+class Booking(Terms, Base):
     __tablename__ = "bookings"
     __table_args__ = (
         CheckConstraint(enum_check("status", BookingStatus), name="status"),
@@ -24,12 +41,6 @@ class Booking(Base):
         CheckConstraint("client_id <> worker_id", name="distinct_parties"),
     )
 
-    id: Mapped[IdPk]
-    client_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"), index=True)
-    worker_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"), index=True)
-    title: Mapped[str] = mapped_column(String(200))
-    amount: Mapped[Minor]
-    currency: Mapped[Currency]
     status: Mapped[BookingStatus] = mapped_column(String(24))
     created_at: Mapped[CreatedAt]
     completed_at: Mapped[When]

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, String, Text
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from handwork_payments.models.base import Base, CreatedAt, Currency, IdPk, Minor, enum_check
+from handwork_payments.models.base import Base, CreatedAt, Currency, IdPk, Minor, When, enum_check
 
 
 class ReversalStatus(enum.StrEnum):
@@ -41,4 +40,4 @@ class PayoutReversal(Base):
     provider_reversal_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     failure_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[CreatedAt]
-    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[When]

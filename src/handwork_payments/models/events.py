@@ -4,14 +4,13 @@ report, delivered at least once by a job (events/delivery.py)."""
 from __future__ import annotations
 
 import enum
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, DateTime, Integer, String, Text
+from sqlalchemy import CheckConstraint, Integer, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from handwork_payments.models.base import Base, IdPk, When, enum_check
+from handwork_payments.models.base import At, Base, IdPk, When, enum_check
 
 
 class EventStatus(enum.StrEnum):
@@ -36,5 +35,5 @@ class MarketplaceEvent(Base):
     next_attempt_at: Mapped[When]
     # Set by the application (not the server's clock) so that `created` in the payload is
     # the time of the change, whatever the clock tests freeze.
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[At]
     delivered_at: Mapped[When]

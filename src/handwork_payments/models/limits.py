@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from sqlalchemy import DateTime, Index, Integer, PrimaryKeyConstraint, String
+from sqlalchemy import Index, Integer, PrimaryKeyConstraint, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from handwork_payments.models.base import Base
+from handwork_payments.models.base import At, Base
 
 
 class RateLimitCounter(Base):
@@ -23,6 +21,6 @@ class RateLimitCounter(Base):
     # The kind of limit and a SHA-256 of who it counts (an IP, an email): no personal data
     # kept, and an email of any length or content fits.
     bucket: Mapped[str] = mapped_column(String(100))
-    window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    window_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    window_start: Mapped[At]
+    window_end: Mapped[At]
     hits: Mapped[int] = mapped_column(Integer)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -25,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from handwork_payments.models.base import Base, CreatedAt, IdPk, When, enum_check
+from handwork_payments.models.base import At, Base, CreatedAt, IdPk, When, enum_check
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -112,7 +110,7 @@ class AuditChainHead(Base):
     id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     chain_seq: Mapped[int] = mapped_column(BigInteger)
     row_hash: Mapped[str] = mapped_column(String(64))
-    sealed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    sealed_at: Mapped[At]
 
 
 class AlertStatus(enum.StrEnum):
@@ -176,8 +174,8 @@ class IdempotencyRecord(Base):
     response_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[CreatedAt]
     # When the request in flight started (a takeover restarts it).
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    started_at: Mapped[At] = mapped_column(server_default=func.now())
+    expires_at: Mapped[At] = mapped_column(index=True)
 
 
 class SimulatedObject(Base):

@@ -1,14 +1,12 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
-    DateTime,
     ForeignKey,
     Index,
     LargeBinary,
@@ -199,7 +197,7 @@ class PaymentRefund(Base):
     # What the provider gave back of its capture fee with this refund, as it reported it.
     provider_fee_refunded: Mapped[Minor] = mapped_column(default=0)
     created_at: Mapped[CreatedAt]
-    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[When]
 
 
 class DisputeStatus(enum.StrEnum):

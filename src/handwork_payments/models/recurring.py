@@ -4,12 +4,10 @@ off-session from a payment method saved once, and its runs (one per occurrence).
 from __future__ import annotations
 
 import enum
-from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
-    DateTime,
     ForeignKey,
     Integer,
     String,
@@ -18,7 +16,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from handwork_payments.models.base import Base, CreatedAt, Currency, IdPk, Minor, When, enum_check
+from handwork_payments.models.base import (
+    At,
+    Base,
+    CreatedAt,
+    IdPk,
+    When,
+    enum_check,
+)
+from handwork_payments.models.bookings import Terms
 from handwork_payments.models.payments import PaymentMethod
 
 
@@ -43,7 +49,7 @@ class RunStatus(enum.StrEnum):
     FAILED = "failed"  # declined after the last retry: the schedule was paused
 
 
-class RecurringSchedule(Base):
+class RecurringSchedule(Terms, Base):
     __tablename__ = "recurring_schedules"
     __table_args__ = (
         CheckConstraint(enum_check("status", ScheduleStatus), name="status"),
@@ -54,14 +60,8 @@ class RecurringSchedule(Base):
         CheckConstraint("client_id <> worker_id", name="distinct_parties"),
     )
 
-    id: Mapped[IdPk]
-    client_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"), index=True)
-    worker_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"), index=True)
-    title: Mapped[str] = mapped_column(String(200))
-    amount: Mapped[Minor]
-    currency: Mapped[Currency]
     interval: Mapped[Interval] = mapped_column(String(16))
-    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    starts_at: Mapped[At]
     occurrences: Mapped[int | None] = mapped_column(Integer)
     payment_method: Mapped[PaymentMethod] = mapped_column(String(16))
     status: Mapped[ScheduleStatus] = mapped_column(String(16), index=True)
@@ -73,7 +73,7 @@ class RecurringSchedule(Base):
     # The occurrence the schedule works on (1-based) and when it is next due: its due
     # date, or its next dunning attempt.
     next_number: Mapped[int] = mapped_column(Integer, default=1)
-    next_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    next_run_at: Mapped[When] = mapped_column(index=True)
     created_at: Mapped[CreatedAt]
 
 
@@ -92,7 +92,7 @@ class RecurringRun(Base):
         BigInteger, ForeignKey("recurring_schedules.id"), index=True
     )
     number: Mapped[int] = mapped_column(Integer)
-    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[At]
     status: Mapped[RunStatus] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     booking_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("bookings.id"))

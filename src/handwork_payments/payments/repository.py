@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from handwork_payments.kit.rows import lock_row_or_none
 from handwork_payments.models import (
     Booking,
     Payment,
@@ -17,25 +18,11 @@ from handwork_payments.models import (
 
 
 async def lock_payment(session: AsyncSession, payment_id: int) -> Payment | None:
-    return (
-        await session.execute(
-            select(Payment)
-            .where(Payment.id == payment_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    ).scalar_one_or_none()
+    return await lock_row_or_none(session, Payment, payment_id)
 
 
 async def lock_booking(session: AsyncSession, booking_id: int) -> Booking | None:
-    return (
-        await session.execute(
-            select(Booking)
-            .where(Booking.id == booking_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    ).scalar_one_or_none()
+    return await lock_row_or_none(session, Booking, booking_id)
 
 
 async def by_provider_id(session: AsyncSession, provider: str, provider_id: str) -> Payment | None:

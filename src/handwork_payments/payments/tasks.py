@@ -6,6 +6,7 @@ import procrastinate
 
 from handwork_payments.kit.clock import now
 from handwork_payments.kit.errors import DomainError, ProviderUnavailable
+from handwork_payments.kit.tasks import periodic_alone
 from handwork_payments.models import Payment, PaymentStatus
 from handwork_payments.payments import background, service
 from handwork_payments.runtime import current_runtime
@@ -40,17 +41,16 @@ async def auto_release(payment_id: int) -> None:
         log.info("auto-release of payment %s not done: %s", payment_id, exc.detail)
 
 
-@blueprint.periodic(cron="*/10 * * * *")
-@blueprint.task(name="guard_holds", queueing_lock="guard-holds", lock="guard-holds")
+@periodic_alone(blueprint, cron="*/10 * * * *", name="guard_holds", lock="guard-holds")
 async def guard_holds(timestamp: int) -> None:
     """Capture authorisations before they lapse; renew PayPal's after the honour period."""
     await background.guard_holds(current_runtime(), now=now())
 
 
-@blueprint.periodic(cron="* * * * *")
-@blueprint.task(
+@periodic_alone(
+    blueprint,
+    cron="* * * * *",
     name="resolve_payment_operations",
-    queueing_lock="resolve-payment-operations",
     lock="resolve-payment-operations",
 )
 async def resolve_payment_operations(timestamp: int) -> None:

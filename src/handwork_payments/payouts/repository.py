@@ -3,18 +3,12 @@ from __future__ import annotations
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from handwork_payments.kit.rows import lock_row_or_none
 from handwork_payments.models import PayoutStatus, Role, User, WorkerPayout
 
 
 async def lock(session: AsyncSession, payout_id: int) -> WorkerPayout | None:
-    return (
-        await session.execute(
-            select(WorkerPayout)
-            .where(WorkerPayout.id == payout_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    ).scalar_one_or_none()
+    return await lock_row_or_none(session, WorkerPayout, payout_id)
 
 
 async def by_transfer_id(session: AsyncSession, transfer_id: str) -> WorkerPayout | None:

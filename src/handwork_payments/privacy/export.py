@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.accounts.schemas import AccountOut, AuditEntryOut
@@ -43,15 +43,10 @@ class ExportOut(BaseModel):
 
 async def export(session: AsyncSession, user: User) -> ExportOut:
     bookings = await _all(
-        session,
-        select(Booking)
-        .where(or_(Booking.client_id == user.id, Booking.worker_id == user.id))
-        .order_by(Booking.id),
+        session, Booking, or_(Booking.client_id == user.id, Booking.worker_id == user.id)
     )
     booking_ids = [b.id for b in bookings]
-    payments = await _all(
-        session, select(Payment).where(Payment.booking_id.in_(booking_ids)).order_by(Payment.id)
-    )
+    payments = await _all(session, Payment, Payment.booking_id.in_(booking_ids))
     payment_ids = [p.id for p in payments]
     parts = await milestones.of_bookings(session, booking_ids)
     return ExportOut(
@@ -66,37 +61,23 @@ async def export(session: AsyncSession, user: User) -> ExportOut:
         payments=[PaymentOut.of(p) for p in payments],
         disputes=[
             DisputeOut.model_validate(d)
-            for d in await _all(
-                session,
-                select(PaymentDispute)
-                .where(PaymentDispute.payment_id.in_(payment_ids))
-                .order_by(PaymentDispute.id),
-            )
+            for d in await _all(session, PaymentDispute, PaymentDispute.payment_id.in_(payment_ids))
         ],
         payouts=[
             PayoutOut.of(p)
-            for p in await _all(
-                session,
-                select(WorkerPayout)
-                .where(WorkerPayout.worker_id == user.id)
-                .order_by(WorkerPayout.id),
-            )
+            for p in await _all(session, WorkerPayout, WorkerPayout.worker_id == user.id)
         ],
         transactions=[
             TransactionOut.of(t)
-            for t in await _all(
-                session,
-                select(PaymentTransaction)
-                .where(PaymentTransaction.user_id == user.id)
-                .order_by(PaymentTransaction.id),
-            )
+            for t in await _all(session, PaymentTransaction, PaymentTransaction.user_id == user.id)
         ],
         audit_entries=await _audit(session, user.id),
     )
 
 
-async def _all(session: AsyncSession, query: Any) -> list[Any]:
-    return list((await session.scalars(query)).all())
+async def _all(session: AsyncSession, model: Any, where: ColumnElement[bool]) -> list[Any]:
+    """The rows of `model` that match, in the order they were made."""
+    return list((await session.scalars(select(model).where(where).order_by(model.id))).all())
 
 
 async def _audit(session: AsyncSession, user_id: int) -> list[AuditEntryOut]:
@@ -104,15 +85,12 @@ async def _audit(session: AsyncSession, user_id: int) -> list[AuditEntryOut]:
     user's own (an admin's entries about others keep those others' details out)."""
     rows = await _all(
         session,
-        select(AuditLog)
-        .where(
-            or_(
-                AuditLog.subject_id == user_id,
-                AuditLog.actor_id == user_id,
-                (AuditLog.object_type == "user") & (AuditLog.object_id == user_id),
-            )
-        )
-        .order_by(AuditLog.id),
+        AuditLog,
+        or_(
+            AuditLog.subject_id == user_id,
+            AuditLog.actor_id == user_id,
+            (AuditLog.object_type == "user") & (AuditLog.object_id == user_id),
+        ),
     )
     entries = []
     for row in rows:

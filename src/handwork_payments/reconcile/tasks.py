@@ -6,6 +6,7 @@ from datetime import timedelta
 import procrastinate
 
 from handwork_payments.kit.clock import now
+from handwork_payments.kit.tasks import periodic_alone
 from handwork_payments.reconcile import service, statements
 from handwork_payments.runtime import current_runtime
 
@@ -18,8 +19,7 @@ blueprint = procrastinate.Blueprint()
 DAILY_WINDOW = timedelta(days=2)
 
 
-@blueprint.periodic(cron="30 3 * * *")
-@blueprint.task(name="reconcile", queueing_lock="reconcile", lock="reconcile")
+@periodic_alone(blueprint, cron="30 3 * * *", name="reconcile", lock="reconcile")
 async def reconcile(timestamp: int) -> None:
     runtime = current_runtime()
     moment = now()

@@ -6,6 +6,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.kit.errors import NotFound
+from handwork_payments.kit.rows import lock_first, lock_row_or_none
 from handwork_payments.models import RecurringRun, RecurringSchedule, Role, User
 
 
@@ -31,12 +32,7 @@ async def seen(session: AsyncSession, user: User, schedule_id: int) -> Recurring
 
 
 async def lock(session: AsyncSession, schedule_id: int) -> RecurringSchedule:
-    schedule = await session.scalar(
-        select(RecurringSchedule)
-        .where(RecurringSchedule.id == schedule_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    schedule = await lock_row_or_none(session, RecurringSchedule, schedule_id)
     if schedule is None:
         raise NotFound("Recurring schedule not found")
     return schedule
@@ -64,11 +60,8 @@ async def run_of(session: AsyncSession, schedule_id: int, number: int) -> Recurr
 
 async def by_setup(session: AsyncSession, setup_id: str) -> RecurringSchedule:
     """The schedule whose setup this is, under lock."""
-    schedule = await session.scalar(
-        select(RecurringSchedule)
-        .where(RecurringSchedule.setup_id == setup_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+    schedule = await lock_first(
+        session, select(RecurringSchedule).where(RecurringSchedule.setup_id == setup_id)
     )
     if schedule is None:
         raise NotFound("Recurring schedule not found")

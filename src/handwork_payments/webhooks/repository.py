@@ -4,6 +4,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from handwork_payments.kit.rows import lock_row_or_none
 from handwork_payments.models import DeliveryStatus, WebhookDelivery
 
 
@@ -33,11 +34,4 @@ async def body_of_transmission(
 
 
 async def lock(session: AsyncSession, delivery_id: int) -> WebhookDelivery | None:
-    return (
-        await session.execute(
-            select(WebhookDelivery)
-            .where(WebhookDelivery.id == delivery_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    ).scalar_one_or_none()
+    return await lock_row_or_none(session, WebhookDelivery, delivery_id)
