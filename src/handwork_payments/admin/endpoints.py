@@ -12,9 +12,9 @@ from handwork_payments.analytics.schemas import Analytics
 from handwork_payments.audit import alerts
 from handwork_payments.db import transaction
 from handwork_payments.http.deps import AdminUser, RuntimeDep, SessionDep
+from handwork_payments.http.responses import ACTION, ADMIN_ONE, ADMIN_READ
 from handwork_payments.kit.clock import now
 from handwork_payments.kit.errors import (
-    Conflict,
     Forbidden,
     NotFound,
     Unauthorized,
@@ -27,8 +27,6 @@ from handwork_payments.models import Alert, AlertStatus, DeliveryStatus, Webhook
 from handwork_payments.webhooks import service as webhooks
 
 router = APIRouter(prefix="/admin", tags=["administration"])
-
-ADMIN = error_responses(Unauthorized, Forbidden)
 
 
 class DeliveryOut(BaseModel):
@@ -69,7 +67,7 @@ class AlertOut(BaseModel):
         return self.created_at
 
 
-@router.get("/webhooks", response_model=Page[DeliveryOut], responses=ADMIN)
+@router.get("/webhooks", response_model=Page[DeliveryOut], responses=ADMIN_READ)
 async def list_webhooks(
     _: AdminUser,
     session: SessionDep,
@@ -82,16 +80,12 @@ async def list_webhooks(
     return await page_of(session, query, page, DeliveryOut.model_validate)
 
 
-@router.post(
-    "/webhooks/{delivery_id:int}/replay",
-    response_model=DeliveryOut,
-    responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict),
-)
+@router.post("/webhooks/{delivery_id:int}/replay", response_model=DeliveryOut, responses=ACTION)
 async def replay_webhook(delivery_id: PathId, admin: AdminUser, runtime: RuntimeDep) -> DeliveryOut:
     return DeliveryOut.model_validate(await webhooks.replay(runtime, delivery_id, admin.id))
 
 
-@router.get("/alerts", response_model=Page[AlertOut], responses=ADMIN)
+@router.get("/alerts", response_model=Page[AlertOut], responses=ADMIN_READ)
 async def list_alerts(
     _: AdminUser,
     session: SessionDep,
@@ -107,7 +101,7 @@ async def list_alerts(
 @router.post(
     "/alerts/{alert_id:int}/acknowledge",
     response_model=AlertOut,
-    responses=error_responses(Unauthorized, Forbidden, NotFound),
+    responses=ADMIN_ONE,
 )
 async def acknowledge_alert(alert_id: PathId, admin: AdminUser, runtime: RuntimeDep) -> AlertOut:
     async with transaction(runtime.sessions) as session:

@@ -18,12 +18,10 @@ from handwork_payments.audit.alerts import alert
 from handwork_payments.audit.service import record
 from handwork_payments.db import transaction
 from handwork_payments.http.deps import AdminUser, RuntimeDep
+from handwork_payments.http.responses import PROVIDER_SETUP
 from handwork_payments.kit.errors import (
     BadRequest,
-    Forbidden,
     ProviderUnavailable,
-    Unauthorized,
-    error_responses,
 )
 from handwork_payments.kit.schemas import Strict
 from handwork_payments.models import PaymentMethod
@@ -139,14 +137,11 @@ async def listed(runtime: Runtime) -> list[PaymentMethodDomain]:
         raise BadRequest(f"stripe refused to list the domains: {exc.message}") from exc
 
 
-ERRORS = error_responses(BadRequest, Unauthorized, Forbidden, ProviderUnavailable)
-
-
 @router.post(
     "/payment-method-domains",
     status_code=status.HTTP_201_CREATED,
     response_model=DomainOut,
-    responses=ERRORS,
+    responses=PROVIDER_SETUP,
 )
 async def register_domain(body: DomainCreate, admin: AdminUser, runtime: RuntimeDep) -> DomainOut:
     """Register a front-end domain for Apple Pay, Google Pay and Link (registering it
@@ -154,6 +149,6 @@ async def register_domain(body: DomainCreate, admin: AdminUser, runtime: Runtime
     return DomainOut.of(await register(runtime, admin.id, body.domain))
 
 
-@router.get("/payment-method-domains", response_model=DomainList, responses=ERRORS)
+@router.get("/payment-method-domains", response_model=DomainList, responses=PROVIDER_SETUP)
 async def list_domains(_: AdminUser, runtime: RuntimeDep) -> DomainList:
     return DomainList(items=[DomainOut.of(d) for d in await listed(runtime)])

@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.disputes.schemas import DisputeOut
 from handwork_payments.http.deps import AdminUser, RuntimeDep, SessionDep
-from handwork_payments.kit.errors import Forbidden, NotFound, Unauthorized, error_responses
+from handwork_payments.http.responses import ADMIN_ONE
+from handwork_payments.kit.errors import NotFound
 from handwork_payments.kit.money import format_amount
 from handwork_payments.kit.schemas import PathId
 from handwork_payments.models import (
@@ -208,7 +209,7 @@ def _provider(payment: Payment) -> ProviderIds:
 @router.get(
     "/payments/{payment_id:int}/story",
     response_model=PaymentStory,
-    responses=error_responses(Unauthorized, Forbidden, NotFound),
+    responses=ADMIN_ONE,
 )
 async def payment_story(
     payment_id: PathId, admin: AdminUser, session: SessionDep, runtime: RuntimeDep

@@ -10,15 +10,7 @@ from pydantic import BaseModel
 
 from handwork_payments.disputes import submission
 from handwork_payments.http.deps import AdminUser, RuntimeDep
-from handwork_payments.kit.errors import (
-    Conflict,
-    Forbidden,
-    NotFound,
-    ProviderUnavailable,
-    Unauthorized,
-    UnparsableBody,
-    error_responses,
-)
+from handwork_payments.http.responses import ACTION, PROVIDER_ACTION
 from handwork_payments.kit.schemas import LongText, PathId, Strict
 from handwork_payments.models import DisputeEvidence, EvidenceStatus
 
@@ -64,11 +56,7 @@ class EvidenceOut(BaseModel):
         )
 
 
-@router.get(
-    "/{dispute_id:int}/evidence",
-    response_model=EvidenceOut,
-    responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict),
-)
+@router.get("/{dispute_id:int}/evidence", response_model=EvidenceOut, responses=ACTION)
 async def preview_evidence(
     dispute_id: PathId, admin: AdminUser, runtime: RuntimeDep
 ) -> EvidenceOut:
@@ -76,13 +64,7 @@ async def preview_evidence(
     return EvidenceOut.of(dispute_id, row, evidence)
 
 
-@router.post(
-    "/{dispute_id:int}/evidence",
-    response_model=EvidenceOut,
-    responses=error_responses(
-        UnparsableBody, Unauthorized, Forbidden, NotFound, Conflict, ProviderUnavailable
-    ),
-)
+@router.post("/{dispute_id:int}/evidence", response_model=EvidenceOut, responses=PROVIDER_ACTION)
 async def submit_evidence(
     dispute_id: PathId, admin: AdminUser, runtime: RuntimeDep, body: EvidenceSubmit | None = None
 ) -> EvidenceOut:

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from handwork_payments.events import delivery
 from handwork_payments.http.deps import AdminUser, RuntimeDep, SessionDep
-from handwork_payments.kit.errors import Forbidden, NotFound, Unauthorized, error_responses
+from handwork_payments.http.responses import ADMIN_ONE, ADMIN_READ
 from handwork_payments.kit.pagination import Page, PageDep, page_of
 from handwork_payments.kit.schemas import PathId
 from handwork_payments.models import EventStatus, MarketplaceEvent
@@ -33,9 +33,7 @@ class EventOut(BaseModel):
     data: dict[str, Any]
 
 
-@router.get(
-    "/events", response_model=Page[EventOut], responses=error_responses(Unauthorized, Forbidden)
-)
+@router.get("/events", response_model=Page[EventOut], responses=ADMIN_READ)
 async def list_events(
     _: AdminUser,
     session: SessionDep,
@@ -48,10 +46,6 @@ async def list_events(
     return await page_of(session, query, page, EventOut.model_validate)
 
 
-@router.post(
-    "/events/{event_id:int}/redeliver",
-    response_model=EventOut,
-    responses=error_responses(Unauthorized, Forbidden, NotFound),
-)
+@router.post("/events/{event_id:int}/redeliver", response_model=EventOut, responses=ADMIN_ONE)
 async def redeliver_event(event_id: PathId, _: AdminUser, runtime: RuntimeDep) -> EventOut:
     return EventOut.model_validate(await delivery.redeliver(runtime, event_id))

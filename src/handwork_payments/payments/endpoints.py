@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from handwork_payments.http.deps import ClientUser, CurrentUser, RuntimeDep, SessionDep
+from handwork_payments.http.responses import PROVIDER_ACTION, READ, READ_ONE
 from handwork_payments.kit.errors import (
     BadRequest,
     Conflict,
@@ -13,7 +14,6 @@ from handwork_payments.kit.errors import (
     PaymentDeclined,
     ProviderUnavailable,
     Unauthorized,
-    UnparsableBody,
     error_responses,
 )
 from handwork_payments.kit.pagination import Page, PageDep, paginate
@@ -128,7 +128,7 @@ async def execute_paypal_payment(
     return await present(payment, user, runtime)
 
 
-@router.get("/", response_model=Page[PaymentOut], responses=error_responses(Unauthorized))
+@router.get("/", response_model=Page[PaymentOut], responses=READ)
 async def list_payments(
     user: CurrentUser,
     session: SessionDep,
@@ -150,11 +150,7 @@ async def list_payments(
 
 # `:int`: only digits match, so GET /payments/refund (a POST-only path) is a 405, not a
 # 422 for an id "refund".
-@router.get(
-    "/{payment_id:int}",
-    response_model=PaymentOut,
-    responses=error_responses(Unauthorized, NotFound),
-)
+@router.get("/{payment_id:int}", response_model=PaymentOut, responses=READ_ONE)
 async def get_payment(
     payment_id: PathId, user: CurrentUser, session: SessionDep, runtime: RuntimeDep
 ) -> PaymentOut:
@@ -165,13 +161,7 @@ async def get_payment(
     return await present(payment, user, runtime)
 
 
-@router.post(
-    "/{payment_id:int}/release",
-    response_model=PaymentOut,
-    responses=error_responses(
-        UnparsableBody, Unauthorized, Forbidden, NotFound, Conflict, ProviderUnavailable
-    ),
-)
+@router.post("/{payment_id:int}/release", response_model=PaymentOut, responses=PROVIDER_ACTION)
 async def release_payment(
     payment_id: PathId,
     user: CurrentUser,

@@ -3,16 +3,12 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from handwork_payments.http.deps import CurrentUser, RuntimeDep
+from handwork_payments.http.responses import REFUNDING
 from handwork_payments.kit import money
 from handwork_payments.kit.errors import (
     BadRequest,
-    Conflict,
-    Forbidden,
     NotFound,
-    ProviderUnavailable,
-    Unauthorized,
     Unprocessable,
-    error_responses,
 )
 from handwork_payments.kit.schemas import minor
 from handwork_payments.models import Booking, Payment
@@ -23,13 +19,7 @@ from handwork_payments.payments.schemas import PaymentOut, RefundCreate
 router = APIRouter(prefix="/payments", tags=["refunds"])
 
 
-@router.post(
-    "/refund",
-    response_model=PaymentOut,
-    responses=error_responses(
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Unprocessable, ProviderUnavailable
-    ),
-)
+@router.post("/refund", response_model=PaymentOut, responses=REFUNDING)
 async def refund_payment(body: RefundCreate, user: CurrentUser, runtime: RuntimeDep) -> PaymentOut:
     amount = None
     if body.amount is not None:

@@ -8,15 +8,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from handwork_payments.http.deps import AdminUser, RuntimeDep, SessionDep
-from handwork_payments.kit.errors import (
-    Conflict,
-    Forbidden,
-    NotFound,
-    ProviderUnavailable,
-    Unauthorized,
-    UnparsableBody,
-    error_responses,
-)
+from handwork_payments.http.responses import ACTION, ADMIN_READ, PROVIDER_ACTION
 from handwork_payments.kit.pagination import Page, PageDep, page_of
 from handwork_payments.kit.schemas import PathId, ShortText, Strict
 from handwork_payments.models import ReviewObject, ReviewStatus, RiskLevel, RiskReview
@@ -57,7 +49,7 @@ class RejectIn(Strict):
     reason: ShortText | None = None
 
 
-@router.get("", response_model=Page[ReviewOut], responses=error_responses(Unauthorized, Forbidden))
+@router.get("", response_model=Page[ReviewOut], responses=ADMIN_READ)
 async def list_reviews(
     admin: AdminUser,
     session: SessionDep,
@@ -71,28 +63,13 @@ async def list_reviews(
     return await page_of(session, query, page, ReviewOut.of)
 
 
-@router.post(
-    "/{review_id:int}/approve",
-    response_model=ReviewOut,
-    responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict),
-)
+@router.post("/{review_id:int}/approve", response_model=ReviewOut, responses=ACTION)
 async def approve_review(review_id: PathId, admin: AdminUser, runtime: RuntimeDep) -> ReviewOut:
     """The payment or payout may move again (release, auto-release, processing)."""
     return ReviewOut.of(await decisions.approve(runtime, admin, review_id))
 
 
-@router.post(
-    "/{review_id:int}/reject",
-    response_model=ReviewOut,
-    responses=error_responses(
-        UnparsableBody,
-        Unauthorized,
-        Forbidden,
-        NotFound,
-        Conflict,
-        ProviderUnavailable,
-    ),
-)
+@router.post("/{review_id:int}/reject", response_model=ReviewOut, responses=PROVIDER_ACTION)
 async def reject_review(
     review_id: PathId, admin: AdminUser, runtime: RuntimeDep, body: RejectIn | None = None
 ) -> ReviewOut:
