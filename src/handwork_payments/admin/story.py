@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Select, and_, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,13 +38,16 @@ router = APIRouter(prefix="/admin", tags=["administration"])
 MAX_ROWS = 500
 
 
+# Read from the payment's own columns, two of them under shorter names.
 class ProviderIds(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     payment_method: str
     hold_kind: str | None
     stripe_payment_id: str | None
     paypal_payment_id: str | None
-    authorization_id: str | None
-    capture_id: str | None
+    authorization_id: str | None = Field(validation_alias="provider_authorization_id")
+    capture_id: str | None = Field(validation_alias="provider_capture_id")
     payer_id: str | None
 
 
@@ -194,18 +197,6 @@ def _refund(refund: PaymentRefund, currency: str) -> StoryRefund:
     )
 
 
-def _provider(payment: Payment) -> ProviderIds:
-    return ProviderIds(
-        payment_method=payment.payment_method,
-        hold_kind=payment.hold_kind,
-        stripe_payment_id=payment.stripe_payment_id,
-        paypal_payment_id=payment.paypal_payment_id,
-        authorization_id=payment.provider_authorization_id,
-        capture_id=payment.provider_capture_id,
-        payer_id=payment.payer_id,
-    )
-
-
 @router.get(
     "/payments/{payment_id:int}/story",
     response_model=PaymentStory,
@@ -233,7 +224,7 @@ async def payment_story(
     )
     return PaymentStory(
         payment=PaymentOut.of(payment, metadata=await readable_metadata(runtime, payment, admin)),
-        provider=_provider(payment),
+        provider=ProviderIds.model_validate(payment),
         booking=StoryBooking.model_validate(booking, from_attributes=True),
         refunds=[_refund(r, payment.currency) for r in refunds.scalars()],
         disputes=[DisputeOut.model_validate(d) for d in disputes],

@@ -4,7 +4,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
 from handwork_payments.http.deps import AdminUser, RuntimeDep, SessionDep
@@ -18,6 +18,8 @@ router = APIRouter(prefix="/admin/reviews", tags=["administration"])
 
 
 class ReviewOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     object_type: ReviewObject
     object_id: int
@@ -28,21 +30,6 @@ class ReviewOut(BaseModel):
     decided_by: int | None
     decided_at: datetime | None
     decision_reason: str | None
-
-    @classmethod
-    def of(cls, review: RiskReview) -> ReviewOut:
-        return cls(
-            id=review.id,
-            object_type=review.object_type,
-            object_id=review.object_id,
-            status=review.status,
-            risk_level=review.risk_level,
-            reasons=list(review.reasons),
-            created_at=review.created_at,
-            decided_by=review.decided_by,
-            decided_at=review.decided_at,
-            decision_reason=review.decision_reason,
-        )
 
 
 class RejectIn(Strict):
@@ -60,13 +47,13 @@ async def list_reviews(
     query = select(RiskReview).order_by(RiskReview.id)
     if status is not None:
         query = query.where(RiskReview.status == status)
-    return await page_of(session, query, page, ReviewOut.of)
+    return await page_of(session, query, page, ReviewOut.model_validate)
 
 
 @router.post("/{review_id:int}/approve", response_model=ReviewOut, responses=ACTION)
 async def approve_review(review_id: PathId, admin: AdminUser, runtime: RuntimeDep) -> ReviewOut:
     """The payment or payout may move again (release, auto-release, processing)."""
-    return ReviewOut.of(await decisions.approve(runtime, admin, review_id))
+    return ReviewOut.model_validate(await decisions.approve(runtime, admin, review_id))
 
 
 @router.post("/{review_id:int}/reject", response_model=ReviewOut, responses=PROVIDER_ACTION)
@@ -77,4 +64,4 @@ async def reject_review(
     worker's available balance; the reason is recorded. Rejecting a payment review again
     resumes a refund whose provider call did not answer."""
     reason = body.reason if body is not None else None
-    return ReviewOut.of(await decisions.reject(runtime, admin, review_id, reason))
+    return ReviewOut.model_validate(await decisions.reject(runtime, admin, review_id, reason))
