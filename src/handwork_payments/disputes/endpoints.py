@@ -6,16 +6,12 @@ from fastapi import APIRouter, status
 
 from handwork_payments.disputes import repository, service
 from handwork_payments.disputes.schemas import DisputeCreate, DisputeOut, DisputeResolve
+from handwork_payments.http.amounts import minor_units
 from handwork_payments.http.deps import AdminUser, CurrentUser, RuntimeDep, SessionDep, require_role
 from handwork_payments.http.responses import ACTION, ACTION_WITH_BODY, READ, REFUNDING
-from handwork_payments.kit import money
-from handwork_payments.kit.errors import (
-    BadRequest,
-    NotFound,
-    Unprocessable,
-)
+from handwork_payments.kit.errors import NotFound
 from handwork_payments.kit.pagination import Page, PageDep, page_of
-from handwork_payments.kit.schemas import PathId, minor
+from handwork_payments.kit.schemas import PathId
 from handwork_payments.models import Payment, PaymentDispute, Role, User
 
 router = APIRouter(prefix="/payments/disputes", tags=["disputes"])
@@ -60,12 +56,7 @@ async def resolve_dispute(
             payment = await session.get(Payment, dispute.payment_id) if dispute else None
         if payment is None:
             raise NotFound("Dispute not found")
-        try:
-            refund_amount = minor(body.refund_amount, payment.currency)
-        except money.MoneyError as exc:
-            raise Unprocessable(f"refund_amount: {exc}") from exc
-        except ValueError as exc:
-            raise BadRequest(f"refund_amount: {exc}") from exc
+        refund_amount = minor_units("refund_amount", body.refund_amount, payment.currency)
     dispute = await service.resolve(
         runtime,
         admin,

@@ -2,15 +2,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from handwork_payments.http.amounts import minor_units
 from handwork_payments.http.deps import CurrentUser, RuntimeDep
 from handwork_payments.http.responses import REFUNDING
-from handwork_payments.kit import money
-from handwork_payments.kit.errors import (
-    BadRequest,
-    NotFound,
-    Unprocessable,
-)
-from handwork_payments.kit.schemas import minor
+from handwork_payments.kit.errors import NotFound
 from handwork_payments.models import Booking, Payment
 from handwork_payments.payments import refunds
 from handwork_payments.payments.endpoints import present
@@ -31,12 +26,7 @@ async def refund_payment(body: RefundCreate, user: CurrentUser, runtime: Runtime
         # Before the amount, whose precision depends on the payment's currency: a
         # stranger must learn nothing of the payment, not even that it exists.
         refunds.check_may_refund(user, booking)
-        try:
-            amount = minor(body.amount, payment.currency)
-        except money.MoneyError as exc:
-            raise Unprocessable(f"amount: {exc}") from exc
-        except ValueError as exc:
-            raise BadRequest(f"amount: {exc}") from exc
+        amount = minor_units("amount", body.amount, payment.currency)
     payment = await refunds.refund(
         runtime,
         body.payment_id,
