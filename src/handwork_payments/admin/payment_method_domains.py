@@ -8,6 +8,8 @@ too), so nothing is stored here but the audit row.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated
 
@@ -19,10 +21,7 @@ from handwork_payments.audit.service import record
 from handwork_payments.db import transaction
 from handwork_payments.http.deps import AdminUser, RuntimeDep
 from handwork_payments.http.responses import PROVIDER_SETUP
-from handwork_payments.kit.errors import (
-    BadRequest,
-    ProviderUnavailable,
-)
+from handwork_payments.kit.errors import BadRequest, ProviderUnavailable
 from handwork_payments.kit.schemas import Strict
 from handwork_payments.models import PaymentMethod
 from handwork_payments.providers.base import (
@@ -92,18 +91,24 @@ def idempotency_key(domain_name: str) -> str:
     return f"payment-method-domain-{hashlib.sha256(domain_name.encode()).hexdigest()[:32]}"
 
 
+@contextmanager
+def _asking_stripe(again: str, refused: str) -> Iterator[None]:
+    """Stripe's silence is a 503 that says what to do `again`; its refusal a 400 that says
+    what it `refused` and why."""
+    try:
+        yield
+    except ProviderUnavailableError as exc:
+        raise ProviderUnavailable(f"stripe did not answer; {again}") from exc
+    except ProviderError as exc:
+        raise BadRequest(f"stripe refused {refused}: {exc.message}") from exc
+
+
 async def register(runtime: Runtime, admin_id: int, domain_name: str) -> PaymentMethodDomain:
     provider = _provider(runtime)
-    try:
+    with _asking_stripe("register the domain again (it is registered once)", "the domain"):
         found = await provider.register_domain(
             domain_name, idempotency_key=idempotency_key(domain_name)
         )
-    except ProviderUnavailableError as exc:
-        raise ProviderUnavailable(
-            "stripe did not answer; register the domain again (it is registered once)"
-        ) from exc
-    except ProviderError as exc:
-        raise BadRequest(f"stripe refused the domain: {exc.message}") from exc
     async with transaction(runtime.sessions) as session:
         await record(
             session,
@@ -129,12 +134,8 @@ async def register(runtime: Runtime, admin_id: int, domain_name: str) -> Payment
 
 async def listed(runtime: Runtime) -> list[PaymentMethodDomain]:
     provider = _provider(runtime)
-    try:
+    with _asking_stripe("list the domains again", "to list the domains"):
         return await provider.list_domains(limit=MAX_LISTED)
-    except ProviderUnavailableError as exc:
-        raise ProviderUnavailable("stripe did not answer; list the domains again") from exc
-    except ProviderError as exc:
-        raise BadRequest(f"stripe refused to list the domains: {exc.message}") from exc
 
 
 @router.post(
