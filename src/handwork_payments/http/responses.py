@@ -8,6 +8,7 @@ from handwork_payments.kit.errors import (
     Conflict,
     Forbidden,
     NotFound,
+    PaymentDeclined,
     ProviderUnavailable,
     Unauthorized,
     UnparsableBody,
@@ -34,6 +35,10 @@ PROVIDER_ACTION = error_responses(
 # A refund of an amount in the payment's currency (too precise: 422; not a number: 400).
 REFUNDING = error_responses(
     BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Unprocessable, ProviderUnavailable
+)
+# A payer's payment at a provider, which may decline it.
+PAYING = error_responses(
+    BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PaymentDeclined, ProviderUnavailable
 )
 # A request to a provider about the platform's or a worker's own setup.
 PROVIDER_SETUP = error_responses(BadRequest, Unauthorized, Forbidden, ProviderUnavailable)

@@ -5,17 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from handwork_payments.http.deps import ClientUser, CurrentUser, RuntimeDep, SessionDep
-from handwork_payments.http.responses import PROVIDER_ACTION, READ, READ_ONE
-from handwork_payments.kit.errors import (
-    BadRequest,
-    Conflict,
-    Forbidden,
-    NotFound,
-    PaymentDeclined,
-    ProviderUnavailable,
-    Unauthorized,
-    error_responses,
-)
+from handwork_payments.http.responses import PAYING, PROVIDER_ACTION, READ, READ_ONE
+from handwork_payments.kit.errors import NotFound
 from handwork_payments.kit.pagination import Page, PageDep, paginate
 from handwork_payments.kit.schemas import PathId
 from handwork_payments.models import Booking, Payment, PaymentMethod, PaymentStatus, Role, User
@@ -34,10 +25,6 @@ from handwork_payments.payments.schemas import (
 from handwork_payments.runtime import Runtime
 
 router = APIRouter(prefix="/payments", tags=["payments"])
-
-PAYING = error_responses(
-    BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PaymentDeclined, ProviderUnavailable
-)
 
 
 async def present(payment: Payment, user: User, runtime: Runtime) -> PaymentOut:
