@@ -8,21 +8,20 @@ from fastapi import APIRouter, Query
 
 from handwork_payments.accounts import service
 from handwork_payments.accounts.schemas import AccountOut, AuditEntryOut, SuspendRequest
-from handwork_payments.http.deps import AdminUser, RuntimeDep, SessionDep
+from handwork_payments.http.deps import ADMIN_ONLY, AdminUser, RuntimeDep, SessionDep
 from handwork_payments.http.responses import ACTION, ACTION_WITH_BODY, ADMIN_READ
 from handwork_payments.kit.pagination import Page, PageDep, page_of
 from handwork_payments.kit.schemas import PathId
 from handwork_payments.models import Role
 from handwork_payments.privacy import erasure
 
-router = APIRouter(prefix="/admin", tags=["administration"])
+router = APIRouter(prefix="/admin", tags=["administration"], dependencies=[ADMIN_ONLY])
 
 MAX_QUERY_CHARS = 200
 
 
 @router.get("/users", response_model=Page[AccountOut], responses=ADMIN_READ)
 async def list_users(
-    _: AdminUser,
     session: SessionDep,
     page: PageDep,
     role: Annotated[Role | None, Query()] = None,
@@ -50,7 +49,6 @@ async def erase_user(user_id: PathId, admin: AdminUser, runtime: RuntimeDep) -> 
 
 @router.get("/audit", response_model=Page[AuditEntryOut], responses=ADMIN_READ)
 async def list_audit(
-    _: AdminUser,
     session: SessionDep,
     page: PageDep,
     object_type: Annotated[str | None, Query(max_length=32, pattern=r"^[a-z_]+$")] = None,

@@ -11,7 +11,7 @@ from handwork_payments.analytics import report
 from handwork_payments.analytics.schemas import Analytics
 from handwork_payments.audit import alerts
 from handwork_payments.db import transaction
-from handwork_payments.http.deps import AdminUser, RuntimeDep, SessionDep
+from handwork_payments.http.deps import ADMIN_ONLY, AdminUser, RuntimeDep, SessionDep
 from handwork_payments.http.responses import ACTION, ADMIN_ONE, ADMIN_READ
 from handwork_payments.kit.clock import now
 from handwork_payments.kit.errors import (
@@ -26,7 +26,7 @@ from handwork_payments.kit.schemas import CurrencyIn, PathId
 from handwork_payments.models import Alert, AlertStatus, DeliveryStatus, WebhookDelivery
 from handwork_payments.webhooks import service as webhooks
 
-router = APIRouter(prefix="/admin", tags=["administration"])
+router = APIRouter(prefix="/admin", tags=["administration"], dependencies=[ADMIN_ONLY])
 
 
 class DeliveryOut(BaseModel):
@@ -69,10 +69,7 @@ class AlertOut(BaseModel):
 
 @router.get("/webhooks", response_model=Page[DeliveryOut], responses=ADMIN_READ)
 async def list_webhooks(
-    _: AdminUser,
-    session: SessionDep,
-    page: PageDep,
-    status: Annotated[DeliveryStatus | None, Query()] = None,
+    session: SessionDep, page: PageDep, status: Annotated[DeliveryStatus | None, Query()] = None
 ) -> Page[DeliveryOut]:
     query = select(WebhookDelivery).order_by(WebhookDelivery.id.desc())
     if status is not None:
@@ -87,10 +84,7 @@ async def replay_webhook(delivery_id: PathId, admin: AdminUser, runtime: Runtime
 
 @router.get("/alerts", response_model=Page[AlertOut], responses=ADMIN_READ)
 async def list_alerts(
-    _: AdminUser,
-    session: SessionDep,
-    page: PageDep,
-    status: Annotated[AlertStatus | None, Query()] = None,
+    session: SessionDep, page: PageDep, status: Annotated[AlertStatus | None, Query()] = None
 ) -> Page[AlertOut]:
     query = select(Alert).order_by(Alert.last_seen_at.desc(), Alert.id.desc())
     if status is not None:
@@ -117,7 +111,6 @@ async def acknowledge_alert(alert_id: PathId, admin: AdminUser, runtime: Runtime
     responses=error_responses(Unauthorized, Forbidden, Unprocessable),
 )
 async def analytics(
-    _: AdminUser,
     session: SessionDep,
     from_: Annotated[date | None, Query(alias="from")] = None,
     to: Annotated[date | None, Query()] = None,

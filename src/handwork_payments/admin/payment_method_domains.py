@@ -19,7 +19,7 @@ from pydantic import BaseModel, StringConstraints
 from handwork_payments.audit.alerts import alert
 from handwork_payments.audit.service import record
 from handwork_payments.db import transaction
-from handwork_payments.http.deps import AdminUser, RuntimeDep
+from handwork_payments.http.deps import ADMIN_ONLY, AdminUser, RuntimeDep
 from handwork_payments.http.responses import PROVIDER_SETUP
 from handwork_payments.kit.errors import BadRequest, ProviderUnavailable
 from handwork_payments.kit.schemas import Strict
@@ -32,7 +32,7 @@ from handwork_payments.providers.base import (
 )
 from handwork_payments.runtime import Runtime
 
-router = APIRouter(prefix="/admin/stripe", tags=["administration"])
+router = APIRouter(prefix="/admin/stripe", tags=["administration"], dependencies=[ADMIN_ONLY])
 
 # A host name as DNS spells it (RFC 1123 labels, a dot, an alphabetic or punycode top-level
 # label): no scheme, port, path, wildcard or IP address, which Stripe cannot register.
@@ -151,5 +151,5 @@ async def register_domain(body: DomainCreate, admin: AdminUser, runtime: Runtime
 
 
 @router.get("/payment-method-domains", response_model=DomainList, responses=PROVIDER_SETUP)
-async def list_domains(_: AdminUser, runtime: RuntimeDep) -> DomainList:
+async def list_domains(runtime: RuntimeDep) -> DomainList:
     return DomainList(items=[DomainOut.of(d) for d in await listed(runtime)])

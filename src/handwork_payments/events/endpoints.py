@@ -8,13 +8,13 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
 from handwork_payments.events import delivery
-from handwork_payments.http.deps import AdminUser, RuntimeDep, SessionDep
+from handwork_payments.http.deps import ADMIN_ONLY, RuntimeDep, SessionDep
 from handwork_payments.http.responses import ADMIN_ONE, ADMIN_READ
 from handwork_payments.kit.pagination import Page, PageDep, page_of
 from handwork_payments.kit.schemas import PathId
 from handwork_payments.models import EventStatus, MarketplaceEvent
 
-router = APIRouter(prefix="/admin", tags=["administration"])
+router = APIRouter(prefix="/admin", tags=["administration"], dependencies=[ADMIN_ONLY])
 
 
 class EventOut(BaseModel):
@@ -35,10 +35,7 @@ class EventOut(BaseModel):
 
 @router.get("/events", response_model=Page[EventOut], responses=ADMIN_READ)
 async def list_events(
-    _: AdminUser,
-    session: SessionDep,
-    page: PageDep,
-    status: Annotated[EventStatus | None, Query()] = None,
+    session: SessionDep, page: PageDep, status: Annotated[EventStatus | None, Query()] = None
 ) -> Page[EventOut]:
     query = select(MarketplaceEvent).order_by(MarketplaceEvent.id.desc())
     if status is not None:
@@ -47,5 +44,5 @@ async def list_events(
 
 
 @router.post("/events/{event_id:int}/redeliver", response_model=EventOut, responses=ADMIN_ONE)
-async def redeliver_event(event_id: PathId, _: AdminUser, runtime: RuntimeDep) -> EventOut:
+async def redeliver_event(event_id: PathId, runtime: RuntimeDep) -> EventOut:
     return EventOut.model_validate(await delivery.redeliver(runtime, event_id))

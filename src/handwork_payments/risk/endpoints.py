@@ -7,14 +7,14 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
-from handwork_payments.http.deps import AdminUser, RuntimeDep, SessionDep
+from handwork_payments.http.deps import ADMIN_ONLY, AdminUser, RuntimeDep, SessionDep
 from handwork_payments.http.responses import ACTION, ADMIN_READ, PROVIDER_ACTION
 from handwork_payments.kit.pagination import Page, PageDep, page_of
 from handwork_payments.kit.schemas import PathId, ShortText, Strict
 from handwork_payments.models import ReviewObject, ReviewStatus, RiskLevel, RiskReview
 from handwork_payments.risk import decisions
 
-router = APIRouter(prefix="/admin/reviews", tags=["administration"])
+router = APIRouter(prefix="/admin/reviews", tags=["administration"], dependencies=[ADMIN_ONLY])
 
 
 class ReviewOut(BaseModel):
@@ -38,10 +38,7 @@ class RejectIn(Strict):
 
 @router.get("", response_model=Page[ReviewOut], responses=ADMIN_READ)
 async def list_reviews(
-    admin: AdminUser,
-    session: SessionDep,
-    page: PageDep,
-    status: Annotated[ReviewStatus | None, Query()] = None,
+    session: SessionDep, page: PageDep, status: Annotated[ReviewStatus | None, Query()] = None
 ) -> Page[ReviewOut]:
     """Risk reviews, oldest first (the queue), optionally of one status."""
     query = select(RiskReview).order_by(RiskReview.id)
