@@ -15,12 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from handwork_payments.disputes.schemas import DisputeOut
 from handwork_payments.http.deps import AdminUser, RuntimeDep, SessionDep
 from handwork_payments.http.responses import ADMIN_ONE
-from handwork_payments.kit.errors import NotFound
 from handwork_payments.kit.money import format_amount
 from handwork_payments.kit.schemas import PathId
 from handwork_payments.models import (
     AuditLog,
-    Booking,
     JournalEntry,
     LedgerAccount,
     MarketplaceEvent,
@@ -29,6 +27,7 @@ from handwork_payments.models import (
     PaymentRefund,
     Posting,
 )
+from handwork_payments.payments.endpoints import with_booking
 from handwork_payments.payments.metadata import readable_metadata
 from handwork_payments.payments.schemas import PaymentOut
 
@@ -197,19 +196,11 @@ def _refund(refund: PaymentRefund, currency: str) -> StoryRefund:
     )
 
 
-@router.get(
-    "/payments/{payment_id:int}/story",
-    response_model=PaymentStory,
-    responses=ADMIN_ONE,
-)
+@router.get("/payments/{payment_id:int}/story", response_model=PaymentStory, responses=ADMIN_ONE)
 async def payment_story(
     payment_id: PathId, admin: AdminUser, session: SessionDep, runtime: RuntimeDep
 ) -> PaymentStory:
-    payment = await session.get(Payment, payment_id)
-    if payment is None:
-        raise NotFound("Payment not found")
-    booking = await session.get(Booking, payment.booking_id)
-    assert booking is not None
+    payment, booking = await with_booking(session, payment_id)
     refunds = await session.execute(
         select(PaymentRefund).where(PaymentRefund.payment_id == payment_id).order_by("id")
     )

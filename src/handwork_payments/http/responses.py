@@ -28,11 +28,11 @@ ADMIN_ONE = error_responses(Unauthorized, Forbidden, NotFound)
 ACTION = error_responses(Unauthorized, Forbidden, NotFound, Conflict)
 # The same with a JSON body.
 ACTION_WITH_BODY = error_responses(UnparsableBody, Unauthorized, Forbidden, NotFound, Conflict)
-# The same, when it calls a provider.
+# The same with a body, when it calls a provider.
 PROVIDER_ACTION = error_responses(
     UnparsableBody, Unauthorized, Forbidden, NotFound, Conflict, ProviderUnavailable
 )
-# A refund of an amount in the payment's currency (too precise: 422; not a number: 400).
+# A refund of an amount in the payment's currency (too precise: 422; over the maximum: 400).
 REFUNDING = error_responses(
     BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Unprocessable, ProviderUnavailable
 )

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.http.deps import ClientUser, CurrentUser, RuntimeDep, SessionDep
 from handwork_payments.http.responses import PAYING, PROVIDER_ACTION, READ, READ_ONE
@@ -34,6 +35,15 @@ async def present(payment: Payment, user: User, runtime: Runtime) -> PaymentOut:
     out = PaymentOut.of(payment, metadata=await readable_metadata(runtime, payment, user))
     out.risk_level, out.risk_reasons = payment.risk_level, list(payment.risk_reasons)
     return out
+
+
+async def with_booking(session: AsyncSession, payment_id: int) -> tuple[Payment, Booking]:
+    """The payment and its booking, or a 404."""
+    payment = await session.get(Payment, payment_id)
+    booking = await session.get(Booking, payment.booking_id) if payment else None
+    if payment is None or booking is None:
+        raise NotFound("Payment not found")
+    return payment, booking
 
 
 async def _hold(
@@ -162,9 +172,8 @@ async def list_payments(
 async def get_payment(
     payment_id: PathId, user: CurrentUser, session: SessionDep, runtime: RuntimeDep
 ) -> PaymentOut:
-    payment = await session.get(Payment, payment_id)
-    booking = await session.get(Booking, payment.booking_id) if payment else None
-    if payment is None or booking is None or not repository.may_see(user, booking):
+    payment, booking = await with_booking(session, payment_id)
+    if not repository.may_see(user, booking):
         raise NotFound("Payment not found")
     return await present(payment, user, runtime)
 

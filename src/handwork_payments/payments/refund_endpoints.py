@@ -5,10 +5,8 @@ from fastapi import APIRouter
 from handwork_payments.http.amounts import minor_units
 from handwork_payments.http.deps import CurrentUser, RuntimeDep
 from handwork_payments.http.responses import REFUNDING
-from handwork_payments.kit.errors import NotFound
-from handwork_payments.models import Booking, Payment
 from handwork_payments.payments import refunds
-from handwork_payments.payments.endpoints import present
+from handwork_payments.payments.endpoints import present, with_booking
 from handwork_payments.payments.schemas import PaymentOut, RefundCreate
 
 router = APIRouter(prefix="/payments", tags=["refunds"])
@@ -19,10 +17,7 @@ async def refund_payment(body: RefundCreate, user: CurrentUser, runtime: Runtime
     amount = None
     if body.amount is not None:
         async with runtime.sessions() as session:
-            payment = await session.get(Payment, body.payment_id)
-            booking = await session.get(Booking, payment.booking_id) if payment else None
-        if payment is None or booking is None:
-            raise NotFound("Payment not found")
+            payment, booking = await with_booking(session, body.payment_id)
         # Before the amount, whose precision depends on the payment's currency: a
         # stranger must learn nothing of the payment, not even that it exists.
         refunds.check_may_refund(user, booking)
