@@ -11,10 +11,10 @@ from handwork_payments.analytics import report
 from handwork_payments.analytics.schemas import Analytics
 from handwork_payments.audit import alerts
 from handwork_payments.db import transaction
-from handwork_payments.http.deps import AdminUser, RuntimeDep, SessionDep
+from handwork_payments.http.deps import ADMIN_ONLY, AdminUser, RuntimeDep, SessionDep
+from handwork_payments.http.responses import ACTION, ADMIN_ONE, ADMIN_READ
 from handwork_payments.kit.clock import now
 from handwork_payments.kit.errors import (
-    Conflict,
     Forbidden,
     NotFound,
     Unauthorized,
@@ -26,9 +26,7 @@ from handwork_payments.kit.schemas import CurrencyIn, PathId
 from handwork_payments.models import Alert, AlertStatus, DeliveryStatus, WebhookDelivery
 from handwork_payments.webhooks import service as webhooks
 
-router = APIRouter(prefix="/admin", tags=["administration"])
-
-ADMIN = error_responses(Unauthorized, Forbidden)
+router = APIRouter(prefix="/admin", tags=["administration"], dependencies=[ADMIN_ONLY])
 
 
 class DeliveryOut(BaseModel):
@@ -69,12 +67,9 @@ class AlertOut(BaseModel):
         return self.created_at
 
 
-@router.get("/webhooks", response_model=Page[DeliveryOut], responses=ADMIN)
+@router.get("/webhooks", response_model=Page[DeliveryOut], responses=ADMIN_READ)
 async def list_webhooks(
-    _: AdminUser,
-    session: SessionDep,
-    page: PageDep,
-    status: Annotated[DeliveryStatus | None, Query()] = None,
+    session: SessionDep, page: PageDep, status: Annotated[DeliveryStatus | None, Query()] = None
 ) -> Page[DeliveryOut]:
     query = select(WebhookDelivery).order_by(WebhookDelivery.id.desc())
     if status is not None:
@@ -82,21 +77,14 @@ async def list_webhooks(
     return await page_of(session, query, page, DeliveryOut.model_validate)
 
 
-@router.post(
-    "/webhooks/{delivery_id:int}/replay",
-    response_model=DeliveryOut,
-    responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict),
-)
+@router.post("/webhooks/{delivery_id:int}/replay", response_model=DeliveryOut, responses=ACTION)
 async def replay_webhook(delivery_id: PathId, admin: AdminUser, runtime: RuntimeDep) -> DeliveryOut:
     return DeliveryOut.model_validate(await webhooks.replay(runtime, delivery_id, admin.id))
 
 
-@router.get("/alerts", response_model=Page[AlertOut], responses=ADMIN)
+@router.get("/alerts", response_model=Page[AlertOut], responses=ADMIN_READ)
 async def list_alerts(
-    _: AdminUser,
-    session: SessionDep,
-    page: PageDep,
-    status: Annotated[AlertStatus | None, Query()] = None,
+    session: SessionDep, page: PageDep, status: Annotated[AlertStatus | None, Query()] = None
 ) -> Page[AlertOut]:
     query = select(Alert).order_by(Alert.last_seen_at.desc(), Alert.id.desc())
     if status is not None:
@@ -107,7 +95,7 @@ async def list_alerts(
 @router.post(
     "/alerts/{alert_id:int}/acknowledge",
     response_model=AlertOut,
-    responses=error_responses(Unauthorized, Forbidden, NotFound),
+    responses=ADMIN_ONE,
 )
 async def acknowledge_alert(alert_id: PathId, admin: AdminUser, runtime: RuntimeDep) -> AlertOut:
     async with transaction(runtime.sessions) as session:
@@ -123,7 +111,6 @@ async def acknowledge_alert(alert_id: PathId, admin: AdminUser, runtime: Runtime
     responses=error_responses(Unauthorized, Forbidden, Unprocessable),
 )
 async def analytics(
-    _: AdminUser,
     session: SessionDep,
     from_: Annotated[date | None, Query(alias="from")] = None,
     to: Annotated[date | None, Query()] = None,

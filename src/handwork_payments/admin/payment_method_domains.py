@@ -8,6 +8,8 @@ too), so nothing is stored here but the audit row.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated
 
@@ -17,14 +19,9 @@ from pydantic import BaseModel, StringConstraints
 from handwork_payments.audit.alerts import alert
 from handwork_payments.audit.service import record
 from handwork_payments.db import transaction
-from handwork_payments.http.deps import AdminUser, RuntimeDep
-from handwork_payments.kit.errors import (
-    BadRequest,
-    Forbidden,
-    ProviderUnavailable,
-    Unauthorized,
-    error_responses,
-)
+from handwork_payments.http.deps import ADMIN_ONLY, AdminUser, RuntimeDep
+from handwork_payments.http.responses import PROVIDER_SETUP
+from handwork_payments.kit.errors import BadRequest, ProviderUnavailable
 from handwork_payments.kit.schemas import Strict
 from handwork_payments.models import PaymentMethod
 from handwork_payments.providers.base import (
@@ -35,7 +32,7 @@ from handwork_payments.providers.base import (
 )
 from handwork_payments.runtime import Runtime
 
-router = APIRouter(prefix="/admin/stripe", tags=["administration"])
+router = APIRouter(prefix="/admin/stripe", tags=["administration"], dependencies=[ADMIN_ONLY])
 
 # A host name as DNS spells it (RFC 1123 labels, a dot, an alphabetic or punycode top-level
 # label): no scheme, port, path, wildcard or IP address, which Stripe cannot register.
@@ -94,18 +91,24 @@ def idempotency_key(domain_name: str) -> str:
     return f"payment-method-domain-{hashlib.sha256(domain_name.encode()).hexdigest()[:32]}"
 
 
+@contextmanager
+def _asking_stripe(again: str, refused: str) -> Iterator[None]:
+    """Stripe's silence is a 503 that says what to do `again`; its refusal a 400 that says
+    what it `refused` and why."""
+    try:
+        yield
+    except ProviderUnavailableError as exc:
+        raise ProviderUnavailable(f"stripe did not answer; {again}") from exc
+    except ProviderError as exc:
+        raise BadRequest(f"stripe refused {refused}: {exc.message}") from exc
+
+
 async def register(runtime: Runtime, admin_id: int, domain_name: str) -> PaymentMethodDomain:
     provider = _provider(runtime)
-    try:
+    with _asking_stripe("register the domain again (it is registered once)", "the domain"):
         found = await provider.register_domain(
             domain_name, idempotency_key=idempotency_key(domain_name)
         )
-    except ProviderUnavailableError as exc:
-        raise ProviderUnavailable(
-            "stripe did not answer; register the domain again (it is registered once)"
-        ) from exc
-    except ProviderError as exc:
-        raise BadRequest(f"stripe refused the domain: {exc.message}") from exc
     async with transaction(runtime.sessions) as session:
         await record(
             session,
@@ -131,22 +134,15 @@ async def register(runtime: Runtime, admin_id: int, domain_name: str) -> Payment
 
 async def listed(runtime: Runtime) -> list[PaymentMethodDomain]:
     provider = _provider(runtime)
-    try:
+    with _asking_stripe("list the domains again", "to list the domains"):
         return await provider.list_domains(limit=MAX_LISTED)
-    except ProviderUnavailableError as exc:
-        raise ProviderUnavailable("stripe did not answer; list the domains again") from exc
-    except ProviderError as exc:
-        raise BadRequest(f"stripe refused to list the domains: {exc.message}") from exc
-
-
-ERRORS = error_responses(BadRequest, Unauthorized, Forbidden, ProviderUnavailable)
 
 
 @router.post(
     "/payment-method-domains",
     status_code=status.HTTP_201_CREATED,
     response_model=DomainOut,
-    responses=ERRORS,
+    responses=PROVIDER_SETUP,
 )
 async def register_domain(body: DomainCreate, admin: AdminUser, runtime: RuntimeDep) -> DomainOut:
     """Register a front-end domain for Apple Pay, Google Pay and Link (registering it
@@ -154,6 +150,6 @@ async def register_domain(body: DomainCreate, admin: AdminUser, runtime: Runtime
     return DomainOut.of(await register(runtime, admin.id, body.domain))
 
 
-@router.get("/payment-method-domains", response_model=DomainList, responses=ERRORS)
-async def list_domains(_: AdminUser, runtime: RuntimeDep) -> DomainList:
+@router.get("/payment-method-domains", response_model=DomainList, responses=PROVIDER_SETUP)
+async def list_domains(runtime: RuntimeDep) -> DomainList:
     return DomainList(items=[DomainOut.of(d) for d in await listed(runtime)])

@@ -8,18 +8,17 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Select, and_, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.disputes.schemas import DisputeOut
 from handwork_payments.http.deps import AdminUser, RuntimeDep, SessionDep
-from handwork_payments.kit.errors import Forbidden, NotFound, Unauthorized, error_responses
+from handwork_payments.http.responses import ADMIN_ONE
 from handwork_payments.kit.money import format_amount
 from handwork_payments.kit.schemas import PathId
 from handwork_payments.models import (
     AuditLog,
-    Booking,
     JournalEntry,
     LedgerAccount,
     MarketplaceEvent,
@@ -28,6 +27,7 @@ from handwork_payments.models import (
     PaymentRefund,
     Posting,
 )
+from handwork_payments.payments.endpoints import with_booking
 from handwork_payments.payments.metadata import readable_metadata
 from handwork_payments.payments.schemas import PaymentOut
 
@@ -37,13 +37,16 @@ router = APIRouter(prefix="/admin", tags=["administration"])
 MAX_ROWS = 500
 
 
+# Read from the payment's own columns, two of them under shorter names.
 class ProviderIds(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     payment_method: str
     hold_kind: str | None
     stripe_payment_id: str | None
     paypal_payment_id: str | None
-    authorization_id: str | None
-    capture_id: str | None
+    authorization_id: str | None = Field(validation_alias="provider_authorization_id")
+    capture_id: str | None = Field(validation_alias="provider_capture_id")
     payer_id: str | None
 
 
@@ -193,31 +196,11 @@ def _refund(refund: PaymentRefund, currency: str) -> StoryRefund:
     )
 
 
-def _provider(payment: Payment) -> ProviderIds:
-    return ProviderIds(
-        payment_method=payment.payment_method,
-        hold_kind=payment.hold_kind,
-        stripe_payment_id=payment.stripe_payment_id,
-        paypal_payment_id=payment.paypal_payment_id,
-        authorization_id=payment.provider_authorization_id,
-        capture_id=payment.provider_capture_id,
-        payer_id=payment.payer_id,
-    )
-
-
-@router.get(
-    "/payments/{payment_id:int}/story",
-    response_model=PaymentStory,
-    responses=error_responses(Unauthorized, Forbidden, NotFound),
-)
+@router.get("/payments/{payment_id:int}/story", response_model=PaymentStory, responses=ADMIN_ONE)
 async def payment_story(
     payment_id: PathId, admin: AdminUser, session: SessionDep, runtime: RuntimeDep
 ) -> PaymentStory:
-    payment = await session.get(Payment, payment_id)
-    if payment is None:
-        raise NotFound("Payment not found")
-    booking = await session.get(Booking, payment.booking_id)
-    assert booking is not None
+    payment, booking = await with_booking(session, payment_id)
     refunds = await session.execute(
         select(PaymentRefund).where(PaymentRefund.payment_id == payment_id).order_by("id")
     )
@@ -232,7 +215,7 @@ async def payment_story(
     )
     return PaymentStory(
         payment=PaymentOut.of(payment, metadata=await readable_metadata(runtime, payment, admin)),
-        provider=_provider(payment),
+        provider=ProviderIds.model_validate(payment),
         booking=StoryBooking.model_validate(booking, from_attributes=True),
         refunds=[_refund(r, payment.currency) for r in refunds.scalars()],
         disputes=[DisputeOut.model_validate(d) for d in disputes],

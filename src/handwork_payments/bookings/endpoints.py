@@ -6,8 +6,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from handwork_payments.bookings import service
 from handwork_payments.bookings.schemas import BookingCreate, BookingOut
 from handwork_payments.http.deps import ClientUser, CurrentUser, RuntimeDep, SessionDep
+from handwork_payments.http.responses import ACTION, READ, READ_ONE
 from handwork_payments.kit.errors import (
-    Conflict,
     Forbidden,
     NotFound,
     Unauthorized,
@@ -45,7 +45,7 @@ async def present(session: AsyncSession, booking: Booking) -> BookingOut:
     return BookingOut.of(booking, await milestones.of_booking(session, booking))
 
 
-@router.get("", response_model=Page[BookingOut], responses=error_responses(Unauthorized))
+@router.get("", response_model=Page[BookingOut], responses=READ)
 async def list_bookings(user: CurrentUser, session: SessionDep, page: PageDep) -> Page[BookingOut]:
     rows, total = await paginate(session, repository.visible_bookings(user), page)
     parts = await milestones.of_bookings(session, [b.id for b in rows])
@@ -57,11 +57,7 @@ async def list_bookings(user: CurrentUser, session: SessionDep, page: PageDep) -
     )
 
 
-@router.get(
-    "/{booking_id:int}",
-    response_model=BookingOut,
-    responses=error_responses(Unauthorized, NotFound),
-)
+@router.get("/{booking_id:int}", response_model=BookingOut, responses=READ_ONE)
 async def get_booking(booking_id: PathId, user: CurrentUser, session: SessionDep) -> BookingOut:
     booking = await session.get(Booking, booking_id)
     if booking is None or not repository.may_see(user, booking):
@@ -69,22 +65,14 @@ async def get_booking(booking_id: PathId, user: CurrentUser, session: SessionDep
     return await present(session, booking)
 
 
-@router.post(
-    "/{booking_id:int}/complete",
-    response_model=BookingOut,
-    responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict),
-)
+@router.post("/{booking_id:int}/complete", response_model=BookingOut, responses=ACTION)
 async def complete_booking(
     booking_id: PathId, user: CurrentUser, runtime: RuntimeDep, session: SessionDep
 ) -> BookingOut:
     return await present(session, await service.complete(runtime, user, booking_id))
 
 
-@router.post(
-    "/{booking_id:int}/cancel",
-    response_model=BookingOut,
-    responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict),
-)
+@router.post("/{booking_id:int}/cancel", response_model=BookingOut, responses=ACTION)
 async def cancel_booking(
     booking_id: PathId, user: CurrentUser, runtime: RuntimeDep, session: SessionDep
 ) -> BookingOut:

@@ -5,23 +5,13 @@ from fastapi import APIRouter
 from handwork_payments.connect import service
 from handwork_payments.connect.schemas import OnboardingOut
 from handwork_payments.http.deps import RuntimeDep, WorkerUser
-from handwork_payments.kit.errors import (
-    BadRequest,
-    Forbidden,
-    ProviderUnavailable,
-    Unauthorized,
-    error_responses,
-)
+from handwork_payments.http.responses import PROVIDER_SETUP
 from handwork_payments.models import PaymentMethod
 
 router = APIRouter(prefix="/payments/stripe/connect", tags=["payouts"])
 
 
-@router.post(
-    "/onboarding",
-    response_model=OnboardingOut,
-    responses=error_responses(BadRequest, Unauthorized, Forbidden, ProviderUnavailable),
-)
+@router.post("/onboarding", response_model=OnboardingOut, responses=PROVIDER_SETUP)
 async def stripe_connect_onboarding(worker: WorkerUser, runtime: RuntimeDep) -> OnboardingOut:
     """The worker's Stripe Express account (created when missing) and a link to Stripe's
     onboarding. Payouts to it need Stripe to enable them (`account.updated`)."""

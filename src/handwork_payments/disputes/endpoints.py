@@ -6,21 +6,12 @@ from fastapi import APIRouter, status
 
 from handwork_payments.disputes import repository, service
 from handwork_payments.disputes.schemas import DisputeCreate, DisputeOut, DisputeResolve
+from handwork_payments.http.amounts import minor_units
 from handwork_payments.http.deps import AdminUser, CurrentUser, RuntimeDep, SessionDep, require_role
-from handwork_payments.kit import money
-from handwork_payments.kit.errors import (
-    BadRequest,
-    Conflict,
-    Forbidden,
-    NotFound,
-    ProviderUnavailable,
-    Unauthorized,
-    UnparsableBody,
-    Unprocessable,
-    error_responses,
-)
+from handwork_payments.http.responses import ACTION, ACTION_WITH_BODY, READ, REFUNDING
+from handwork_payments.kit.errors import NotFound
 from handwork_payments.kit.pagination import Page, PageDep, page_of
-from handwork_payments.kit.schemas import PathId, minor
+from handwork_payments.kit.schemas import PathId
 from handwork_payments.models import Payment, PaymentDispute, Role, User
 
 router = APIRouter(prefix="/payments/disputes", tags=["disputes"])
@@ -33,7 +24,7 @@ ClientOrWorker = Annotated[User, require_role(Role.CLIENT, Role.WORKER)]
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=DisputeOut,
-    responses=error_responses(UnparsableBody, Unauthorized, Forbidden, NotFound, Conflict),
+    responses=ACTION_WITH_BODY,
 )
 async def create_dispute(
     body: DisputeCreate, user: ClientOrWorker, runtime: RuntimeDep
@@ -44,27 +35,17 @@ async def create_dispute(
     return DisputeOut.model_validate(dispute)
 
 
-@router.get("", response_model=Page[DisputeOut], responses=error_responses(Unauthorized))
+@router.get("", response_model=Page[DisputeOut], responses=READ)
 async def list_disputes(user: CurrentUser, session: SessionDep, page: PageDep) -> Page[DisputeOut]:
     return await page_of(session, repository.visible(user), page, DisputeOut.model_validate)
 
 
-@router.post(
-    "/{dispute_id:int}/review",
-    response_model=DisputeOut,
-    responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict),
-)
+@router.post("/{dispute_id:int}/review", response_model=DisputeOut, responses=ACTION)
 async def review_dispute(dispute_id: PathId, admin: AdminUser, runtime: RuntimeDep) -> DisputeOut:
     return DisputeOut.model_validate(await service.review(runtime, admin, dispute_id))
 
 
-@router.post(
-    "/{dispute_id:int}/resolve",
-    response_model=DisputeOut,
-    responses=error_responses(
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Unprocessable, ProviderUnavailable
-    ),
-)
+@router.post("/{dispute_id:int}/resolve", response_model=DisputeOut, responses=REFUNDING)
 async def resolve_dispute(
     dispute_id: PathId, body: DisputeResolve, admin: AdminUser, runtime: RuntimeDep
 ) -> DisputeOut:
@@ -75,12 +56,7 @@ async def resolve_dispute(
             payment = await session.get(Payment, dispute.payment_id) if dispute else None
         if payment is None:
             raise NotFound("Dispute not found")
-        try:
-            refund_amount = minor(body.refund_amount, payment.currency)
-        except money.MoneyError as exc:
-            raise Unprocessable(f"refund_amount: {exc}") from exc
-        except ValueError as exc:
-            raise BadRequest(f"refund_amount: {exc}") from exc
+        refund_amount = minor_units("refund_amount", body.refund_amount, payment.currency)
     dispute = await service.resolve(
         runtime,
         admin,

@@ -9,20 +9,12 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from handwork_payments.disputes import submission
-from handwork_payments.http.deps import AdminUser, RuntimeDep
-from handwork_payments.kit.errors import (
-    Conflict,
-    Forbidden,
-    NotFound,
-    ProviderUnavailable,
-    Unauthorized,
-    UnparsableBody,
-    error_responses,
-)
+from handwork_payments.http.deps import ADMIN_ONLY, AdminUser, RuntimeDep
+from handwork_payments.http.responses import ACTION, PROVIDER_ACTION
 from handwork_payments.kit.schemas import LongText, PathId, Strict
 from handwork_payments.models import DisputeEvidence, EvidenceStatus
 
-router = APIRouter(prefix="/admin/chargebacks", tags=["disputes"])
+router = APIRouter(prefix="/admin/chargebacks", tags=["disputes"], dependencies=[ADMIN_ONLY])
 
 
 class EvidenceSubmit(Strict):
@@ -64,25 +56,13 @@ class EvidenceOut(BaseModel):
         )
 
 
-@router.get(
-    "/{dispute_id:int}/evidence",
-    response_model=EvidenceOut,
-    responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict),
-)
-async def preview_evidence(
-    dispute_id: PathId, admin: AdminUser, runtime: RuntimeDep
-) -> EvidenceOut:
+@router.get("/{dispute_id:int}/evidence", response_model=EvidenceOut, responses=ACTION)
+async def preview_evidence(dispute_id: PathId, runtime: RuntimeDep) -> EvidenceOut:
     row, evidence = await submission.preview(runtime, dispute_id)
     return EvidenceOut.of(dispute_id, row, evidence)
 
 
-@router.post(
-    "/{dispute_id:int}/evidence",
-    response_model=EvidenceOut,
-    responses=error_responses(
-        UnparsableBody, Unauthorized, Forbidden, NotFound, Conflict, ProviderUnavailable
-    ),
-)
+@router.post("/{dispute_id:int}/evidence", response_model=EvidenceOut, responses=PROVIDER_ACTION)
 async def submit_evidence(
     dispute_id: PathId, admin: AdminUser, runtime: RuntimeDep, body: EvidenceSubmit | None = None
 ) -> EvidenceOut:

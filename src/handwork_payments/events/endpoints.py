@@ -8,13 +8,13 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
 from handwork_payments.events import delivery
-from handwork_payments.http.deps import AdminUser, RuntimeDep, SessionDep
-from handwork_payments.kit.errors import Forbidden, NotFound, Unauthorized, error_responses
+from handwork_payments.http.deps import ADMIN_ONLY, RuntimeDep, SessionDep
+from handwork_payments.http.responses import ADMIN_ONE, ADMIN_READ
 from handwork_payments.kit.pagination import Page, PageDep, page_of
 from handwork_payments.kit.schemas import PathId
 from handwork_payments.models import EventStatus, MarketplaceEvent
 
-router = APIRouter(prefix="/admin", tags=["administration"])
+router = APIRouter(prefix="/admin", tags=["administration"], dependencies=[ADMIN_ONLY])
 
 
 class EventOut(BaseModel):
@@ -33,14 +33,9 @@ class EventOut(BaseModel):
     data: dict[str, Any]
 
 
-@router.get(
-    "/events", response_model=Page[EventOut], responses=error_responses(Unauthorized, Forbidden)
-)
+@router.get("/events", response_model=Page[EventOut], responses=ADMIN_READ)
 async def list_events(
-    _: AdminUser,
-    session: SessionDep,
-    page: PageDep,
-    status: Annotated[EventStatus | None, Query()] = None,
+    session: SessionDep, page: PageDep, status: Annotated[EventStatus | None, Query()] = None
 ) -> Page[EventOut]:
     query = select(MarketplaceEvent).order_by(MarketplaceEvent.id.desc())
     if status is not None:
@@ -48,10 +43,6 @@ async def list_events(
     return await page_of(session, query, page, EventOut.model_validate)
 
 
-@router.post(
-    "/events/{event_id:int}/redeliver",
-    response_model=EventOut,
-    responses=error_responses(Unauthorized, Forbidden, NotFound),
-)
-async def redeliver_event(event_id: PathId, _: AdminUser, runtime: RuntimeDep) -> EventOut:
+@router.post("/events/{event_id:int}/redeliver", response_model=EventOut, responses=ADMIN_ONE)
+async def redeliver_event(event_id: PathId, runtime: RuntimeDep) -> EventOut:
     return EventOut.model_validate(await delivery.redeliver(runtime, event_id))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, params
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -63,7 +63,7 @@ async def get_current_user(
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-def require_role(*roles: Role) -> object:
+def require_role(*roles: Role) -> params.Depends:
     async def check(user: CurrentUser) -> User:
         if user.role not in roles:
             raise Forbidden(f"Only {' or '.join(r.value for r in roles)} users may do this")
@@ -72,6 +72,9 @@ def require_role(*roles: Role) -> object:
     return Depends(check)
 
 
-AdminUser = Annotated[User, require_role(Role.ADMIN)]
+# A router whose every route is for admins says so once, `dependencies=[ADMIN_ONLY]`; a
+# route that needs the admin as well asks for `AdminUser`, the same check (run once).
+ADMIN_ONLY = require_role(Role.ADMIN)
+AdminUser = Annotated[User, ADMIN_ONLY]
 ClientUser = Annotated[User, require_role(Role.CLIENT)]
 WorkerUser = Annotated[User, require_role(Role.WORKER)]

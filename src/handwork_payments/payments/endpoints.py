@@ -1,21 +1,13 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.http.deps import ClientUser, CurrentUser, RuntimeDep, SessionDep
-from handwork_payments.kit.errors import (
-    BadRequest,
-    Conflict,
-    Forbidden,
-    NotFound,
-    PaymentDeclined,
-    ProviderUnavailable,
-    Unauthorized,
-    UnparsableBody,
-    error_responses,
-)
+from handwork_payments.http.responses import PAYING, PROVIDER_ACTION, READ, READ_ONE
+from handwork_payments.kit.errors import NotFound
 from handwork_payments.kit.pagination import Page, PageDep, paginate
 from handwork_payments.kit.schemas import PathId
 from handwork_payments.models import Booking, Payment, PaymentMethod, PaymentStatus, Role, User
@@ -31,13 +23,10 @@ from handwork_payments.payments.schemas import (
     StripeIntentCreate,
     StripeIntentOut,
 )
+from handwork_payments.providers.base import ProviderHold
 from handwork_payments.runtime import Runtime
 
 router = APIRouter(prefix="/payments", tags=["payments"])
-
-PAYING = error_responses(
-    BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PaymentDeclined, ProviderUnavailable
-)
 
 
 async def present(payment: Payment, user: User, runtime: Runtime) -> PaymentOut:
@@ -46,6 +35,45 @@ async def present(payment: Payment, user: User, runtime: Runtime) -> PaymentOut:
     out = PaymentOut.of(payment, metadata=await readable_metadata(runtime, payment, user))
     out.risk_level, out.risk_reasons = payment.risk_level, list(payment.risk_reasons)
     return out
+
+
+async def with_booking(session: AsyncSession, payment_id: int) -> tuple[Payment, Booking]:
+    """The payment and its booking, or a 404."""
+    payment = await session.get(Payment, payment_id)
+    booking = await session.get(Booking, payment.booking_id) if payment else None
+    if payment is None or booking is None:
+        raise NotFound("Payment not found")
+    return payment, booking
+
+
+async def _hold(
+    runtime: Runtime,
+    user: User,
+    method: PaymentMethod,
+    body: StripeIntentCreate | PayPalCreate,
+    **for_provider: Any,
+) -> tuple[Payment, ProviderHold]:
+    """The hold for what every new payment's body gives (booking, amount, currency,
+    metadata) and what its provider needs besides."""
+    return await service.create_hold(
+        runtime,
+        user,
+        method=method,
+        booking_id=body.booking_id,
+        amount=body.amount_minor,
+        currency=body.currency,
+        metadata=body.metadata,
+        **for_provider,
+    )
+
+
+async def _confirmed(
+    runtime: Runtime, user: User, method: PaymentMethod, **payer_done: Any
+) -> PaymentOut:
+    """Stripe's confirm and PayPal's execute: the payer says they have done their part."""
+    runtime.providers.ensure_offered(method)
+    payment = await service.confirm_hold(runtime, user, method=method, **payer_done)
+    return await present(payment, user, runtime)
 
 
 @router.post(
@@ -61,31 +89,26 @@ async def create_payment_intent(
     crypto = body.payment_method == stablecoin.CRYPTO
     if crypto:
         stablecoin.check_allowed(runtime.settings, body.currency)
-    payment, hold = await service.create_hold(
+    payment, hold = await _hold(
         runtime,
         user,
-        method=PaymentMethod.STRIPE,
-        booking_id=body.booking_id,
-        amount=body.amount_minor,
-        currency=body.currency,
+        PaymentMethod.STRIPE,
+        body,
         payment_method=None if crypto else body.payment_method,
         stablecoin=crypto,
-        metadata=body.metadata,
     )
     return StripeIntentOut(**PaymentOut.of(payment).model_dump(), client_secret=hold.client_secret)
 
 
 @router.post("/stripe/confirm", response_model=PaymentOut, responses=PAYING)
 async def confirm_payment(body: StripeConfirm, user: ClientUser, runtime: RuntimeDep) -> PaymentOut:
-    runtime.providers.ensure_offered(PaymentMethod.STRIPE)
-    payment = await service.confirm_hold(
+    return await _confirmed(
         runtime,
         user,
-        method=PaymentMethod.STRIPE,
+        PaymentMethod.STRIPE,
         provider_payment_id=body.payment_intent_id,
         booking_id=body.booking_id,
     )
-    return await present(payment, user, runtime)
 
 
 @router.post(
@@ -98,16 +121,13 @@ async def create_paypal_payment(
     body: PayPalCreate, user: ClientUser, runtime: RuntimeDep
 ) -> PayPalOrderOut:
     runtime.providers.ensure_offered(PaymentMethod.PAYPAL)
-    payment, hold = await service.create_hold(
+    payment, hold = await _hold(
         runtime,
         user,
-        method=PaymentMethod.PAYPAL,
-        booking_id=body.booking_id,
-        amount=body.amount_minor,
-        currency=body.currency,
+        PaymentMethod.PAYPAL,
+        body,
         return_url=str(body.return_url),
         cancel_url=str(body.cancel_url),
-        metadata=body.metadata,
     )
     return PayPalOrderOut(**PaymentOut.of(payment).model_dump(), approval_url=hold.approval_url)
 
@@ -116,19 +136,17 @@ async def create_paypal_payment(
 async def execute_paypal_payment(
     body: PayPalExecute, user: ClientUser, runtime: RuntimeDep
 ) -> PaymentOut:
-    runtime.providers.ensure_offered(PaymentMethod.PAYPAL)
-    payment = await service.confirm_hold(
+    return await _confirmed(
         runtime,
         user,
-        method=PaymentMethod.PAYPAL,
+        PaymentMethod.PAYPAL,
         provider_payment_id=body.payment_id,
         booking_id=body.booking_id,
         payer_id=body.payer_id,
     )
-    return await present(payment, user, runtime)
 
 
-@router.get("/", response_model=Page[PaymentOut], responses=error_responses(Unauthorized))
+@router.get("/", response_model=Page[PaymentOut], responses=READ)
 async def list_payments(
     user: CurrentUser,
     session: SessionDep,
@@ -150,28 +168,17 @@ async def list_payments(
 
 # `:int`: only digits match, so GET /payments/refund (a POST-only path) is a 405, not a
 # 422 for an id "refund".
-@router.get(
-    "/{payment_id:int}",
-    response_model=PaymentOut,
-    responses=error_responses(Unauthorized, NotFound),
-)
+@router.get("/{payment_id:int}", response_model=PaymentOut, responses=READ_ONE)
 async def get_payment(
     payment_id: PathId, user: CurrentUser, session: SessionDep, runtime: RuntimeDep
 ) -> PaymentOut:
-    payment = await session.get(Payment, payment_id)
-    booking = await session.get(Booking, payment.booking_id) if payment else None
-    if payment is None or booking is None or not repository.may_see(user, booking):
+    payment, booking = await with_booking(session, payment_id)
+    if not repository.may_see(user, booking):
         raise NotFound("Payment not found")
     return await present(payment, user, runtime)
 
 
-@router.post(
-    "/{payment_id:int}/release",
-    response_model=PaymentOut,
-    responses=error_responses(
-        UnparsableBody, Unauthorized, Forbidden, NotFound, Conflict, ProviderUnavailable
-    ),
-)
+@router.post("/{payment_id:int}/release", response_model=PaymentOut, responses=PROVIDER_ACTION)
 async def release_payment(
     payment_id: PathId,
     user: CurrentUser,

@@ -2,51 +2,26 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from handwork_payments.http.amounts import minor_units
 from handwork_payments.http.deps import CurrentUser, RuntimeDep
-from handwork_payments.kit import money
-from handwork_payments.kit.errors import (
-    BadRequest,
-    Conflict,
-    Forbidden,
-    NotFound,
-    ProviderUnavailable,
-    Unauthorized,
-    Unprocessable,
-    error_responses,
-)
-from handwork_payments.kit.schemas import minor
-from handwork_payments.models import Booking, Payment
+from handwork_payments.http.responses import REFUNDING
 from handwork_payments.payments import refunds
-from handwork_payments.payments.endpoints import present
+from handwork_payments.payments.endpoints import present, with_booking
 from handwork_payments.payments.schemas import PaymentOut, RefundCreate
 
 router = APIRouter(prefix="/payments", tags=["refunds"])
 
 
-@router.post(
-    "/refund",
-    response_model=PaymentOut,
-    responses=error_responses(
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Unprocessable, ProviderUnavailable
-    ),
-)
+@router.post("/refund", response_model=PaymentOut, responses=REFUNDING)
 async def refund_payment(body: RefundCreate, user: CurrentUser, runtime: RuntimeDep) -> PaymentOut:
     amount = None
     if body.amount is not None:
         async with runtime.sessions() as session:
-            payment = await session.get(Payment, body.payment_id)
-            booking = await session.get(Booking, payment.booking_id) if payment else None
-        if payment is None or booking is None:
-            raise NotFound("Payment not found")
+            payment, booking = await with_booking(session, body.payment_id)
         # Before the amount, whose precision depends on the payment's currency: a
         # stranger must learn nothing of the payment, not even that it exists.
         refunds.check_may_refund(user, booking)
-        try:
-            amount = minor(body.amount, payment.currency)
-        except money.MoneyError as exc:
-            raise Unprocessable(f"amount: {exc}") from exc
-        except ValueError as exc:
-            raise BadRequest(f"amount: {exc}") from exc
+        amount = minor_units("amount", body.amount, payment.currency)
     payment = await refunds.refund(
         runtime,
         body.payment_id,

@@ -5,11 +5,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from handwork_payments.http.deps import AdminUser, CurrentUser, RuntimeDep, SessionDep, WorkerUser
+from handwork_payments.http.responses import ACTION, ACTION_WITH_BODY, READ
 from handwork_payments.kit.errors import (
     BadRequest,
     Conflict,
     Forbidden,
-    NotFound,
     Unauthorized,
     UnparsableBody,
     error_responses,
@@ -72,7 +72,7 @@ async def request_payout(body: PayoutRequest, worker: WorkerUser, runtime: Runti
     return PayoutOut.of(payout)
 
 
-@router.get("/payouts", response_model=Page[PayoutOut], responses=error_responses(Unauthorized))
+@router.get("/payouts", response_model=Page[PayoutOut], responses=READ)
 async def list_payouts(
     user: CurrentUser,
     session: SessionDep,
@@ -99,37 +99,28 @@ async def process_payouts(
     )
 
 
-@router.post(
-    "/payouts/{payout_id:int}/process",
-    response_model=PayoutOut,
-    responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict),
-)
+@router.post("/payouts/{payout_id:int}/process", response_model=PayoutOut, responses=ACTION)
 async def process_payout(payout_id: PathId, admin: AdminUser, runtime: RuntimeDep) -> PayoutOut:
     return PayoutOut.of(await service.process(runtime, admin, payout_id))
 
 
-ADMIN_ACTION = error_responses(UnparsableBody, Unauthorized, Forbidden, NotFound, Conflict)
-
-
-@router.post("/payouts/{payout_id:int}/reject", response_model=PayoutOut, responses=ADMIN_ACTION)
+@router.post(
+    "/payouts/{payout_id:int}/reject", response_model=PayoutOut, responses=ACTION_WITH_BODY
+)
 async def reject_payout(
     payout_id: PathId, body: PayoutReason, admin: AdminUser, runtime: RuntimeDep
 ) -> PayoutOut:
     return PayoutOut.of(await controls.reject(runtime, admin, payout_id, body.reason))
 
 
-@router.post("/payouts/{payout_id:int}/hold", response_model=PayoutOut, responses=ADMIN_ACTION)
+@router.post("/payouts/{payout_id:int}/hold", response_model=PayoutOut, responses=ACTION_WITH_BODY)
 async def hold_payout(
     payout_id: PathId, body: PayoutReason, admin: AdminUser, runtime: RuntimeDep
 ) -> PayoutOut:
     return PayoutOut.of(await controls.hold(runtime, admin, payout_id, body.reason))
 
 
-@router.post(
-    "/payouts/{payout_id:int}/release-hold",
-    response_model=PayoutOut,
-    responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict),
-)
+@router.post("/payouts/{payout_id:int}/release-hold", response_model=PayoutOut, responses=ACTION)
 async def release_payout_hold(
     payout_id: PathId, admin: AdminUser, runtime: RuntimeDep
 ) -> PayoutOut:

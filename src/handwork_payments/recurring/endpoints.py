@@ -3,9 +3,9 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from handwork_payments.http.deps import ClientUser, CurrentUser, RuntimeDep, SessionDep
+from handwork_payments.http.responses import ACTION, READ
 from handwork_payments.kit.errors import (
     BadRequest,
-    Conflict,
     Forbidden,
     NotFound,
     ProviderUnavailable,
@@ -52,7 +52,7 @@ async def create_schedule(
     return ScheduleOut.of(schedule, [], setup)
 
 
-@router.get("", response_model=Page[ScheduleOut], responses=error_responses(Unauthorized))
+@router.get("", response_model=Page[ScheduleOut], responses=READ)
 async def list_schedules(
     user: CurrentUser, session: SessionDep, page: PageDep
 ) -> Page[ScheduleOut]:
@@ -89,24 +89,21 @@ async def _shown(
     return ScheduleOut.of(schedule, runs[schedule.id], setup)
 
 
-ACTION_ERRORS = error_responses(Unauthorized, Forbidden, NotFound, Conflict)
-
-
-@router.post("/{schedule_id:int}/pause", response_model=ScheduleOut, responses=ACTION_ERRORS)
+@router.post("/{schedule_id:int}/pause", response_model=ScheduleOut, responses=ACTION)
 async def pause_schedule(
     schedule_id: PathId, user: CurrentUser, runtime: RuntimeDep
 ) -> ScheduleOut:
     return await _shown(runtime, await service.pause(runtime, user, schedule_id))
 
 
-@router.post("/{schedule_id:int}/resume", response_model=ScheduleOut, responses=ACTION_ERRORS)
+@router.post("/{schedule_id:int}/resume", response_model=ScheduleOut, responses=ACTION)
 async def resume_schedule(
     schedule_id: PathId, user: CurrentUser, runtime: RuntimeDep
 ) -> ScheduleOut:
     return await _shown(runtime, await service.resume(runtime, user, schedule_id))
 
 
-@router.post("/{schedule_id:int}/cancel", response_model=ScheduleOut, responses=ACTION_ERRORS)
+@router.post("/{schedule_id:int}/cancel", response_model=ScheduleOut, responses=ACTION)
 async def cancel_schedule(
     schedule_id: PathId, user: CurrentUser, runtime: RuntimeDep
 ) -> ScheduleOut:

@@ -4,28 +4,22 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
-from handwork_payments.http.deps import AdminUser, RuntimeDep, SessionDep
-from handwork_payments.kit.errors import (
-    Conflict,
-    Forbidden,
-    NotFound,
-    ProviderUnavailable,
-    Unauthorized,
-    UnparsableBody,
-    error_responses,
-)
+from handwork_payments.http.deps import ADMIN_ONLY, AdminUser, RuntimeDep, SessionDep
+from handwork_payments.http.responses import ACTION, ADMIN_READ, PROVIDER_ACTION
 from handwork_payments.kit.pagination import Page, PageDep, page_of
 from handwork_payments.kit.schemas import PathId, ShortText, Strict
 from handwork_payments.models import ReviewObject, ReviewStatus, RiskLevel, RiskReview
 from handwork_payments.risk import decisions
 
-router = APIRouter(prefix="/admin/reviews", tags=["administration"])
+router = APIRouter(prefix="/admin/reviews", tags=["administration"], dependencies=[ADMIN_ONLY])
 
 
 class ReviewOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     object_type: ReviewObject
     object_id: int
@@ -37,62 +31,29 @@ class ReviewOut(BaseModel):
     decided_at: datetime | None
     decision_reason: str | None
 
-    @classmethod
-    def of(cls, review: RiskReview) -> ReviewOut:
-        return cls(
-            id=review.id,
-            object_type=review.object_type,
-            object_id=review.object_id,
-            status=review.status,
-            risk_level=review.risk_level,
-            reasons=list(review.reasons),
-            created_at=review.created_at,
-            decided_by=review.decided_by,
-            decided_at=review.decided_at,
-            decision_reason=review.decision_reason,
-        )
-
 
 class RejectIn(Strict):
     reason: ShortText | None = None
 
 
-@router.get("", response_model=Page[ReviewOut], responses=error_responses(Unauthorized, Forbidden))
+@router.get("", response_model=Page[ReviewOut], responses=ADMIN_READ)
 async def list_reviews(
-    admin: AdminUser,
-    session: SessionDep,
-    page: PageDep,
-    status: Annotated[ReviewStatus | None, Query()] = None,
+    session: SessionDep, page: PageDep, status: Annotated[ReviewStatus | None, Query()] = None
 ) -> Page[ReviewOut]:
     """Risk reviews, oldest first (the queue), optionally of one status."""
     query = select(RiskReview).order_by(RiskReview.id)
     if status is not None:
         query = query.where(RiskReview.status == status)
-    return await page_of(session, query, page, ReviewOut.of)
+    return await page_of(session, query, page, ReviewOut.model_validate)
 
 
-@router.post(
-    "/{review_id:int}/approve",
-    response_model=ReviewOut,
-    responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict),
-)
+@router.post("/{review_id:int}/approve", response_model=ReviewOut, responses=ACTION)
 async def approve_review(review_id: PathId, admin: AdminUser, runtime: RuntimeDep) -> ReviewOut:
     """The payment or payout may move again (release, auto-release, processing)."""
-    return ReviewOut.of(await decisions.approve(runtime, admin, review_id))
+    return ReviewOut.model_validate(await decisions.approve(runtime, admin, review_id))
 
 
-@router.post(
-    "/{review_id:int}/reject",
-    response_model=ReviewOut,
-    responses=error_responses(
-        UnparsableBody,
-        Unauthorized,
-        Forbidden,
-        NotFound,
-        Conflict,
-        ProviderUnavailable,
-    ),
-)
+@router.post("/{review_id:int}/reject", response_model=ReviewOut, responses=PROVIDER_ACTION)
 async def reject_review(
     review_id: PathId, admin: AdminUser, runtime: RuntimeDep, body: RejectIn | None = None
 ) -> ReviewOut:
@@ -100,4 +61,4 @@ async def reject_review(
     worker's available balance; the reason is recorded. Rejecting a payment review again
     resumes a refund whose provider call did not answer."""
     reason = body.reason if body is not None else None
-    return ReviewOut.of(await decisions.reject(runtime, admin, review_id, reason))
+    return ReviewOut.model_validate(await decisions.reject(runtime, admin, review_id, reason))
