@@ -44,33 +44,6 @@ async def locked_user(session: AsyncSession, user_id: int) -> User:
     return user
 
 
-async def suspend(runtime: Runtime, admin: User, user_id: int, reason: str) -> User:
-    async with transaction(runtime.sessions) as session:
-        user = await locked_user(session, user_id)
-        if user.id == admin.id:
-            raise Conflict("An admin cannot suspend itself")
-        if user.status == UserStatus.ERASED:
-            raise Conflict("This user was erased")
-        await _set_status(
-            session,
-            admin,
-            user,
-            UserStatus.SUSPENDED,
-            "user.suspended",
-            personal={"reason": reason},
-        )
-    return user
-
-
-async def reactivate(runtime: Runtime, admin: User, user_id: int) -> User:
-    async with transaction(runtime.sessions) as session:
-        user = await locked_user(session, user_id)
-        if user.status == UserStatus.ERASED:
-            raise Conflict("An erased user cannot be reactivated")
-        await _set_status(session, admin, user, UserStatus.ACTIVE, "user.reactivated")
-    return user
-
-
 async def _set_status(
     session: AsyncSession,
     admin: User,
@@ -96,3 +69,30 @@ async def _set_status(
         after={"status": user.status},
         personal=personal,
     )
+
+
+async def suspend(runtime: Runtime, admin: User, user_id: int, reason: str) -> User:
+    async with transaction(runtime.sessions) as session:
+        user = await locked_user(session, user_id)
+        if user.id == admin.id:
+            raise Conflict("An admin cannot suspend itself")
+        if user.status == UserStatus.ERASED:
+            raise Conflict("This user was erased")
+        await _set_status(
+            session,
+            admin,
+            user,
+            UserStatus.SUSPENDED,
+            "user.suspended",
+            personal={"reason": reason},
+        )
+    return user
+
+
+async def reactivate(runtime: Runtime, admin: User, user_id: int) -> User:
+    async with transaction(runtime.sessions) as session:
+        user = await locked_user(session, user_id)
+        if user.status == UserStatus.ERASED:
+            raise Conflict("An erased user cannot be reactivated")
+        await _set_status(session, admin, user, UserStatus.ACTIVE, "user.reactivated")
+    return user
