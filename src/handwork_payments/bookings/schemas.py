@@ -64,13 +64,19 @@ class MilestoneOut(RowOut):
         return cls.from_row(milestone, amount=major(milestone.amount, currency))
 
 
-class BookingOut(RowOut):
+class TermsOut(RowOut):
+    """Who works for whom, on what, at what price: a booking's terms, and a recurring
+    schedule's (it makes each of its bookings on them)."""
+
     id: int
     client_id: int
     worker_id: int
     title: str
     amount: Decimal
     currency: str
+
+
+class BookingOut(TermsOut):
     status: BookingStatus
     created_at: datetime
     completed_at: datetime | None

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
+from handwork_payments.bookings.schemas import TermsOut
 from handwork_payments.kit.responses import RowOut, major
 from handwork_payments.kit.schemas import AmountBody, AmountIn, CurrencyIn, Id, ShortText
 from handwork_payments.models import (
@@ -80,13 +80,7 @@ class RunOut(RowOut):
         return cls.from_row(run)
 
 
-class ScheduleOut(RowOut):
-    id: int
-    client_id: int
-    worker_id: int
-    title: str
-    amount: Decimal
-    currency: str
+class ScheduleOut(TermsOut):
     interval: Interval
     starts_at: datetime
     occurrences: int | None
