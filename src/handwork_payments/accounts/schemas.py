@@ -5,18 +5,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from handwork_payments.auth.schemas import UserOut
 from handwork_payments.kit.schemas import ShortText
-from handwork_payments.models import Role, UserStatus
 
 
-class AccountOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    email: str
-    full_name: str
-    role: Role
-    status: UserStatus
+# A user as admins list them: also since when the account exists. (A comment, not a
+# docstring: that would become the schema's description.)
+class AccountOut(UserOut):
     created_at: datetime
 
 

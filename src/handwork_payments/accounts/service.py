@@ -44,6 +44,33 @@ async def locked_user(session: AsyncSession, user_id: int) -> User:
     return user
 
 
+async def _set_status(
+    session: AsyncSession,
+    admin: User,
+    user: User,
+    status: UserStatus,
+    action: str,
+    *,
+    personal: dict[str, str] | None = None,
+) -> None:
+    """The locked `user` to `status`, audited; one there already is left as it is (asked
+    twice, an admin changes nothing the second time)."""
+    if user.status == status:
+        return
+    before = {"status": user.status}
+    user.status = status
+    await record(
+        session,
+        actor_id=admin.id,
+        action=action,
+        object_type="user",
+        object_id=user.id,
+        before=before,
+        after={"status": user.status},
+        personal=personal,
+    )
+
+
 async def suspend(runtime: Runtime, admin: User, user_id: int, reason: str) -> User:
     async with transaction(runtime.sessions) as session:
         user = await locked_user(session, user_id)
@@ -51,17 +78,12 @@ async def suspend(runtime: Runtime, admin: User, user_id: int, reason: str) -> U
             raise Conflict("An admin cannot suspend itself")
         if user.status == UserStatus.ERASED:
             raise Conflict("This user was erased")
-        if user.status == UserStatus.SUSPENDED:
-            return user
-        user.status = UserStatus.SUSPENDED
-        await record(
+        await _set_status(
             session,
-            actor_id=admin.id,
-            action="user.suspended",
-            object_type="user",
-            object_id=user.id,
-            before={"status": UserStatus.ACTIVE},
-            after={"status": user.status},
+            admin,
+            user,
+            UserStatus.SUSPENDED,
+            "user.suspended",
             personal={"reason": reason},
         )
     return user
@@ -72,16 +94,5 @@ async def reactivate(runtime: Runtime, admin: User, user_id: int) -> User:
         user = await locked_user(session, user_id)
         if user.status == UserStatus.ERASED:
             raise Conflict("An erased user cannot be reactivated")
-        if user.status == UserStatus.ACTIVE:
-            return user
-        user.status = UserStatus.ACTIVE
-        await record(
-            session,
-            actor_id=admin.id,
-            action="user.reactivated",
-            object_type="user",
-            object_id=user.id,
-            before={"status": UserStatus.SUSPENDED},
-            after={"status": user.status},
-        )
+        await _set_status(session, admin, user, UserStatus.ACTIVE, "user.reactivated")
     return user

@@ -3,7 +3,7 @@ the user's row by primary key (http/deps.py), and this refuses one that is not a
 
 from __future__ import annotations
 
-from handwork_payments.audit.service import record
+from handwork_payments.accounts.audit import audit_user
 from handwork_payments.db import transaction
 from handwork_payments.kit.errors import Unauthorized
 from handwork_payments.models import User, UserStatus
@@ -15,12 +15,7 @@ async def refuse_inactive(runtime: Runtime, user: User) -> None:
     if user.status == UserStatus.ACTIVE:
         return
     async with transaction(runtime.sessions) as session:
-        await record(
-            session,
-            actor_id=user.id,
-            action="auth.token_refused",
-            object_type="user",
-            object_id=user.id,
-            after={"status": user.status},
+        await audit_user(
+            session, user.id, "auth.token_refused", actor_id=user.id, after={"status": user.status}
         )
     raise Unauthorized(f"This account is {user.status}")

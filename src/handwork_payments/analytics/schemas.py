@@ -5,12 +5,8 @@ from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
-from handwork_payments.kit.money import format_amount
+from handwork_payments.kit.responses import RowOut, major
 from handwork_payments.models import PaymentTransaction, TransactionType
-
-
-def _money(minor: int, currency: str) -> Decimal:
-    return Decimal(format_amount(minor, currency))
 
 
 class ClientSummary(BaseModel):
@@ -26,10 +22,10 @@ class ClientSummary(BaseModel):
         return cls(
             currency=currency,
             payment_count=t["count"],
-            total_spent=_money(t["held"] + t["released"], currency),
-            total_held=_money(t["held"], currency),
-            total_released=_money(t["released"], currency),
-            total_refunded=_money(t["refunded"], currency),
+            total_spent=major(t["held"] + t["released"], currency),
+            total_held=major(t["held"], currency),
+            total_released=major(t["released"], currency),
+            total_refunded=major(t["refunded"], currency),
         )
 
 
@@ -55,16 +51,16 @@ class WorkerEarnings(BaseModel):
             currency=currency,
             # What a payout may take now (it always meant that); with PAYOUT_DELAY_HOURS,
             # what was released within the delay is `available_soon` instead.
-            available_balance=_money(t["available"], currency),
-            available_soon=_money(t["available_soon"], currency),
-            pending_balance=_money(t["pending"], currency),
+            available_balance=major(t["available"], currency),
+            available_soon=major(t["available_soon"], currency),
+            pending_balance=major(t["pending"], currency),
             # What was released to the worker net of clawbacks: still available (now or
             # soon), reserved for a payout, or paid out.
-            total_earned=_money(
+            total_earned=major(
                 t["available"] + t["available_soon"] + t["reserved"] + t["paid_out"], currency
             ),
-            total_paid_out=_money(t["paid_out"], currency),
-            pending_payouts=_money(t["reserved"], currency),
+            total_paid_out=major(t["paid_out"], currency),
+            pending_payouts=major(t["reserved"], currency),
         )
 
 
@@ -75,7 +71,7 @@ class WorkerBalances(BaseModel):
     items: list[WorkerEarnings]
 
 
-class TransactionOut(BaseModel):
+class TransactionOut(RowOut):
     id: int
     transaction_type: TransactionType
     amount: Decimal
@@ -88,17 +84,7 @@ class TransactionOut(BaseModel):
 
     @classmethod
     def of(cls, t: PaymentTransaction) -> TransactionOut:
-        return cls(
-            id=t.id,
-            transaction_type=t.transaction_type,
-            amount=Decimal(format_amount(t.amount, t.currency)),
-            currency=t.currency,
-            description=t.description,
-            reference_id=t.reference_id,
-            payment_id=t.payment_id,
-            payout_id=t.payout_id,
-            created_at=t.created_at,
-        )
+        return cls.from_row(t, amount=major(t.amount, t.currency))
 
 
 class PaymentFigures(BaseModel):

@@ -4,7 +4,7 @@ import logging
 
 from sqlalchemy.exc import IntegrityError
 
-from handwork_payments.audit.service import record
+from handwork_payments.accounts.audit import audit_user
 from handwork_payments.auth import limits, repository, tokens
 from handwork_payments.auth.attempts import record_login
 from handwork_payments.db import transaction
@@ -33,12 +33,11 @@ async def register(
             )
             session.add(user)
             await session.flush()
-            await record(
+            await audit_user(
                 session,
+                user.id,
+                "user.registered",
                 actor_id=user.id,
-                action="user.registered",
-                object_type="user",
-                object_id=user.id,
                 after={"email": user.email, "role": role.value},
             )
             # Who registers where, and the email a PayPal payout could reach them at: what
@@ -89,14 +88,7 @@ async def ensure_admin(runtime: Runtime, *, email: str, password: str, full_name
             )
             session.add(user)
             await session.flush()
-            await record(
-                session,
-                actor_id=None,
-                action="user.admin_created",
-                object_type="user",
-                object_id=user.id,
-                after={"email": user.email},
-            )
+            await audit_user(session, user.id, "user.admin_created", after={"email": user.email})
     except IntegrityError:  # another process created it at the same moment
         return False
     log.info("created admin %s", email)

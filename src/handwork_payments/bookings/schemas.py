@@ -4,10 +4,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
-from handwork_payments.kit.money import format_amount
-from handwork_payments.kit.schemas import AmountIn, CurrencyIn, Id, ShortText, Strict, minor
+from handwork_payments.kit.responses import RowOut, major
+from handwork_payments.kit.schemas import (
+    AmountBody,
+    AmountIn,
+    CurrencyIn,
+    Id,
+    ShortText,
+    Strict,
+    minor,
+)
 from handwork_payments.models import Booking, BookingStatus, Milestone, MilestoneStatus
 from handwork_payments.payments.milestones import MAX_MILESTONES, MIN_MILESTONES
 
@@ -17,7 +25,7 @@ class MilestoneIn(Strict):
     amount: AmountIn
 
 
-class BookingCreate(Strict):
+class BookingCreate(AmountBody):
     worker_id: Id
     title: ShortText
     amount: AmountIn
@@ -30,26 +38,21 @@ class BookingCreate(Strict):
     )
 
     @model_validator(mode="after")
-    def _precision(self) -> BookingCreate:
-        total = minor(self.amount, self.currency)
+    def _milestones_add_up(self) -> BookingCreate:
         if self.milestones is not None:
             parts = [minor(m.amount, self.currency) for m in self.milestones]
-            if sum(parts) != total:
+            if sum(parts) != self.amount_minor:
                 raise ValueError(
                     "the milestones' amounts must add up to the booking's amount exactly"
                 )
         return self
 
     @property
-    def amount_minor(self) -> int:
-        return minor(self.amount, self.currency)
-
-    @property
     def milestone_parts(self) -> list[tuple[str, int]]:
         return [(m.title, minor(m.amount, self.currency)) for m in self.milestones or ()]
 
 
-class MilestoneOut(BaseModel):
+class MilestoneOut(RowOut):
     id: int
     title: str
     amount: Decimal
@@ -58,22 +61,22 @@ class MilestoneOut(BaseModel):
 
     @classmethod
     def of(cls, milestone: Milestone, currency: str) -> MilestoneOut:
-        return cls(
-            id=milestone.id,
-            title=milestone.title,
-            amount=Decimal(format_amount(milestone.amount, currency)),
-            status=milestone.status,
-            released_at=milestone.released_at,
-        )
+        return cls.from_row(milestone, amount=major(milestone.amount, currency))
 
 
-class BookingOut(BaseModel):
+class TermsOut(RowOut):
+    """Who works for whom, on what, at what price: a booking's terms, and a recurring
+    schedule's (it makes each of its bookings on them)."""
+
     id: int
     client_id: int
     worker_id: int
     title: str
     amount: Decimal
     currency: str
+
+
+class BookingOut(TermsOut):
     status: BookingStatus
     created_at: datetime
     completed_at: datetime | None
@@ -81,15 +84,8 @@ class BookingOut(BaseModel):
 
     @classmethod
     def of(cls, booking: Booking, milestones: Sequence[Milestone] = ()) -> BookingOut:
-        return cls(
-            id=booking.id,
-            client_id=booking.client_id,
-            worker_id=booking.worker_id,
-            title=booking.title,
-            amount=Decimal(format_amount(booking.amount, booking.currency)),
-            currency=booking.currency,
-            status=booking.status,
-            created_at=booking.created_at,
-            completed_at=booking.completed_at,
+        return cls.from_row(
+            booking,
+            amount=major(booking.amount, booking.currency),
             milestones=[MilestoneOut.of(m, booking.currency) for m in milestones],
         )

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handwork_payments.audit.service import record
+from handwork_payments.audit.service import ObjectAudit
 from handwork_payments.db import transaction
 from handwork_payments.kit import jobs
 from handwork_payments.kit.clock import now
@@ -16,6 +16,7 @@ from handwork_payments.models import (
     BookingStatus,
     Milestone,
     MilestoneStatus,
+    Payment,
     PaymentStatus,
     Role,
     User,
@@ -26,6 +27,8 @@ from handwork_payments.payments.service import auto_release_deadline, void_quiet
 from handwork_payments.runtime import Runtime
 
 AUTO_RELEASE_TASK = "hp:auto_release"
+
+audit_booking = ObjectAudit("booking")
 
 
 async def create(
@@ -98,12 +101,11 @@ async def add(
     )
     session.add(booking)
     await session.flush()
-    await record(
+    await audit_booking(
         session,
+        booking.id,
+        "booking.created",
         actor_id=actor_id,
-        action="booking.created",
-        object_type="booking",
-        object_id=booking.id,
         after={
             "status": booking.status,
             "amount": amount,
@@ -117,19 +119,14 @@ async def add(
 async def complete(runtime: Runtime, worker: User, booking_id: int) -> Booking:
     """The worker marks the job done; the payment's auto-release clock starts."""
     async with transaction(runtime.sessions) as session:
-        booking = await session.get(Booking, booking_id)
-        # Whoever may see the booking (its parties, admins) learns why not: a 403.
-        if booking is None or not repository.may_see(worker, booking):
-            raise NotFound("Booking not found")
-        if worker.id != booking.worker_id:
-            raise Forbidden("Only the booking's worker can mark it complete")
-        payment = await repository.live_payment(session, booking.id)
-        if payment is not None:
-            payment, booking = await locked(session, payment.id)
-        else:
-            locked_booking = await repository.lock_booking(session, booking_id)
-            assert locked_booking is not None
-            booking = locked_booking
+        booking, payment = await _party_booking(
+            session,
+            worker,
+            booking_id,
+            Role.WORKER,
+            "Only the booking's worker can mark it complete",
+        )
+        payment, booking = await _locked(session, payment, booking_id)
         if booking.status != BookingStatus.PAID:
             raise Conflict(f"A {booking.status} booking cannot be completed")
         move_booking(booking, BookingStatus.COMPLETED)
@@ -147,12 +144,11 @@ async def complete(runtime: Runtime, worker: User, booking_id: int) -> Booking:
                     # the earliest is done, and this one waits days. `release` re-checks
                     # the payment under its row lock, which is what serialises them.
                 )
-        await record(
+        await audit_booking(
             session,
+            booking.id,
+            "booking.completed",
             actor_id=worker.id,
-            action="booking.completed",
-            object_type="booking",
-            object_id=booking.id,
             before={"status": BookingStatus.PAID},
             after={"status": booking.status},
         )
@@ -162,12 +158,9 @@ async def complete(runtime: Runtime, worker: User, booking_id: int) -> Booking:
 async def cancel(runtime: Runtime, client: User, booking_id: int) -> Booking:
     """The client calls it off before completion; a held payment is refunded in full."""
     async with runtime.sessions() as session:
-        booking = await session.get(Booking, booking_id)
-        if booking is None or not repository.may_see(client, booking):
-            raise NotFound("Booking not found")
-        if client.id != booking.client_id:
-            raise Forbidden("Only the booking's client can cancel it")
-        payment = await repository.live_payment(session, booking.id)
+        booking, payment = await _party_booking(
+            session, client, booking_id, Role.CLIENT, "Only the booking's client can cancel it"
+        )
     if booking.status not in (BookingStatus.PENDING_PAYMENT, BookingStatus.PAID):
         raise Conflict(f"A {booking.status} booking cannot be cancelled")
     if payment is not None and payment.released_amount > 0:
@@ -184,24 +177,19 @@ async def cancel(runtime: Runtime, client: User, booking_id: int) -> Booking:
     elif payment is not None and payment.status not in (PaymentStatus.PENDING,):
         raise Conflict(f"A booking with a {payment.status} payment cannot be cancelled")
     async with transaction(runtime.sessions) as session:
-        if payment is not None:
-            locked_payment, locked_booking = await locked(session, payment.id)
+        locked_payment, locked_booking = await _locked(session, payment, booking_id)
+        if locked_payment is not None:
             await apply_failure(
                 session, locked_payment, "Booking cancelled before payment", actor_id=client.id
             )
-        else:
-            found = await repository.lock_booking(session, booking_id)
-            assert found is not None
-            locked_booking = found
         if locked_booking.status != BookingStatus.CANCELLED:
             before = {"status": locked_booking.status}
             move_booking(locked_booking, BookingStatus.CANCELLED)
-            await record(
+            await audit_booking(
                 session,
+                locked_booking.id,
+                "booking.cancelled",
                 actor_id=client.id,
-                action="booking.cancelled",
-                object_type="booking",
-                object_id=locked_booking.id,
                 before=before,
                 after={"status": locked_booking.status},
             )
@@ -209,3 +197,27 @@ async def cancel(runtime: Runtime, client: User, booking_id: int) -> Booking:
         # The payer may still hold the intent's client_secret: cancel it at the provider.
         await void_quietly(runtime, payment.id)
     return locked_booking
+
+
+async def _party_booking(
+    session: AsyncSession, user: User, booking_id: int, party: Role, refusal: str
+) -> tuple[Booking, Payment | None]:
+    """The booking `user` acts on as its client or worker (`party`), and its live payment.
+    Whoever may see the booking (its parties, admins) learns why not: `refusal`, a 403."""
+    booking = await session.get(Booking, booking_id)
+    if booking is None or not repository.may_see(user, booking):
+        raise NotFound("Booking not found")
+    if user.id != (booking.worker_id if party == Role.WORKER else booking.client_id):
+        raise Forbidden(refusal)
+    return booking, await repository.live_payment(session, booking.id)
+
+
+async def _locked(
+    session: AsyncSession, payment: Payment | None, booking_id: int
+) -> tuple[Payment | None, Booking]:
+    """The booking under row lock, and its payment (locked first, as always) if it has one."""
+    if payment is not None:
+        return await locked(session, payment.id)
+    booking = await repository.lock_booking(session, booking_id)
+    assert booking is not None
+    return None, booking

@@ -29,7 +29,13 @@ from handwork_payments.audit.alerts import alert
 from handwork_payments.bookings.service import AUTO_RELEASE_TASK
 from handwork_payments.disputes import repository
 from handwork_payments.disputes.losses import book_unrecovered_chargeback
-from handwork_payments.disputes.service import add_open_dispute, audit_dispute, freeze
+from handwork_payments.disputes.service import (
+    ACTIVE,
+    add_open_dispute,
+    alert_opened,
+    audit_dispute,
+    freeze,
+)
 from handwork_payments.disputes.states import DISPUTE
 from handwork_payments.events import outbox
 from handwork_payments.kit import jobs, money
@@ -50,8 +56,6 @@ from handwork_payments.payments.states import PAYMENT
 from handwork_payments.providers.base import ChargebackOutcome, ProviderEvent
 
 log = logging.getLogger(__name__)
-
-ACTIVE = (DisputeStatus.OPEN, DisputeStatus.UNDER_REVIEW)
 
 
 async def _active_dispute(session: AsyncSession, payment_id: int) -> PaymentDispute | None:
@@ -85,13 +89,11 @@ async def _join_active_dispute(
         actor_kind=provider,
         after={"provider_dispute_id": provider_dispute_id},
     )
-    await alert(
+    await alert_opened(
         session,
-        "dispute_opened",
+        active.id,
         f"Chargeback {provider_dispute_id} on payment #{payment.id} joins dispute "
         f"#{active.id}: the card network decides it now",
-        "dispute",
-        active.id,
     )
     return active
 
@@ -117,14 +119,12 @@ async def _record_open(
         description=description,
         provider_dispute_id=provider_dispute_id,
     )
-    await alert(
+    await alert_opened(
         session,
-        "dispute_opened",
+        dispute.id,
         f"Chargeback {provider_dispute_id} ({disputed} {payment.currency}) on {payment.status} "
         f"payment #{payment.id}: dispute #{dispute.id}; a loss would be taken back from the "
         "worker",
-        "dispute",
-        dispute.id,
     )
     await outbox.dispute_event(session, "dispute.opened", dispute)
     return dispute

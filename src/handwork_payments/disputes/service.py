@@ -39,6 +39,14 @@ from handwork_payments.runtime import Runtime
 
 audit_dispute = ObjectAudit("dispute")
 
+# A dispute not decided yet: one a chargeback may join, evidence may still be sent for.
+ACTIVE = (DisputeStatus.OPEN, DisputeStatus.UNDER_REVIEW)
+
+
+async def alert_opened(session: AsyncSession, dispute_id: int, message: str) -> None:
+    """Admins' alert that a dispute was opened, or a chargeback joined one."""
+    await alert(session, "dispute_opened", message, "dispute", dispute_id)
+
 
 async def freeze(
     session: AsyncSession,
@@ -64,12 +72,8 @@ async def freeze(
         description=description,
         provider_dispute_id=provider_dispute_id,
     )
-    await alert(
-        session,
-        "dispute_opened",
-        f"Dispute #{dispute.id} opened on payment #{payment.id}: {reason}",
-        "dispute",
-        dispute.id,
+    await alert_opened(
+        session, dispute.id, f"Dispute #{dispute.id} opened on payment #{payment.id}: {reason}"
     )
     return dispute
 
@@ -130,19 +134,33 @@ async def _locked_dispute(session: AsyncSession, dispute_id: int) -> PaymentDisp
     return dispute
 
 
+async def _move(
+    session: AsyncSession,
+    admin: User,
+    dispute: PaymentDispute,
+    status: DisputeStatus,
+    action: str,
+    **after: Any,
+) -> None:
+    """The locked `dispute` to `status` as the state machine allows, audited as the admin's
+    change (from the status it had; `after`: what else the row shows)."""
+    before = {"status": dispute.status}
+    DISPUTE.check(dispute.status, status)
+    dispute.status = status
+    await audit_dispute(
+        session,
+        dispute.id,
+        action,
+        actor_id=admin.id,
+        before=before,
+        after={"status": dispute.status, **after},
+    )
+
+
 async def review(runtime: Runtime, admin: User, dispute_id: int) -> PaymentDispute:
     async with transaction(runtime.sessions) as session:
         dispute = await _locked_dispute(session, dispute_id)
-        DISPUTE.check(dispute.status, DisputeStatus.UNDER_REVIEW)
-        dispute.status = DisputeStatus.UNDER_REVIEW
-        await audit_dispute(
-            session,
-            dispute.id,
-            "dispute.under_review",
-            actor_id=admin.id,
-            before={"status": DisputeStatus.OPEN},
-            after={"status": dispute.status},
-        )
+        await _move(session, admin, dispute, DisputeStatus.UNDER_REVIEW, "dispute.under_review")
         return dispute
 
 
@@ -249,21 +267,15 @@ async def _mark_resolved(session: AsyncSession, admin: User, dispute_id: int) ->
     dispute = await _locked_dispute(session, dispute_id)
     if dispute.status == DisputeStatus.RESOLVED:
         return dispute
-    before = {"status": dispute.status}
-    DISPUTE.check(dispute.status, DisputeStatus.RESOLVED)
-    dispute.status = DisputeStatus.RESOLVED
-    dispute.resolved_at = now()
-    await audit_dispute(
+    await _move(
         session,
-        dispute.id,
+        admin,
+        dispute,
+        DisputeStatus.RESOLVED,
         "dispute.resolved",
-        actor_id=admin.id,
-        before=before,
-        after={
-            "status": dispute.status,
-            "outcome": dispute.outcome,
-            "refund_amount": dispute.refund_amount,
-        },
+        outcome=dispute.outcome,
+        refund_amount=dispute.refund_amount,
     )
+    dispute.resolved_at = now()
     await outbox.dispute_event(session, "dispute.resolved", dispute)
     return dispute

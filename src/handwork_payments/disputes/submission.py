@@ -24,7 +24,7 @@ from handwork_payments.audit.alerts import alert
 from handwork_payments.db import transaction
 from handwork_payments.disputes import repository
 from handwork_payments.disputes.evidence import assemble
-from handwork_payments.disputes.service import audit_dispute
+from handwork_payments.disputes.service import ACTIVE, audit_dispute
 from handwork_payments.disputes.states import DISPUTE, EVIDENCE
 from handwork_payments.kit.clock import now
 from handwork_payments.kit.errors import Conflict, DomainError, NotFound, ProviderUnavailable
@@ -45,8 +45,6 @@ from handwork_payments.providers.base import (
 from handwork_payments.runtime import Runtime
 
 log = logging.getLogger(__name__)
-
-OPEN = (DisputeStatus.OPEN, DisputeStatus.UNDER_REVIEW)
 
 
 def evidence_key(dispute_id: int, attempt: int) -> str:
@@ -100,7 +98,7 @@ async def _mark(
     row = await _submission(session, dispute_id)
     if row is not None and row.status == EvidenceStatus.SUBMITTED:
         raise Conflict(f"Dispute #{dispute.id}'s evidence was submitted already")
-    if dispute.status not in OPEN:
+    if dispute.status not in ACTIVE:
         raise Conflict(f"Dispute #{dispute.id} is {dispute.status}: it takes no evidence")
     payment = await session.get(Payment, dispute.payment_id)
     assert payment is not None and dispute.provider_dispute_id is not None
@@ -238,7 +236,7 @@ async def resume_stale(runtime: Runtime, *, now: datetime) -> list[int]:
             admin = await session.get(User, admin_id)
             row = await session.get(DisputeEvidence, row_id)
             assert admin is not None and row is not None
-            if status not in OPEN:
+            if status not in ACTIVE:
                 await _apply(session, admin, row_id, f"dispute {status} before it was confirmed")
                 continue
         try:

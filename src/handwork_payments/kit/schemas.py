@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Self
 
 from fastapi import Path
 from pydantic import (
@@ -14,6 +14,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    model_validator,
 )
 
 from handwork_payments.kit import money
@@ -84,3 +85,22 @@ def minor(amount: Decimal, currency: str) -> int:
             f"amount exceeds the maximum of {money.format_amount(money.MAX_AMOUNT_MINOR, currency)}"
         )
     return value
+
+
+class AmountBody(Strict):
+    """A body with an `amount` in major units of its `currency`: an amount finer than the
+    currency's minor unit is refused (422); `amount_minor` is the amount in minor units."""
+
+    # Each body declares the two fields itself, where its schema lists them.
+    if TYPE_CHECKING:
+        amount: Decimal
+        currency: str
+
+    @model_validator(mode="after")
+    def _precision(self) -> Self:
+        minor(self.amount, self.currency)
+        return self
+
+    @property
+    def amount_minor(self) -> int:
+        return minor(self.amount, self.currency)

@@ -6,15 +6,13 @@ from typing import Annotated, Any
 
 from pydantic import (
     AnyHttpUrl,
-    BaseModel,
     Field,
     StringConstraints,
     UrlConstraints,
-    model_validator,
 )
 
-from handwork_payments.kit.money import format_amount
-from handwork_payments.kit.schemas import AmountIn, CurrencyIn, Id, LongText, Strict, minor
+from handwork_payments.kit.responses import RowOut, major
+from handwork_payments.kit.schemas import AmountBody, AmountIn, CurrencyIn, Id, LongText, Strict
 from handwork_payments.models import Payment, PaymentMethod, PaymentStatus, Wallet
 
 ProviderId = Annotated[
@@ -35,11 +33,7 @@ MetadataValue = (
 )
 
 
-def _money(minor_units: int, currency: str) -> Decimal:
-    return Decimal(format_amount(minor_units, currency))
-
-
-class PaymentOut(BaseModel):
+class PaymentOut(RowOut):
     id: int
     booking_id: int
     amount: Decimal
@@ -77,26 +71,14 @@ class PaymentOut(BaseModel):
     @classmethod
     def of(cls, payment: Payment, *, metadata: dict[str, Any] | None = None) -> PaymentOut:
         c = payment.currency
-        return cls(
-            id=payment.id,
-            booking_id=payment.booking_id,
-            amount=_money(payment.amount, c),
-            platform_fee=_money(payment.platform_fee, c),
-            worker_amount=_money(payment.worker_amount, c),
-            refunded_amount=_money(payment.refunded_amount, c),
-            released_amount=_money(payment.released_amount, c),
-            currency=c,
-            payment_method=payment.payment_method,
-            stripe_payment_id=payment.stripe_payment_id,
-            paypal_payment_id=payment.paypal_payment_id,
-            status=payment.status,
-            created_at=payment.created_at,
-            held_at=payment.held_at,
-            released_at=payment.released_at,
-            refunded_at=payment.refunded_at,
-            refund_reason=payment.refund_reason,
-            auto_release_at=payment.auto_release_at,
-            capture_by=payment.capture_by,
+        return cls.from_row(
+            payment,
+            amount=major(payment.amount, c),
+            platform_fee=major(payment.platform_fee, c),
+            worker_amount=major(payment.worker_amount, c),
+            refunded_amount=major(payment.refunded_amount, c),
+            released_amount=major(payment.released_amount, c),
+            # Shown to every reader; the risk fields are for admins (payments/endpoints.py).
             failure_reason=payment.failure_reason,
             wallet=payment.wallet,
             stablecoin=payment.stablecoin,
@@ -112,7 +94,7 @@ class PayPalOrderOut(PaymentOut):
     approval_url: str | None
 
 
-class _NewPayment(Strict):
+class _NewPayment(AmountBody):
     booking_id: Id
     amount: AmountIn
     currency: CurrencyIn
@@ -122,15 +104,6 @@ class _NewPayment(Strict):
         description="Stored encrypted; shown to admins only. At most 50 keys of up to 40 "
         "characters, values up to 500 characters",
     )
-
-    @model_validator(mode="after")
-    def _precision(self) -> _NewPayment:
-        minor(self.amount, self.currency)
-        return self
-
-    @property
-    def amount_minor(self) -> int:
-        return minor(self.amount, self.currency)
 
 
 class StripeIntentCreate(_NewPayment):

@@ -14,7 +14,7 @@ import re
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from handwork_payments.audit.service import record
+from handwork_payments.accounts.audit import audit_user
 from handwork_payments.db import transaction
 from handwork_payments.kit.errors import BadRequest, Conflict
 from handwork_payments.models import SignalKind, User
@@ -53,10 +53,7 @@ async def set_methods(
         async with transaction(runtime.sessions) as session:
             user = await session.get(User, worker.id, with_for_update=True)
             assert user is not None
-            before = {
-                "stripe_account_id": user.stripe_account_id,
-                "paypal_email": user.paypal_email,
-            }
+            before = _methods(user)
             if stripe_account_id is not None and stripe_account_id != user.stripe_account_id:
                 if runtime.providers.stripe.live:
                     raise StripeAccountNotOnboarded()
@@ -77,18 +74,19 @@ async def set_methods(
                 await signals.note_value(
                     session, key, worker.id, SignalKind.DESTINATION, destination
                 )
-            await record(
+            await audit_user(
                 session,
+                worker.id,
+                "payout_methods.updated",
                 actor_id=worker.id,
-                action="payout_methods.updated",
-                object_type="user",
-                object_id=worker.id,
                 before=before,
-                after={
-                    "stripe_account_id": user.stripe_account_id,
-                    "paypal_email": user.paypal_email,
-                },
+                after=_methods(user),
             )
     except IntegrityError as exc:  # another worker took the account at the same moment
         raise StripeAccountTaken() from exc
     return user
+
+
+def _methods(user: User) -> dict[str, str | None]:
+    """The worker's payout methods as the audit row shows them, before and after."""
+    return {"stripe_account_id": user.stripe_account_id, "paypal_email": user.paypal_email}

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
-from handwork_payments.kit.money import format_amount
-from handwork_payments.kit.schemas import AmountIn, CurrencyIn, Id, ShortText, Strict, minor
+from handwork_payments.kit.responses import RowOut, major
+from handwork_payments.kit.schemas import AmountBody, AmountIn, CurrencyIn, Id, ShortText, Strict
 from handwork_payments.models import PaymentMethod, PayoutStatus, WorkerPayout
 
 # Shapes checked here so that a malformed one is a 422 (and never reaches a column it does
@@ -35,22 +35,13 @@ class PayoutMethodsOut(BaseModel):
     stripe_payouts_enabled: bool
 
 
-class PayoutRequest(Strict):
+class PayoutRequest(AmountBody):
     amount: AmountIn
     payment_method: PaymentMethod
     currency: CurrencyIn = Field(default="USD", description="The balance to pay out from")
 
-    @model_validator(mode="after")
-    def _precision(self) -> PayoutRequest:
-        minor(self.amount, self.currency)
-        return self
 
-    @property
-    def amount_minor(self) -> int:
-        return minor(self.amount, self.currency)
-
-
-class PayoutOut(BaseModel):
+class PayoutOut(RowOut):
     id: int
     worker_id: int
     amount: Decimal
@@ -69,19 +60,9 @@ class PayoutOut(BaseModel):
 
     @classmethod
     def of(cls, payout: WorkerPayout) -> PayoutOut:
-        return cls(
-            id=payout.id,
-            worker_id=payout.worker_id,
-            amount=Decimal(format_amount(payout.amount, payout.currency)),
-            currency=payout.currency,
-            payment_method=payout.payment_method,
-            status=payout.status,
-            requested_at=payout.requested_at,
-            processed_at=payout.processed_at,
-            completed_at=payout.completed_at,
-            failure_reason=payout.failure_reason,
-            stripe_transfer_id=payout.stripe_transfer_id,
-            paypal_payout_id=payout.paypal_payout_id,
+        return cls.from_row(
+            payout,
+            amount=major(payout.amount, payout.currency),
             held=payout.held_reason is not None,
         )
 

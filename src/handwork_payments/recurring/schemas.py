@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
-from handwork_payments.kit.money import format_amount
-from handwork_payments.kit.schemas import AmountIn, CurrencyIn, Id, ShortText, Strict, minor
+from handwork_payments.bookings.schemas import TermsOut
+from handwork_payments.kit.responses import RowOut, major
+from handwork_payments.kit.schemas import AmountBody, AmountIn, CurrencyIn, Id, ShortText
 from handwork_payments.models import (
     Interval,
     PaymentMethod,
@@ -22,7 +22,7 @@ from handwork_payments.providers.base import ProviderSetup
 MAX_OCCURRENCES = 520
 
 
-class ScheduleCreate(Strict):
+class ScheduleCreate(AmountBody):
     worker_id: Id
     title: ShortText
     amount: AmountIn
@@ -36,15 +36,10 @@ class ScheduleCreate(Strict):
     payment_method: PaymentMethod
 
     @model_validator(mode="after")
-    def _precision(self) -> ScheduleCreate:
-        minor(self.amount, self.currency)
+    def _starts_in_range(self) -> ScheduleCreate:
         if not datetime(2000, 1, 1).astimezone() <= self.starts_at <= _FAR:
             raise ValueError("starts_at must lie between 2000 and 2100")
         return self
-
-    @property
-    def amount_minor(self) -> int:
-        return minor(self.amount, self.currency)
 
 
 _FAR = datetime(2100, 1, 1).astimezone()
@@ -71,7 +66,7 @@ class SetupOut(BaseModel):
         )
 
 
-class RunOut(BaseModel):
+class RunOut(RowOut):
     number: int
     due_at: datetime
     status: RunStatus
@@ -82,24 +77,10 @@ class RunOut(BaseModel):
 
     @classmethod
     def of(cls, run: RecurringRun) -> RunOut:
-        return cls(
-            number=run.number,
-            due_at=run.due_at,
-            status=run.status,
-            attempts=run.attempts,
-            booking_id=run.booking_id,
-            payment_id=run.payment_id,
-            last_error=run.last_error,
-        )
+        return cls.from_row(run)
 
 
-class ScheduleOut(BaseModel):
-    id: int
-    client_id: int
-    worker_id: int
-    title: str
-    amount: Decimal
-    currency: str
+class ScheduleOut(TermsOut):
     interval: Interval
     starts_at: datetime
     occurrences: int | None
@@ -117,20 +98,9 @@ class ScheduleOut(BaseModel):
         runs: list[RecurringRun],
         setup: ProviderSetup | None = None,
     ) -> ScheduleOut:
-        return cls(
-            id=schedule.id,
-            client_id=schedule.client_id,
-            worker_id=schedule.worker_id,
-            title=schedule.title,
-            amount=Decimal(format_amount(schedule.amount, schedule.currency)),
-            currency=schedule.currency,
-            interval=schedule.interval,
-            starts_at=schedule.starts_at,
-            occurrences=schedule.occurrences,
-            payment_method=schedule.payment_method,
-            status=schedule.status,
-            next_run_at=schedule.next_run_at,
+        return cls.from_row(
+            schedule,
+            amount=major(schedule.amount, schedule.currency),
             setup=SetupOut.of(schedule, setup),
             runs=[RunOut.of(run) for run in runs],
-            created_at=schedule.created_at,
         )
