@@ -126,8 +126,7 @@ async def _record_open(
         f"payment #{payment.id}: dispute #{dispute.id}; a loss would be taken back from the "
         "worker",
     )
-    await outbox.dispute_event(session, "dispute.opened", dispute)
-    return dispute
+    return dispute  # add_open_dispute told the marketplace
 
 
 async def open_chargeback(

@@ -12,7 +12,7 @@ import stripe
 from sqlalchemy import func, select
 
 from handwork_payments.kit.clock import now
-from handwork_payments.models import JournalEntry, PaymentDispute
+from handwork_payments.models import JournalEntry, MarketplaceEvent, PaymentDispute
 from handwork_payments.payments import background
 from tests.helpers import Api
 from tests.peers.stripe_double import StripeDouble
@@ -129,6 +129,11 @@ async def test_chargeback_lost_after_release_and_payout_reverses_the_transfer(
     (dispute,) = (await api.get("/payments/disputes", client))["items"]
     assert dispute["status"] == "open"
     assert len(await alerts(api, "dispute_opened")) == 1
+    async with api.runtime.sessions() as session:
+        opened_events = await session.scalar(
+            select(func.count()).where(MarketplaceEvent.type == "dispute.opened")
+        )
+    assert opened_events == 1  # the marketplace hears of it once (it was told twice)
 
     await deliver(api, "charge.dispute.closed", {**opened, "status": "lost"})
 
