@@ -20,7 +20,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handwork_payments.audit.alerts import alert
 from handwork_payments.audit.service import record
 from handwork_payments.connect import reversals
 from handwork_payments.db import transaction
@@ -29,6 +28,7 @@ from handwork_payments.kit.errors import DomainError
 from handwork_payments.models import HoldKind, Payment, PaymentMethod, PaymentStatus, ReviewObject
 from handwork_payments.payments import service
 from handwork_payments.payments.escrow import (
+    abandon_operation,
     audit_payment,
     begin_operation,
     end_operation,
@@ -307,13 +307,11 @@ async def finish_reauthorization(runtime: Runtime, payment_id: int) -> bool:
         async with transaction(runtime.sessions) as session:
             payment, _ = await locked(session, payment_id)
             if operation_of(payment) == REAUTHORIZE:
-                end_operation(payment)
-                await alert(
+                await abandon_operation(
                     session,
+                    payment,
                     "reauthorization_failed",
                     f"PayPal would not reauthorise payment #{payment.id}: {exc.message}",
-                    "payment",
-                    payment.id,
                 )
         return False
     async with transaction(runtime.sessions) as session:

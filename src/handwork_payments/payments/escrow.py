@@ -144,6 +144,13 @@ def end_operation(payment: Payment) -> None:
     payment.provider_operation_at = None
 
 
+async def abandon_operation(session: AsyncSession, payment: Payment, kind: str, why: str) -> None:
+    """The provider refused the call in flight: its marker is cleared (nothing was done, so
+    the command may be asked again) and an admin is told."""
+    end_operation(payment)
+    await alert(session, kind, why, "payment", payment.id)
+
+
 def move_booking(booking: Booking, target: BookingStatus) -> None:
     if booking.status != target:
         BOOKING.check(booking.status, target)

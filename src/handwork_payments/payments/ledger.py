@@ -44,10 +44,7 @@ async def post_release(session: AsyncSession, payment: Payment, booking: Booking
     released already; the worker's share."""
     held = payment.amount - payment.refunded_amount - payment.released_amount
     fee = payment.platform_fee - payment.refunded_fee - payment.released_fee
-    # Before the entry: the payment's row is written once, by the flush the entry causes.
-    payment.released_amount += held
-    payment.released_fee += fee
-    await _post_earning(
+    return await _post_earning(
         session,
         payment,
         booking,
@@ -56,7 +53,6 @@ async def post_release(session: AsyncSession, payment: Payment, booking: Booking
         key=f"payment-{payment.id}-release",
         what=f"booking #{booking.id}",
     )
-    return held - fee
 
 
 async def post_milestone_release(
@@ -64,20 +60,16 @@ async def post_milestone_release(
 ) -> int:
     """One milestone's part of escrow (`released_amount`, less its refunds) to the worker
     and its fee share to the revenue; the worker's share."""
-    held = milestone.released_amount
-    payment.released_amount += held
-    payment.released_fee += fee
-    await _post_earning(
+    return await _post_earning(
         session,
         payment,
         booking,
-        held,
+        milestone.released_amount,
         fee,
         key=f"payment-{payment.id}-milestone-{milestone.id}-release",
         what=f"milestone #{milestone.id} of booking #{booking.id}",
         detail=f" (milestone #{milestone.id})",
     )
-    return held - fee
 
 
 async def _post_earning(
@@ -90,7 +82,12 @@ async def _post_earning(
     key: str,
     what: str,
     detail: str = "",
-) -> None:
+) -> int:
+    """Release `held` of escrow: `fee` of it to the revenue, the rest to the worker; the
+    worker's share."""
+    # Before the entry: the payment's row is written once, by the flush the entry causes.
+    payment.released_amount += held
+    payment.released_fee += fee
     share = held - fee
     escrow = await ledger.escrow(session, payment.id, payment.currency)
     available = await ledger.available(session, booking.worker_id, payment.currency)
@@ -107,6 +104,7 @@ async def _post_earning(
         ],
         payment_id=payment.id,
     )
+    return share
 
 
 async def _fee_back_lines(

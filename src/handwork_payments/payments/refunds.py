@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handwork_payments.audit.alerts import alert
 from handwork_payments.connect.reversals import cover_refund
 from handwork_payments.db import transaction
 from handwork_payments.kit import money
@@ -32,9 +31,9 @@ from handwork_payments.models import (
 )
 from handwork_payments.payments import milestones, operations, repository
 from handwork_payments.payments.escrow import (
+    abandon_operation,
     apply_refund,
     begin_operation,
-    end_operation,
     ensure_no_operation,
     hold_ref,
     locked,
@@ -170,13 +169,11 @@ async def finish_refund(
             row = await repository.refund(session, refund_id)
             assert row is not None
             row.status = RefundStatus.FAILED
-            end_operation(payment)
-            await alert(
+            await abandon_operation(
                 session,
+                payment,
                 "refund_failed",
                 f"Refund #{row.id} of payment #{payment.id} failed: {exc.message}",
-                "payment",
-                payment.id,
             )
         raise Conflict(f"{provider.name} refused the refund: {exc.message}") from exc
     async with transaction(runtime.sessions) as session:

@@ -45,6 +45,7 @@ from handwork_payments.models import (
 )
 from handwork_payments.payments import milestones, repository
 from handwork_payments.payments.escrow import (
+    abandon_operation,
     apply_capture,
     apply_failure,
     apply_hold,
@@ -453,13 +454,11 @@ async def finish_capture(
     except ProviderError as exc:
         async with transaction(runtime.sessions) as session:
             payment, _ = await locked(session, payment_id)
-            end_operation(payment)
-            await alert(
+            await abandon_operation(
                 session,
+                payment,
                 "capture_failed",
                 f"Capture of payment #{payment.id} failed: {exc.message}",
-                "payment",
-                payment.id,
             )
         raise Conflict(f"{provider.name} refused the capture: {exc.message}") from exc
     if (problem := capture.mismatch(amount, payment.currency)) is not None:

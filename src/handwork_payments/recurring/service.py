@@ -154,13 +154,7 @@ async def activate(runtime: Runtime, setup: ProviderSetup) -> RecurringSchedule:
 
 
 async def pause(runtime: Runtime, user: User, schedule_id: int) -> RecurringSchedule:
-    async with transaction(runtime.sessions) as session:
-        schedule = await _for_action(session, user, schedule_id)
-        SCHEDULE.check(schedule.status, ScheduleStatus.PAUSED)
-        schedule.status = ScheduleStatus.PAUSED
-        schedule.next_run_at = None
-        await _audit(session, schedule, "recurring.paused", user.id)
-    return schedule
+    return await _stop(runtime, user, schedule_id, ScheduleStatus.PAUSED, "recurring.paused")
 
 
 async def resume(runtime: Runtime, user: User, schedule_id: int) -> RecurringSchedule:
@@ -198,12 +192,19 @@ def _skip_missed(schedule: RecurringSchedule, moment: datetime) -> None:
 async def cancel(runtime: Runtime, user: User, schedule_id: int) -> RecurringSchedule:
     """No further occurrence is booked; bookings already made stand on their own (each
     can be cancelled and refunded as any booking)."""
+    return await _stop(runtime, user, schedule_id, ScheduleStatus.CANCELLED, "recurring.cancelled")
+
+
+async def _stop(
+    runtime: Runtime, user: User, schedule_id: int, target: ScheduleStatus, action: str
+) -> RecurringSchedule:
+    """Paused or cancelled: no occurrence is due any more."""
     async with transaction(runtime.sessions) as session:
         schedule = await _for_action(session, user, schedule_id)
-        SCHEDULE.check(schedule.status, ScheduleStatus.CANCELLED)
-        schedule.status = ScheduleStatus.CANCELLED
+        SCHEDULE.check(schedule.status, target)
+        schedule.status = target
         schedule.next_run_at = None
-        await _audit(session, schedule, "recurring.cancelled", user.id)
+        await _audit(session, schedule, action, user.id)
     return schedule
 
 

@@ -69,22 +69,24 @@ def _new(registered_at: datetime, now: datetime, hours: int) -> bool:
     return now - registered_at < timedelta(hours=hours)
 
 
-def client_velocity_hour(f: PaymentFacts, s: Settings) -> Verdict | None:
-    count = f.payments_last_hour + 1
-    if count > s.risk_client_payments_per_hour:
-        limit = s.risk_client_payments_per_hour
-        return Verdict(
-            Outcome.BLOCK, f"client_velocity_hour: {count} payments in an hour > {limit}"
-        )
+def _velocity(
+    rule: str, count: int, limit: int, what: str, outcome: Outcome = Outcome.REVIEW
+) -> Verdict | None:
+    """A rate limit: fires when `count` (this one with the earlier ones) passes `limit`."""
+    if count > limit:
+        return Verdict(outcome, f"{rule}: {count} {what} > {limit}")
     return None
+
+
+def client_velocity_hour(f: PaymentFacts, s: Settings) -> Verdict | None:
+    limit = s.risk_client_payments_per_hour
+    count = f.payments_last_hour + 1
+    return _velocity("client_velocity_hour", count, limit, "payments in an hour", Outcome.BLOCK)
 
 
 def client_velocity_day(f: PaymentFacts, s: Settings) -> Verdict | None:
-    count = f.payments_last_day + 1
-    if count > s.risk_client_payments_per_day:
-        limit = s.risk_client_payments_per_day
-        return Verdict(Outcome.REVIEW, f"client_velocity_day: {count} payments in a day > {limit}")
-    return None
+    limit = s.risk_client_payments_per_day
+    return _velocity("client_velocity_day", f.payments_last_day + 1, limit, "payments in a day")
 
 
 def new_client_new_worker(f: PaymentFacts, s: Settings) -> Verdict | None:
@@ -186,11 +188,8 @@ def new_worker_payout(f: PayoutFacts, s: Settings) -> Verdict | None:
 
 
 def payout_velocity(f: PayoutFacts, s: Settings) -> Verdict | None:
-    count = f.payouts_last_day + 1
-    if count > s.payout_max_per_day:
-        limit = s.payout_max_per_day
-        return Verdict(Outcome.REVIEW, f"payout_velocity: {count} payouts in a day > {limit}")
-    return None
+    limit = s.payout_max_per_day
+    return _velocity("payout_velocity", f.payouts_last_day + 1, limit, "payouts in a day")
 
 
 def paid_by_self(f: PayoutFacts, s: Settings) -> Verdict | None:
