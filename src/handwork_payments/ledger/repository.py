@@ -174,13 +174,16 @@ def _defer_platform(session: AsyncSession, deltas: dict[int, tuple[int, str]]) -
 
 # A listener, not a step of db.transaction: every commit moves what its entries deferred,
 # whoever commits (a command, a job, a test). Sync code here runs in the AsyncSession's
-# greenlet, so the statement is executed on the transaction being committed.
+# greenlet, so the statement is executed on the transaction being committed. The session's
+# pending changes are flushed first (SQLAlchemy would flush them after this listener): the
+# platform rows' locks are then followed by COMMIT alone, which waits for no other lock.
 @event.listens_for(Session, "before_commit")
 def _move_platform(session: Session) -> None:
     pending: dict[int, tuple[int, str]] = session.info.pop(_PLATFORM_DELTAS, {})
     moved = sorted(a for a, (delta, _) in pending.items() if delta)
     if not moved:
         return
+    session.flush()
     found = session.execute(
         _MOVE_PLATFORM,
         {
