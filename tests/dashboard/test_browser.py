@@ -188,6 +188,8 @@ async def test_an_admin_works_the_queues(page: Page, api: Api, runtime: Runtime)
     await ready(page)
     await expect(page.locator("#story")).to_contain_text("payment.refunded")
     await expect(page.locator("#story")).to_contain_text("payment release")
+    # Audited amounts in the payment's currency, never in minor units (5000).
+    await expect(page.locator("#story")).to_contain_text("released amount: 0.00 → 50.00")
     await shot(page, "payment-story")
 
     await page.goto("/dashboard/users?q=client")

@@ -10,7 +10,8 @@ function card(title, ...content) {
 }
 
 // The audit log keeps amounts in minor units: shown in the payment's currency here.
-const AMOUNTS = new Set(["amount", "refunded_amount", "captured_amount", "refund_amount"]);
+// Every amount escrow.snapshot and the refund rows record (released_amount came with milestones).
+const AMOUNTS = new Set(["amount", "refunded_amount", "captured_amount", "released_amount", "refund_amount"]);
 
 function change(before, after, decimals) {
   if (!after) return "";
