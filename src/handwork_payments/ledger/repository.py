@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -102,12 +102,24 @@ async def get_or_create_account(
     return account
 
 
+# The balances of the accounts `:moved` (each id checked against its code in `:codes`)
+# move by `:deltas`. Their rows are locked in id order first (the sub-select locks as it
+# returns its sorted rows), so concurrent statements touching the same accounts cannot
+# deadlock. NO KEY UPDATE: a balance is no key, so other transactions' postings may still
+# reference the row meanwhile.
+_MOVE_BALANCES = """locked AS (
+    SELECT id FROM ledger_accounts
+    WHERE id = ANY(CAST(:moved AS bigint[])) AND code = ANY(CAST(:codes AS text[]))
+    ORDER BY id FOR NO KEY UPDATE
+), moved AS (
+    UPDATE ledger_accounts a SET balance = a.balance + d.delta
+    FROM locked, unnest(CAST(:moved AS bigint[]), CAST(:deltas AS bigint[])) AS d(id, delta)
+    WHERE a.id = locked.id AND d.id = a.id
+)"""
+
 # One round trip for a whole entry: the entry, its postings, the balances of the accounts
-# that belong to a payment or a worker, and the history rows. Those balances' rows are
-# locked in id order first (the sub-select locks as it returns its sorted rows), so
-# concurrent entries touching the same accounts cannot deadlock. NO KEY UPDATE: a balance
-# is no key, so other transactions' postings may still reference the row meanwhile.
-_WRITE_ENTRY = text("""
+# that belong to a payment or a worker, and the history rows.
+_WRITE_ENTRY = text(f"""
 WITH entry AS (
     INSERT INTO journal_entries (key, kind, description, payment_id, payout_id)
     VALUES (:key, :kind, :description, :payment_id, :payout_id)
@@ -117,15 +129,7 @@ WITH entry AS (
     SELECT entry.id, p.account_id, p.amount, p.currency FROM entry,
         unnest(CAST(:accounts AS bigint[]), CAST(:amounts AS bigint[]),
                CAST(:currencies AS text[])) AS p(account_id, amount, currency)
-), locked AS (
-    SELECT id FROM ledger_accounts
-    WHERE id = ANY(CAST(:moved AS bigint[])) AND code = ANY(CAST(:codes AS text[]))
-    ORDER BY id FOR NO KEY UPDATE
-), moved AS (
-    UPDATE ledger_accounts a SET balance = a.balance + d.delta
-    FROM locked, unnest(CAST(:moved AS bigint[]), CAST(:deltas AS bigint[])) AS d(id, delta)
-    WHERE a.id = locked.id AND d.id = a.id
-), history AS (
+), {_MOVE_BALANCES}, history AS (
     INSERT INTO payment_transactions (user_id, payment_id, payout_id, journal_entry_id,
         transaction_type, amount, currency, description, reference_id)
     SELECT h.user_id, :payment_id, :payout_id, entry.id, h.kind, h.amount, :currency,
@@ -152,22 +156,31 @@ PLATFORM_KINDS = frozenset(
     }
 )
 _PLATFORM_DELTAS = "ledger_platform_deltas"
-_MOVE_PLATFORM = text("""
-WITH locked AS (
-    SELECT id FROM ledger_accounts
-    WHERE id = ANY(CAST(:moved AS bigint[])) AND code = ANY(CAST(:codes AS text[]))
-    ORDER BY id FOR NO KEY UPDATE
-), moved AS (
-    UPDATE ledger_accounts a SET balance = a.balance + d.delta
-    FROM locked, unnest(CAST(:moved AS bigint[]), CAST(:deltas AS bigint[])) AS d(id, delta)
-    WHERE a.id = locked.id AND d.id = a.id
-)
-SELECT count(*) FROM locked
-""")
+_MOVE_PLATFORM = text(f"WITH {_MOVE_BALANCES}\nSELECT count(*) FROM locked")
+
+# account id -> (delta, code): what an entry moves, or what a transaction has deferred.
+Deltas = dict[int, tuple[int, str]]
 
 
-def _defer_platform(session: AsyncSession, deltas: dict[int, tuple[int, str]]) -> None:
-    pending: dict[int, tuple[int, str]] = session.info.setdefault(_PLATFORM_DELTAS, {})
+def _balance_params(deltas: Deltas) -> dict[str, list[Any]]:
+    """_MOVE_BALANCES's parameters for the accounts that move (in id order)."""
+    moved = sorted(a for a, (delta, _) in deltas.items() if delta)
+    return {
+        "moved": moved,
+        "codes": [deltas[a][1] for a in moved],
+        "deltas": [deltas[a][0] for a in moved],
+    }
+
+
+def _check_locked(found: int, params: dict[str, list[Any]]) -> None:
+    """Every account the statement was to move was found under its code."""
+    if found != len(params["moved"]):
+        forget_accounts()
+        raise StaleAccounts("The ledger changed under this request; retry it")
+
+
+def _defer_platform(session: AsyncSession, deltas: Deltas) -> None:
+    pending: Deltas = session.info.setdefault(_PLATFORM_DELTAS, {})
     for account_id, (delta, code) in deltas.items():
         pending[account_id] = (pending.get(account_id, (0, code))[0] + delta, code)
 
@@ -179,22 +192,11 @@ def _defer_platform(session: AsyncSession, deltas: dict[int, tuple[int, str]]) -
 # platform rows' locks are then followed by COMMIT alone, which waits for no other lock.
 @event.listens_for(Session, "before_commit")
 def _move_platform(session: Session) -> None:
-    pending: dict[int, tuple[int, str]] = session.info.pop(_PLATFORM_DELTAS, {})
-    moved = sorted(a for a, (delta, _) in pending.items() if delta)
-    if not moved:
+    params = _balance_params(session.info.pop(_PLATFORM_DELTAS, {}))
+    if not params["moved"]:
         return
     session.flush()
-    found = session.execute(
-        _MOVE_PLATFORM,
-        {
-            "moved": moved,
-            "codes": [pending[a][1] for a in moved],
-            "deltas": [pending[a][0] for a in moved],
-        },
-    ).scalar_one()
-    if found != len(moved):
-        forget_accounts()
-        raise StaleAccounts("The ledger changed under this request; retry it")
+    _check_locked(session.execute(_MOVE_PLATFORM, params).scalar_one(), params)
 
 
 async def lock_existing(session: AsyncSession, code: str) -> LedgerAccount | None:
@@ -232,11 +234,11 @@ async def write_entry(
     are flushed first, so that the balance rows' locks are taken as late as possible and
     the entry's references exist."""
     await session.flush()
-    deltas: dict[int, int] = defaultdict(int)
+    deltas: Deltas = {}
     for account_id, amount, _ in postings:
-        deltas[account_id] += amount
-    moved = sorted(a for a in deltas if a not in platform)
-    _defer_platform(session, {a: (deltas[a], codes[a]) for a in deltas if a in platform})
+        deltas[account_id] = (deltas.get(account_id, (0, ""))[0] + amount, codes[account_id])
+    _defer_platform(session, {a: d for a, d in deltas.items() if a in platform})
+    balances = _balance_params({a: d for a, d in deltas.items() if a not in platform})
     row = (
         await session.execute(
             _WRITE_ENTRY,
@@ -249,9 +251,7 @@ async def write_entry(
                 "accounts": [p[0] for p in postings],
                 "amounts": [p[1] for p in postings],
                 "currencies": [p[2] for p in postings],
-                "moved": moved,
-                "codes": [codes[a] for a in moved],
-                "deltas": [deltas[a] for a in moved],
+                **balances,
                 "currency": postings[0][2],
                 "h_users": [h[0] for h in history],
                 "h_kinds": [h[1] for h in history],
@@ -260,9 +260,7 @@ async def write_entry(
             },
         )
     ).one()
-    if row.accounts != len(moved):
-        forget_accounts()
-        raise StaleAccounts("The ledger changed under this request; retry it")
+    _check_locked(row.accounts, balances)
     return int(row.id), row.created_at
 
 
