@@ -4,7 +4,7 @@ import asyncio
 import importlib
 import os
 
-BENCHES = ("api", "jobs", "balances")
+BENCHES = ("api", "jobs")
 
 for name in os.environ.get("BENCH_ONLY", ",".join(BENCHES)).split(","):
     print(f"\n### bench.{name}", flush=True)

@@ -27,7 +27,7 @@ from handwork_payments.worker import run_until_idle, running_worker
 from tests.database import fresh_database
 
 JOBS = int(os.environ.get("BENCH_JOBS", "300"))
-LATENCY_SAMPLES = 40
+LATENCY_SAMPLES = int(os.environ.get("BENCH_JOB_SAMPLES", "40"))
 CONCURRENCY = 4  # the worker command's default
 
 
@@ -62,7 +62,7 @@ async def earnings(runtime: Runtime, client: User, worker: User, amount: int) ->
     from handwork_payments.bookings import service as bookings
     from handwork_payments.payments import service as payments
 
-    booking = await bookings.create(
+    booking, _ = await bookings.create(
         runtime, client, worker_id=worker.id, title="t", amount=amount, currency="USD"
     )
     payment, _ = await payments.create_hold(

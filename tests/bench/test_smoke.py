@@ -47,3 +47,23 @@ def test_the_bench_runs_end_to_end(tmp_path: Path) -> None:
     assert "POST /payments/stripe/payment-intent (card hold)" in out
     assert (tmp_path / "api-connections.png").stat().st_size > 1000
     assert list(tmp_path.glob("api-*.txt"))
+
+
+@pytest.mark.slow
+def test_the_jobs_bench_runs_end_to_end() -> None:
+    """`bench.jobs` rotted once unseen (a service's signature changed under it): it runs
+    here with a handful of jobs, and its figures and verdict must be printed."""
+    env = {**os.environ, "BENCH_JOBS": "10", "BENCH_JOB_SAMPLES": "2"}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.jobs"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-4000:]
+    assert "send_payout (Stripe simulator)" in out, out[-4000:]
+    assert "ledger invariants after the run: all hold" in out, out[-4000:]
