@@ -77,7 +77,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "paypal_client_secret": None,
         "platform_fee_percentage": "5.0",
         "metadata_encryption_keys": "qEo2oYw0Ff7p3TzN2x0b1m3a9Y7tV4Xk8cQ5rW6uJ1s=",
-        "db_pool_size": 5,
+        "db_pool_size": 10,
         # Cheap argon2 parameters: the tests exercise the real hashing, not its cost.
         "password_hash_time_cost": 1,
         "password_hash_memory_kib": 1024,

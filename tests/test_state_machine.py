@@ -1621,7 +1621,7 @@ def machine_on_its_loop(database_url: str) -> Iterator[type[PaymentsMachine]]:
     """The machine's own event loop, Runtime and ASGI client, and its parties."""
     with asyncio.Runner(loop_factory=asyncio.new_event_loop) as runner:
         # A pool as large as the checks' concurrency: no connection is opened per request.
-        machine_runtime = Runtime.build(make_settings(database_url, db_pool_size=20), database_url)
+        machine_runtime = Runtime.build(make_settings(database_url, db_pool_size=40), database_url)
         http = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=create_app(machine_runtime)),
             base_url="http://test",

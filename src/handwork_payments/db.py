@@ -125,7 +125,7 @@ def _count(*_: Any) -> None:
         count.ours += 1
 
 
-def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+def make_engine(url: str, pool_size: int = 20) -> AsyncEngine:
     engine = _engine(url, pool_size)
     event.listen(engine.sync_engine, "before_cursor_execute", _count)
     return engine
@@ -134,8 +134,13 @@ def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
 def _engine(url: str, pool_size: int) -> AsyncEngine:
     return create_async_engine(
         sqlalchemy_url(url),
+        # At most `pool_size` connections, each kept open once made. No overflow: an
+        # overflow connection is closed when it comes back to a full pool and opened again
+        # by the next burst, a PostgreSQL backend started and authenticated each time
+        # (measured at 0.6 ms of this process's CPU per read under 16 connections, and a
+        # quarter of the reads' throughput). A request beyond the pool waits for one.
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=0,
         # No ping at every checkout (a round trip each, several per request): a
         # connection the server dropped fails one statement, and SQLAlchemy then
         # invalidates the whole pool; connections are renewed every half hour anyway.

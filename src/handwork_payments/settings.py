@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     # Database: DATABASE_URL, or an embedded PostgreSQL kept in EMBEDDED_PG_DIR.
     database_url: str | None = None
     embedded_pg_dir: str = ".data/postgres"
-    db_pool_size: int = 10
+    db_pool_size: int = 20
 
     # Money
     platform_fee_percentage: Decimal = Field(default=Decimal("5.0"), ge=0, le=100)

@@ -4,20 +4,27 @@ read, whatever the ledger's size); the rest are indexed sums over one user's own
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    DateTime,
     Label,
     Select,
+    String,
+    any_,
+    bindparam,
     case,
     func,
     literal,
     select,
     union_all,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import CollectionAggregate
 
 from handwork_payments.kit import money
 from handwork_payments.ledger.service import available_code, reserved_code
@@ -55,6 +62,21 @@ async def client_totals_by_currency(
 ) -> dict[str, ClientTotals]:
     """The client's summary figures per currency they paid in (or in `currency`), in one
     query."""
+    params = {"client_id": client_id, "currency": currency}
+    rows = await session.execute(_client_totals(currency is not None), params)
+    return {
+        code: {"count": int(n), "held": int(h), "released": int(r), "refunded": int(f)}
+        for code, n, h, r, f in rows.all()
+    }
+
+
+# The summaries' statements are built once per process, with bound parameters: a statement
+# object built per request costs its construction and its cache key (with the IN lists of
+# every currency, more Python than the query's execution: 1.6 ms of a 5.8 ms read).
+
+
+@cache
+def _client_totals(one_currency: bool) -> Select[Any]:
     net = Payment.amount - Payment.refunded_amount
     # Milestones released while the rest is held count as released, not held.
     in_escrow = net - Payment.released_amount
@@ -71,16 +93,13 @@ async def client_totals_by_currency(
             func.coalesce(func.sum(Payment.refunded_amount), 0),
         )
         .join(Booking, Booking.id == Payment.booking_id)
-        .where(Booking.client_id == client_id, Payment.held_at.is_not(None))
+        .where(Booking.client_id == bindparam("client_id"), Payment.held_at.is_not(None))
         .group_by(Payment.currency)
         .order_by(Payment.currency)
     )
-    if currency is not None:
-        query = query.where(Payment.currency == currency)
-    return {
-        code: {"count": int(n), "held": int(h), "released": int(r), "refunded": int(f)}
-        for code, n, h, r, f in (await session.execute(query)).all()
-    }
+    if one_currency:
+        query = query.where(Payment.currency == bindparam("currency"))
+    return query
 
 
 async def worker_totals(
@@ -108,6 +127,35 @@ async def worker_totals_by_currency(
     `delay_since` (not withdrawable yet), added up per currency."""
     codes = [currency] if currency is not None else list(money.CURRENCY_EXPONENTS)
     available_codes = [available_code(worker_id, c) for c in codes]
+    params = {
+        "worker_id": worker_id,
+        "currencies": codes,
+        "accounts": available_codes + [reserved_code(worker_id, c) for c in codes],
+        "available": available_codes,
+        "since": delay_since,
+    }
+    found: dict[str, WorkerTotals] = {}
+    rows = await session.execute(_worker_totals(delay_since is not None), params)
+    for code, balance, reserved, pending_sum, paid_sum, reversed_sum, delayed in rows.all():
+        available, soon = delay.split(int(balance), int(delayed))
+        found[code] = {
+            "available": available,
+            "available_soon": soon,
+            "reserved": int(reserved),
+            "pending": int(pending_sum),
+            "paid_out": int(paid_sum) - int(reversed_sum),
+        }
+    return found
+
+
+def _any(name: str) -> CollectionAggregate[Any]:
+    """`= ANY(:name)`, a text array bound as one parameter (indexable, and rendered once,
+    where an IN list is expanded at every execution)."""
+    return any_(bindparam(name, type_=ARRAY(String)))
+
+
+@cache
+def _worker_totals(delayed: bool) -> Select[Any]:
     is_available = LedgerAccount.kind == AccountKind.WORKER_AVAILABLE
     accounts = select(
         LedgerAccount.currency,
@@ -115,25 +163,26 @@ async def worker_totals_by_currency(
             available=case((is_available, LedgerAccount.balance), else_=0),
             reserved=case((is_available, 0), else_=LedgerAccount.balance),
         ),
-    ).where(LedgerAccount.code.in_(available_codes + [reserved_code(worker_id, c) for c in codes]))
+    ).where(LedgerAccount.code == _any("accounts"))
     share = (
         Payment.worker_amount
         - (Payment.refunded_amount - Payment.refunded_fee)
         - (Payment.released_amount - Payment.released_fee)  # milestones released already
     )
+    worker_id = bindparam("worker_id", type_=BigInteger)
     pending = (
         select(Payment.currency, *_columns(pending=func.sum(share)))
         .join(Booking, Booking.id == Payment.booking_id)
         .where(
             Booking.worker_id == worker_id,
-            Payment.currency.in_(codes),
+            Payment.currency == _any("currencies"),
             Payment.status.in_(IN_ESCROW),
         )
         .group_by(Payment.currency)
     )
     completed = (
         WorkerPayout.worker_id == worker_id,
-        WorkerPayout.currency.in_(codes),
+        WorkerPayout.currency == _any("currencies"),
         WorkerPayout.status == PayoutStatus.COMPLETED,
     )
     paid = (
@@ -150,28 +199,17 @@ async def worker_totals_by_currency(
         .group_by(WorkerPayout.currency)
     )
     selects = [accounts, pending, paid, reversed_]
-    if delay_since is not None:
-        per_currency = delay.in_delay_by_currency(available_codes, delay_since).subquery()
+    if delayed:
+        per_currency = delay.in_delay_by_currency(
+            _any("available"), bindparam("since", type_=DateTime(timezone=True))
+        ).subquery()
         selects.append(select(per_currency.c.currency, *_columns(delayed=per_currency.c.delayed)))
     parts = union_all(*selects).subquery()
-    query = (
+    return (
         select(parts.c.currency, *(func.sum(parts.c[name]) for name in _PARTS))
         .group_by(parts.c.currency)
         .order_by(parts.c.currency)
     )
-    found: dict[str, WorkerTotals] = {}
-    for code, balance, reserved, pending_sum, paid_sum, reversed_sum, delayed in (
-        await session.execute(query)
-    ).all():
-        available, soon = delay.split(int(balance), int(delayed))
-        found[code] = {
-            "available": available,
-            "available_soon": soon,
-            "reserved": int(reserved),
-            "pending": int(pending_sum),
-            "paid_out": int(paid_sum) - int(reversed_sum),
-        }
-    return found
 
 
 def _columns(**given: ColumnElement[Any]) -> list[Label[Any]]:

@@ -17,7 +17,9 @@ from handwork_payments.models import Role, User
 from handwork_payments.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async: FastAPI runs a plain `def` dependency in its thread pool, a thread hand-off
+    # for every request to read one attribute.
     runtime: Runtime = request.app.state.runtime
     return runtime
 

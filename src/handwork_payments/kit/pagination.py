@@ -26,7 +26,7 @@ class PageParams(BaseModel):
     limit: int
 
 
-def page_params(
+async def page_params(  # async: a plain def runs in FastAPI's thread pool
     skip: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> PageParams:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ScalarSelect, Select, func, select
+from sqlalchemy import ColumnElement, ScalarSelect, Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.kit.clock import now
@@ -47,9 +47,10 @@ def in_delay(account_code: str, cutoff: datetime) -> ScalarSelect[int]:
     return select(func.coalesce(func.sum(func.greatest(per_payment.c.net, 0)), 0)).scalar_subquery()
 
 
-def in_delay_by_currency(account_codes: list[str], cutoff: datetime) -> Select[Any]:
-    """in_delay of each of the accounts, as (currency, delayed) rows: one query for all of
-    a worker's currencies (GET /payments/balances)."""
+def in_delay_by_currency(accounts: ColumnElement[Any], cutoff: ColumnElement[Any]) -> Select[Any]:
+    """in_delay of each of the accounts whose code equals `accounts` (an `ANY(...)` of a
+    bound array), as (currency, delayed) rows: one query for all of a worker's currencies
+    (GET /payments/balances); `cutoff` a bound parameter too, the statement built once."""
     per_payment = (
         select(
             LedgerAccount.currency.label("currency"),
@@ -58,7 +59,7 @@ def in_delay_by_currency(account_codes: list[str], cutoff: datetime) -> Select[A
         .join(JournalEntry, JournalEntry.id == Posting.entry_id)
         .join(LedgerAccount, LedgerAccount.id == Posting.account_id)
         .where(
-            LedgerAccount.code.in_(account_codes),
+            LedgerAccount.code == accounts,
             JournalEntry.payment_id.is_not(None),
             JournalEntry.created_at > cutoff,
         )
