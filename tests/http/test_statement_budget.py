@@ -32,9 +32,10 @@ BUDGETS: dict[str, tuple[int, int]] = {
     "GET /auth/me (user resolution)": (1, 0),
     "GET /payments/earnings/worker": (2, 0),
     "GET /payments/summary/client": (2, 0),
-    "GET /payments/": (3, 0),
-    "GET /payments/transactions": (3, 0),
-    "GET /payments/{id}": (3, 0),
+    # A page and its total in one statement; a payment and its booking in one.
+    "GET /payments/": (2, 0),
+    "GET /payments/transactions": (2, 0),
+    "GET /payments/{id}": (2, 0),
 }
 
 

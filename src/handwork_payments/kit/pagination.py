@@ -39,11 +39,24 @@ PageDep = Annotated[PageParams, Depends(page_params)]
 async def paginate(
     session: AsyncSession, query: Select[T], page: PageParams
 ) -> tuple[list[T], int]:
-    total = (
-        await session.execute(select(func.count()).select_from(query.order_by(None).subquery()))
-    ).scalar_one()
-    rows = (await session.execute(query.offset(page.skip).limit(page.limit))).scalars().all()
-    return list(rows), total
+    """The page and the number of rows in all pages, in one round trip: the count is an
+    uncorrelated subquery (run once, by its own plan) that every row of the page carries.
+    A page past the end has no row to carry it: counted apart then."""
+    total_of_all = (
+        select(func.count())
+        .select_from(query.order_by(None).subquery())
+        .correlate(None)
+        .scalar_subquery()
+    )
+    rows = (
+        await session.execute(query.add_columns(total_of_all).offset(page.skip).limit(page.limit))
+    ).all()
+    if rows:
+        return [row[0] for row in rows], int(rows[0][1])
+    if page.skip == 0:
+        return [], 0
+    total = await session.scalar(select(total_of_all))
+    return [], int(total or 0)
 
 
 async def page_of(

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.http.deps import ClientUser, CurrentUser, RuntimeDep, SessionDep
@@ -38,12 +39,17 @@ async def present(payment: Payment, user: User, runtime: Runtime) -> PaymentOut:
 
 
 async def with_booking(session: AsyncSession, payment_id: int) -> tuple[Payment, Booking]:
-    """The payment and its booking, or a 404."""
-    payment = await session.get(Payment, payment_id)
-    booking = await session.get(Booking, payment.booking_id) if payment else None
-    if payment is None or booking is None:
+    """The payment and its booking (one statement), or a 404."""
+    found = (
+        await session.execute(
+            select(Payment, Booking)
+            .join(Booking, Booking.id == Payment.booking_id)
+            .where(Payment.id == payment_id)
+        )
+    ).first()
+    if found is None:
         raise NotFound("Payment not found")
-    return payment, booking
+    return found[0], found[1]
 
 
 async def _hold(
