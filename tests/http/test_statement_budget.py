@@ -25,9 +25,10 @@ BUDGETS: dict[str, tuple[int, int]] = {
     # payout history at a payout request.
     # One more at COMMIT where an entry moves a platform account (clearing, fee revenue):
     # those rows are locked for that statement only, not for the whole transaction.
-    "POST /payments/stripe/payment-intent (card hold)": (17, 9),
-    "POST /payments/{id}/release": (20, 7),
-    "POST /payments/refund (full)": (18, 5),
+    # A marketplace event and its delivery job are one statement.
+    "POST /payments/stripe/payment-intent (card hold)": (16, 9),
+    "POST /payments/{id}/release": (18, 7),
+    "POST /payments/refund (full)": (17, 5),
     "POST /payments/payouts/request": (7, 0),
     "GET /auth/me (user resolution)": (1, 0),
     "GET /payments/earnings/worker": (2, 0),

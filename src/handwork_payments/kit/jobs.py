@@ -13,10 +13,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 DEFAULT_QUEUE = "default"
 
-_DEFER = text(
-    "SELECT (procrastinate_defer_jobs_v1(ARRAY[ROW(:queue, :task, 0, :lock, NULL,"
-    " CAST(:args AS jsonb), :at)::procrastinate_job_to_defer_v1]))[1]"
-)
+
+def defer_sql(*, lock: str, args: str) -> str:
+    """procrastinate's own defer function as an SQL expression (the job's id), with the
+    parameters :queue, :task and :at, and `lock` and `args` SQL expressions of the
+    caller's statement: a row and the job it causes inserted in one round trip (WITH
+    row AS (INSERT ... RETURNING id) SELECT <this> FROM row)."""
+    return (
+        f"(procrastinate_defer_jobs_v1(ARRAY[ROW(:queue, :task, 0, {lock}, NULL, {args},"
+        " :at)::procrastinate_job_to_defer_v1]))[1]"
+    )
+
+
+_DEFER = text("SELECT " + defer_sql(lock=":lock", args="CAST(:args AS jsonb)"))
 
 
 async def defer(
