@@ -25,10 +25,11 @@ BUDGETS: dict[str, tuple[int, int]] = {
     # payout history at a payout request.
     # One more at COMMIT where an entry moves a platform account (clearing, fee revenue):
     # those rows are locked for that statement only, not for the whole transaction.
-    # A marketplace event and its delivery job are one statement.
-    "POST /payments/stripe/payment-intent (card hold)": (16, 9),
-    "POST /payments/{id}/release": (18, 7),
-    "POST /payments/refund (full)": (17, 5),
+    # A marketplace event and its delivery job are one statement; the simulator claims
+    # an idempotency key in one, and looks for an injected fault in one without BEGIN.
+    "POST /payments/stripe/payment-intent (card hold)": (16, 8),
+    "POST /payments/{id}/release": (18, 6),
+    "POST /payments/refund (full)": (17, 4),
     "POST /payments/payouts/request": (7, 0),
     "GET /auth/me (user resolution)": (1, 0),
     "GET /payments/earnings/worker": (2, 0),

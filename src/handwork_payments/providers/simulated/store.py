@@ -15,6 +15,7 @@ for requests that fail validation, so a retry after the state has changed can su
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import string
 import time
@@ -24,12 +25,12 @@ from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import flag_modified
 
-from handwork_payments.db import Sessions, provider_statements, transaction
+from handwork_payments.db import Sessions, make_sessions, provider_statements, transaction
 from handwork_payments.kit.money import MAX_AMOUNT_MINOR, MoneyError, normalize_currency
 from handwork_payments.models import SimulatedObject
 from handwork_payments.providers.base import (
@@ -68,6 +69,19 @@ FAULT_MODES = frozenset({"timeout", "timeout_after_success", "error", "delay"})
 # Row kinds in simulated_objects.
 IDEMPOTENCY = "idempotency"
 FAULT = "fault"
+# The oldest fault of a provider for an operation, counted down, deleted with its last use;
+# its data as it was (times before this use).
+_TAKE_FAULT = text(
+    "WITH picked AS (SELECT id, data FROM simulated_objects WHERE provider = :provider"
+    " AND kind = :kind AND data @> CAST(:operation AS jsonb) ORDER BY id LIMIT 1"
+    " FOR UPDATE),"
+    " used_up AS (DELETE FROM simulated_objects s USING picked WHERE s.id = picked.id"
+    " AND (picked.data->>'times')::int <= 1),"
+    " counted_down AS (UPDATE simulated_objects s SET data = jsonb_set(s.data, '{times}',"
+    " to_jsonb((picked.data->>'times')::int - 1)) FROM picked WHERE s.id = picked.id"
+    " AND (picked.data->>'times')::int > 1)"
+    " SELECT data FROM picked"
+)
 PAYMENT_INTENT = "payment_intent"
 CHARGE = "charge"
 REFUND = "refund"
@@ -183,6 +197,9 @@ class SimulatedProvider(ABC):
 
     def __init__(self, sessions: Sessions, settings: Settings, ids: ProviderIds) -> None:
         self.sessions = sessions
+        # Single statements without BEGIN and COMMIT around them.
+        bind = sessions.kw["bind"]
+        self._autocommit = make_sessions(bind.execution_options(isolation_level="AUTOCOMMIT"))
         self.settings = settings
         # Keys and references are sent under the installation's prefix, as to a real
         # provider: two installations on one simulator store never answer each other.
@@ -350,30 +367,22 @@ class SimulatedProvider(ABC):
                 await session.delete(row)
 
     async def _take_fault(self, operation: str) -> tuple[str, float] | None:
-        async with transaction(self.sessions) as session:
-            # FOR UPDATE (not SKIP LOCKED): two concurrent calls must not both use up one
-            # remaining fault, nor skip one that is still there.
-            row = await session.scalar(
-                select(SimulatedObject)
-                .where(
-                    SimulatedObject.provider == self.name,
-                    SimulatedObject.kind == FAULT,
-                    SimulatedObject.data.contains({"operation": operation}),
-                )
-                .order_by(SimulatedObject.id)
-                .limit(1)
-                .with_for_update()
+        """The oldest fault set for `operation`, used once (deleted with its last use), in
+        one autocommit statement: every simulated call asks, and almost always finds none.
+        FOR UPDATE (not SKIP LOCKED): two concurrent calls must not both use up one
+        remaining fault, nor skip one that is still there."""
+        async with self._autocommit() as session:
+            data = await session.scalar(
+                _TAKE_FAULT,
+                {
+                    "provider": self.name,
+                    "kind": FAULT,
+                    "operation": json.dumps({"operation": operation}),
+                },
             )
-            if row is None:
-                return None
-            mode = str(row.data["mode"])
-            delay = float(row.data.get("delay_seconds", 0.0))
-            remaining = int(row.data["times"]) - 1
-            if remaining <= 0:
-                await session.delete(row)
-            else:
-                save(row, {**row.data, "times": remaining})
-            return mode, delay
+        if data is None:
+            return None
+        return str(data["mode"]), float(data.get("delay_seconds", 0.0))
 
     async def _faulty(self, operation: str, act: Callable[[], Awaitable[T]]) -> T:
         fault = await self._take_fault(operation)
@@ -484,24 +493,23 @@ class SimulatedProvider(ABC):
                 f"Idempotency keys are 1 to {_MAX_KEY_LENGTH} characters", code="parameter_invalid"
             )
         scoped = f"{self.name}:{self.ids.key(key)}"
-        # A concurrent call with the same key waits here until the first commits (or rolls
-        # back), then finds its stored answer: one key, one action, across processes.
-        await session.execute(
-            pg_insert(SimulatedObject)
-            .values(
-                id=f"idem_{random_string(ALNUM, 24)}",
-                provider=self.name,
-                kind=IDEMPOTENCY,
-                idempotency_key=scoped,
-                data={"operation": operation, "params": params},
-            )
-            .on_conflict_do_nothing()
+        # One statement: a first call inserts the key's record, a repeated one finds it,
+        # and either way the row comes back locked (ON CONFLICT DO UPDATE locks the row it
+        # finds). A concurrent call with the same key waits until the first commits (or
+        # rolls back), then finds its stored answer: one key, one action, across processes.
+        claim = pg_insert(SimulatedObject).values(
+            id=f"idem_{random_string(ALNUM, 24)}",
+            provider=self.name,
+            kind=IDEMPOTENCY,
+            idempotency_key=scoped,
+            data={"operation": operation, "params": params},
         )
         record = await session.scalar(
-            select(SimulatedObject)
-            .where(SimulatedObject.idempotency_key == scoped)
-            .with_for_update()
-            .execution_options(populate_existing=True)
+            claim.on_conflict_do_update(
+                index_elements=[SimulatedObject.idempotency_key],
+                set_={"idempotency_key": claim.excluded.idempotency_key},
+            ).returning(SimulatedObject),
+            execution_options={"populate_existing": True},
         )
         assert record is not None
         if record.data.get("operation") != operation or record.data.get("params") != params:
