@@ -9,18 +9,31 @@ a job to its end. Prints each figure and its ratio to the baseline. Run with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import procrastinate
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
+from bench.servers import free_port
 from handwork_payments import migrate
-from handwork_payments.db import libpq_url
+from handwork_payments.db import libpq_url, transaction
+from handwork_payments.events.outbox import emit
 from handwork_payments.ledger.verify import verify
-from handwork_payments.models import PaymentMethod, PayoutStatus, Role, User, WorkerPayout
+from handwork_payments.models import (
+    EventStatus,
+    MarketplaceEvent,
+    PaymentMethod,
+    PayoutStatus,
+    Role,
+    User,
+    WorkerPayout,
+)
 from handwork_payments.runtime import Runtime
 from handwork_payments.settings import Settings
 from handwork_payments.worker import run_until_idle, running_worker
@@ -31,10 +44,11 @@ LATENCY_SAMPLES = int(os.environ.get("BENCH_JOB_SAMPLES", "40"))
 CONCURRENCY = 4  # the worker command's default
 
 
-def settings_for(url: str) -> Settings:
+def settings_for(url: str, **more: object) -> Settings:
     return Settings(
         _env_file=None,
         database_url=url,
+        **more,
         jwt_secret="x" * 32,
         password_hash_time_cost=1,
         password_hash_memory_kib=1024,
@@ -205,6 +219,49 @@ async def payout_latencies(
     return samples
 
 
+# --- the simplest real job: a marketplace event delivered -----------------------------------
+
+
+@contextlib.contextmanager
+def receiver() -> Iterator[str]:
+    """bench.receiver in its own process; yields its URL, stops it after."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.receiver", str(port)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        yield f"http://127.0.0.1:{port}/hooks"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+async def delivery_throughput(url: str, hook: str, n: int) -> float:
+    """`n` events written to the outbox (each with its delivery job, as a state change
+    writes them), then one worker process's loop delivers them all to `hook`."""
+    runtime = Runtime.build(
+        settings_for(url, marketplace_webhook_url=hook, marketplace_webhook_secret="s" * 32), url
+    )
+    try:
+        async with runtime.sessions() as session:
+            before = await session.scalar(select(func.coalesce(func.max(MarketplaceEvent.id), 0)))
+        for i in range(n):
+            async with transaction(runtime.sessions) as session:
+                await emit(session, "balance.available", {"worker_id": 1, "n": i})
+        seconds = await timed(lambda: run_until_idle(runtime, concurrency=CONCURRENCY))
+        async with runtime.sessions() as session:
+            pending = await session.scalar(
+                select(func.count()).where(
+                    MarketplaceEvent.id > before, MarketplaceEvent.status != EventStatus.DELIVERED
+                )
+            )
+        assert pending == 0, f"{pending} events not delivered"
+        return n / seconds
+    finally:
+        await runtime.aclose()
+
+
 def ms(samples: list[float]) -> str:
     ordered = sorted(samples)
     p95 = ordered[max(0, round(len(ordered) * 0.95) - 1)]
@@ -223,6 +280,8 @@ async def main() -> None:
             app = bare_app(url)
             noop_rate = await noop_throughput(app, JOBS)
             payout_rate = await payout_throughput(runtime, admin, worker, JOBS)
+            with receiver() as hook:
+                delivery_rate = await delivery_throughput(url, hook, JOBS)
             noop_lat = await noop_latencies(app, runtime)
             stripe_lat = await payout_latencies(runtime, admin, worker, PaymentMethod.STRIPE)
             paypal_lat = await payout_latencies(runtime, admin, worker, PaymentMethod.PAYPAL)
@@ -235,6 +294,10 @@ async def main() -> None:
             print(
                 f"  send_payout (Stripe simulator):    {payout_rate:8.1f} jobs/s "
                 f"(ratio to baseline {payout_rate / noop_rate:.2f})"
+            )
+            print(
+                f"  deliver_event (receiver process):  {delivery_rate:8.1f} jobs/s "
+                f"(ratio to baseline {delivery_rate / noop_rate:.2f}; target 200)"
             )
             print(f"time to done, {LATENCY_SAMPLES} one at a time, a worker running")
             print(f"  baseline, defer -> no-op job done: {ms(noop_lat)}")

@@ -6,6 +6,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 
+import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from handwork_payments.auth.passwords import Passwords
@@ -31,6 +32,9 @@ class Runtime:
     # Sessions without BEGIN/ROLLBACK round trips (autocommit), for reads: each statement
     # sees committed data, as it would under READ COMMITTED in a transaction.
     read_sessions: Sessions
+    # The marketplace's webhooks go out through one client: its connections are kept
+    # between deliveries (a client per delivery paid a TLS context and a connection each).
+    outbound_http: httpx.AsyncClient
 
     @classmethod
     def build(cls, settings: Settings, database_url: str) -> Runtime:
@@ -53,6 +57,7 @@ class Runtime:
             cipher=MetadataCipher(settings.metadata_encryption_keys),
             jwt_secret=jwt_secret,
             read_sessions=make_sessions(engine.execution_options(isolation_level="AUTOCOMMIT")),
+            outbound_http=httpx.AsyncClient(follow_redirects=False),
             passwords=Passwords(
                 settings.password_hash_time_cost,
                 settings.password_hash_memory_kib,
@@ -61,6 +66,7 @@ class Runtime:
         )
 
     async def aclose(self) -> None:
+        await self.outbound_http.aclose()
         await self.providers.aclose()
         await self.engine.dispose()
 

@@ -66,4 +66,5 @@ def test_the_jobs_bench_runs_end_to_end() -> None:
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-4000:]
     assert "send_payout (Stripe simulator)" in out, out[-4000:]
+    assert "deliver_event (receiver process)" in out, out[-4000:]
     assert "ledger invariants after the run: all hold" in out, out[-4000:]

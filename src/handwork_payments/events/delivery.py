@@ -49,8 +49,9 @@ def retry_delay(settings: Settings, attempts: int) -> timedelta:
     return timedelta(seconds=min(seconds, settings.marketplace_webhook_retry_max_seconds))
 
 
-async def _post(settings: Settings, event: MarketplaceEvent) -> str | None:
+async def _post(runtime: Runtime, event: MarketplaceEvent) -> str | None:
     """POST the event; None when the receiver took it (2xx), else what went wrong."""
+    settings = runtime.settings
     if not settings.marketplace_webhook_url or not settings.marketplace_webhook_secret:
         return "MARKETPLACE_WEBHOOK_URL or MARKETPLACE_WEBHOOK_SECRET is not set"
     body = payload(event)
@@ -63,8 +64,9 @@ async def _post(settings: Settings, event: MarketplaceEvent) -> str | None:
     }
     url, timeout = settings.marketplace_webhook_url, settings.marketplace_webhook_timeout_seconds
     try:
-        async with httpx.AsyncClient(timeout=timeout) as http:
-            answer = await http.post(url, content=body, headers=headers)
+        answer = await runtime.outbound_http.post(
+            url, content=body, headers=headers, timeout=timeout
+        )
     except httpx.HTTPError as exc:
         return f"{type(exc).__name__}: {exc}"[:2000]
     if 200 <= answer.status_code < 300:
@@ -80,7 +82,7 @@ async def deliver(runtime: Runtime, event_id: int) -> MarketplaceEvent | None:
         return event
     if not settings.marketplace_webhook_url:
         return event  # kept, listed, not sent: nobody to send it to (see the README)
-    error = await _post(settings, event)
+    error = await _post(runtime, event)
     async with transaction(runtime.sessions) as session:
         row = await lock_row_or_none(session, MarketplaceEvent, event_id)
         assert row is not None

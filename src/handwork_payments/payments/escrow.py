@@ -104,12 +104,10 @@ def set_provider_id(payment: Payment, provider_id: str) -> None:
 
 async def locked(session: AsyncSession, payment_id: int) -> tuple[Payment, Booking]:
     """The payment and its booking, both under row lock (payment first, always)."""
-    payment = await repository.lock_payment(session, payment_id)
-    if payment is None:
+    found = await repository.lock_with_booking(session, payment_id)
+    if found is None:
         raise NotFound("Payment not found")
-    booking = await repository.lock_booking(session, payment.booking_id)
-    assert booking is not None
-    return payment, booking
+    return found
 
 
 def refundable_now(payment: Payment) -> int:

@@ -25,6 +25,24 @@ async def lock_booking(session: AsyncSession, booking_id: int) -> Booking | None
     return await lock_row_or_none(session, Booking, booking_id)
 
 
+async def lock_with_booking(
+    session: AsyncSession, payment_id: int
+) -> tuple[Payment, Booking] | None:
+    """The payment and its booking under row lock, in one statement. PostgreSQL locks a
+    joined row's tables in the order of the FROM list: the payment, then its booking, the
+    order every other path takes them in."""
+    found = (
+        await session.execute(
+            select(Payment, Booking)
+            .join(Booking, Booking.id == Payment.booking_id)
+            .where(Payment.id == payment_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).first()
+    return None if found is None else (found[0], found[1])
+
+
 async def by_provider_id(session: AsyncSession, provider: str, provider_id: str) -> Payment | None:
     column = Payment.stripe_payment_id if provider == "stripe" else Payment.paypal_payment_id
     return (
