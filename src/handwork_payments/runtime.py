@@ -30,7 +30,8 @@ class Runtime:
     jwt_secret: str
     passwords: Passwords
     # Sessions without BEGIN/ROLLBACK round trips (autocommit), for reads: each statement
-    # sees committed data, as it would under READ COMMITTED in a transaction.
+    # sees committed data, as it would under READ COMMITTED in a transaction. Also for a
+    # write that is one statement (atomic by itself), such as an event marked delivered.
     read_sessions: Sessions
     # The marketplace's webhooks go out through one client: its connections are kept
     # between deliveries (a client per delivery paid a TLS context and a connection each).

@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.audit.alerts import alert
@@ -74,29 +75,41 @@ async def _post(runtime: Runtime, event: MarketplaceEvent) -> str | None:
     return f"HTTP {answer.status_code}: {answer.text[:500]}"
 
 
-async def deliver(runtime: Runtime, event_id: int) -> MarketplaceEvent | None:
+async def deliver(runtime: Runtime, event_id: int) -> None:
     settings = runtime.settings
-    async with runtime.sessions() as session:
+    async with runtime.read_sessions() as session:
         event = await session.get(MarketplaceEvent, event_id)
     if event is None or event.status in SETTLED:
-        return event
+        return
     if not settings.marketplace_webhook_url:
-        return event  # kept, listed, not sent: nobody to send it to (see the README)
+        return  # kept, listed, not sent: nobody to send it to (see the README)
     error = await _post(runtime, event)
+    if error is None:
+        # The usual outcome in one autocommit statement; a concurrent delivery (a
+        # redelivery) that settled it first leaves it as it is.
+        async with runtime.read_sessions() as session:
+            await session.execute(_DELIVERED, {"event_id": event_id, "at": now()})
+        return
     async with transaction(runtime.sessions) as session:
         row = await lock_row_or_none(session, MarketplaceEvent, event_id)
         assert row is not None
         if row.status in SETTLED:
-            return row  # settled by a concurrent delivery (a redelivery)
+            return  # settled by a concurrent delivery (a redelivery)
         row.attempts += 1
-        if error is None:
-            row.status = EventStatus.DELIVERED
-            row.delivered_at = now()
-            row.next_attempt_at = None
-            row.last_error = None
-            return row
         await _failed(session, settings, row, error)
-    return row
+
+
+_DELIVERED = (
+    update(MarketplaceEvent)
+    .where(MarketplaceEvent.id == bindparam("event_id"), MarketplaceEvent.status.not_in(SETTLED))
+    .values(
+        status=EventStatus.DELIVERED,
+        attempts=MarketplaceEvent.attempts + 1,
+        delivered_at=bindparam("at"),
+        next_attempt_at=None,
+        last_error=None,
+    )
+)
 
 
 async def _failed(
