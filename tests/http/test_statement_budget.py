@@ -25,11 +25,13 @@ BUDGETS: dict[str, tuple[int, int]] = {
     # payout history at a payout request.
     # One more at COMMIT where an entry moves a platform account (clearing, fee revenue):
     # those rows are locked for that statement only, not for the whole transaction.
-    # A marketplace event and its delivery job are one statement; the simulator claims
-    # an idempotency key in one, and looks for an injected fault in one without BEGIN.
-    "POST /payments/stripe/payment-intent (card hold)": (16, 8),
-    "POST /payments/{id}/release": (18, 6),
-    "POST /payments/refund (full)": (17, 4),
+    # A marketplace event and its delivery job are one statement; a payment and its
+    # booking are locked in one, a booking and its live payment read in one; the simulator
+    # claims an idempotency key in one, and looks for an injected fault in one without
+    # BEGIN.
+    "POST /payments/stripe/payment-intent (card hold)": (14, 8),
+    "POST /payments/{id}/release": (16, 6),
+    "POST /payments/refund (full)": (15, 4),
     "POST /payments/payouts/request": (7, 0),
     "GET /auth/me (user resolution)": (1, 0),
     "GET /payments/earnings/worker": (2, 0),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.kit.rows import lock_row_or_none
@@ -48,6 +48,27 @@ async def by_provider_id(session: AsyncSession, provider: str, provider_id: str)
     return (
         await session.execute(select(Payment).where(column == provider_id))
     ).scalar_one_or_none()
+
+
+async def lock_booking_and_live_payment(
+    session: AsyncSession, booking_id: int
+) -> tuple[Booking | None, Payment | None]:
+    """The booking under row lock and its live payment (not locked: the booking's lock
+    serialises every change to it), in one statement."""
+    live = and_(Payment.booking_id == Booking.id, Payment.status != PaymentStatus.FAILED)
+    rows = (
+        await session.execute(
+            select(Booking, Payment)
+            .outerjoin(Payment, live)
+            .where(Booking.id == booking_id)
+            .with_for_update(of=Booking)
+            .execution_options(populate_existing=True)
+        )
+    ).all()
+    if not rows:
+        return None, None
+    assert len(rows) == 1, f"booking #{booking_id} has {len(rows)} live payments"
+    return rows[0][0], rows[0][1]
 
 
 async def live_payment(session: AsyncSession, booking_id: int) -> Payment | None:

@@ -184,7 +184,7 @@ async def _pending_payment(
 ) -> Payment:
     """Step 1 of create_hold, under the booking's lock: the booking's pending payment by
     `method`, created on the first request and found again on a retry."""
-    booking = await repository.lock_booking(session, booking_id)
+    booking, payment = await repository.lock_booking_and_live_payment(session, booking_id)
     if booking is None or booking.client_id != user.id:
         raise NotFound("Booking not found")
     if amount != booking.amount or currency != booking.currency:
@@ -192,7 +192,6 @@ async def _pending_payment(
             "The amount must equal the booking's: "
             f"{money.format_amount(booking.amount, booking.currency)} {booking.currency}"
         )
-    payment = await repository.live_payment(session, booking.id)
     if payment is not None and (
         payment.status != PaymentStatus.PENDING
         or payment.payment_method != method
