@@ -310,6 +310,8 @@ LISTS = [
 BAD_PAGES = [
     {"limit": 0}, {"limit": 101}, {"limit": 10**9}, {"limit": -1}, {"limit": "ten"},
     {"limit": 1.5}, {"limit": ""}, {"skip": -1}, {"skip": "x"}, {"skip": 10**20},
+    {"starting_after": 0}, {"starting_after": "x"}, {"starting_after": 2**63},
+    {"starting_after": -5}, {"starting_after": ""},
 ]
 # All of them on one list, the gravest on the others (one dependency reads them all).
 LIST_CASES = [

@@ -15,6 +15,7 @@ from handwork_payments.http.deps import ADMIN_ONLY, AdminUser, RuntimeDep, Sessi
 from handwork_payments.http.responses import ACTION, ADMIN_ONE, ADMIN_READ
 from handwork_payments.kit.clock import now
 from handwork_payments.kit.errors import (
+    BadRequest,
     Forbidden,
     NotFound,
     Unauthorized,
@@ -82,7 +83,12 @@ async def replay_webhook(delivery_id: PathId, admin: AdminUser, runtime: Runtime
     return DeliveryOut.model_validate(await webhooks.replay(runtime, delivery_id, admin.id))
 
 
-@router.get("/alerts", response_model=Page[AlertOut], responses=ADMIN_READ)
+# Newest activity first, so not by id: paged with skip only (starting_after is a 400).
+@router.get(
+    "/alerts",
+    response_model=Page[AlertOut],
+    responses=error_responses(Unauthorized, Forbidden, BadRequest),
+)
 async def list_alerts(
     session: SessionDep, page: PageDep, status: Annotated[AlertStatus | None, Query()] = None
 ) -> Page[AlertOut]:

@@ -47,14 +47,9 @@ async def present(session: AsyncSession, booking: Booking) -> BookingOut:
 
 @router.get("", response_model=Page[BookingOut], responses=READ)
 async def list_bookings(user: CurrentUser, session: SessionDep, page: PageDep) -> Page[BookingOut]:
-    rows, total = await paginate(session, repository.visible_bookings(user), page)
-    parts = await milestones.of_bookings(session, [b.id for b in rows])
-    return Page(
-        items=[BookingOut.of(b, parts[b.id]) for b in rows],
-        total=total,
-        skip=page.skip,
-        limit=page.limit,
-    )
+    found = await paginate(session, repository.visible_bookings(user), page)
+    parts = await milestones.of_bookings(session, [b.id for b in found.rows])
+    return found.page([BookingOut.of(b, parts[b.id]) for b in found.rows])
 
 
 @router.get("/{booking_id:int}", response_model=BookingOut, responses=READ_ONE)

@@ -163,13 +163,8 @@ async def list_payments(
     query = repository.visible_payments(user)
     if status is not None:
         query = query.where(Payment.status == status)
-    items, total = await paginate(session, query, page)
-    return Page(
-        items=[await present(p, user, runtime) for p in items],
-        total=total,
-        skip=page.skip,
-        limit=page.limit,
-    )
+    found = await paginate(session, query, page)
+    return found.page([await present(p, user, runtime) for p in found.rows])
 
 
 # `:int`: only digits match, so GET /payments/refund (a POST-only path) is a 405, not a

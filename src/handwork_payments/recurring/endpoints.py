@@ -56,14 +56,9 @@ async def create_schedule(
 async def list_schedules(
     user: CurrentUser, session: SessionDep, page: PageDep
 ) -> Page[ScheduleOut]:
-    rows, total = await paginate(session, repository.visible(user), page)
-    runs = await repository.runs_of(session, [row.id for row in rows])
-    return Page(
-        items=[ScheduleOut.of(row, runs[row.id]) for row in rows],
-        total=total,
-        skip=page.skip,
-        limit=page.limit,
-    )
+    found = await paginate(session, repository.visible(user), page)
+    runs = await repository.runs_of(session, [row.id for row in found.rows])
+    return found.page([ScheduleOut.of(row, runs[row.id]) for row in found.rows])
 
 
 @router.get(
