@@ -50,12 +50,15 @@ READS = ("earnings", "client summary", "payments list", "transactions", "payment
 
 class World:
     """Tokens and ids prepared over HTTP before any load: a client and a worker per
-    connection, a hot worker with money to pay out, a payment to read."""
+    connection, a hot worker with money to pay out, and a client and a worker whose reads
+    are measured (no flow touches them: what they read is the same in every phase)."""
 
-    def __init__(self, pairs: list[tuple[Party, Party]], hot: Party, paid: int) -> None:
+    def __init__(
+        self, pairs: list[tuple[Party, Party]], hot: Party, readers: tuple[Party, Party], paid: int
+    ) -> None:
         self.pairs = pairs
         self.hot = hot
-        self.client, self.worker = pairs[0]
+        self.client, self.worker = readers
         self.paid = paid
         lines = ",\n".join(
             f'  {{client="{c.token}", worker="{w.token}", worker_id={w.id}}}' for c, w in pairs
@@ -80,9 +83,9 @@ async def prepare(base: str, count: int) -> World:
         hot_client, hot = await parties(http, "hot")
         # 950.00 available: payout requests of 0.01 never run it dry during the bench.
         await released_payment(http, hot_client, hot, "1000.00")
-        client, worker = pairs[0]
+        client, worker = await parties(http, "reader")
         paid = await released_payment(http, client, worker, "10.00")
-    return World(pairs, hot, paid)
+    return World(pairs, hot, (client, worker), paid)
 
 
 def flows(base: str, world: World, flow: str, connections: int, seconds: float) -> load.Load:
@@ -150,6 +153,10 @@ def one_server(
             for connections in SWEEP:
                 phases["sweep"][connections] = flows(base, world, "escrow", connections, SECONDS)
                 verdicts.append(f"sweep {connections}: {servers.ledger_verify(env)}")
+            # Read again just before the growth: the ratio compares reads of one database
+            # moments apart, 10^6 postings between them, not the first phase's reads
+            # against reads after every flow (a warmer, busier, bigger database).
+            phases["before growth"] = reads(base, world, SECONDS)
             phases["grown"] = report.grow_ledger(env["DATABASE_URL"], LEDGER_ROWS)
             phases["large"] = reads(base, world, SECONDS)
             verdicts.append(f"reads at {phases['grown']:,} postings: {servers.ledger_verify(env)}")
