@@ -323,7 +323,7 @@ async def test_a_burst_larger_than_the_connection_pool_is_served(
     api_http: Api, server: Server
 ) -> None:
     """More requests at once than the server has database connections (its default pool
-    is 10 + 10 overflow): each must still be answered, none with a 5xx, none after a pool
+    is 20, no overflow): each must still be answered, none with a 5xx, none after a pool
     timeout. (A request that held one pooled connection for its whole life while its
     service command waited for a second one made such a burst deadlock the process.)"""
     api = api_http
