@@ -106,18 +106,25 @@ class Server:
 
 @pytest.fixture
 def server(
-    database_url: str, runtime: Runtime, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    database_url: str,
+    runtime: Runtime,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Server]:
     """The real `handwork-payments serve` process, with its in-process worker, on the
     database the `runtime` fixture uses (so conftest empties and verifies it too). One per
     test, started after conftest has emptied the tables: emptying them under a running
     worker would delete its procrastinate_workers row, and it could fetch no job after.
-    It runs in a scratch directory so that no `.env` file is read."""
+    It runs in a scratch directory so that no `.env` file is read. A test marked
+    `server_env(NAME="value")` gives it those settings too."""
     del runtime  # requested for its place in the fixture order (after the cleaning)
     workdir = tmp_path_factory.mktemp("server")
     log = workdir / "server.log"
     port = free_port()
     env = server_env(database_url)
+    marker = request.node.get_closest_marker("server_env")
+    if marker is not None:
+        env.update(marker.kwargs)
     with log.open("wb") as out:
         process = subprocess.Popen(
             [str(BIN / "handwork-payments"), "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -319,16 +326,22 @@ async def test_parallel_payout_requests_never_spend_the_balance_twice(
     await ledger_verify(server)
 
 
+# Two connections for the API and the in-process worker: the pool has no overflow, so a
+# path that held one connection while waiting for a second would deadlock here at once.
+@pytest.mark.server_env(DB_POOL_SIZE="2")
 async def test_a_burst_larger_than_the_connection_pool_is_served(
     api_http: Api, server: Server
 ) -> None:
-    """More requests at once than the server has database connections (its default pool
-    is 20, no overflow): each must still be answered, none with a 5xx, none after a pool
-    timeout. (A request that held one pooled connection for its whole life while its
-    service command waited for a second one made such a burst deadlock the process.)"""
+    """Thirty times more requests at once than the server has database connections: each
+    must still be answered, none with a 5xx, none after a pool timeout. (A request that
+    held one pooled connection for its whole life while its service command waited for a
+    second one made such a burst deadlock the process.) Card holds and releases run in
+    the burst too: the simulated provider takes connections of the same pool."""
     api = api_http
     # 40.00 at 5%: worker 38.00. Fifty payouts of 1.00: 38 fit, 12 do not.
     client, pro, payment = await held_payment(api, "stripe", "40.00")
+    payer, payee = await api.user("client"), await api.user("worker")
+    bookings = [await api.booking(payer, payee, "10.00") for _ in range(6)]
     r = await api.post(f"/payments/{payment['id']}/release", client)
     assert r.status_code == 200, r.text
     r = await api.client.put(
@@ -347,6 +360,7 @@ async def test_a_burst_larger_than_the_connection_pool_is_served(
             api.client.get("/api/v1/payments/earnings/worker", headers=pro.headers)
             for _ in range(10)
         ),
+        *(api.stripe_payment(payer, booking) for booking in bookings),
     )
     elapsed = time.monotonic() - started
     assert all(r.status_code < 500 for r in answers), [
@@ -354,6 +368,8 @@ async def test_a_burst_larger_than_the_connection_pool_is_served(
     ]
     codes = sorted(r.status_code for r in answers[:50])
     assert codes == [201] * 38 + [400] * 12, codes
+    held = [r.json()["status"] for r in answers[60:]]
+    assert held == ["held"] * 6, [r.text for r in answers[60:]]
     # Well under the 30 s a request waits for a pooled connection before it gives up.
     assert elapsed < 25, f"the burst took {elapsed:.1f}s: requests waited for connections"
     earnings = await api.earnings(pro)
