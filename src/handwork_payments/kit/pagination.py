@@ -87,9 +87,9 @@ async def paginate(session: AsyncSession, query: Select[T], page: PageParams) ->
         )
     ).all()
     if not rows:
-        total = 0 if page.skip == 0 and page.starting_after is None else None
-        if total is None:
-            total = int(await session.scalar(select(total_of_all)) or 0)
+        # An empty first page: the list is empty. Past its start: count it apart.
+        from_start = page.skip == 0 and page.starting_after is None
+        total = 0 if from_start else int(await session.scalar(select(total_of_all)) or 0)
         return Rows([], total, None, page)
     more = len(rows) > page.limit
     found = [row[0] for row in rows[: page.limit]]
