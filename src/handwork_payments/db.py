@@ -156,6 +156,12 @@ def make_sessions(engine: AsyncEngine) -> Sessions:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
+def make_autocommit_sessions(engine: AsyncEngine) -> Sessions:
+    """Sessions on the same pool without BEGIN/COMMIT round trips: each statement commits
+    by itself (reads, and writes that are one statement)."""
+    return make_sessions(engine.execution_options(isolation_level="AUTOCOMMIT"))
+
+
 @asynccontextmanager
 async def transaction(sessions: Sessions) -> AsyncIterator[AsyncSession]:
     """One unit of work: commits when the block ends normally, rolls back otherwise.

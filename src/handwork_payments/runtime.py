@@ -10,7 +10,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from handwork_payments.auth.passwords import Passwords
-from handwork_payments.db import Sessions, make_engine, make_sessions
+from handwork_payments.db import Sessions, make_autocommit_sessions, make_engine, make_sessions
 from handwork_payments.installation import provider_ids
 from handwork_payments.kit.crypto import MetadataCipher
 from handwork_payments.providers import Providers, build_providers
@@ -57,7 +57,7 @@ class Runtime:
             providers=build_providers(settings, sessions, provider_ids(settings, database_url)),
             cipher=MetadataCipher(settings.metadata_encryption_keys),
             jwt_secret=jwt_secret,
-            read_sessions=make_sessions(engine.execution_options(isolation_level="AUTOCOMMIT")),
+            read_sessions=make_autocommit_sessions(engine),
             outbound_http=httpx.AsyncClient(follow_redirects=False),
             passwords=Passwords(
                 settings.password_hash_time_cost,

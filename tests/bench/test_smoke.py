@@ -17,7 +17,6 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_the_bench_runs_end_to_end(tmp_path: Path) -> None:
     env = {
-        **os.environ,
         "BENCH_SECONDS": "1",
         "BENCH_CONNECTIONS": "2",
         "BENCH_SWEEP": "1,2",
@@ -29,17 +28,7 @@ def test_the_bench_runs_end_to_end(tmp_path: Path) -> None:
         "BENCH_DB_POOL_SIZE": "2",
         "BENCH_RESULTS": str(tmp_path),
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.api"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    out = done.stdout + done.stderr
-    assert done.returncode == 0, out[-4000:]
+    out = _run("bench.api", env, timeout=600)
     for figure in ("TPC-B", "escrow flows", "refund flows", "payout requests", "slow provider"):
         assert figure in out, figure
     assert "BROKEN" not in out, out[-4000:]
@@ -53,18 +42,23 @@ def test_the_bench_runs_end_to_end(tmp_path: Path) -> None:
 def test_the_jobs_bench_runs_end_to_end() -> None:
     """`bench.jobs` rotted once unseen (a service's signature changed under it): it runs
     here with a handful of jobs, and its figures and verdict must be printed."""
-    env = {**os.environ, "BENCH_JOBS": "10", "BENCH_JOB_SAMPLES": "2"}
+    out = _run("bench.jobs", {"BENCH_JOBS": "10", "BENCH_JOB_SAMPLES": "2"}, timeout=300)
+    assert "send_payout (Stripe simulator)" in out, out[-4000:]
+    assert "deliver_event (receiver process)" in out, out[-4000:]
+    assert "ledger invariants after the run: all hold" in out, out[-4000:]
+
+
+def _run(module: str, env: dict[str, str], *, timeout: float) -> str:
+    """`python -m <module>` with `env` on top of ours; its output, once it exited 0."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench.jobs"],
+        [sys.executable, "-m", module],
         cwd=ROOT,
-        env=env,
+        env={**os.environ, **env},
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
         check=False,
     )
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-4000:]
-    assert "send_payout (Stripe simulator)" in out, out[-4000:]
-    assert "deliver_event (receiver process)" in out, out[-4000:]
-    assert "ledger invariants after the run: all hold" in out, out[-4000:]
+    return out

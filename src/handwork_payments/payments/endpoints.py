@@ -3,7 +3,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.http.deps import ClientUser, CurrentUser, RuntimeDep, SessionDep
@@ -40,16 +39,10 @@ async def present(payment: Payment, user: User, runtime: Runtime) -> PaymentOut:
 
 async def with_booking(session: AsyncSession, payment_id: int) -> tuple[Payment, Booking]:
     """The payment and its booking (one statement), or a 404."""
-    found = (
-        await session.execute(
-            select(Payment, Booking)
-            .join(Booking, Booking.id == Payment.booking_id)
-            .where(Payment.id == payment_id)
-        )
-    ).first()
+    found = await repository.with_booking(session, payment_id)
     if found is None:
         raise NotFound("Payment not found")
-    return found[0], found[1]
+    return found
 
 
 async def _hold(

@@ -104,7 +104,7 @@ def set_provider_id(payment: Payment, provider_id: str) -> None:
 
 async def locked(session: AsyncSession, payment_id: int) -> tuple[Payment, Booking]:
     """The payment and its booking, both under row lock (payment first, always)."""
-    found = await repository.lock_with_booking(session, payment_id)
+    found = await repository.with_booking(session, payment_id, lock=True)
     if found is None:
         raise NotFound("Payment not found")
     return found

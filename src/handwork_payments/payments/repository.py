@@ -25,21 +25,20 @@ async def lock_booking(session: AsyncSession, booking_id: int) -> Booking | None
     return await lock_row_or_none(session, Booking, booking_id)
 
 
-async def lock_with_booking(
-    session: AsyncSession, payment_id: int
+async def with_booking(
+    session: AsyncSession, payment_id: int, *, lock: bool = False
 ) -> tuple[Payment, Booking] | None:
-    """The payment and its booking under row lock, in one statement. PostgreSQL locks a
-    joined row's tables in the order of the FROM list: the payment, then its booking, the
-    order every other path takes them in."""
-    found = (
-        await session.execute(
-            select(Payment, Booking)
-            .join(Booking, Booking.id == Payment.booking_id)
-            .where(Payment.id == payment_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    ).first()
+    """The payment and its booking in one statement; with `lock`, both under row lock.
+    PostgreSQL locks a joined row's tables in the order of the FROM list: the payment,
+    then its booking, the order every other path takes them in."""
+    query = (
+        select(Payment, Booking)
+        .join(Booking, Booking.id == Payment.booking_id)
+        .where(Payment.id == payment_id)
+    )
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    found = (await session.execute(query)).first()
     return None if found is None else (found[0], found[1])
 
 

@@ -30,7 +30,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import flag_modified
 
-from handwork_payments.db import Sessions, make_sessions, provider_statements, transaction
+from handwork_payments.db import (
+    Sessions,
+    make_autocommit_sessions,
+    provider_statements,
+    transaction,
+)
 from handwork_payments.kit.money import MAX_AMOUNT_MINOR, MoneyError, normalize_currency
 from handwork_payments.models import SimulatedObject
 from handwork_payments.providers.base import (
@@ -198,8 +203,7 @@ class SimulatedProvider(ABC):
     def __init__(self, sessions: Sessions, settings: Settings, ids: ProviderIds) -> None:
         self.sessions = sessions
         # Single statements without BEGIN and COMMIT around them.
-        bind = sessions.kw["bind"]
-        self._autocommit = make_sessions(bind.execution_options(isolation_level="AUTOCOMMIT"))
+        self._autocommit = make_autocommit_sessions(sessions.kw["bind"])
         self.settings = settings
         # Keys and references are sent under the installation's prefix, as to a real
         # provider: two installations on one simulator store never answer each other.
