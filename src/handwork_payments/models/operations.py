@@ -183,6 +183,9 @@ class SimulatedObject(Base):
     the way a real provider's state is shared by every caller."""
 
     __tablename__ = "simulated_objects"
+    # Every simulated call looks for an injected fault of its provider (a kind with a
+    # handful of rows); without this index that read every object the simulator ever made.
+    __table_args__ = (Index("ix_simulated_objects_provider_kind", "provider", "kind"),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     provider: Mapped[str] = mapped_column(String(16))
