@@ -9,9 +9,22 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ScalarSelect, and_, distinct, exists, func, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    ScalarSelect,
+    Select,
+    String,
+    and_,
+    bindparam,
+    distinct,
+    exists,
+    func,
+    select,
+)
 from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -56,9 +69,10 @@ async def note_value(
     await note(session, user_id, kind, digest(key, kind, value))
 
 
-def shared_kinds(user_id: int, others: Any) -> ScalarSelect[Any]:
-    """SQL: the kinds of signal the account shares with any of `others` (ids, or a
-    subquery of them), as a sorted array; NULL when nothing ties them."""
+def shared_kinds(user_id: ColumnElement[int], others: Any) -> ScalarSelect[Any]:
+    """SQL: the kinds of signal the account `user_id` (a bound parameter) shares with any
+    of `others` (parameters, or a subquery of ids), as a sorted array; NULL when nothing
+    ties them."""
     mine, theirs = aliased(RiskSignal), aliased(RiskSignal)
     return (
         select(func.array_agg(aggregate_order_by(distinct(mine.kind), mine.kind)))
@@ -74,6 +88,16 @@ async def note_card(
     """Record the client's card, and answer whether another client account paid this
     worker with it (one person paying their own worker account through several client
     accounts). One statement: the insert rides along as a CTE."""
+    params = {"client_id": client_id, "digest": card_digest, "worker_id": worker_id}
+    return bool(await session.scalar(_note_card(), params))
+
+
+@cache
+def _note_card() -> Select[Any]:
+    """note_card's statement, built once per process (with its aliases and CTE, built per
+    call it cost more Python than its execution)."""
+    client_id = bindparam("client_id", type_=BigInteger)
+    card_digest = bindparam("digest", type_=String)
     noted = (
         insert(RiskSignal)
         .values(user_id=client_id, kind=SignalKind.CARD, digest=card_digest)
@@ -81,20 +105,17 @@ async def note_card(
         .cte("noted")
     )
     other = aliased(RiskSignal)
-    return bool(
-        await session.scalar(
-            select(
-                exists().where(
-                    other.kind == SignalKind.CARD,
-                    other.digest == card_digest,
-                    other.user_id != client_id,
-                    exists().where(
-                        Booking.client_id == other.user_id, Booking.worker_id == worker_id
-                    ),
-                )
-            ).add_cte(noted)
+    return select(
+        exists().where(
+            other.kind == SignalKind.CARD,
+            other.digest == card_digest,
+            other.user_id != client_id,
+            exists().where(
+                Booking.client_id == other.user_id,
+                Booking.worker_id == bindparam("worker_id", type_=BigInteger),
+            ),
         )
-    )
+    ).add_cte(noted)
 
 
 async def note_address(runtime: Runtime, user_id: int, client_ip: str) -> None:

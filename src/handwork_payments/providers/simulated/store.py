@@ -23,9 +23,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, TypeVar
 
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import flag_modified
@@ -87,6 +88,39 @@ _TAKE_FAULT = text(
     " AND (picked.data->>'times')::int > 1)"
     " SELECT data FROM picked"
 )
+
+
+# The statements every simulated call runs, built once per process: built per call, their
+# construction and cache key cost about as much Python as their execution.
+@cache
+def _claim_statement() -> Any:
+    """Claim an idempotency key (see _claim_key): insert its record or find it, locked."""
+    claim = pg_insert(SimulatedObject).values(
+        id=bindparam("id"),
+        provider=bindparam("provider"),
+        kind=bindparam("kind"),
+        idempotency_key=bindparam("idempotency_key"),
+        data=bindparam("data", type_=SimulatedObject.data.type),
+    )
+    return claim.on_conflict_do_update(
+        index_elements=[SimulatedObject.idempotency_key],
+        set_={"idempotency_key": claim.excluded.idempotency_key},
+    ).returning(SimulatedObject)
+
+
+@cache
+def _load_statement(lock: bool) -> Any:
+    query = select(SimulatedObject).where(
+        SimulatedObject.id == bindparam("id"),
+        SimulatedObject.provider == bindparam("provider"),
+        SimulatedObject.kind == bindparam("kind"),
+    )
+    if lock:
+        # Serialises changes to one object across every process on the database.
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return query
+
+
 PAYMENT_INTENT = "payment_intent"
 CHARGE = "charge"
 REFUND = "refund"
@@ -501,18 +535,15 @@ class SimulatedProvider(ABC):
         # and either way the row comes back locked (ON CONFLICT DO UPDATE locks the row it
         # finds). A concurrent call with the same key waits until the first commits (or
         # rolls back), then finds its stored answer: one key, one action, across processes.
-        claim = pg_insert(SimulatedObject).values(
-            id=f"idem_{random_string(ALNUM, 24)}",
-            provider=self.name,
-            kind=IDEMPOTENCY,
-            idempotency_key=scoped,
-            data={"operation": operation, "params": params},
-        )
         record = await session.scalar(
-            claim.on_conflict_do_update(
-                index_elements=[SimulatedObject.idempotency_key],
-                set_={"idempotency_key": claim.excluded.idempotency_key},
-            ).returning(SimulatedObject),
+            _claim_statement(),
+            {
+                "id": f"idem_{random_string(ALNUM, 24)}",
+                "provider": self.name,
+                "kind": IDEMPOTENCY,
+                "idempotency_key": scoped,
+                "data": {"operation": operation, "params": params},
+            },
             execution_options={"populate_existing": True},
         )
         assert record is not None
@@ -548,15 +579,9 @@ class SimulatedProvider(ABC):
             # Could never have been stored: unknown, as the provider would answer, rather
             # than a database error.
             raise self._missing(kind, object_id)
-        query = select(SimulatedObject).where(
-            SimulatedObject.id == object_id,
-            SimulatedObject.provider == self.name,
-            SimulatedObject.kind == kind,
+        row = await session.scalar(
+            _load_statement(lock), {"id": object_id, "provider": self.name, "kind": kind}
         )
-        if lock:
-            # Serialises changes to one object across every process on the database.
-            query = query.with_for_update().execution_options(populate_existing=True)
-        row = await session.scalar(query)
         if row is None:
             raise self._missing(kind, object_id)
         return row
