@@ -11,6 +11,7 @@ from handwork_payments.db import transaction
 from handwork_payments.kit import jobs
 from handwork_payments.kit.clock import now
 from handwork_payments.kit.errors import Conflict, Forbidden, NotFound
+from handwork_payments.kit.rows import row_or_none
 from handwork_payments.models import (
     Booking,
     BookingStatus,
@@ -72,7 +73,7 @@ async def create(
 
 
 async def check_worker(session: AsyncSession, worker_id: int) -> None:
-    worker = await session.get(User, worker_id)
+    worker = await row_or_none(session, User, worker_id)
     if worker is None or worker.role != Role.WORKER:
         raise NotFound(f"Worker #{worker_id} not found")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Engine, event, select, text
 from sqlalchemy.dialects.postgresql import insert
@@ -41,7 +42,15 @@ def _database(session: AsyncSession | Session) -> str:
     if bind is None:
         return ""
     engine = bind if isinstance(bind, Engine | AsyncEngine) else bind.engine
-    return str(engine.url)
+    # The URL rendered once per engine: rendering it is a measurable part of a posting.
+    sync = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+    named = _URLS.get(sync)
+    if named is None:
+        named = _URLS[sync] = str(sync.url)
+    return named
+
+
+_URLS: WeakKeyDictionary[Engine, str] = WeakKeyDictionary()
 
 
 def _remember_after_commit(session: AsyncSession, account: LedgerAccount) -> None:

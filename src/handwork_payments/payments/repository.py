@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Select, and_, or_, select
+from functools import cache
+
+from sqlalchemy import Select, and_, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.kit.rows import lock_row_or_none
@@ -31,15 +33,36 @@ async def with_booking(
     """The payment and its booking in one statement; with `lock`, both under row lock.
     PostgreSQL locks a joined row's tables in the order of the FROM list: the payment,
     then its booking, the order every other path takes them in."""
+    found = (await session.execute(_with_booking(lock), {"payment_id": payment_id})).first()
+    return None if found is None else (found[0], found[1])
+
+
+# The statements of every money command and payment read, built once per process: built
+# per call, construction and cache key cost about as much Python as the round trip.
+
+
+@cache
+def _with_booking(lock: bool) -> Select[Payment, Booking]:
     query = (
         select(Payment, Booking)
         .join(Booking, Booking.id == Payment.booking_id)
-        .where(Payment.id == payment_id)
+        .where(Payment.id == bindparam("payment_id"))
     )
     if lock:
         query = query.with_for_update().execution_options(populate_existing=True)
-    found = (await session.execute(query)).first()
-    return None if found is None else (found[0], found[1])
+    return query
+
+
+@cache
+def _booking_and_live_payment() -> Select[Booking, Payment]:
+    live = and_(Payment.booking_id == Booking.id, Payment.status != PaymentStatus.FAILED)
+    return (
+        select(Booking, Payment)
+        .outerjoin(Payment, live)
+        .where(Booking.id == bindparam("booking_id"))
+        .with_for_update(of=Booking)
+        .execution_options(populate_existing=True)
+    )
 
 
 async def by_provider_id(session: AsyncSession, provider: str, provider_id: str) -> Payment | None:
@@ -54,16 +77,7 @@ async def lock_booking_and_live_payment(
 ) -> tuple[Booking | None, Payment | None]:
     """The booking under row lock and its live payment (not locked: the booking's lock
     serialises every change to it), in one statement."""
-    live = and_(Payment.booking_id == Booking.id, Payment.status != PaymentStatus.FAILED)
-    rows = (
-        await session.execute(
-            select(Booking, Payment)
-            .outerjoin(Payment, live)
-            .where(Booking.id == booking_id)
-            .with_for_update(of=Booking)
-            .execution_options(populate_existing=True)
-        )
-    ).all()
+    rows = (await session.execute(_booking_and_live_payment(), {"booking_id": booking_id})).all()
     if not rows:
         return None, None
     assert len(rows) == 1, f"booking #{booking_id} has {len(rows)} live payments"

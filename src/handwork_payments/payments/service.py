@@ -32,6 +32,7 @@ from handwork_payments.kit.errors import (
     ProviderUnavailable,
     RiskBlocked,
 )
+from handwork_payments.kit.rows import row_or_none
 from handwork_payments.models import (
     Booking,
     BookingStatus,
@@ -433,7 +434,7 @@ async def finish_capture(
     transaction. Without (the hold guard, the resolver), the money stays in escrow, now
     held on the platform's provider balance: the escrow account does not change."""
     async with runtime.sessions() as session:
-        payment = await session.get(Payment, payment_id)
+        payment = await row_or_none(session, Payment, payment_id)
         assert payment is not None
     if operation_of(payment) != CAPTURE:
         return payment  # finished already (by a retry, the resolver, another process)

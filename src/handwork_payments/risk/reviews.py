@@ -4,9 +4,10 @@ sending ask before moving money; the sweeps leave reviewed objects out (`reviewe
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, select
+from sqlalchemy import ColumnElement, Select, bindparam, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handwork_payments.audit.alerts import alert
@@ -74,15 +75,8 @@ async def ensure_no_open_review(
     session: AsyncSession, object_type: ReviewObject, object_id: int
 ) -> None:
     """Raise UnderReview (409) while a review of the object is open or rejected."""
-    status = await session.scalar(
-        select(RiskReview.status)
-        .where(
-            RiskReview.object_type == object_type,
-            RiskReview.object_id == object_id,
-            RiskReview.status.in_(UNDECIDED),
-        )
-        .limit(1)
-    )
+    params = {"object_type": object_type, "object_id": object_id}
+    status = await session.scalar(_undecided_review(), params)
     if status is not None:
         what = (
             "waits for a risk review" if status == ReviewStatus.OPEN else "was rejected in review"
@@ -99,4 +93,18 @@ def reviewed(object_type: ReviewObject, id_column: Any) -> ColumnElement[bool]:
         RiskReview.object_type == object_type,
         RiskReview.object_id == id_column,
         RiskReview.status.in_(UNDECIDED),
+    )
+
+
+@cache
+def _undecided_review() -> Select[ReviewStatus]:
+    """ensure_no_open_review's statement, on every payout and capture: built once."""
+    return (
+        select(RiskReview.status)
+        .where(
+            RiskReview.object_type == bindparam("object_type"),
+            RiskReview.object_id == bindparam("object_id"),
+            RiskReview.status.in_(UNDECIDED),
+        )
+        .limit(1)
     )
