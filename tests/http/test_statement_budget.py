@@ -28,8 +28,9 @@ BUDGETS: dict[str, tuple[int, int]] = {
     # A marketplace event and its delivery job are one statement; a payment and its
     # booking are locked in one, a booking and its live payment read in one; the simulator
     # claims an idempotency key in one, and looks for an injected fault in one without
-    # BEGIN.
-    "POST /payments/stripe/payment-intent (card hold)": (14, 8),
+    # BEGIN. The simulated intent is inserted once, confirmed, with its charge, and is
+    # not read back: 8 -> 4.
+    "POST /payments/stripe/payment-intent (card hold)": (14, 4),
     "POST /payments/{id}/release": (16, 6),
     "POST /payments/refund (full)": (15, 4),
     "POST /payments/payouts/request": (7, 0),

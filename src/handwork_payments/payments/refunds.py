@@ -19,6 +19,7 @@ from handwork_payments.kit.errors import (
     NotFound,
     ProviderUnavailable,
 )
+from handwork_payments.kit.rows import row_or_none
 from handwork_payments.models import (
     Booking,
     HoldKind,
@@ -138,8 +139,10 @@ async def finish_refund(
 ) -> Payment:
     """The provider side of a refund (a void of a whole authorisation, or a refund of
     captured money), then its entry. Safe to run again after a timeout."""
-    async with runtime.sessions() as session:
-        payment = await session.get(Payment, payment_id)
+    # Autocommit reads (no BEGIN and ROLLBACK round trips): nothing is decided on them
+    # but whether the operation is still ours to finish, and the marker says that.
+    async with runtime.read_sessions() as session:
+        payment = await row_or_none(session, Payment, payment_id)
         row = await repository.refund(session, refund_id)
         assert payment is not None and row is not None
     if operation_of(payment) != operations.refund(refund_id):

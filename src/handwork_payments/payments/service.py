@@ -433,7 +433,8 @@ async def finish_capture(
     at the provider, then apply it; with `release`, post the release in the same
     transaction. Without (the hold guard, the resolver), the money stays in escrow, now
     held on the platform's provider balance: the escrow account does not change."""
-    async with runtime.sessions() as session:
+    # An autocommit read (no BEGIN and ROLLBACK round trips): the marker decides.
+    async with runtime.read_sessions() as session:
         payment = await row_or_none(session, Payment, payment_id)
         assert payment is not None
     if operation_of(payment) != CAPTURE:

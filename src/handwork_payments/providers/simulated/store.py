@@ -74,6 +74,7 @@ FAULT_MODES = frozenset({"timeout", "timeout_after_success", "error", "delay"})
 
 # Row kinds in simulated_objects.
 IDEMPOTENCY = "idempotency"
+_MADE = "simulated_rows_made"
 FAULT = "fault"
 # The oldest fault of a provider for an operation, counted down, deleted with its last use;
 # its data as it was (times before this use).
@@ -570,6 +571,9 @@ class SimulatedProvider(ABC):
     ) -> SimulatedObject:
         row = SimulatedObject(id=object_id, provider=self.name, kind=kind, data=data)
         session.add(row)
+        # Kept for the call's session: the session's map holds unchanged rows weakly, and a
+        # row made here is often read again before the call ends (see _load).
+        session.info.setdefault(_MADE, []).append(row)
         return row
 
     async def _load(
@@ -579,12 +583,22 @@ class SimulatedProvider(ABC):
             # Could never have been stored: unknown, as the provider would answer, rather
             # than a database error.
             raise self._missing(kind, object_id)
-        row = await session.scalar(
-            _load_statement(lock), {"id": object_id, "provider": self.name, "kind": kind}
-        )
+        # Unlocked, an object this call's session holds already is that object: a SELECT
+        # would return the same instance (the session keeps its copy), after a round trip.
+        row = None if lock else self._held(session, object_id)
         if row is None:
+            row = await session.scalar(
+                _load_statement(lock), {"id": object_id, "provider": self.name, "kind": kind}
+            )
+        if row is None or row.provider != self.name or row.kind != kind:
             raise self._missing(kind, object_id)
         return row
+
+    @staticmethod
+    def _held(session: AsyncSession, object_id: str) -> SimulatedObject | None:
+        key = session.identity_key(SimulatedObject, object_id)
+        found = session.identity_map.get(key)
+        return found if isinstance(found, SimulatedObject) else None
 
     async def _find(self, session: AsyncSession, kind: str, nested: Json) -> SimulatedObject | None:
         """The first object of `kind` whose JSON contains `nested`."""

@@ -196,9 +196,10 @@ class SimulatedStripe(StripeBank):
             await self._check_attached(session, hold.customer, hold.payment_method)
             intent.update(customer=hold.customer, off_session=True)
         row = self._insert(session, intent["id"], PAYMENT_INTENT, intent)
-        await session.flush()
         if hold.payment_method is not None:
+            # Confirmed before it is written: the intent is inserted once, as it ends up.
             await self._confirm_intent(session, row, hold.payment_method)
+        await session.flush()
         return await self._intent_hold(session, intent["id"], lock=False)
 
     async def _confirm_intent(
