@@ -146,6 +146,9 @@ def _engine(url: str, pool_size: int) -> AsyncEngine:
         # invalidates the whole pool; connections are renewed every half hour anyway.
         pool_pre_ping=False,
         pool_recycle=1800,
+        # An autocommit connection (reads, the user's row, single-statement writes) has no
+        # transaction to roll back when it returns to the pool: no ROLLBACK call for it.
+        skip_autocommit_rollback=True,
         # A failed statement's error (logged) must not print its parameters: tokens,
         # emails, encrypted metadata.
         hide_parameters=True,
