@@ -212,7 +212,7 @@ def test_the_walk_sees_imports_inside_functions_and_relative_ones() -> None:
     assert f"{PACKAGE}.db" in edges[f"{PACKAGE}.payments.service"]
     # `from handwork_payments.payments import refunds` is an edge to the submodule.
     assert f"{PACKAGE}.payments.refunds" in edges[f"{PACKAGE}.bookings.service"]
-    # app.py imports its routers inside api_router().
+    # app.py imports its routers inside api_routers().
     assert f"{PACKAGE}.payments.refund_endpoints" in edges[f"{PACKAGE}.app"]
 
 
