@@ -25,7 +25,7 @@ from handwork_payments.events.signing import SIGNATURE_HEADER, signature
 from handwork_payments.kit import jobs
 from handwork_payments.kit.clock import now
 from handwork_payments.kit.errors import NotFound
-from handwork_payments.kit.rows import lock_row_or_none
+from handwork_payments.kit.rows import lock_row_or_none, row_or_none
 from handwork_payments.models import EventStatus, MarketplaceEvent
 from handwork_payments.runtime import Runtime
 from handwork_payments.settings import Settings
@@ -78,7 +78,7 @@ async def _post(runtime: Runtime, event: MarketplaceEvent) -> str | None:
 async def deliver(runtime: Runtime, event_id: int) -> None:
     settings = runtime.settings
     async with runtime.read_sessions() as session:
-        event = await session.get(MarketplaceEvent, event_id)
+        event = await row_or_none(session, MarketplaceEvent, event_id)
     if event is None or event.status in SETTLED:
         return
     if not settings.marketplace_webhook_url:
