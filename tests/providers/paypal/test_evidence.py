@@ -87,7 +87,11 @@ async def test_evidence_is_provided_as_the_disputes_spec_describes(
     [dispute] = await dispute_rows(api.runtime, payment["id"])
     assert dispute.status == "under_review"
     assert_spec_checked(double, "disputes.provide_evidence")
-    assert paypal_specs.report.operations["schema:disputes#evidence"] >= len(held["evidences"])
+    if double.validator is not None and double.validator.enabled:
+        # Without the specs (a checkout beside no ../shared) the fixture has warned and
+        # nothing was validated, as assert_spec_checked says.
+        evidences = paypal_specs.report.operations["schema:disputes#evidence"]
+        assert evidences >= len(held["evidences"])
 
 
 async def test_the_specs_catch_an_evidence_type_paypal_does_not_know(
