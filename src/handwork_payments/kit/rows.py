@@ -10,29 +10,36 @@ annotates a new statement on every call, which cost more Python than its round t
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, TypeVar, TypeVarTuple
 
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 Row = TypeVar("Row")
+Columns = TypeVarTuple("Columns")
 
 
 _BY_ID: dict[tuple[type[Any], bool], Select[Any]] = {}
+
+
+def locking(query: Select[*Columns], of: Any = None) -> Select[*Columns]:
+    """`query` taking its rows' locks (those of `of` only, when given), its rows read as they
+    are now even where the session holds a copy: every locking read goes through here."""
+    return query.with_for_update(of=of).execution_options(populate_existing=True)
 
 
 def _by_id(model: type[Any], lock: bool) -> Select[Any]:
     query = _BY_ID.get((model, lock))
     if query is None:
         query = select(model).where(model.id == bindparam("id"))
-        if lock:
-            query = query.with_for_update().execution_options(populate_existing=True)
-        _BY_ID[(model, lock)] = query
+        query = _BY_ID[(model, lock)] = locking(query) if lock else query
     return query
 
 
 async def row_or_none(session: AsyncSession, model: type[Row], row_id: int) -> Row | None:
-    """The row with this id, read now (unlike `session.get`, never the session's copy)."""
+    """The row with this id, in one statement built once (`session.get` builds one per
+    call). As with any unlocked read, a copy the session holds already is returned as it
+    is: read-only paths use a session of their own."""
     found: Row | None = await session.scalar(_by_id(model, False), {"id": row_id})
     return found
 
@@ -51,4 +58,4 @@ async def lock_row(session: AsyncSession, model: type[Row], row_id: int) -> Row:
 async def lock_first(session: AsyncSession, query: Select[Row]) -> Row | None:
     """The first row `query` finds (None when none), under the same lock: for rows found by
     something other than their id."""
-    return await session.scalar(query.with_for_update().execution_options(populate_existing=True))
+    return await session.scalar(locking(query))

@@ -7,7 +7,7 @@ from functools import cache
 from sqlalchemy import Select, and_, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handwork_payments.kit.rows import lock_row_or_none
+from handwork_payments.kit.rows import lock_row_or_none, locking
 from handwork_payments.models import (
     Booking,
     Payment,
@@ -48,21 +48,14 @@ def _with_booking(lock: bool) -> Select[Payment, Booking]:
         .join(Booking, Booking.id == Payment.booking_id)
         .where(Payment.id == bindparam("payment_id"))
     )
-    if lock:
-        query = query.with_for_update().execution_options(populate_existing=True)
-    return query
+    return locking(query) if lock else query
 
 
 @cache
 def _booking_and_live_payment() -> Select[Booking, Payment]:
     live = and_(Payment.booking_id == Booking.id, Payment.status != PaymentStatus.FAILED)
-    return (
-        select(Booking, Payment)
-        .outerjoin(Payment, live)
-        .where(Booking.id == bindparam("booking_id"))
-        .with_for_update(of=Booking)
-        .execution_options(populate_existing=True)
-    )
+    query = select(Booking, Payment).outerjoin(Payment, live)
+    return locking(query.where(Booking.id == bindparam("booking_id")), of=Booking)
 
 
 async def by_provider_id(session: AsyncSession, provider: str, provider_id: str) -> Payment | None:

@@ -38,6 +38,7 @@ from handwork_payments.db import (
     transaction,
 )
 from handwork_payments.kit.money import MAX_AMOUNT_MINOR, MoneyError, normalize_currency
+from handwork_payments.kit.rows import locking
 from handwork_payments.models import SimulatedObject
 from handwork_payments.providers.base import (
     HoldRef,
@@ -74,7 +75,6 @@ FAULT_MODES = frozenset({"timeout", "timeout_after_success", "error", "delay"})
 
 # Row kinds in simulated_objects.
 IDEMPOTENCY = "idempotency"
-_MADE = "simulated_rows_made"
 FAULT = "fault"
 # The oldest fault of a provider for an operation, counted down, deleted with its last use;
 # its data as it was (times before this use).
@@ -116,10 +116,8 @@ def _load_statement(lock: bool) -> Any:
         SimulatedObject.provider == bindparam("provider"),
         SimulatedObject.kind == bindparam("kind"),
     )
-    if lock:
-        # Serialises changes to one object across every process on the database.
-        query = query.with_for_update().execution_options(populate_existing=True)
-    return query
+    # Locked, it serialises changes to one object across every process on the database.
+    return locking(query) if lock else query
 
 
 PAYMENT_INTENT = "payment_intent"
@@ -137,6 +135,8 @@ CUSTOMER = "customer"
 SETUP_INTENT = "setup_intent"
 STATEMENT_LINE = "statement_line"  # PayPal's (Transaction Search)
 
+# The rows a call's session made (session.info): see _insert.
+_MADE = "simulated_rows_made"
 ALNUM = string.ascii_letters + string.digits
 UPPER_ALNUM = string.ascii_uppercase + string.digits
 # The unique idempotency_key column holds "{provider}:{prefix}-{key}": keys are per provider
