@@ -6,13 +6,13 @@ import logging
 import secrets
 from dataclasses import dataclass
 
-import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from handwork_payments.auth.passwords import Passwords
 from handwork_payments.db import Sessions, make_autocommit_sessions, make_engine, make_sessions
 from handwork_payments.installation import provider_ids
 from handwork_payments.kit.crypto import MetadataCipher
+from handwork_payments.kit.outbound import Outbound
 from handwork_payments.providers import Providers, build_providers
 from handwork_payments.settings import Settings
 
@@ -35,7 +35,7 @@ class Runtime:
     read_sessions: Sessions
     # The marketplace's webhooks go out through one client: its connections are kept
     # between deliveries (a client per delivery paid a TLS context and a connection each).
-    outbound_http: httpx.AsyncClient
+    outbound: Outbound
 
     @classmethod
     def build(cls, settings: Settings, database_url: str) -> Runtime:
@@ -58,7 +58,7 @@ class Runtime:
             cipher=MetadataCipher(settings.metadata_encryption_keys),
             jwt_secret=jwt_secret,
             read_sessions=make_autocommit_sessions(engine),
-            outbound_http=httpx.AsyncClient(follow_redirects=False),
+            outbound=Outbound(),
             passwords=Passwords(
                 settings.password_hash_time_cost,
                 settings.password_hash_memory_kib,
@@ -67,7 +67,7 @@ class Runtime:
         )
 
     async def aclose(self) -> None:
-        await self.outbound_http.aclose()
+        await self.outbound.aclose()
         await self.providers.aclose()
         await self.engine.dispose()
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import procrastinate
+from procrastinate.job_context import JobContext
 
 from handwork_payments.events import delivery
 from handwork_payments.kit.tasks import RECORDING_RETRY
@@ -11,6 +12,6 @@ blueprint = procrastinate.Blueprint()
 
 # A failed POST schedules its own next attempt (delivery.deliver: backoff visible on the
 # event, dead at MARKETPLACE_WEBHOOK_MAX_ATTEMPTS).
-@blueprint.task(name="deliver_event", retry=RECORDING_RETRY)
-async def deliver_event(event_id: int) -> None:
-    await delivery.deliver(current_runtime(), event_id)
+@blueprint.task(name="deliver_event", retry=RECORDING_RETRY, pass_context=True)
+async def deliver_event(context: JobContext, event_id: int) -> None:
+    await delivery.deliver(current_runtime(), context.app.connector, event_id)
