@@ -188,7 +188,9 @@ def main_sync() -> None:
         verdicts.append(f"slow provider: {servers.ledger_verify(env)}")
         rows = asyncio.run(_statements(url))
         verdicts.append(f"statement table: {servers.ledger_verify(env)}")
-    text = report.render(bases, single, multi, slow, SLOW_MS, SLOW_CONNECTIONS, PROCESSES[-1])
+    text = report.render(
+        bases, single, multi, slow, SLOW_MS, SLOW_CONNECTIONS, PROCESSES[-1], CONNECTIONS
+    )
     text += "\n\nstatements per request (one of each, steady state)\n" + render(rows)
     text += "\n\nledger verify\n" + "\n".join(f"  {v}" for v in verdicts)
     text += f"\n\n(took {time.time() - started:.0f} s)"

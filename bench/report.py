@@ -37,6 +37,7 @@ def render(
     slow_ms: int,
     slow_connections: int,
     cores: int,
+    connections: int,
 ) -> str:
     before, large, grown = multi["before growth"], multi["large"], multi["grown"]
     lines = [
@@ -94,7 +95,22 @@ def render(
         _target("RSS MB per API process", max(single["rss_mb"], multi["rss_mb"]), 150, at_most=True)
     )
     lines.append("  (GET /health in the list above: 1 proc vs N procs shows the cores used)")
+    lines += _floors(bases, multi, connections)
     return "\n".join(lines)
+
+
+def _floors(bases: Baselines, multi: dict[str, Any], connections: int) -> list[str]:
+    """What the money targets ask, next to what the stack does with no work at all."""
+    floor = multi["health"].rate / bases.tpcb
+    return [
+        "what bounds the money targets (N procs)",
+        f"  GET /health (FastAPI, one SELECT 1 through SQLAlchemy) / TPC-B: {floor:.2f}: "
+        f"a money POST at 0.25x TPC-B would cost {0.25 / floor:.0%} of a health check's "
+        "CPU or less",
+        f"  p99 <= 50 ms at {connections} closed-loop connections needs >= "
+        f"{connections / 0.05:.0f} requests/s (Little's law: mean latency = connections / "
+        "throughput)",
+    ]
 
 
 def grow_ledger(url: str, rows: int) -> int:

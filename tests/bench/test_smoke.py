@@ -29,7 +29,8 @@ def test_the_bench_runs_end_to_end(tmp_path: Path) -> None:
         "BENCH_RESULTS": str(tmp_path),
     }
     out = _run("bench.api", env, timeout=600)
-    for figure in ("TPC-B", "escrow flows", "refund flows", "payout requests", "slow provider"):
+    figures = ("TPC-B", "escrow flows", "refund flows", "payout requests", "slow provider")
+    for figure in (*figures, "what bounds the money targets", "Little's law"):
         assert figure in out, figure
     assert "BROKEN" not in out, out[-4000:]
     assert "non-2xx" not in out, out[-4000:]
