@@ -4,8 +4,9 @@ One aiohttp session per process and event loop, made at the first POST and kept,
 connections are reused between deliveries. aiohttp, not httpx: measured here (2 cores,
 a receiver in its own process, one POST at a time), a POST cost 1.77 ms of CPU through
 httpx's AsyncClient and 0.25 ms through aiohttp's ClientSession, and a marketplace
-event's delivery spent about 40% of its CPU in that POST. Redirects are not followed and
-proxies from the environment are not used: a webhook goes where the setting says."""
+event's delivery spent about 40% of its CPU in that POST. Redirects are not followed (a
+webhook goes where the setting says); HTTP(S)_PROXY and NO_PROXY are honoured, as they
+were through httpx, for hosts whose egress goes through a proxy."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ class Outbound:
         # A session belongs to the loop it was made in (its connections are that loop's).
         loop = asyncio.get_running_loop()
         if self._session is None or self._loop is not loop:
-            self._session = aiohttp.ClientSession()
+            self._session = aiohttp.ClientSession(trust_env=True)
             self._loop = loop
         return self._session
 
