@@ -6,16 +6,17 @@ retry strategy."""
 from __future__ import annotations
 
 import asyncio
+import json
 import smtplib
 import ssl
 from email.message import EmailMessage
 from urllib.parse import unquote, urlsplit
 
-import httpx
 from sqlalchemy import update
 
 from handwork_payments.db import transaction
 from handwork_payments.kit.clock import now
+from handwork_payments.kit.outbound import Unreachable
 from handwork_payments.models import Alert
 from handwork_payments.runtime import Runtime
 from handwork_payments.settings import Settings
@@ -34,11 +35,15 @@ def text_of(alert: Alert) -> str:
     )
 
 
-async def post_webhook(url: str, text: str) -> None:
-    async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS) as client:
-        response = await client.post(url, json={"text": text})
-    if response.status_code >= 300:
-        raise DeliveryFailed(f"webhook answered {response.status_code}")
+async def post_webhook(runtime: Runtime, url: str, text: str) -> None:
+    body = json.dumps({"text": text}).encode()
+    headers = {"Content-Type": "application/json"}
+    try:
+        answer = await runtime.outbound.post(url, body, headers, TIMEOUT_SECONDS)
+    except Unreachable as exc:
+        raise DeliveryFailed(str(exc)) from exc
+    if answer.status >= 300:
+        raise DeliveryFailed(f"webhook answered {answer.status}")
 
 
 def send_email(settings: Settings, subject: str, body: str) -> None:
@@ -84,9 +89,9 @@ async def deliver(runtime: Runtime, alert_id: int) -> None:
     errors: list[str] = []
     if settings.alert_webhook_url and alert.webhook_sent_at is None:
         try:
-            await post_webhook(settings.alert_webhook_url, text)
+            await post_webhook(runtime, settings.alert_webhook_url, text)
             await _mark(runtime, alert_id, webhook_sent_at=now())
-        except (httpx.HTTPError, DeliveryFailed) as exc:
+        except DeliveryFailed as exc:
             errors.append(f"webhook: {exc}")
     if settings.smtp_url and settings.alert_email_to and alert.email_sent_at is None:
         try:
