@@ -33,8 +33,9 @@ class Runtime:
     # sees committed data, as it would under READ COMMITTED in a transaction. Also for a
     # write that is one statement (atomic by itself), such as an event marked delivered.
     read_sessions: Sessions
-    # The marketplace's webhooks go out through one client: its connections are kept
-    # between deliveries (a client per delivery paid a TLS context and a connection each).
+    # POSTs to URLs we do not own (the marketplace's events, alerts' webhook) go out through
+    # one client: its connections are kept between them (a client per POST paid a TLS
+    # context and a connection each).
     outbound: Outbound
 
     @classmethod

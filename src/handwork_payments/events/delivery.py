@@ -108,7 +108,7 @@ _DELIVERED = f"""
     UPDATE marketplace_events
     SET status = '{EventStatus.DELIVERED}', attempts = attempts + 1, delivered_at = %(at)s,
         next_attempt_at = NULL, last_error = NULL
-    WHERE id = %(event_id)s AND status NOT IN ('{EventStatus.DELIVERED}', '{EventStatus.DEAD}')
+    WHERE id = %(event_id)s AND status NOT IN ({", ".join(f"'{s}'" for s in SETTLED)})
 """
 
 

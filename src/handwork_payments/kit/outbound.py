@@ -1,4 +1,5 @@
-"""POSTs to a URL this service does not own (the marketplace's webhook endpoint).
+"""POSTs to a URL this service does not own: the marketplace's webhook endpoint, the
+alerts' webhook.
 
 One aiohttp session per process and event loop, made at the first POST and kept, so its
 connections are reused between deliveries. aiohttp, not httpx: measured here (2 cores,
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-# What is kept of an answer's body for the event's last_error.
+# What is kept of an answer's body (an event's last_error quotes it).
 BODY_KEPT = 500
 
 
